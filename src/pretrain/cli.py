@@ -1,0 +1,176 @@
+"""The `pretrain` command line.
+
+    pretrain validate recipes/*/config.yaml
+    pretrain plan recipes/smollm2-135m/config.yaml [--json]
+    pretrain plan --budget-gpu-hours 1000 --gpu h100
+    pretrain run recipes/tiny/config.yaml                  # every stage, skipping current ones
+    pretrain curate|tokenizer|pack RECIPE                  # one data stage
+    accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain train RECIPE [--resume auto]
+    pretrain eval outputs/tiny/final --tasks val_bpb       # or OUTPUT_DIR for every checkpoint
+    pretrain push outputs/tiny/final --repo-id me/tiny [--dry-run DIR]
+
+Every command takes `--set dotted.key=value` (typed and validated like the YAML) and `--output-dir`.
+User errors print `file: key: problem` lines and exit 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from pretrain.errors import PretrainError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set train.steps=100 (repeatable)",
+    )
+    p.add_argument("--output-dir", default=None, help="where outputs go (default: the recipe's output_dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pretrain", description="Pretrain a causal LM from a recipe YAML.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="load and validate recipes; exit 1 listing every problem")
+    p.add_argument("recipes", nargs="+", type=Path)
+    _common(p)
+
+    p = sub.add_parser("plan", help="parameters, tokens, FLOPs, memory and GPU-hours for a recipe (or a budget)")
+    p.add_argument("recipe", nargs="?", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--budget-flops", type=float, default=None, help="propose a compute-optimal size for C FLOPs")
+    p.add_argument("--budget-gpu-hours", type=float, default=None, help="propose a size for H GPU-hours")
+    p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
+    p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
+    _common(p)
+
+    for name, text in (
+        ("curate", "sources -> normalize -> filter -> dedup -> decontaminate -> weighted mix (mix/)"),
+        ("tokenizer", "train (or load) the tokenizer on a sample of the mix (tokenizer/)"),
+        ("pack", "tokenize the mix into shards with a train/val split (tokens/)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("recipe", type=Path)
+        p.add_argument("--force", action="store_true", help="re-run even if the output is current")
+        _common(p)
+
+    p = sub.add_parser("train", help="the training loop; launch with `accelerate launch -m pretrain train RECIPE`")
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--resume", default="auto", help="'auto' (newest complete checkpoint), 'never', or a checkpoint path")
+    _common(p)
+
+    p = sub.add_parser("eval", help="lm-eval on a checkpoint, or on every checkpoint of an output dir")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--tasks", default=None, help="comma-separated task names (default: the run's recipe eval.tasks)")
+    p.add_argument("--limit", type=int, default=None, help="max examples per task")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--num-fewshot", type=int, default=None)
+    p.add_argument("--recipe", type=Path, default=None, help="recipe for local task paths (default: the run's copy)")
+    p.add_argument("--json", action="store_true", help="print the results JSON")
+    _common(p)
+
+    p = sub.add_parser("push", help="render the model card and upload a checkpoint to the Hub")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--repo-id", default=None, help="namespace/name (default: the recipe's hub.repo_id)")
+    p.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    p.add_argument("--private", action="store_true", default=None)
+    p.add_argument("--dry-run", type=Path, default=None, metavar="DIR", help="write what would be uploaded to DIR")
+    p.add_argument("--include-optimizer", action="store_true", help="also upload trainer_state/")
+    p.add_argument("--recipe", type=Path, default=None)
+    _common(p)
+
+    p = sub.add_parser("run", help="every stage in order, skipping stages whose outputs are current")
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--force", action="store_true", help="re-run every stage")
+    p.add_argument("--skip-eval", action="store_true", help="skip the final benchmark table")
+    _common(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(_dispatch(args) or 0)
+    except PretrainError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _load(args: argparse.Namespace, path: Path | None = None):
+    from pretrain.config import load_recipe
+
+    return load_recipe(path or args.recipe, overrides=args.overrides, output_dir=args.output_dir)
+
+
+def _dispatch(args: argparse.Namespace) -> int | None:
+    cmd = args.command
+    if cmd == "validate":
+        return _validate(args)
+    if cmd == "plan":
+        from pretrain.planning import run_plan_command
+
+        return run_plan_command(args, _load(args) if args.recipe else None)
+    if cmd in ("curate", "tokenizer", "pack"):
+        from pretrain.pipeline import run_stage
+
+        run_stage(_load(args), cmd, force=args.force)
+        return 0
+    if cmd == "train":
+        from pretrain.train import run_training
+
+        run_training(_load(args), resume=args.resume)
+        return 0
+    if cmd == "eval":
+        from pretrain.evaluation import run_eval_command
+
+        return run_eval_command(args)
+    if cmd == "push":
+        from pretrain.hub import run_push_command
+
+        return run_push_command(args)
+    if cmd == "run":
+        from pretrain.pipeline import run_all
+
+        run_all(_load(args), force=args.force, skip_eval=args.skip_eval)
+        return 0
+    raise AssertionError(cmd)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pretrain.errors import RecipeError
+
+    failed = 0
+    for path in args.recipes:
+        try:
+            recipe = _load(args, path)
+        except RecipeError as exc:
+            failed += 1
+            for line in exc.problems:
+                print(f"error: {line}", file=sys.stderr)
+            continue
+        print(f"ok: {path} ({recipe.name}: {recipe.model.model_type}, {len(recipe.data.sources)} sources)")
+    if failed:
+        print(f"{failed} of {len(args.recipes)} recipe(s) invalid", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))

@@ -1,0 +1,138 @@
+"""Shared machinery for the typed recipe schema: strict base model, YAML loading, `--set` overrides.
+
+Why pydantic in strict mode: YAML happily turns `lr: 3e-4` into a string and `steps: "10"` into a
+string; a silently coerced or ignored key is exactly the recipe drift users complain about
+(LESSONS.md). Unknown keys are errors, types are not coerced (except int -> float), and every
+problem is reported as `file: dotted.key: problem (what to do)`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pretrain.errors import RecipeError
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, frozen=False)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """Safe YAML loader that also reads `3e-4` / `1e6` as floats (YAML 1.1 requires a dot)."""
+
+
+_FLOAT_RE = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
+_RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def _construct_float_or_int(loader: yaml.SafeLoader, node: yaml.Node) -> float | int:
+    text = loader.construct_scalar(node)
+    if re.fullmatch(r"[-+]?\d+", str(text)):
+        return int(text)
+    return float(str(text).lower().replace(".inf", "inf").replace(".nan", "nan"))
+
+
+_RecipeLoader.add_constructor("tag:yaml.org,2002:float", _construct_float_or_int)
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file safely; syntax errors become a `RecipeError` naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError([f"{path}: file not found (check the path)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError([f"{path}: cannot read recipe: {exc}"]) from None
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - _RecipeLoader derives from SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError([f"{path}:{where}: invalid YAML: {problem} (fix the syntax)"]) from None
+
+
+def parse_override_value(text: str) -> Any:
+    """Parse the value of a `--set key=value` override with the same YAML rules as recipe files."""
+    if text == "":
+        return ""
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> dict:
+    """Apply `dotted.key=value` overrides to a raw recipe dict (lists are indexed by position)."""
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"{source}: {item!r}: expected dotted.key=value (e.g. train.steps=100)")
+            continue
+        dotted, value_text = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node: Any = raw
+        try:
+            for key in keys[:-1]:
+                if isinstance(node, list):
+                    node = node[int(key)]
+                else:
+                    node = node.setdefault(key, {})
+            last = keys[-1]
+            value = parse_override_value(value_text)
+            if isinstance(node, list):
+                node[int(last)] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                raise TypeError
+        except (ValueError, IndexError, TypeError, AttributeError):
+            problems.append(f"{source}: {dotted}: cannot set this key (its parent is not a section or list index)")
+    if problems:
+        raise RecipeError(problems)
+    return raw
+
+
+_HINTS = {
+    "extra_forbidden": "unknown key; remove it or check its spelling",
+    "missing": "required key; add it",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping of key: value",
+    "model_type": "expected a mapping of key: value",
+    "literal_error": None,
+    "greater_than": None,
+    "greater_than_equal": None,
+    "less_than": None,
+    "less_than_equal": None,
+}
+
+
+def format_validation_error(exc: ValidationError, source: str) -> list[str]:
+    """Turn a pydantic error into `file: dotted.key: problem (what to do)` lines."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        kind = err["type"]
+        msg = err["msg"]
+        if kind == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        hint = _HINTS.get(kind)
+        got = err.get("input")
+        detail = msg if hint is None else f"{hint}"
+        if kind not in ("missing", "extra_forbidden", "value_error") and not isinstance(got, dict | list):
+            detail += f", got {got!r}"
+        elif kind == "extra_forbidden":
+            detail = f"unknown key {loc.rsplit('.', 1)[-1]!r}; remove it or check its spelling"
+        lines.append(f"{source}: {loc or '<root>'}: {detail}")
+    return lines

@@ -1,0 +1,1 @@
+"""Data curation: sources -> normalise -> filter -> dedup -> decontaminate -> weighted mix."""

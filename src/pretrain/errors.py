@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Every error a user can cause (bad recipe, bad data, missing files) is raised as a subclass of
+`PretrainError`. The CLI prints `str(error)` on one line per problem and exits with status 1 — no
+traceback — so messages must name the file / key / value and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class PretrainError(Exception):
+    """Base class for errors caused by the user's input, printed without a traceback."""
+
+
+class RecipeError(PretrainError):
+    """A recipe failed validation. `problems` holds one `file: dotted.key: problem (what to do)` line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(PretrainError):
+    """Input data is unreadable, corrupt, empty, or inconsistent with the recipe."""
+
+
+class StageError(PretrainError):
+    """A stage's inputs are missing or stale (e.g. `pretrain pack` before `pretrain tokenizer`)."""

@@ -1,0 +1,127 @@
+"""`pretrain run`: every stage in order, skipping the ones whose outputs are current.
+
+    pretrain run recipes/tiny/config.yaml
+    accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain run RECIPE
+
+Data stages (curate, tokenizer, pack) run on the main process only; other ranks wait at a barrier.
+Each writes into a temporary folder that is renamed into place with a `STAGE.json` fingerprint
+only once complete (see `stages.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pretrain.config import Recipe
+from pretrain.progress import format_seconds, get_logger
+from pretrain.stages import atomic_dir, is_current, read_marker, require_current, stage_path, write_marker
+
+log = get_logger("pretrain.pipeline")
+
+DATA_STAGES = ("curate", "tokenizer", "pack")
+
+
+def _stage_function(stage: str) -> Callable[[Recipe, Path], dict]:
+    if stage == "curate":
+        from pretrain.data.curate import curate
+
+        return curate
+    if stage == "tokenizer":
+        from pretrain.tokenizer import build_tokenizer
+
+        return build_tokenizer
+    if stage == "pack":
+        from pretrain.packing import pack
+
+        return pack
+    raise ValueError(stage)
+
+
+_UPSTREAM = {"curate": None, "tokenizer": "curate", "pack": "tokenizer"}
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def run_stage(recipe: Recipe, stage: str, force: bool = False) -> Path:
+    """Run one data stage (on the main process; other ranks wait) and return its output folder."""
+    if _world_size() > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        if state.is_main_process:
+            _run_stage_local(recipe, stage, force)
+        state.wait_for_everyone()
+        return stage_path(recipe, stage)
+    return _run_stage_local(recipe, stage, force)
+
+
+def _run_stage_local(recipe: Recipe, stage: str, force: bool) -> Path:
+    out = stage_path(recipe, stage)
+    upstream = _UPSTREAM[stage]
+    if upstream and not (stage == "tokenizer" and recipe.tokenizer.pretrained):
+        require_current(recipe, upstream, needed_by=f"pretrain {stage}")
+    if stage == "pack":
+        require_current(recipe, "curate", needed_by="pretrain pack")
+    if not force and is_current(recipe, stage):
+        summary = (read_marker(out) or {}).get("summary", {})
+        log.info("%s: up to date (%s) — skipping", stage, out)
+        return out
+    start = time.monotonic()
+    with atomic_dir(out) as tmp:
+        summary = _stage_function(stage)(recipe, tmp) or {}
+        summary["seconds"] = round(time.monotonic() - start, 2)
+        write_marker(tmp, recipe, stage, summary)
+    if stage == "curate":
+        for name in ("curation_report.json", "curation_report.md"):
+            if (out / name).exists():
+                shutil.copy2(out / name, recipe.out / name)
+    log.info("%s: done in %s -> %s %s", stage, format_seconds(summary["seconds"]), out, _brief(summary))
+    return out
+
+
+def _brief(summary: dict) -> str:
+    keep = {k: v for k, v in summary.items() if k != "seconds" and isinstance(v, int | float | str)}
+    return "(" + ", ".join(f"{k}={v}" for k, v in list(keep.items())[:6]) + ")" if keep else ""
+
+
+def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Path:
+    """curate -> tokenizer -> pack -> train (with in-loop evals) -> eval table/plots -> model card."""
+    start = time.monotonic()
+    recipe.out.mkdir(parents=True, exist_ok=True)
+    for stage in DATA_STAGES:
+        run_stage(recipe, stage, force=force)
+
+    from pretrain.train import run_training
+
+    final = stage_path(recipe, "train")
+    if not force and is_current(recipe, "train"):
+        log.info("train: up to date (%s) — skipping", final)
+    else:
+        run_training(recipe, resume="never" if force else "auto")
+
+    if _world_size() > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        if not state.is_main_process:
+            state.wait_for_everyone()
+            return final
+    if not skip_eval:
+        from pretrain.evaluation import summarize_run
+
+        summarize_run(recipe.out)
+    from pretrain.hub.card import write_model_card
+
+    card = write_model_card(recipe, final)
+    if _world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+    log.info("run: finished in %s — model in %s, card %s", format_seconds(time.monotonic() - start), final, card)
+    return final
