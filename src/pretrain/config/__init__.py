@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError
 
-from pretrain.config.base import Section, apply_overrides, format_validation_error, load_yaml
+from pretrain.config.base import UNION_TAGS, Section, apply_overrides, format_validation_error, load_yaml
 from pretrain.config.data import BuiltinSource, DataConfig, HubSource, LocalSource
 from pretrain.config.evals import EvalConfig, LocalTask
 from pretrain.config.hub import HubConfig
@@ -26,6 +26,8 @@ from pretrain.config.plan import PlanConfig
 from pretrain.config.tokenizer import TokenizerConfig
 from pretrain.config.train import TrainConfig
 from pretrain.errors import RecipeError
+
+UNION_TAGS.update({"hub", "local", "builtin"})  # data.sources[].type
 
 __all__ = [
     "Recipe",

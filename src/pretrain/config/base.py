@@ -118,11 +118,25 @@ _HINTS = {
 }
 
 
+# Tags of discriminated unions (e.g. data.sources[].type) that pydantic inserts into error locations;
+# they are not keys the user wrote, so they are dropped from the dotted path.
+UNION_TAGS: set[str] = set()
+
+
+def _dotted(loc: tuple) -> str:
+    parts = []
+    for i, p in enumerate(loc):
+        if str(p).startswith("function-") or (p in UNION_TAGS and i > 0 and isinstance(loc[i - 1], int)):
+            continue
+        parts.append(str(p))
+    return ".".join(parts)
+
+
 def format_validation_error(exc: ValidationError, source: str) -> list[str]:
     """Turn a pydantic error into `file: dotted.key: problem (what to do)` lines."""
     lines = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        loc = _dotted(err["loc"])
         kind = err["type"]
         msg = err["msg"]
         if kind == "value_error":

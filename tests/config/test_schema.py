@@ -1,0 +1,163 @@
+"""The recipe schema: strict types, unknown keys, impossible combinations, overrides, error format."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pretrain.config import load_recipe, validate_recipe
+from pretrain.config.base import apply_overrides, parse_override_value
+from pretrain.errors import RecipeError
+
+LINE = re.compile(r"^(?P<file>[^:]+): (?P<key>[^:]+): (?P<problem>.+)$")
+
+
+@pytest.fixture()
+def base_raw(tiny_recipe_path: Path) -> dict:
+    raw = yaml.safe_load(tiny_recipe_path.read_text())
+    # the copy lives in tmp_path: make the recipe-relative path absolute
+    raw["accelerate_config"] = str((tiny_recipe_path.parent / raw["accelerate_config"]).resolve())
+    return raw
+
+
+def _problems(raw: dict, tmp_path: Path) -> list[str]:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    for line in info.value.problems:
+        assert LINE.match(line), line
+        assert line.startswith(str(path))
+    return info.value.problems
+
+
+def test_tiny_recipe_is_valid(tiny_recipe_path):
+    recipe = load_recipe(tiny_recipe_path)
+    assert recipe.name == "tiny"
+    assert recipe.model.hf_fields["hidden_size"] > 0
+    assert recipe.out.name == "tiny"
+
+
+def test_unknown_key_is_named(base_raw, tmp_path):
+    base_raw["train"]["stepz"] = 10
+    (line,) = _problems(base_raw, tmp_path)
+    assert ": train.stepz: unknown key" in line
+
+
+def test_unknown_model_field_is_named(base_raw, tmp_path):
+    base_raw["model"]["hiden_size"] = 64
+    (line,) = _problems(base_raw, tmp_path)
+    assert "model.hiden_size" in line and "not a field of the llama config" in line
+
+
+def test_wrong_type_is_named_with_value(base_raw, tmp_path):
+    base_raw["train"]["micro_batch_size"] = "sixteen"
+    (line,) = _problems(base_raw, tmp_path)
+    assert "train.micro_batch_size: expected an integer, got 'sixteen'" in line
+
+
+def test_every_problem_reported_at_once(base_raw, tmp_path):
+    base_raw["train"]["seq_len"] = -1
+    base_raw["seed"] = "x"
+    base_raw["eval"]["every_fraction"] = 2.0
+    problems = _problems(base_raw, tmp_path)
+    keys = {LINE.match(p)["key"] for p in problems}
+    assert {"train.seq_len", "seed", "eval.every_fraction"} <= keys
+
+
+def test_batch_must_divide(base_raw, tmp_path):
+    base_raw["train"]["global_batch_tokens"] = 1000
+    (line,) = _problems(base_raw, tmp_path)
+    assert "not a multiple of micro_batch_size*seq_len" in line
+
+
+def test_exactly_one_length(base_raw, tmp_path):
+    base_raw["train"]["steps"] = 10
+    (line,) = _problems(base_raw, tmp_path)
+    assert "exactly one of train.tokens, train.steps, train.tokens_per_param" in line
+
+
+def test_weights_must_be_positive(base_raw, tmp_path):
+    base_raw["data"]["sources"][0]["weight"] = 0
+    (line,) = _problems(base_raw, tmp_path)
+    assert ": data.sources.0.weight: Input should be greater than 0, got 0" in line
+
+
+def test_vocab_size_comes_from_tokenizer(base_raw, tmp_path):
+    base_raw["model"]["vocab_size"] = 1000
+    (line,) = _problems(base_raw, tmp_path)
+    assert "vocab_size comes from the tokenizer" in line
+
+
+def test_missing_local_file_is_named(base_raw, tmp_path):
+    base_raw["data"]["sources"].append(
+        {"name": "mine", "type": "local", "paths": ["nope/*.txt"], "weight": 1.0}
+    )
+    (line,) = _problems(base_raw, tmp_path)
+    assert "data.sources.2.paths.0: no file matches 'nope/*.txt'" in line
+
+
+def test_heads_must_divide_hidden(base_raw, tmp_path):
+    base_raw["model"]["num_attention_heads"] = 5
+    base_raw["model"]["num_key_value_heads"] = 5
+    (line,) = _problems(base_raw, tmp_path)
+    assert "model.hidden_size: 128 is not divisible by num_attention_heads=5" in line
+
+
+def test_world_size_from_accelerate_config(base_raw, tmp_path, repo_root):
+    cfg = tmp_path / "acc.yaml"
+    cfg.write_text("distributed_type: MULTI_GPU\nnum_processes: 3\nnum_machines: 1\n")
+    base_raw["accelerate_config"] = str(cfg)
+    (line,) = _problems(base_raw, tmp_path)
+    assert "world_size=3" in line
+
+
+def test_yaml_floats_in_exponent_form(tmp_path, base_raw):
+    base_raw["train"]["optimizer"]["lr"] = "PLACEHOLDER"
+    text = yaml.safe_dump(base_raw).replace("PLACEHOLDER", "3e-4")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert load_recipe(path).train.optimizer.lr == pytest.approx(3e-4)
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ndata: [unclosed\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert str(path) in str(info.value) and "line" in str(info.value)
+
+
+def test_overrides_are_typed_and_validated(tiny_recipe_path):
+    recipe = load_recipe(tiny_recipe_path, overrides=["train.tokens=8192", "data.sources.1.weight=2.5"])
+    assert recipe.train.tokens == 8192 and isinstance(recipe.train.tokens, int)
+    assert recipe.data.sources[1].weight == 2.5
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tiny_recipe_path, overrides=["train.tokens=lots"])
+    assert "train.tokens: expected an integer, got 'lots'" in str(info.value)
+
+
+def test_override_parsing():
+    assert parse_override_value("3e-4") == pytest.approx(3e-4)
+    assert parse_override_value("true") is True
+    assert parse_override_value("[a, b]") == ["a", "b"]
+    assert parse_override_value("hello") == "hello"
+    with pytest.raises(RecipeError):
+        apply_overrides({}, ["noequals"])
+
+
+def test_output_dir_override(tiny_recipe_path, tmp_path):
+    recipe = load_recipe(tiny_recipe_path, output_dir=str(tmp_path / "o"))
+    assert recipe.out == tmp_path / "o"
+
+
+def test_section_hash_tracks_changes(base_raw):
+    a = validate_recipe(copy.deepcopy(base_raw), check_files=False)
+    base_raw["train"]["optimizer"]["lr"] = 0.001
+    b = validate_recipe(base_raw, check_files=False)
+    assert a.section_hash("data") == b.section_hash("data")
+    assert a.section_hash("train") != b.section_hash("train")

@@ -1,0 +1,77 @@
+"""Stage bookkeeping: fingerprints follow exactly the inputs a stage reads; outputs appear atomically."""
+
+from __future__ import annotations
+
+import pytest
+
+from pretrain.config import load_recipe
+from pretrain.stages import atomic_dir, fingerprint, is_current, read_marker, require_current, stage_path, write_marker
+from pretrain.errors import StageError
+
+
+@pytest.fixture()
+def recipe(tiny_recipe_path, tmp_path):
+    return load_recipe(tiny_recipe_path, output_dir=str(tmp_path / "run"))
+
+
+def _with(tiny_recipe_path, tmp_path, *overrides):
+    return load_recipe(tiny_recipe_path, overrides=list(overrides), output_dir=str(tmp_path / "run"))
+
+
+def test_changes_rerun_exactly_the_affected_stages(tiny_recipe_path, tmp_path):
+    base = _with(tiny_recipe_path, tmp_path)
+    cases = {
+        "train.optimizer.lr=0.001": {"train"},
+        "tokenizer.vocab_size=2048": {"tokenizer", "pack", "train"},
+        "data.sources.0.weight=0.7": {"curate", "tokenizer", "pack", "train"},
+        "model.num_hidden_layers=2": {"train"},
+        "eval.limit=5": {"train"},
+        "hub.private=false": set(),
+    }
+    for override, expected in cases.items():
+        changed = _with(tiny_recipe_path, tmp_path, override)
+        stale = {s for s in ("curate", "tokenizer", "pack", "train") if fingerprint(base, s) != fingerprint(changed, s)}
+        assert stale == expected, override
+
+
+def test_local_file_change_invalidates_curation(tiny_recipe_path, tmp_path):
+    data = tmp_path / "corpus.txt"
+    data.write_text("hello world\n" * 10)
+    over = [
+        'data.sources=[{name: mine, type: local, paths: ["%s"], weight: 1.0}]' % data,
+    ]
+    a = _with(tiny_recipe_path, tmp_path, *over)
+    fp = fingerprint(a, "curate")
+    data.write_text("changed text\n" * 11)
+    assert fingerprint(_with(tiny_recipe_path, tmp_path, *over), "curate") != fp
+
+
+def test_marker_and_require_current(recipe):
+    out = stage_path(recipe, "curate")
+    with pytest.raises(StageError, match="run `pretrain curate"):
+        require_current(recipe, "curate", needed_by="pretrain tokenizer")
+    with atomic_dir(out) as tmp:
+        (tmp / "part-00000.jsonl").write_text("{}\n")
+        write_marker(tmp, recipe, "curate", {"docs": 1})
+    assert is_current(recipe, "curate")
+    assert read_marker(out)["summary"] == {"docs": 1}
+    assert require_current(recipe, "curate", needed_by="x") == out
+
+
+def test_atomic_dir_leaves_nothing_on_failure(recipe):
+    out = stage_path(recipe, "tokenizer")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "half.json").write_text("{")
+            raise RuntimeError("crash mid-write")
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".tokenizer")]
+
+
+def test_atomic_dir_replaces_previous_output(recipe):
+    out = stage_path(recipe, "pack")
+    for i in range(2):
+        with atomic_dir(out) as tmp:
+            (tmp / "v").write_text(str(i))
+    assert (out / "v").read_text() == "1"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tokens"]
