@@ -27,6 +27,8 @@ def test_changes_rerun_exactly_the_affected_stages(tiny_recipe_path, tmp_path):
         "model.num_hidden_layers=2": {"train"},
         "eval.limit=5": {"train"},
         "hub.private=false": set(),
+        "data.val_fraction=0.05": {"pack", "train"},
+        "data.workers=1": set(),
     }
     for override, expected in cases.items():
         changed = _with(tiny_recipe_path, tmp_path, override)

@@ -27,7 +27,7 @@ MARKER = "STAGE.json"
 
 # stage -> (output folder under output_dir, recipe sections it reads, upstream stages)
 STAGES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "curate": ("mix", ("data", "seed"), ()),
+    "curate": ("mix", ("seed",), ()),  # + the data section minus what only later stages read (below)
     "tokenizer": ("tokenizer", ("tokenizer",), ("curate",)),
     "pack": ("tokens", ("seed",), ("tokenizer", "curate")),
     "train": ("final", ("model", "train", "eval", "seed"), ("pack",)),
@@ -44,6 +44,9 @@ def fingerprint(recipe: Recipe, stage: str) -> str:
     h.update(stage.encode())
     h.update(recipe.section_hash(*sections).encode())
     if stage == "curate":
+        # val_fraction is read by `pack`, workers changes speed not output: neither makes the mix stale
+        data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers"})
+        h.update(json.dumps(data, sort_keys=True).encode())
         h.update(_curation_inputs_signature(recipe).encode())
     if stage == "tokenizer" and recipe.tokenizer.pretrained:
         h.update(_files_signature([str(recipe.resolve_path(recipe.tokenizer.pretrained) / "*")]).encode())
