@@ -54,3 +54,50 @@ def count_parameters(config: PretrainedConfig) -> tuple[int, int]:
                     seen.add(id(p))
                     embedding += p.numel()
     return total, total - embedding
+
+
+RESIDUAL_OUTPUT_NAMES = ("o_proj", "down_proj", "c_proj", "out_proj", "dense_4h_to_h", "fc2", "wo")
+
+
+def init_weights(model, std: float, scaled_residual: bool, num_layers: int) -> None:
+    """Documented random init: every Linear/Embedding ~ N(0, std), biases 0, norms 1; residual-branch
+    output projections (`RESIDUAL_OUTPUT_NAMES`) use std / sqrt(2 * num_layers) (GPT-2 / OLMo), so the
+    residual stream's variance does not grow with depth."""
+    import math
+
+    import torch
+
+    residual_std = std / math.sqrt(2 * max(num_layers, 1)) if scaled_residual else std
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                s = residual_std if name.rsplit(".", 1)[-1] in RESIDUAL_OUTPUT_NAMES else std
+                torch.nn.init.normal_(module.weight, mean=0.0, std=s)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
+            elif isinstance(module, torch.nn.Embedding):
+                torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif hasattr(module, "weight") and module.weight is not None and module.weight.ndim == 1 and "norm" in type(module).__name__.lower():
+                torch.nn.init.ones_(module.weight)
+                if getattr(module, "bias", None) is not None:
+                    torch.nn.init.zeros_(module.bias)
+
+
+def build_model(recipe: Recipe, tokenizer):
+    """Random-init causal LM for the recipe, sized by the tokenizer, with the recipe's init scheme."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = build_hf_config(recipe, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    config.use_cache = False
+    attn = recipe.model.attn_implementation
+    if attn == "flash_attention_2" and not torch.cuda.is_available():
+        attn = "sdpa"
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, trust_remote_code=recipe.model.trust_remote_code)
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    init_weights(model, recipe.model.init_std, recipe.model.scaled_residual_init, layers)
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+    if recipe.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

@@ -79,9 +79,15 @@ class NormalizeConfig(Section):
 
 
 class DedupConfig(Section):
+    """Exact dedup on a normalised hash, then MinHash LSH near-dup removal across all sources.
+
+    With `bands` x `rows` hashes, two documents of Jaccard similarity s collide in some band with
+    probability 1 - (1 - s^rows)^bands: 14 x 8 puts the 50% point near s = 0.72.
+    """
+
     exact: bool = True
     near: bool = True
-    ngram: int = Field(5, ge=1)
+    ngram: int = Field(5, ge=1, description="word n-gram size of the MinHash shingles")
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)
     seed: int = 1

@@ -19,5 +19,6 @@ class TokenizerConfig(Section):
         default_factory=lambda: ["<|im_start|>", "<|im_end|>", "<|reserved_0|>", "<|reserved_1|>"],
         description="reserved so post-training can add a chat template without resizing embeddings",
     )
+    reference: str | None = Field(None, description="tokenizer folder (tokenizer.json or GPT-2 vocab.json+merges.txt) to compare compression with")
     split_digits: bool = True
     add_bos: bool = True

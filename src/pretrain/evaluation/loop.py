@@ -1,0 +1,73 @@
+"""In-loop evaluation: lm-eval on the live model at every `eval.every_fraction` of training.
+
+Main process only, other ranks wait at a barrier: measured on the tiny model an evaluation takes a
+few seconds, and splitting lm-eval requests across ranks would need every rank to hold the same task
+state — the barrier is simpler and cannot deadlock. (Under FSDP a forward on one rank would need the
+others; there `eval.enabled: false` plus `pretrain eval` on checkpoints is the supported path.)
+A failing evaluation is logged and returns {} — it never kills a multi-hour run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+
+from pretrain.evaluation.harness import LiveEvaluation, flatten
+from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
+from pretrain.progress import get_logger
+from pretrain.stages import write_json_atomic
+
+log = get_logger("pretrain.eval")
+
+
+class LoopEvaluator:
+    def __init__(self, recipe, tokenizer, accelerator=None):
+        self.recipe, self.tokenizer, self.accelerator = recipe, tokenizer, accelerator
+        self.tasks = all_task_names(recipe)
+        self._live: LiveEvaluation | None = None
+        self.seconds = 0.0
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def _prepare(self) -> LiveEvaluation:
+        if self._live is None:
+            include, local = write_task_yamls(self.recipe.out, self.recipe, self.tasks)
+            ev = self.recipe.eval
+            self._live = LiveEvaluation(include, self.tasks, local, ev.limit, ev.batch_size, ev.num_fewshot or None,
+                                        self.recipe.train.seq_len)
+        return self._live
+
+    def __call__(self, model, step: int, tokens_seen: int) -> dict[str, float]:
+        flat: dict[str, float] = {}
+        if self.is_main:
+            start = time.perf_counter()
+            was_training = model.training
+            try:
+                results = self._prepare()(model, self.tokenizer)
+                flat = flatten(results)
+                record = {"step": step, "tokens_seen": tokens_seen, "tasks": self.tasks, "metrics": flat,
+                          "results": results.get("results", {}), "seconds": round(time.perf_counter() - start, 2)}
+                write_json_atomic(self.recipe.out / "evals" / f"step-{step:07d}.json", record)
+                log.info("eval at step %d: %s", step, ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()))
+            except Exception as exc:  # an eval bug must not end a long training run
+                log.error("evaluation at step %d failed (%s); training continues\n%s", step, exc, traceback.format_exc(limit=3))
+                flat = {}
+            finally:
+                model.train(was_training)
+                self.seconds += time.perf_counter() - start
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            self.accelerator.wait_for_everyone()
+        return flat
+
+
+def read_eval_records(run_dir) -> list[dict]:
+    records = []
+    for path in sorted((run_dir / "evals").glob("step-*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except ValueError:
+            continue
+    return records

@@ -1,0 +1,144 @@
+"""The base-model card (`final/README.md`), rendered from a Jinja template in `model_cards/`.
+
+Reads (all optional — a missing file shows as "n/a"): `curation_report.json` (mix table),
+`tokenizer/tokenizer_report.json` (compression), `tokens/manifest.json` (token counts per source),
+`metrics.jsonl` (loss curve, throughput), `evals/summary.json` (+ `learning_curves.png`). Front matter
+follows the Hub's model-card metadata, including `model-index` with the final evaluation results.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from pretrain.config import HubSource, Recipe
+from pretrain.progress import human
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _metrics(out: Path) -> list[dict]:
+    try:
+        lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def plot_loss(records: list[dict], path: Path) -> bool:
+    train = [(r["tokens_seen"], r["loss"]) for r in records if "loss" in r and "event" not in r]
+    val = [(r["tokens_seen"], r["val/loss"]) for r in records if r.get("val/loss") is not None]
+    if not train:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(*zip(*train), label="train loss", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def model_index(name: str, final: dict) -> list[dict]:
+    results = []
+    for key, value in final.items():
+        if value is None:
+            continue
+        _, task, metric = key.split("/", 2)
+        results.append({"task": {"type": "text-generation", "name": "Text Generation"},
+                        "dataset": {"name": task, "type": task},
+                        "metrics": [{"type": metric, "value": round(float(value), 5), "name": f"{task} {metric}"}]})
+    return [{"name": name, "results": results}] if results else []
+
+
+def card_context(recipe: Recipe, final_dir: Path) -> dict:
+    from pretrain.modeling import count_parameters
+    from pretrain.planning.flops import flops_per_token
+
+    out = recipe.out
+    config = json.loads((final_dir / "config.json").read_text())
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(final_dir)
+    total, non_emb = count_parameters(hf_config)
+    records = _metrics(out)
+    steps = [r for r in records if "loss" in r and "event" not in r]
+    tokens = steps[-1]["tokens_seen"] if steps else 0
+    tps = [r["tokens_per_s"] for r in steps if r.get("tokens_per_s")]
+    mfu = [r["mfu"] for r in steps if r.get("mfu")]
+    train_seconds = sum(r.get("step_time_s", 0) * recipe.train.log_every for r in steps)
+    summary = _json(out / "evals" / "summary.json")
+    hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
+    return {
+        "recipe": recipe, "config": config, "params": total, "non_embedding_params": non_emb,
+        "human": human, "curation": _json(out / "curation_report.json"),
+        "tokenizer_report": _json(out / "tokenizer" / "tokenizer_report.json"),
+        "tokens_manifest": _json(out / "tokens" / "manifest.json"),
+        "tokens": tokens, "steps": steps[-1]["step"] if steps else 0,
+        "flops": flops_per_token(hf_config, non_emb, recipe.train.seq_len) * tokens,
+        "tokens_per_s": sum(tps) / len(tps) if tps else None, "mfu": sum(mfu) / len(mfu) if mfu else None,
+        "train_hours": train_seconds / 3600, "final_val": next((r for r in reversed(records) if "val/loss" in r), {}),
+        "evals": summary, "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
+        "front_matter": yaml.safe_dump({
+            "license": recipe.hub.license, "library_name": "transformers", "pipeline_tag": "text-generation",
+            "language": recipe.hub.language, "tags": ["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
+            **({"datasets": hub_sources} if hub_sources else {}),
+            "model-index": model_index(recipe.name, summary.get("final", {})),
+        }, sort_keys=False).strip(),
+    }
+
+
+def template_path(recipe: Recipe) -> Path:
+    name = recipe.hub.card_template
+    for candidate in (recipe.resolve_path(name), REPO_ROOT / "model_cards" / name):
+        if candidate.is_file():
+            return candidate
+    from pretrain.errors import RecipeError
+
+    raise RecipeError([f"{recipe.source_label}: hub.card_template: template {name!r} not found (looked next to the "
+                       f"recipe and in {REPO_ROOT / 'model_cards'})"])
+
+
+def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
+    """Render `final_dir/README.md` and copy the loss and learning-curve images next to it."""
+    import jinja2
+
+    final_dir = Path(final_dir)
+    out = recipe.out
+    has_loss = plot_loss(_metrics(out), final_dir / "loss_curve.png")
+    curves = out / "evals" / "learning_curves.png"
+    if curves.exists():
+        shutil.copy2(curves, final_dir / "learning_curves.png")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_path(recipe).parent)),
+                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    text = env.get_template(template_path(recipe).name).render(
+        **card_context(recipe, final_dir), has_loss_plot=has_loss, has_curves=curves.exists())
+    path = final_dir / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,165 @@
+"""The training data loader: fixed-length windows from packed shards, sharded by rank, exactly resumable.
+
+    loader = TokenLoader(out / "tokens", "train", seq_len=2048, batch_size=8, rank=r, world_size=w, seed=s)
+    batch = next(loader)          # {"input_ids": [B, T], "labels": [B, T] (+ "position_ids")}
+    state = loader.state_dict()   # {"epoch", "position", ...}: restoring it is O(1), nothing is replayed
+
+The split is one virtual token stream (shards concatenated). Window k covers tokens
+[k*T, k*T + T] (T+1 tokens: inputs and shifted labels). The train split visits windows in a
+permutation drawn from (seed, epoch); each optimizer micro-step consumes `world_size * batch_size`
+consecutive entries of that permutation and rank r takes its slice, so ranks never overlap and the
+global order does not depend on how far each rank has got. The val split is read in order, once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretrain.errors import DataError
+
+
+class TokenLoader:
+    def __init__(self, tokens_dir: Path, split: str, seq_len: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, shuffle: bool = True, document_positions: bool = False,
+                 expected_tokenizer_hash: str | None = None):
+        self.dir, self.split = Path(tokens_dir), split
+        self.seq_len, self.batch_size, self.rank, self.world_size = seq_len, batch_size, rank, world_size
+        self.seed, self.shuffle, self.document_positions = seed, shuffle and split == "train", document_positions
+        self.manifest = read_tokens_manifest(self.dir, expected_tokenizer_hash)
+        self.eos_id = self.manifest["eos_id"]
+        self._shards, self._starts = _open_shards(self.dir, self.manifest, split)
+        self.total_tokens = int(self._starts[-1])
+        self.n_windows = (self.total_tokens - 1) // seq_len
+        self.step_windows = batch_size * world_size
+        if self.n_windows < self.step_windows:
+            raise DataError(
+                f"{self.dir}: the {split} split has {self.total_tokens:,} tokens, fewer than one global batch of "
+                f"{self.step_windows} x {seq_len + 1}; add data or lower the batch / seq_len"
+            )
+        self.epoch, self.position = 0, 0
+        self._perm: np.ndarray | None = None
+        self._perm_epoch = -1
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n_windows // self.step_windows
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.batches_per_epoch * self.step_windows * self.seq_len
+
+    def _order(self) -> np.ndarray:
+        if self._perm_epoch != self.epoch:
+            if self.shuffle:
+                self._perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_windows)
+            else:
+                self._perm = np.arange(self.n_windows)
+            self._perm_epoch = self.epoch
+        return self._perm
+
+    # ------------------------------------------------------------------ reading
+    def _tokens(self, start: int, length: int) -> np.ndarray:
+        out = np.empty(length, dtype=np.int64)
+        i = int(np.searchsorted(self._starts, start, side="right") - 1)
+        filled = 0
+        while filled < length:
+            offset = start + filled - int(self._starts[i])
+            take = min(length - filled, len(self._shards[i]) - offset)
+            out[filled : filled + take] = self._shards[i][offset : offset + take]
+            filled += take
+            i += 1
+        return out
+
+    def __iter__(self) -> TokenLoader:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self.position + self.step_windows > self.n_windows:
+            if self.split != "train":
+                raise StopIteration
+            self.epoch, self.position = self.epoch + 1, 0
+        order = self._order()
+        first = self.position + self.rank * self.batch_size
+        windows = order[first : first + self.batch_size]
+        self.position += self.step_windows
+        rows = np.stack([self._tokens(int(w) * self.seq_len, self.seq_len + 1) for w in windows])
+        batch = {"input_ids": torch.from_numpy(rows[:, :-1].copy()), "labels": torch.from_numpy(rows[:, 1:].copy())}
+        if self.document_positions:
+            batch["position_ids"] = torch.from_numpy(document_position_ids(rows[:, :-1], self.eos_id))
+        return batch
+
+    def skip(self, n_batches: int) -> None:
+        """Advance by `n_batches` global steps without reading (used to skip a bad data window)."""
+        for _ in range(n_batches):
+            if self.position + self.step_windows > self.n_windows:
+                self.epoch, self.position = self.epoch + 1, 0
+            self.position += self.step_windows
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"split": self.split, "epoch": self.epoch, "position": self.position, "seed": self.seed,
+                "world_size": self.world_size, "batch_size": self.batch_size, "seq_len": self.seq_len,
+                "n_windows": self.n_windows}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("world_size", "batch_size", "seq_len", "n_windows", "seed"):
+            if state.get(key) != getattr(self, key):
+                raise DataError(
+                    f"{self.dir}: loader state was saved with {key}={state.get(key)}, now {getattr(self, key)}; "
+                    "resume with the same data, batch geometry and number of processes"
+                )
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def document_position_ids(rows: np.ndarray, eos_id: int) -> np.ndarray:
+    """Positions that restart at 0 after every EOS, so attention can be kept inside documents."""
+    idx = np.broadcast_to(np.arange(rows.shape[1]), rows.shape)
+    starts = np.where(rows == eos_id, idx + 1, 0)
+    starts = np.maximum.accumulate(np.concatenate([np.zeros((rows.shape[0], 1), dtype=np.int64), starts[:, :-1]], 1), 1)
+    return (idx - starts).astype(np.int64)
+
+
+def read_tokens_manifest(tokens_dir: Path, expected_tokenizer_hash: str | None = None) -> dict:
+    path = Path(tokens_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing — run `pretrain pack RECIPE` first") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: corrupt manifest ({exc}); re-run `pretrain pack RECIPE`") from None
+    for key in ("dtype", "eos_id", "splits", "vocab_size"):
+        if key not in manifest:
+            raise DataError(f"{path}: manifest lacks {key!r}; re-run `pretrain pack RECIPE`")
+    got = manifest.get("tokenizer_hash")
+    if expected_tokenizer_hash and got and got != expected_tokenizer_hash:
+        raise DataError(
+            f"{path}: shards were packed with another tokenizer (hash {got}, expected {expected_tokenizer_hash}); "
+            "re-run `pretrain pack RECIPE`"
+        )
+    return manifest
+
+
+def _open_shards(tokens_dir: Path, manifest: dict, split: str) -> tuple[list[np.memmap], np.ndarray]:
+    if split not in manifest["splits"]:
+        raise DataError(f"{tokens_dir / 'manifest.json'}: no {split!r} split")
+    dtype = np.dtype(manifest["dtype"])
+    shards, sizes = [], []
+    for shard in manifest["splits"][split]["shards"]:
+        path = tokens_dir / shard["file"]
+        if not path.exists():
+            raise DataError(f"{path}: shard listed in the manifest is missing; re-run `pretrain pack RECIPE`")
+        actual = path.stat().st_size
+        if actual != shard["tokens"] * dtype.itemsize:
+            raise DataError(
+                f"{path}: {actual} bytes, the manifest says {shard['tokens']} {dtype.name} tokens "
+                f"({shard['tokens'] * dtype.itemsize} bytes) — truncated or corrupt; re-run `pretrain pack RECIPE`"
+            )
+        if shard["tokens"]:
+            shards.append(np.memmap(path, dtype=dtype, mode="r"))
+            sizes.append(shard["tokens"])
+    return shards, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

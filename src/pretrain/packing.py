@@ -1,0 +1,176 @@
+"""`pretrain pack RECIPE`: tokenize the mix into packed token shards with a train/val split.
+
+    pretrain pack recipes/tiny/config.yaml               # -> <output_dir>/tokens/
+
+Layout of `tokens/`:
+    manifest.json              dtype, vocab/eos/bos ids, tokenizer hash, per split shard list, per source counts
+    {train,val}-NNNNN.bin      raw little-endian uint16 (vocab <= 65,535) or uint32 token ids
+    {train,val}-NNNNN.idx.npy  int64 start offset of every document inside its shard
+    val_docs.jsonl             the val split's documents as text (for held-out bits-per-byte in lm-eval)
+
+Every document is `[BOS] tokens EOS` (BOS when the tokenizer adds one), so EOS separates documents.
+The split is by document: a hash of (seed, document id) decides, so upsampled copies of a document
+land in the same split and val never shares a document with train. Encoding runs in `data.workers`
+processes with `encode_batch`; the output bytes depend only on the inputs (deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pretrain.config import Recipe
+from pretrain.data.mixio import iter_documents
+from pretrain.progress import get_logger, progress
+from pretrain.tokenizer import load_tokenizer, tokenizer_hash
+
+log = get_logger("pretrain.pack")
+SHARD_TOKENS = 1 << 27  # 128M tokens per shard: 256 MB as uint16
+CHUNK_DOCS = 256
+_WORKER: dict = {}
+
+
+def dtype_for(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 65_535 else np.dtype(np.uint32)
+
+
+def is_val(doc_id: str, seed: int, fraction: float) -> bool:
+    base = doc_id.split("#rep", 1)[0]
+    h = int.from_bytes(hashlib.blake2b(f"{seed}:{base}".encode(), digest_size=8).digest(), "little")
+    return h / 2**64 < fraction
+
+
+class ShardWriter:
+    """Append documents to numbered shards of one split, recording document offsets."""
+
+    def __init__(self, out: Path, split: str, dtype: np.dtype):
+        self.out, self.split, self.dtype = Path(out), split, dtype
+        self.shards: list[dict] = []
+        self._fh, self._offsets, self._n = None, [], 0
+
+    def add(self, ids: list[int]) -> None:
+        if self._fh is None or self._n >= SHARD_TOKENS:
+            self._roll()
+        self._offsets.append(self._n)
+        self._fh.write(np.asarray(ids, dtype=self.dtype).tobytes())
+        self._n += len(ids)
+
+    def _roll(self) -> None:
+        self._finish()
+        name = f"{self.split}-{len(self.shards):05d}"
+        self.shards.append({"file": f"{name}.bin", "index": f"{name}.idx.npy", "tokens": 0, "docs": 0})
+        self._fh = open(self.out / f"{name}.bin", "wb")
+        self._offsets, self._n = [], 0
+
+    def _finish(self) -> None:
+        if self._fh is None:
+            return
+        self._fh.close()
+        shard = self.shards[-1]
+        np.save(self.out / shard["index"], np.asarray(self._offsets, dtype=np.int64))
+        shard["tokens"], shard["docs"] = self._n, len(self._offsets)
+        self._fh = None
+
+    def close(self) -> dict:
+        if not self.shards:
+            self._roll()
+        self._finish()
+        return {"shards": self.shards, "tokens": sum(s["tokens"] for s in self.shards),
+                "docs": sum(s["docs"] for s in self.shards)}
+
+
+def write_packed(out_dir: Path, train_docs: Iterable[list[int]], val_docs: Iterable[list[int]], *,
+                 vocab_size: int, eos_id: int, bos_id: int | None = None, extra: dict | None = None) -> dict:
+    """Write token documents (each already ending in EOS) as a tokens folder; returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = dtype_for(vocab_size)
+    splits = {}
+    for split, docs in (("train", train_docs), ("val", val_docs)):
+        writer = ShardWriter(out_dir, split, dtype)
+        for ids in docs:
+            writer.add(ids)
+        splits[split] = writer.close()
+    manifest = {"version": 1, "dtype": dtype.name, "vocab_size": vocab_size, "eos_id": eos_id, "bos_id": bos_id,
+                "splits": splits, **(extra or {})}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _init(tokenizer_dir: str) -> None:
+    tok = load_tokenizer(Path(tokenizer_dir))
+    _WORKER["backend"], _WORKER["bos"], _WORKER["eos"] = tok.backend_tokenizer, tok.bos_token_id, tok.eos_token_id
+    _WORKER["add_bos"] = bool(tok("a")["input_ids"][:1] == [tok.bos_token_id]) if tok.bos_token_id is not None else False
+
+
+def _encode(chunk: list[dict]) -> list[tuple[dict, list[int]]]:
+    encs = _WORKER["backend"].encode_batch([r["text"] for r in chunk], add_special_tokens=False)
+    head = [_WORKER["bos"]] if _WORKER["add_bos"] else []
+    return [(r, head + e.ids + [_WORKER["eos"]]) for r, e in zip(chunk, encs)]
+
+
+def _chunks(records: Iterator[dict]) -> Iterator[list[dict]]:
+    chunk = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= CHUNK_DOCS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def pack(recipe: Recipe, out: Path) -> dict:
+    """Stage function: tokenize the mix into `out`."""
+    tok_dir = recipe.out / "tokenizer"
+    tok = load_tokenizer(tok_dir)
+    dtype = dtype_for(len(tok))
+    writers = {s: ShardWriter(out, s, dtype) for s in ("train", "val")}
+    per_source: dict[str, dict] = {}
+    split_bytes = {"train": 0, "val": 0}
+    val_docs = open(out / "val_docs.jsonl", "w", encoding="utf-8")
+    workers = max(1, recipe.data.workers)
+    pool = mp.get_context("fork").Pool(workers, _init, (str(tok_dir),)) if workers > 1 else None
+    if pool is None:
+        _init(str(tok_dir))
+    try:
+        chunks = _chunks(iter_documents(recipe.out / "mix"))
+        results = pool.imap(_encode, chunks) if pool else map(_encode, chunks)
+        for batch in progress(results, desc="pack", unit="chunk"):
+            for rec, ids in batch:
+                split = "val" if is_val(rec["id"], recipe.seed, recipe.data.val_fraction) else "train"
+                writers[split].add(ids)
+                src = per_source.setdefault(rec["source"], {"train_tokens": 0, "val_tokens": 0, "docs": 0, "bytes": 0})
+                src[f"{split}_tokens"] += len(ids)
+                src["docs"] += 1
+                nbytes = len(rec["text"].encode("utf-8"))
+                src["bytes"] += nbytes
+                split_bytes[split] += nbytes
+                if split == "val" and "#rep" not in rec["id"]:
+                    val_docs.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    finally:
+        if pool:
+            pool.terminate()
+        val_docs.close()
+    splits = {s: w.close() for s, w in writers.items()}
+    if splits["train"]["tokens"] == 0 or splits["val"]["tokens"] == 0:
+        from pretrain.errors import DataError
+
+        raise DataError(f"{recipe.out / 'mix'}: the {'train' if not splits['train']['tokens'] else 'val'} split is empty; "
+                        "add data or change data.val_fraction")
+    total = sum(s["train_tokens"] + s["val_tokens"] for s in per_source.values())
+    for s in per_source.values():
+        s["token_share"] = round((s["train_tokens"] + s["val_tokens"]) / total, 4)
+        s["bytes_per_token"] = round(s["bytes"] / max(s["train_tokens"] + s["val_tokens"], 1), 3)
+    for split in splits:
+        splits[split]["bytes"] = split_bytes[split]  # text bytes: bits-per-byte = nats/token * tokens / bytes / ln 2
+    manifest = {"version": 1, "dtype": dtype.name, "vocab_size": len(tok), "eos_id": tok.eos_token_id,
+                "bos_id": tok.bos_token_id, "tokenizer_hash": tokenizer_hash(tok_dir), "seed": recipe.seed,
+                "val_fraction": recipe.data.val_fraction, "splits": splits, "sources": per_source}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return {"train_tokens": splits["train"]["tokens"], "val_tokens": splits["val"]["tokens"], "dtype": dtype.name}

@@ -1,0 +1,139 @@
+"""`pretrain tokenizer RECIPE`: train a byte-level BPE on a weighted sample of the mix (or reuse one).
+
+    pretrain tokenizer recipes/tiny/config.yaml          # -> <output_dir>/tokenizer/
+
+Byte-level BPE (HF `tokenizers`): every byte is in the alphabet, so any text round-trips. Digits are
+split one by one (numbers generalise better); the GPT-2 pre-tokenizer regex keeps runs of spaces
+together, so code indentation costs one or two tokens per line. The BOS token is prepended by a
+`TemplateProcessing` post-processor (`add_bos`); packing puts EOS after every document. The vocab
+includes BOS/EOS/PAD and reserved chat tokens so post-training can add a chat template without
+resizing the embeddings. The sample is drawn uniformly from the mix, which already carries the
+mixture weights, so it follows them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from pretrain.config import Recipe
+from pretrain.data.mixio import iter_documents, read_manifest
+from pretrain.errors import DataError, StageError
+from pretrain.progress import get_logger
+from pretrain.tokenizer_report import write_report
+
+log = get_logger("pretrain.tokenizer")
+HELDOUT_BYTES_PER_SOURCE = 300_000
+
+
+def rounded_vocab(n: int) -> int:
+    return (n + 63) // 64 * 64
+
+
+def special_tokens(recipe: Recipe) -> list[str]:
+    t = recipe.tokenizer
+    return list(dict.fromkeys([t.bos_token, t.eos_token, t.pad_token, *t.extra_special_tokens]))
+
+
+def _sample(recipe: Recipe) -> tuple[list[str], dict[str, list[str]]]:
+    """(training texts ~ sample_bytes, held-out texts per source for the report)."""
+    mix = recipe.out / "mix"
+    total = read_manifest(mix)["total_bytes"]
+    p = min(1.0, recipe.tokenizer.sample_bytes / max(total, 1))
+    rng = random.Random(recipe.seed)
+    train, heldout, held_bytes = [], {}, {}
+    for rec in iter_documents(mix):
+        if "#rep" in rec["id"]:
+            continue  # upsampled copies add no new text
+        if rng.random() < p:
+            train.append(rec["text"])
+        elif held_bytes.get(rec["source"], 0) < HELDOUT_BYTES_PER_SOURCE:
+            heldout.setdefault(rec["source"], []).append(rec["text"])
+            held_bytes[rec["source"]] = held_bytes.get(rec["source"], 0) + len(rec["text"])
+    if not train:
+        raise DataError(f"{mix}: the mix is empty; nothing to train a tokenizer on")
+    return train, heldout
+
+
+def new_tokenizer(recipe: Recipe) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    splitters = [pre_tokenizers.Digits(individual_digits=True)] if recipe.tokenizer.split_digits else []
+    tok.pre_tokenizer = pre_tokenizers.Sequence([*splitters, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _post_process(tok: Tokenizer, recipe: Recipe) -> None:
+    t = recipe.tokenizer
+    if t.add_bos:
+        bos = tok.token_to_id(t.bos_token)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{t.bos_token} $A", pair=f"{t.bos_token} $A {t.bos_token} $B", special_tokens=[(t.bos_token, bos)]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+
+
+def wrap(tok: Tokenizer, recipe: Recipe) -> PreTrainedTokenizerFast:
+    t = recipe.tokenizer
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=t.bos_token,
+        eos_token=t.eos_token,
+        pad_token=t.pad_token,
+        additional_special_tokens=[s for s in t.extra_special_tokens if s not in (t.bos_token, t.eos_token, t.pad_token)],
+        model_max_length=recipe.train.seq_len,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def build_tokenizer(recipe: Recipe, out: Path) -> dict:
+    """Stage function: train (or copy) the tokenizer into `out` and write its report."""
+    if recipe.tokenizer.pretrained:
+        hf = load_tokenizer(recipe.resolve_path(recipe.tokenizer.pretrained))
+        hf.model_max_length = recipe.train.seq_len
+        hf.save_pretrained(out)
+        heldout = _sample(recipe)[1] if (recipe.out / "mix" / "manifest.json").exists() else {}
+    else:
+        texts, heldout = _sample(recipe)
+        vocab = rounded_vocab(recipe.tokenizer.vocab_size)
+        tok = new_tokenizer(recipe)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            min_frequency=recipe.tokenizer.min_frequency,
+            special_tokens=special_tokens(recipe),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        log.info("training a %d-token BPE on %d documents (%.1f MB)", vocab, len(texts), sum(map(len, texts)) / 1e6)
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        _post_process(tok, recipe)
+        hf = wrap(tok, recipe)
+        hf.save_pretrained(out)
+    report = write_report(out, load_tokenizer(out), heldout, recipe)
+    return {"vocab_size": len(hf), "bytes_per_token": report["overall_bytes_per_token"]}
+
+
+def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    """Load a saved fast tokenizer; clear errors when the folder is missing or not a tokenizer."""
+    path = Path(path)
+    if not (path / "tokenizer.json").exists():
+        raise StageError(f"{path}: no tokenizer.json (run `pretrain tokenizer RECIPE`, or point at a tokenizer folder)")
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except Exception as exc:  # transformers raises many kinds of errors for a corrupt folder
+        raise StageError(f"{path}: cannot load tokenizer ({type(exc).__name__}: {exc})") from None
+    if tok.eos_token_id is None:
+        raise StageError(f"{path}: tokenizer has no eos_token; packing needs one between documents")
+    return tok
+
+
+def tokenizer_hash(path: Path) -> str:
+    """Hash of tokenizer.json: packed shards remember it, so shards from another tokenizer are caught."""
+    return hashlib.sha256((Path(path) / "tokenizer.json").read_bytes()).hexdigest()[:16]
