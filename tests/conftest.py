@@ -32,3 +32,53 @@ def shared_data() -> Path:
 @pytest.fixture()
 def tiny_recipe_path(repo_root: Path) -> Path:
     return repo_root / "recipes" / "tiny" / "config.yaml"
+
+
+# A small but real run directory (curate -> tokenizer -> pack on the tiny recipe's builtin data), shared by
+# the tokenizer / packing / loader / training / evaluation tests.
+SMALL_RUN = [
+    "data.mixture.target_bytes=800000",
+    "tokenizer.vocab_size=512",
+    "tokenizer.sample_bytes=400000",
+    "eval.tasks=[val_bpb]",
+    "eval.limit=8",
+    "model.hidden_size=64",
+    "model.intermediate_size=128",
+    "model.num_hidden_layers=2",
+    "model.num_attention_heads=2",
+    "model.num_key_value_heads=2",
+    "model.max_position_embeddings=64",
+    "train.seq_len=64",
+    "train.micro_batch_size=4",
+    "train.global_batch_tokens=512",
+    "train.tokens=12288",
+    "train.log_every=1",
+    "train.checkpoint.every_steps=8",
+    "train.validation.batches=2",
+]
+
+
+def small_recipe(out: Path, *extra: str):
+    from pretrain.config import load_recipe
+
+    return load_recipe(
+        REPO / "recipes" / "tiny" / "config.yaml", overrides=[*SMALL_RUN, *extra], output_dir=str(out)
+    )
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """(recipe, run dir) with mix/, tokenizer/ and tokens/ built for real."""
+    from pretrain.pipeline import run_stage
+
+    out = tmp_path_factory.mktemp("small_run") / "run"
+    recipe = small_recipe(out)
+    for stage in ("curate", "tokenizer", "pack"):
+        run_stage(recipe, stage)
+    return recipe, out
+
+
+@pytest.fixture(scope="session")
+def make_small_recipe():
+    """`make_small_recipe(out, *overrides)` -> the SMALL_RUN recipe writing to `out`."""
+    return small_recipe

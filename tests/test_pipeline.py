@@ -46,9 +46,17 @@ def reduced_run(tmp_path_factory, repo_root):
 
 def test_outputs_of_every_stage(reduced_run):
     out, *_ = reduced_run
-    for rel in ("mix/manifest.json", "curation_report.json", "curation_report.md", "tokenizer/tokenizer.json",
-                "tokens/manifest.json", "final/config.json", "final/model.safetensors", "final/README.md",
-                "metrics.jsonl"):
+    for rel in (
+        "mix/manifest.json",
+        "curation_report.json",
+        "curation_report.md",
+        "tokenizer/tokenizer.json",
+        "tokens/manifest.json",
+        "final/config.json",
+        "final/model.safetensors",
+        "final/README.md",
+        "metrics.jsonl",
+    ):
         assert (out / rel).exists(), rel
     assert list((out / "evals").glob("step-*.json")), "in-loop evals missing"
 
@@ -67,7 +75,9 @@ def test_final_model_loads_and_generates(reduced_run):
 
 def test_loss_falls(reduced_run):
     out, *_ = reduced_run
-    losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    losses = [
+        r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r
+    ]
     assert len(losses) >= 3
     assert losses[-1] < losses[0] - 1.0
 

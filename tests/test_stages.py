@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from pretrain.config import load_recipe
-from pretrain.stages import atomic_dir, fingerprint, is_current, read_marker, require_current, stage_path, write_marker
 from pretrain.errors import StageError
+from pretrain.stages import (
+    atomic_dir,
+    fingerprint,
+    is_current,
+    read_marker,
+    require_current,
+    stage_path,
+    write_marker,
+)
 
 
 @pytest.fixture()
@@ -32,7 +40,11 @@ def test_changes_rerun_exactly_the_affected_stages(tiny_recipe_path, tmp_path):
     }
     for override, expected in cases.items():
         changed = _with(tiny_recipe_path, tmp_path, override)
-        stale = {s for s in ("curate", "tokenizer", "pack", "train") if fingerprint(base, s) != fingerprint(changed, s)}
+        stale = {
+            s
+            for s in ("curate", "tokenizer", "pack", "train")
+            if fingerprint(base, s) != fingerprint(changed, s)
+        }
         assert stale == expected, override
 
 
@@ -40,7 +52,7 @@ def test_local_file_change_invalidates_curation(tiny_recipe_path, tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text("hello world\n" * 10)
     over = [
-        'data.sources=[{name: mine, type: local, paths: ["%s"], weight: 1.0}]' % data,
+        f'data.sources=[{{name: mine, type: local, paths: ["{data}"], weight: 1.0}}]',
     ]
     a = _with(tiny_recipe_path, tmp_path, *over)
     fp = fingerprint(a, "curate")

@@ -44,10 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipes", nargs="+", type=Path)
     _common(p)
 
-    p = sub.add_parser("plan", help="parameters, tokens, FLOPs, memory and GPU-hours for a recipe (or a budget)")
+    p = sub.add_parser(
+        "plan", help="parameters, tokens, FLOPs, memory and GPU-hours for a recipe (or a budget)"
+    )
     p.add_argument("recipe", nargs="?", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--budget-flops", type=float, default=None, help="propose a compute-optimal size for C FLOPs")
+    p.add_argument(
+        "--budget-flops", type=float, default=None, help="propose a compute-optimal size for C FLOPs"
+    )
     p.add_argument("--budget-gpu-hours", type=float, default=None, help="propose a size for H GPU-hours")
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
     p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
@@ -63,18 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="re-run even if the output is current")
         _common(p)
 
-    p = sub.add_parser("train", help="the training loop; launch with `accelerate launch -m pretrain train RECIPE`")
+    p = sub.add_parser(
+        "train", help="the training loop; launch with `accelerate launch -m pretrain train RECIPE`"
+    )
     p.add_argument("recipe", type=Path)
-    p.add_argument("--resume", default="auto", help="'auto' (newest complete checkpoint), 'never', or a checkpoint path")
+    p.add_argument(
+        "--resume", default="auto", help="'auto' (newest complete checkpoint), 'never', or a checkpoint path"
+    )
     _common(p)
 
     p = sub.add_parser("eval", help="lm-eval on a checkpoint, or on every checkpoint of an output dir")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--tasks", default=None, help="comma-separated task names (default: the run's recipe eval.tasks)")
+    p.add_argument(
+        "--tasks", default=None, help="comma-separated task names (default: the run's recipe eval.tasks)"
+    )
     p.add_argument("--limit", type=int, default=None, help="max examples per task")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--num-fewshot", type=int, default=None)
-    p.add_argument("--recipe", type=Path, default=None, help="recipe for local task paths (default: the run's copy)")
+    p.add_argument(
+        "--recipe", type=Path, default=None, help="recipe for local task paths (default: the run's copy)"
+    )
     p.add_argument("--json", action="store_true", help="print the results JSON")
     _common(p)
 
@@ -83,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-id", default=None, help="namespace/name (default: the recipe's hub.repo_id)")
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
     p.add_argument("--private", action="store_true", default=None)
-    p.add_argument("--dry-run", type=Path, default=None, metavar="DIR", help="write what would be uploaded to DIR")
+    p.add_argument(
+        "--dry-run", type=Path, default=None, metavar="DIR", help="write what would be uploaded to DIR"
+    )
     p.add_argument("--include-optimizer", action="store_true", help="also upload trainer_state/")
     p.add_argument("--recipe", type=Path, default=None)
     _common(p)

@@ -23,12 +23,26 @@ from pretrain.errors import DataError
 
 
 class TokenLoader:
-    def __init__(self, tokens_dir: Path, split: str, seq_len: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, shuffle: bool = True, document_positions: bool = False,
-                 expected_tokenizer_hash: str | None = None):
+    def __init__(
+        self,
+        tokens_dir: Path,
+        split: str,
+        seq_len: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        document_positions: bool = False,
+        expected_tokenizer_hash: str | None = None,
+    ):
         self.dir, self.split = Path(tokens_dir), split
         self.seq_len, self.batch_size, self.rank, self.world_size = seq_len, batch_size, rank, world_size
-        self.seed, self.shuffle, self.document_positions = seed, shuffle and split == "train", document_positions
+        self.seed, self.shuffle, self.document_positions = (
+            seed,
+            shuffle and split == "train",
+            document_positions,
+        )
         self.manifest = read_tokens_manifest(self.dir, expected_tokenizer_hash)
         self.eos_id = self.manifest["eos_id"]
         self._shards, self._starts = _open_shards(self.dir, self.manifest, split)
@@ -88,7 +102,10 @@ class TokenLoader:
         windows = order[first : first + self.batch_size]
         self.position += self.step_windows
         rows = np.stack([self._tokens(int(w) * self.seq_len, self.seq_len + 1) for w in windows])
-        batch = {"input_ids": torch.from_numpy(rows[:, :-1].copy()), "labels": torch.from_numpy(rows[:, 1:].copy())}
+        batch = {
+            "input_ids": torch.from_numpy(rows[:, :-1].copy()),
+            "labels": torch.from_numpy(rows[:, 1:].copy()),
+        }
         if self.document_positions:
             batch["position_ids"] = torch.from_numpy(document_position_ids(rows[:, :-1], self.eos_id))
         return batch
@@ -102,9 +119,16 @@ class TokenLoader:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        return {"split": self.split, "epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "world_size": self.world_size, "batch_size": self.batch_size, "seq_len": self.seq_len,
-                "n_windows": self.n_windows}
+        return {
+            "split": self.split,
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "n_windows": self.n_windows,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("world_size", "batch_size", "seq_len", "n_windows", "seed"):
@@ -120,7 +144,9 @@ def document_position_ids(rows: np.ndarray, eos_id: int) -> np.ndarray:
     """Positions that restart at 0 after every EOS, so attention can be kept inside documents."""
     idx = np.broadcast_to(np.arange(rows.shape[1]), rows.shape)
     starts = np.where(rows == eos_id, idx + 1, 0)
-    starts = np.maximum.accumulate(np.concatenate([np.zeros((rows.shape[0], 1), dtype=np.int64), starts[:, :-1]], 1), 1)
+    starts = np.maximum.accumulate(
+        np.concatenate([np.zeros((rows.shape[0], 1), dtype=np.int64), starts[:, :-1]], 1), 1
+    )
     return (idx - starts).astype(np.int64)
 
 

@@ -13,12 +13,21 @@ from transformers import AutoConfig, PretrainedConfig
 from pretrain.config import Recipe
 
 
-def build_hf_config(recipe: Recipe, vocab_size: int, bos_token_id: int | None = None,
-                    eos_token_id: int | None = None, pad_token_id: int | None = None) -> PretrainedConfig:
+def build_hf_config(
+    recipe: Recipe,
+    vocab_size: int,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> PretrainedConfig:
     """`AutoConfig.for_model(model_type, **fields)` with the tokenizer's vocab size and special ids."""
     fields = dict(recipe.model.hf_fields)
     fields["vocab_size"] = int(vocab_size)
-    for key, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+    for key, value in (
+        ("bos_token_id", bos_token_id),
+        ("eos_token_id", eos_token_id),
+        ("pad_token_id", pad_token_id),
+    ):
         if value is not None:
             fields[key] = value
     config = AutoConfig.for_model(recipe.model.model_type, **fields)
@@ -77,7 +86,12 @@ def init_weights(model, std: float, scaled_residual: bool, num_layers: int) -> N
                     torch.nn.init.zeros_(module.bias)
             elif isinstance(module, torch.nn.Embedding):
                 torch.nn.init.normal_(module.weight, mean=0.0, std=std)
-            elif hasattr(module, "weight") and module.weight is not None and module.weight.ndim == 1 and "norm" in type(module).__name__.lower():
+            elif (
+                hasattr(module, "weight")
+                and module.weight is not None
+                and module.weight.ndim == 1
+                and "norm" in type(module).__name__.lower()
+            ):
                 torch.nn.init.ones_(module.weight)
                 if getattr(module, "bias", None) is not None:
                     torch.nn.init.zeros_(module.bias)
@@ -88,12 +102,16 @@ def build_model(recipe: Recipe, tokenizer):
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = build_hf_config(recipe, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    config = build_hf_config(
+        recipe, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
     config.use_cache = False
     attn = recipe.model.attn_implementation
     if attn == "flash_attention_2" and not torch.cuda.is_available():
         attn = "sdpa"
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, trust_remote_code=recipe.model.trust_remote_code)
+    model = AutoModelForCausalLM.from_config(
+        config, attn_implementation=attn, trust_remote_code=recipe.model.trust_remote_code
+    )
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
     init_weights(model, recipe.model.init_std, recipe.model.scaled_residual_init, layers)
     if getattr(config, "tie_word_embeddings", False):

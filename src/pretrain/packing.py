@@ -80,12 +80,23 @@ class ShardWriter:
         if not self.shards:
             self._roll()
         self._finish()
-        return {"shards": self.shards, "tokens": sum(s["tokens"] for s in self.shards),
-                "docs": sum(s["docs"] for s in self.shards)}
+        return {
+            "shards": self.shards,
+            "tokens": sum(s["tokens"] for s in self.shards),
+            "docs": sum(s["docs"] for s in self.shards),
+        }
 
 
-def write_packed(out_dir: Path, train_docs: Iterable[list[int]], val_docs: Iterable[list[int]], *,
-                 vocab_size: int, eos_id: int, bos_id: int | None = None, extra: dict | None = None) -> dict:
+def write_packed(
+    out_dir: Path,
+    train_docs: Iterable[list[int]],
+    val_docs: Iterable[list[int]],
+    *,
+    vocab_size: int,
+    eos_id: int,
+    bos_id: int | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Write token documents (each already ending in EOS) as a tokens folder; returns the manifest."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,16 +107,29 @@ def write_packed(out_dir: Path, train_docs: Iterable[list[int]], val_docs: Itera
         for ids in docs:
             writer.add(ids)
         splits[split] = writer.close()
-    manifest = {"version": 1, "dtype": dtype.name, "vocab_size": vocab_size, "eos_id": eos_id, "bos_id": bos_id,
-                "splits": splits, **(extra or {})}
+    manifest = {
+        "version": 1,
+        "dtype": dtype.name,
+        "vocab_size": vocab_size,
+        "eos_id": eos_id,
+        "bos_id": bos_id,
+        "splits": splits,
+        **(extra or {}),
+    }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
 def _init(tokenizer_dir: str) -> None:
     tok = load_tokenizer(Path(tokenizer_dir))
-    _WORKER["backend"], _WORKER["bos"], _WORKER["eos"] = tok.backend_tokenizer, tok.bos_token_id, tok.eos_token_id
-    _WORKER["add_bos"] = bool(tok("a")["input_ids"][:1] == [tok.bos_token_id]) if tok.bos_token_id is not None else False
+    _WORKER["backend"], _WORKER["bos"], _WORKER["eos"] = (
+        tok.backend_tokenizer,
+        tok.bos_token_id,
+        tok.eos_token_id,
+    )
+    _WORKER["add_bos"] = (
+        bool(tok("a")["input_ids"][:1] == [tok.bos_token_id]) if tok.bos_token_id is not None else False
+    )
 
 
 def _encode(chunk: list[dict]) -> list[tuple[dict, list[int]]]:
@@ -145,7 +169,9 @@ def pack(recipe: Recipe, out: Path) -> dict:
             for rec, ids in batch:
                 split = "val" if is_val(rec["id"], recipe.seed, recipe.data.val_fraction) else "train"
                 writers[split].add(ids)
-                src = per_source.setdefault(rec["source"], {"train_tokens": 0, "val_tokens": 0, "docs": 0, "bytes": 0})
+                src = per_source.setdefault(
+                    rec["source"], {"train_tokens": 0, "val_tokens": 0, "docs": 0, "bytes": 0}
+                )
                 src[f"{split}_tokens"] += len(ids)
                 src["docs"] += 1
                 nbytes = len(rec["text"].encode("utf-8"))
@@ -161,16 +187,33 @@ def pack(recipe: Recipe, out: Path) -> dict:
     if splits["train"]["tokens"] == 0 or splits["val"]["tokens"] == 0:
         from pretrain.errors import DataError
 
-        raise DataError(f"{recipe.out / 'mix'}: the {'train' if not splits['train']['tokens'] else 'val'} split is empty; "
-                        "add data or change data.val_fraction")
+        raise DataError(
+            f"{recipe.out / 'mix'}: the {'train' if not splits['train']['tokens'] else 'val'} split is empty; "
+            "add data or change data.val_fraction"
+        )
     total = sum(s["train_tokens"] + s["val_tokens"] for s in per_source.values())
     for s in per_source.values():
         s["token_share"] = round((s["train_tokens"] + s["val_tokens"]) / total, 4)
         s["bytes_per_token"] = round(s["bytes"] / max(s["train_tokens"] + s["val_tokens"], 1), 3)
     for split in splits:
-        splits[split]["bytes"] = split_bytes[split]  # text bytes: bits-per-byte = nats/token * tokens / bytes / ln 2
-    manifest = {"version": 1, "dtype": dtype.name, "vocab_size": len(tok), "eos_id": tok.eos_token_id,
-                "bos_id": tok.bos_token_id, "tokenizer_hash": tokenizer_hash(tok_dir), "seed": recipe.seed,
-                "val_fraction": recipe.data.val_fraction, "splits": splits, "sources": per_source}
+        splits[split]["bytes"] = split_bytes[
+            split
+        ]  # text bytes: bits-per-byte = nats/token * tokens / bytes / ln 2
+    manifest = {
+        "version": 1,
+        "dtype": dtype.name,
+        "vocab_size": len(tok),
+        "eos_id": tok.eos_token_id,
+        "bos_id": tok.bos_token_id,
+        "tokenizer_hash": tokenizer_hash(tok_dir),
+        "seed": recipe.seed,
+        "val_fraction": recipe.data.val_fraction,
+        "splits": splits,
+        "sources": per_source,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return {"train_tokens": splits["train"]["tokens"], "val_tokens": splits["val"]["tokens"], "dtype": dtype.name}
+    return {
+        "train_tokens": splits["train"]["tokens"],
+        "val_tokens": splits["val"]["tokens"],
+        "dtype": dtype.name,
+    }

@@ -123,5 +123,7 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()
-    log.info("run: finished in %s — model in %s, card %s", format_seconds(time.monotonic() - start), final, card)
+    log.info(
+        "run: finished in %s — model in %s, card %s", format_seconds(time.monotonic() - start), final, card
+    )
     return final

@@ -28,7 +28,9 @@ def get_logger(name: str = "pretrain") -> logging.Logger:
         handler = logging.StreamHandler(sys.stderr)
         rank = os.environ.get("RANK")
         prefix = f"[rank{rank}] " if rank not in (None, "0") else ""
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
         root = logging.getLogger("pretrain")
         root.addHandler(handler)
         root.setLevel(logging.INFO if is_main_process() else logging.WARNING)

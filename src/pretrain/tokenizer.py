@@ -62,7 +62,9 @@ def _sample(recipe: Recipe) -> tuple[list[str], dict[str, list[str]]]:
 def new_tokenizer(recipe: Recipe) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     splitters = [pre_tokenizers.Digits(individual_digits=True)] if recipe.tokenizer.split_digits else []
-    tok.pre_tokenizer = pre_tokenizers.Sequence([*splitters, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [*splitters, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    )
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -72,7 +74,9 @@ def _post_process(tok: Tokenizer, recipe: Recipe) -> None:
     if t.add_bos:
         bos = tok.token_to_id(t.bos_token)
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{t.bos_token} $A", pair=f"{t.bos_token} $A {t.bos_token} $B", special_tokens=[(t.bos_token, bos)]
+            single=f"{t.bos_token} $A",
+            pair=f"{t.bos_token} $A {t.bos_token} $B",
+            special_tokens=[(t.bos_token, bos)],
         )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -85,7 +89,9 @@ def wrap(tok: Tokenizer, recipe: Recipe) -> PreTrainedTokenizerFast:
         bos_token=t.bos_token,
         eos_token=t.eos_token,
         pad_token=t.pad_token,
-        additional_special_tokens=[s for s in t.extra_special_tokens if s not in (t.bos_token, t.eos_token, t.pad_token)],
+        additional_special_tokens=[
+            s for s in t.extra_special_tokens if s not in (t.bos_token, t.eos_token, t.pad_token)
+        ],
         model_max_length=recipe.train.seq_len,
         clean_up_tokenization_spaces=False,
     )
@@ -109,7 +115,9 @@ def build_tokenizer(recipe: Recipe, out: Path) -> dict:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        log.info("training a %d-token BPE on %d documents (%.1f MB)", vocab, len(texts), sum(map(len, texts)) / 1e6)
+        log.info(
+            "training a %d-token BPE on %d documents (%.1f MB)", vocab, len(texts), sum(map(len, texts)) / 1e6
+        )
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
         _post_process(tok, recipe)
         hf = wrap(tok, recipe)
@@ -122,7 +130,9 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     """Load a saved fast tokenizer; clear errors when the folder is missing or not a tokenizer."""
     path = Path(path)
     if not (path / "tokenizer.json").exists():
-        raise StageError(f"{path}: no tokenizer.json (run `pretrain tokenizer RECIPE`, or point at a tokenizer folder)")
+        raise StageError(
+            f"{path}: no tokenizer.json (run `pretrain tokenizer RECIPE`, or point at a tokenizer folder)"
+        )
     try:
         from transformers import AutoTokenizer
 

@@ -44,8 +44,13 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
         failures = sum(backend.decode(e.ids, skip_special_tokens=False) != t for e, t in zip(encs, texts))
         for e in encs:
             used.update(e.ids)
-        entry = {"docs": len(texts), "bytes": nbytes, "tokens": ntok, "bytes_per_token": round(nbytes / max(ntok, 1), 3),
-                 "roundtrip_failures": failures}
+        entry = {
+            "docs": len(texts),
+            "bytes": nbytes,
+            "tokens": ntok,
+            "bytes_per_token": round(nbytes / max(ntok, 1), 3),
+            "roundtrip_failures": failures,
+        }
         if reference is not None:
             rtok = sum(len(e.ids) for e in reference.encode_batch(texts, add_special_tokens=False))
             entry["reference_bytes_per_token"] = round(nbytes / max(rtok, 1), 3)
@@ -65,11 +70,19 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
         "vocab_used_fraction": round(len(used) / max(len(hf_tokenizer), 1), 4),
     }
     (out / "tokenizer_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    lines = ["# Tokenizer report", "", f"vocab {report['vocab_size']:,}, held-out bytes/token "
-             f"{report['overall_bytes_per_token']}, vocab used {report['vocab_used_fraction']:.1%}", "",
-             "| source | held-out bytes | bytes/token | reference bytes/token | round-trip failures |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Tokenizer report",
+        "",
+        f"vocab {report['vocab_size']:,}, held-out bytes/token "
+        f"{report['overall_bytes_per_token']}, vocab used {report['vocab_used_fraction']:.1%}",
+        "",
+        "| source | held-out bytes | bytes/token | reference bytes/token | round-trip failures |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, s in sources.items():
-        lines.append(f"| {name} | {s['bytes']:,} | {s['bytes_per_token']} | {s.get('reference_bytes_per_token', 'n/a')} | "
-                     f"{s['roundtrip_failures']} |")
+        lines.append(
+            f"| {name} | {s['bytes']:,} | {s['bytes_per_token']} | {s.get('reference_bytes_per_token', 'n/a')} | "
+            f"{s['roundtrip_failures']} |"
+        )
     (out / "tokenizer_report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

@@ -130,12 +130,16 @@ def malformed(draw):
         which = draw(st.sampled_from(["source", "tokenizer", "task"]))
         name = draw(st.from_regex(r"[a-z]{4,8}", fullmatch=True))
         if which == "source":
-            raw["data"]["sources"].append({"name": "extra", "type": "local", "paths": [f"/nonexistent/{name}.txt"], "weight": 1.0})
+            raw["data"]["sources"].append(
+                {"name": "extra", "type": "local", "paths": [f"/nonexistent/{name}.txt"], "weight": 1.0}
+            )
             return raw, f"data.sources.{len(raw['data']['sources']) - 1}.paths.0"
         if which == "tokenizer":
             raw["tokenizer"]["pretrained"] = f"/nonexistent/{name}"
             return raw, "tokenizer.pretrained"
-        raw["eval"]["local_tasks"] = [{"name": "t", "format": "mc_query_choices", "path": f"/nonexistent/{name}.jsonl"}]
+        raw["eval"]["local_tasks"] = [
+            {"name": "t", "format": "mc_query_choices", "path": f"/nonexistent/{name}.jsonl"}
+        ]
         return raw, "eval.local_tasks.0.path"
     dotted = draw(st.sampled_from(REQUIRED_KEYS))
     node = raw
@@ -160,7 +164,10 @@ def test_malformed_recipes_name_the_key(case, tmp_path_factory):
         m = LINE.match(line)
         assert m, line
         assert m["file"] == str(path)
-    assert any(LINE.match(line)["key"].startswith(key) or key.startswith(LINE.match(line)["key"]) for line in problems), (
+    assert any(
+        LINE.match(line)["key"].startswith(key) or key.startswith(LINE.match(line)["key"])
+        for line in problems
+    ), (
         key,
         problems,
     )

@@ -17,7 +17,10 @@ def test_tiny_recipe_end_to_end(tmp_path, repo_root):
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pretrain", "run", "recipes/tiny/config.yaml", "--output-dir", str(out)],
-        cwd=repo_root, capture_output=True, text=True, timeout=1200,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-4000:]

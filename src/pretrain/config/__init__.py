@@ -50,8 +50,12 @@ class Recipe(Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int = 1234
-    output_dir: str | None = Field(None, description="default: outputs/<name>, relative to the working directory")
-    accelerate_config: str | None = Field(None, description="default launch config (path, relative to the recipe)")
+    output_dir: str | None = Field(
+        None, description="default: outputs/<name>, relative to the working directory"
+    )
+    accelerate_config: str | None = Field(
+        None, description="default launch config (path, relative to the recipe)"
+    )
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig
@@ -159,23 +163,46 @@ def _check_model_fields(recipe: Recipe, label: str) -> list[str]:
     mt = recipe.model.model_type
     if mt not in CONFIG_MAPPING:
         close = sorted(k for k in CONFIG_MAPPING.keys() if k[:3] == mt[:3])[:5]
-        hint = f" (similar: {', '.join(close)})" if close else " (any transformers model_type, e.g. llama, qwen2, gpt2)"
+        hint = (
+            f" (similar: {', '.join(close)})"
+            if close
+            else " (any transformers model_type, e.g. llama, qwen2, gpt2)"
+        )
         return [f"{label}: model.model_type: unknown model type {mt!r}{hint}"]
     defaults = AutoConfig.for_model(mt)
     problems = []
+    default_dict = defaults.to_dict()
     for key, value in recipe.model.hf_fields.items():
-        if not hasattr(defaults, key):
-            problems.append(f"{label}: model.{key}: not a field of the {mt} config; remove it or check its spelling")
+        if not hasattr(defaults, key) and not _consumed_kwarg(mt, key, value, default_dict):
+            problems.append(
+                f"{label}: model.{key}: not a field of the {mt} config; remove it or check its spelling"
+            )
             continue
-        default = getattr(defaults, key)
+        default = getattr(defaults, key, None)
         if isinstance(default, bool) and not isinstance(value, bool):
             problems.append(f"{label}: model.{key}: expected true or false, got {value!r}")
-        elif isinstance(default, int) and not isinstance(default, bool) and not (isinstance(value, int) and not isinstance(value, bool)):
+        elif (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and not (isinstance(value, int) and not isinstance(value, bool))
+        ):
             if not (default is None or value is None):
                 problems.append(f"{label}: model.{key}: expected an integer, got {value!r}")
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             problems.append(f"{label}: model.{key}: must not be negative, got {value!r}")
     return problems
+
+
+def _consumed_kwarg(model_type: str, key: str, value: Any, default_dict: dict) -> bool:
+    """True for legacy kwargs a config folds into another field (e.g. rope_theta -> rope_parameters)."""
+    from transformers import AutoConfig
+
+    try:
+        changed = AutoConfig.for_model(model_type, **{key: value}).to_dict()
+    except Exception:  # a bad value for a real kwarg: let the type checks below report it
+        return True
+    nested = any(isinstance(v, dict) and key in v for v in changed.values())
+    return nested or any(k != key and changed.get(k) != default_dict.get(k) for k in changed)
 
 
 def _check_combinations(recipe: Recipe, label: str) -> list[str]:
@@ -189,10 +216,14 @@ def _check_combinations(recipe: Recipe, label: str) -> list[str]:
     fields = recipe.model.hf_fields
     heads, hidden = fields.get("num_attention_heads"), fields.get("hidden_size")
     if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 and hidden % heads:
-        problems.append(f"{label}: model.hidden_size: {hidden} is not divisible by num_attention_heads={heads}")
+        problems.append(
+            f"{label}: model.hidden_size: {hidden} is not divisible by num_attention_heads={heads}"
+        )
     kv = fields.get("num_key_value_heads")
     if isinstance(heads, int) and isinstance(kv, int) and kv > 0 and heads % kv:
-        problems.append(f"{label}: model.num_key_value_heads: {heads} heads are not divisible by {kv} kv heads")
+        problems.append(
+            f"{label}: model.num_key_value_heads: {heads} heads are not divisible by {kv} kv heads"
+        )
     max_pos = fields.get("max_position_embeddings")
     if isinstance(max_pos, int) and max_pos < recipe.train.seq_len:
         problems.append(
@@ -211,14 +242,22 @@ def _check_files(recipe: Recipe, label: str) -> list[str]:
                 resolved = recipe.resolve_path(pattern)
                 if glob.has_magic(pattern):
                     if not glob.glob(str(resolved), recursive=True):
-                        problems.append(f"{label}: data.sources.{i}.paths.{j}: no file matches {pattern!r} (source {src.name!r})")
+                        problems.append(
+                            f"{label}: data.sources.{i}.paths.{j}: no file matches {pattern!r} (source {src.name!r})"
+                        )
                 elif not resolved.exists():
-                    problems.append(f"{label}: data.sources.{i}.paths.{j}: file not found: {resolved} (source {src.name!r})")
+                    problems.append(
+                        f"{label}: data.sources.{i}.paths.{j}: file not found: {resolved} (source {src.name!r})"
+                    )
     for i, task in enumerate(recipe.eval.local_tasks):
         if not recipe.resolve_path(task.path).exists():
-            problems.append(f"{label}: eval.local_tasks.{i}.path: file not found: {recipe.resolve_path(task.path)}")
+            problems.append(
+                f"{label}: eval.local_tasks.{i}.path: file not found: {recipe.resolve_path(task.path)}"
+            )
     if recipe.tokenizer.pretrained and not recipe.resolve_path(recipe.tokenizer.pretrained).is_dir():
-        problems.append(f"{label}: tokenizer.pretrained: not a tokenizer folder: {recipe.tokenizer.pretrained}")
+        problems.append(
+            f"{label}: tokenizer.pretrained: not a tokenizer folder: {recipe.tokenizer.pretrained}"
+        )
     if recipe.accelerate_config and not recipe.resolve_path(recipe.accelerate_config).is_file():
         problems.append(f"{label}: accelerate_config: file not found: {recipe.accelerate_config}")
     return problems

@@ -28,7 +28,9 @@ class _RecipeLoader(yaml.SafeLoader):
     """Safe YAML loader that also reads `3e-4` / `1e6` as floats (YAML 1.1 requires a dot)."""
 
 
-_FLOAT_RE = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
+_FLOAT_RE = re.compile(
+    r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+)
 _RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
 
 
@@ -94,7 +96,9 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
             else:
                 raise TypeError
         except (ValueError, IndexError, TypeError, AttributeError):
-            problems.append(f"{source}: {dotted}: cannot set this key (its parent is not a section or list index)")
+            problems.append(
+                f"{source}: {dotted}: cannot set this key (its parent is not a section or list index)"
+            )
     if problems:
         raise RecipeError(problems)
     return raw

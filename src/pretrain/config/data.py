@@ -56,7 +56,9 @@ class HubSource(_SourceBase):
 
 class LocalSource(_SourceBase):
     type: Literal["local"]
-    paths: list[str] = Field(min_length=1, description="files, directories or globs, relative to the recipe file")
+    paths: list[str] = Field(
+        min_length=1, description="files, directories or globs, relative to the recipe file"
+    )
     format: Literal["auto", "txt", "jsonl", "json", "parquet"] = "auto"
     text_field: str = "text"
     doc_split: Literal["file", "line", "paragraph"] = "file"
@@ -100,7 +102,9 @@ class DecontamConfig(Section):
 
 class MixtureConfig(Section):
     target_tokens: int | None = Field(None, gt=0, description="mix size in (estimated) tokens")
-    target_bytes: int | None = Field(None, gt=0, description="mix size in bytes; alternative to target_tokens")
+    target_bytes: int | None = Field(
+        None, gt=0, description="mix size in bytes; alternative to target_tokens"
+    )
     bytes_per_token: float = Field(4.0, gt=0, description="estimate used to turn target_tokens into bytes")
     shard_docs: int = Field(20_000, gt=0)
 

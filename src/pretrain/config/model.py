@@ -29,7 +29,9 @@ class ModelConfig(Section):
 
     model_type: str = Field(min_length=1)
     init_std: float = Field(0.02, gt=0)
-    scaled_residual_init: bool = Field(True, description="std / sqrt(2 * num_layers) on residual output projections")
+    scaled_residual_init: bool = Field(
+        True, description="std / sqrt(2 * num_layers) on residual output projections"
+    )
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
@@ -37,7 +39,9 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _no_vocab(self) -> ModelConfig:
         if "vocab_size" in (self.model_extra or {}):
-            raise ValueError("vocab_size comes from the tokenizer; remove model.vocab_size (set tokenizer.vocab_size)")
+            raise ValueError(
+                "vocab_size comes from the tokenizer; remove model.vocab_size (set tokenizer.vocab_size)"
+            )
         return self
 
     @property

@@ -12,11 +12,15 @@ from pretrain.config.base import Section
 class OptimizerConfig(Section):
     name: Literal["adamw"] = "adamw"
     lr: float = Field(3e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: list[float] = Field(default_factory=lambda: [0.9, 0.95], min_length=2, max_length=2)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.1, ge=0)
-    no_decay: list[Literal["norm", "bias", "embedding"]] = Field(default_factory=lambda: ["norm", "bias", "embedding"])
-    fused: Literal["auto", "on", "off"] = Field("auto", description="auto = fused AdamW on CUDA, foreach elsewhere")
+    no_decay: list[Literal["norm", "bias", "embedding"]] = Field(
+        default_factory=lambda: ["norm", "bias", "embedding"]
+    )
+    fused: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto = fused AdamW on CUDA, foreach elsewhere"
+    )
 
 
 class ScheduleConfig(Section):
@@ -39,9 +43,13 @@ class StabilityConfig(Section):
     window: int = Field(50, ge=5, description="steps in the running loss statistics")
     zscore: float = Field(6.0, gt=0, description="loss z-score above which the update is skipped")
     min_history: int = Field(20, ge=2, description="steps before spike detection starts")
-    spikes_before_rollback: int = Field(3, ge=1, description="consecutive skipped steps that trigger a rollback")
+    spikes_before_rollback: int = Field(
+        3, ge=1, description="consecutive skipped steps that trigger a rollback"
+    )
     max_rollbacks: int = Field(3, ge=0)
-    skip_window_steps: int = Field(0, ge=0, description="extra batches skipped after a rollback (0 = the spiky window)")
+    skip_window_steps: int = Field(
+        0, ge=0, description="extra batches skipped after a rollback (0 = the spiky window)"
+    )
 
 
 class ValidationConfig(Section):
@@ -68,9 +76,15 @@ class TrainConfig(Section):
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     log_every: int = Field(10, gt=0)
-    trackers: list[Literal["tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim"]] = Field(default_factory=list)
-    document_masking: bool = Field(False, description="pass document-aware position_ids so attention stays in-document")
-    collective_timeout_s: int = Field(600, gt=0, description="a dead rank makes the others fail after this long")
+    trackers: list[Literal["tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim"]] = Field(
+        default_factory=list
+    )
+    document_masking: bool = Field(
+        False, description="pass document-aware position_ids so attention stays in-document"
+    )
+    collective_timeout_s: int = Field(
+        600, gt=0, description="a dead rank makes the others fail after this long"
+    )
     num_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")

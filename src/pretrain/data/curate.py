@@ -76,13 +76,22 @@ def curate(recipe: Recipe, out: Path) -> dict:
     if pool is None:
         init_worker(*init_args)
     try:
-        results = pool.imap(process_chunk, _chunks(recipe, stats)) if pool else map(process_chunk, _chunks(recipe, stats))
+        results = (
+            pool.imap(process_chunk, _chunks(recipe, stats))
+            if pool
+            else map(process_chunk, _chunks(recipe, stats))
+        )
         for chunk in progress(results, desc="curate", unit="chunk"):
             for idx, doc_id, status, detail, text, ekey, bands in chunk:
                 rep = reports[idx]
                 if status == "ok" and data.dedup.exact and ekey in seen_exact:
                     status, detail = "exact_dup", ""
-                elif status == "ok" and data.dedup.near and bands and (twin := near.check_and_add(doc_id, bands)):
+                elif (
+                    status == "ok"
+                    and data.dedup.near
+                    and bands
+                    and (twin := near.check_and_add(doc_id, bands))
+                ):
                     status, detail = "near_dup", twin
                 if status != "ok":
                     rep.drop(status, detail, doc_id, text)
@@ -96,7 +105,12 @@ def curate(recipe: Recipe, out: Path) -> dict:
         for fh in spill:
             fh.close()
     for rep, st in zip(reports, stats):
-        rep.read_docs, rep.read_bytes, rep.undecodable_bytes, rep.files = st.docs, st.bytes, st.undecodable_bytes, len(st.files)
+        rep.read_docs, rep.read_bytes, rep.undecodable_bytes, rep.files = (
+            st.docs,
+            st.bytes,
+            st.undecodable_bytes,
+            len(st.files),
+        )
     _check_nonempty(recipe, reports, sizes)
     summary = _write_mix(recipe, out, work, reports, sizes)
     shutil.rmtree(work)
@@ -109,7 +123,9 @@ def _check_nonempty(recipe: Recipe, reports: list[SourceReport], sizes: list[lis
         if rep.read_docs == 0:
             raise DataError(f"source {src.name!r}: produced no documents (check its paths / split / budget)")
         if not s:
-            top = ", ".join(f"{k}: {v['docs']}" for k, v in sorted(rep.dropped.items(), key=lambda kv: -kv[1]["docs"])[:3])
+            top = ", ".join(
+                f"{k}: {v['docs']}" for k, v in sorted(rep.dropped.items(), key=lambda kv: -kv[1]["docs"])[:3]
+            )
             raise DataError(
                 f"source {src.name!r}: all {rep.read_docs} documents were removed ({top}); "
                 f"relax data.sources.{recipe.data.sources.index(src)}.filters or remove the source"
@@ -125,7 +141,9 @@ def _target_bytes(recipe: Recipe) -> int | None:
     return None
 
 
-def _write_mix(recipe: Recipe, out: Path, work: Path, reports: list[SourceReport], sizes: list[list[int]]) -> dict:
+def _write_mix(
+    recipe: Recipe, out: Path, work: Path, reports: list[SourceReport], sizes: list[list[int]]
+) -> dict:
     sources = recipe.data.sources
     plans = plan_mixture(
         {s.name: s.weight for s in sources},
@@ -155,11 +173,17 @@ def _write_mix(recipe: Recipe, out: Path, work: Path, reports: list[SourceReport
     for rep in reports:
         rep.achieved_share = rep.mixed_bytes / total_bytes if total_bytes else 0.0
         if rep.capped:
-            log.warning("source %r: only %s clean bytes; capped at max_epochs, its share falls short", rep.name, human(rep.kept_bytes, "B"))
-    writer.close({
-        "seed": recipe.seed,
-        "total_docs": sum(r.mixed_docs for r in reports),
-        "total_bytes": total_bytes,
-        "sources": {r.name: r.mixture_entry() for r in reports},
-    })
+            log.warning(
+                "source %r: only %s clean bytes; capped at max_epochs, its share falls short",
+                rep.name,
+                human(rep.kept_bytes, "B"),
+            )
+    writer.close(
+        {
+            "seed": recipe.seed,
+            "total_docs": sum(r.mixed_docs for r in reports),
+            "total_bytes": total_bytes,
+            "sources": {r.name: r.mixture_entry() for r in reports},
+        }
+    )
     return {"docs": sum(r.mixed_docs for r in reports), "bytes": total_bytes, "sources": len(reports)}

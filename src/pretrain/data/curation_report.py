@@ -68,11 +68,20 @@ class SourceReport:
             "weight": self.weight,
             "requested_share": round(self.requested_share, 4),
             "achieved_share": round(self.achieved_share, 4),
-            "read": {"docs": self.read_docs, "bytes": self.read_bytes, "undecodable_bytes": self.undecodable_bytes,
-                     "files": self.files},
+            "read": {
+                "docs": self.read_docs,
+                "bytes": self.read_bytes,
+                "undecodable_bytes": self.undecodable_bytes,
+                "files": self.files,
+            },
             "dropped": self.dropped,
             "kept": {"docs": self.read_docs - dropped_docs, "bytes": self.kept_bytes},
-            "mixed": {"docs": self.mixed_docs, "bytes": self.mixed_bytes, "epochs": self.epochs, "capped": self.capped},
+            "mixed": {
+                "docs": self.mixed_docs,
+                "bytes": self.mixed_bytes,
+                "epochs": self.epochs,
+                "capped": self.capped,
+            },
         }
 
 
@@ -85,7 +94,9 @@ def write_reports(out: Path, recipe, reports: list[SourceReport], task_texts: di
         "recipe": recipe.name,
         "sources": [r.to_json() for r in reports],
         "contamination": contamination,
-        "decontamination_ngram": recipe.data.decontaminate.ngram if recipe.data.decontaminate.enabled else None,
+        "decontamination_ngram": recipe.data.decontaminate.ngram
+        if recipe.data.decontaminate.enabled
+        else None,
         "totals": {
             "read_docs": sum(r.read_docs for r in reports),
             "read_bytes": sum(r.read_bytes for r in reports),
@@ -93,23 +104,38 @@ def write_reports(out: Path, recipe, reports: list[SourceReport], task_texts: di
             "mixed_bytes": sum(r.mixed_bytes for r in reports),
         },
     }
-    (out / "curation_report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "curation_report.json").write_text(
+        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     (out / "curation_report.md").write_text(render_markdown(data), encoding="utf-8")
 
 
 def render_markdown(data: dict) -> str:
-    lines = [f"# Curation report — {data['recipe']}", "", "## Mixture", "",
-             "| source | type | docs read | bytes read | kept docs | mixed bytes | epochs | requested | achieved |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Curation report — {data['recipe']}",
+        "",
+        "## Mixture",
+        "",
+        "| source | type | docs read | bytes read | kept docs | mixed bytes | epochs | requested | achieved |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in data["sources"]:
         lines.append(
             f"| {s['name']} | {s['type']} | {s['read']['docs']:,} | {human(s['read']['bytes'], 'B')} | {s['kept']['docs']:,} | "
             f"{human(s['mixed']['bytes'], 'B')} | {s['mixed']['epochs']:.2f} | {s['requested_share']:.1%} | {s['achieved_share']:.1%} |"
         )
-    lines += ["", "## Removed", "", "| source | stage | docs | bytes | top reasons |", "|---|---|---:|---:|---|"]
+    lines += [
+        "",
+        "## Removed",
+        "",
+        "| source | stage | docs | bytes | top reasons |",
+        "|---|---|---:|---:|---|",
+    ]
     for s in data["sources"]:
         for cls, d in sorted(s["dropped"].items(), key=lambda kv: -kv[1]["docs"]):
-            reasons = ", ".join(f"{k} ({v})" for k, v in sorted(d["reasons"].items(), key=lambda kv: -kv[1])[:3])
+            reasons = ", ".join(
+                f"{k} ({v})" for k, v in sorted(d["reasons"].items(), key=lambda kv: -kv[1])[:3]
+            )
             lines.append(f"| {s['name']} | {cls} | {d['docs']:,} | {human(d['bytes'], 'B')} | {reasons} |")
     lines += ["", "## Decontamination", ""]
     if data["contamination"]:
@@ -117,6 +143,10 @@ def render_markdown(data: dict) -> str:
     else:
         lines.append("- no evaluation task with items to check against")
     t = data["totals"]
-    lines += ["", f"Total: {t['read_docs']:,} documents ({human(t['read_bytes'], 'B')}) read → "
-              f"{t['mixed_docs']:,} documents ({human(t['mixed_bytes'], 'B')}) in the mix.", ""]
+    lines += [
+        "",
+        f"Total: {t['read_docs']:,} documents ({human(t['read_bytes'], 'B')}) read → "
+        f"{t['mixed_docs']:,} documents ({human(t['mixed_bytes'], 'B')}) in the mix.",
+        "",
+    ]
     return "\n".join(lines)

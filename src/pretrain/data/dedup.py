@@ -45,7 +45,9 @@ class MinHasher:
         else:
             grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
         unique = set(grams)
-        return np.fromiter((xxhash.xxh32_intdigest(g.encode()) for g in unique), dtype=np.uint64, count=len(unique))
+        return np.fromiter(
+            (xxhash.xxh32_intdigest(g.encode()) for g in unique), dtype=np.uint64, count=len(unique)
+        )
 
     def signature(self, text: str) -> np.ndarray | None:
         shingles = self.shingles(words(text))

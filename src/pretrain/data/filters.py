@@ -44,7 +44,12 @@ def _datatrove(filter_obj) -> Callable[[str], str | None]:
 
 def build_filters(cfg: FilterConfig) -> list[Filter]:
     filters: list[Filter] = [
-        ("length", lambda t: "too_short" if len(t) < cfg.min_chars else ("too_long" if len(t) > cfg.max_chars else None))
+        (
+            "length",
+            lambda t: (
+                "too_short" if len(t) < cfg.min_chars else ("too_long" if len(t) > cfg.max_chars else None)
+            ),
+        )
     ]
     if cfg.preset == "code":
         filters.append(("code", _code_filter(cfg)))

@@ -35,13 +35,17 @@ def iter_documents(mix_dir: Path, sources: set[str] | None = None) -> Iterator[d
         try:
             fh = open(path, encoding="utf-8")
         except FileNotFoundError:
-            raise DataError(f"{path}: shard listed in the manifest is missing; re-run `pretrain curate`") from None
+            raise DataError(
+                f"{path}: shard listed in the manifest is missing; re-run `pretrain curate`"
+            ) from None
         with fh:
             for lineno, line in enumerate(fh, 1):
                 try:
                     record = json.loads(line)
                 except ValueError:
-                    raise DataError(f"{path}:{lineno}: corrupt mix record; re-run `pretrain curate`") from None
+                    raise DataError(
+                        f"{path}:{lineno}: corrupt mix record; re-run `pretrain curate`"
+                    ) from None
                 if sources is None or record["source"] in sources:
                     yield record
 
@@ -75,4 +79,6 @@ class MixWriter:
             self._fh.close()
             self._fh = None
         manifest = {"format": "jsonl", "shards": self.shards, **manifest}
-        (self.out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (self.out_dir / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )

@@ -37,5 +37,5 @@ def normalize(text: str, cfg: NormalizeConfig, strip_patterns: tuple[str, ...] =
         text = _TRAILING.sub("", text)
     blank_run = "\n" * (cfg.max_blank_lines + 2)
     if blank_run in text:
-        text = re.sub(r"\n{%d,}" % (cfg.max_blank_lines + 2), "\n" * (cfg.max_blank_lines + 1), text)
+        text = re.sub("\n{" + str(cfg.max_blank_lines + 2) + ",}", "\n" * (cfg.max_blank_lines + 1), text)
     return text.strip("\n")

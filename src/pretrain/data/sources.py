@@ -93,7 +93,9 @@ def decode(raw: bytes, errors: str, stats: ReadStats, where: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if errors == "error":
-            raise DataError(f"{where}: not valid UTF-8 at byte {exc.start} (set encoding_errors: latin1 or replace)") from None
+            raise DataError(
+                f"{where}: not valid UTF-8 at byte {exc.start} (set encoding_errors: latin1 or replace)"
+            ) from None
         good = raw.decode("utf-8-sig", errors="replace")
         stats.undecodable_bytes += good.count("\ufffd")
         return good if errors == "replace" else raw.decode("latin-1")
@@ -139,10 +141,14 @@ def _iter_text(path: Path, src: LocalSource, stats: ReadStats) -> Iterator[tuple
 def _text_of(record: object, src, where: str) -> str:
     if not isinstance(record, dict) or src.text_field not in record:
         keys = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
-        raise DataError(f"source {src.name!r}: {where}: no text field {src.text_field!r} (found: {keys}); set text_field")
+        raise DataError(
+            f"source {src.name!r}: {where}: no text field {src.text_field!r} (found: {keys}); set text_field"
+        )
     value = record[src.text_field]
     if not isinstance(value, str):
-        raise DataError(f"source {src.name!r}: {where}: field {src.text_field!r} is {type(value).__name__}, not text")
+        raise DataError(
+            f"source {src.name!r}: {where}: field {src.text_field!r} is {type(value).__name__}, not text"
+        )
     return value
 
 
@@ -204,6 +210,8 @@ def _iter_hub(src: HubSource) -> Iterator[tuple[str, str]]:
     try:
         ds = datasets.load_dataset(src.path, **kwargs)
     except Exception as exc:  # datasets raises many types (connection, FileNotFound, DatasetNotFound...)
-        raise DataError(f"source {src.name!r}: cannot load dataset {src.path!r}: {type(exc).__name__}: {exc}") from None
+        raise DataError(
+            f"source {src.name!r}: cannot load dataset {src.path!r}: {type(exc).__name__}: {exc}"
+        ) from None
     for i, rec in enumerate(ds):
         yield f"{src.path}:{i}", _text_of(rec, src, f"{src.path} row {i}")

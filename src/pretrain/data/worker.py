@@ -17,7 +17,11 @@ _STATE: dict = {}
 def init_worker(source_filters, normalize_cfg, dedup_cfg, task_texts, ngram) -> None:
     _STATE["filters"] = [(build_filters(cfg), patterns) for cfg, patterns in source_filters]
     _STATE["normalize"] = normalize_cfg
-    _STATE["hasher"] = MinHasher(dedup_cfg.ngram, dedup_cfg.bands, dedup_cfg.rows, dedup_cfg.seed) if dedup_cfg.near else None
+    _STATE["hasher"] = (
+        MinHasher(dedup_cfg.ngram, dedup_cfg.bands, dedup_cfg.rows, dedup_cfg.seed)
+        if dedup_cfg.near
+        else None
+    )
     _STATE["contam"] = ContaminationIndex(task_texts, ngram)
 
 

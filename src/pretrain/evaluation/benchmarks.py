@@ -31,7 +31,11 @@ def _normalise(fmt: str, rec: dict) -> dict:
     if fmt == "lambada_context":
         return {"context": rec["context"], "choices": [rec["continuation"]], "gold": 0}
     if fmt == "winogrande_partial":
-        return {"context": list(rec["context_options"]), "choices": [rec["continuation"]], "gold": int(rec["gold"])}
+        return {
+            "context": list(rec["context_options"]),
+            "choices": [rec["continuation"]],
+            "gold": int(rec["gold"]),
+        }
     if fmt == "blimp_pairs":
         return {"context": "", "choices": [rec["sentence_good"], rec["sentence_bad"]], "gold": 0}
     return {"context": rec["text"], "choices": [], "gold": 0}
@@ -51,7 +55,9 @@ def read_items(path: Path, fmt: str, limit: int | None = None) -> list[dict]:
             try:
                 rec = json.loads(line)
             except ValueError:
-                raise DataError(f"{path}:{lineno}: not valid JSON (expected one {fmt} record per line)") from None
+                raise DataError(
+                    f"{path}:{lineno}: not valid JSON (expected one {fmt} record per line)"
+                ) from None
             missing = [k for k in REQUIRED[fmt] if not isinstance(rec, dict) or k not in rec]
             if missing:
                 raise DataError(f"{path}:{lineno}: {fmt} record lacks {', '.join(missing)}")
@@ -89,7 +95,10 @@ def decontamination_texts(recipe) -> dict[str, list[str]]:
     """
     from pretrain.evaluation.builtin_tasks import stdlib_cloze_items
 
-    texts = {task.name: [t for item in load_benchmark(task, recipe) for t in item_texts(item)] for task in recipe.eval.local_tasks}
+    texts = {
+        task.name: [t for item in load_benchmark(task, recipe) for t in item_texts(item)]
+        for task in recipe.eval.local_tasks
+    }
     if "stdlib_cloze" in recipe.eval.tasks:
         items = [_normalise("mc_query_choices", it) for it in stdlib_cloze_items(recipe.seed)]
         texts["stdlib_cloze"] = [f"{it['context']}\n{it['choices'][it['gold']]}" for it in items]

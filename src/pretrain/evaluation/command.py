@@ -46,19 +46,31 @@ def _recipe_for(args, run_dir: Path, checkpoint: Path | None):
 
 def evaluate_one(args, checkpoint: Path, run_dir: Path) -> dict:
     recipe = _recipe_for(args, run_dir, checkpoint)
-    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else (all_task_names(recipe) if recipe else [])
+    tasks = (
+        [t for t in args.tasks.split(",") if t] if args.tasks else (all_task_names(recipe) if recipe else [])
+    )
     if not tasks:
         raise PretrainError(f"{checkpoint}: no tasks given and no recipe found for the run; pass --tasks")
     ev = recipe.eval if recipe else None
     include, local = write_task_yamls(run_dir, recipe, tasks)
     results = evaluate_checkpoint(
-        checkpoint, include, tasks, local,
+        checkpoint,
+        include,
+        tasks,
+        local,
         limit=args.limit if args.limit is not None else (ev.limit if ev else None),
         batch_size=args.batch_size or (ev.batch_size if ev else 8),
-        num_fewshot=args.num_fewshot if args.num_fewshot is not None else (ev.num_fewshot or None if ev else None),
+        num_fewshot=args.num_fewshot
+        if args.num_fewshot is not None
+        else (ev.num_fewshot or None if ev else None),
     )
-    return {"checkpoint": str(checkpoint), "tasks": tasks, "metrics": flatten(results),
-            "results": results.get("results", {}), "include_path": str(include)}
+    return {
+        "checkpoint": str(checkpoint),
+        "tasks": tasks,
+        "metrics": flatten(results),
+        "results": results.get("results", {}),
+        "include_path": str(include),
+    }
 
 
 def run_eval_command(args) -> int:
@@ -72,7 +84,9 @@ def run_eval_command(args) -> int:
         print(json.dumps(record["metrics"] if not args.json else record, indent=2))
         return 0
     run_dir = path
-    checkpoints = sorted((run_dir / "checkpoints").glob("step-*")) + ([run_dir / "final"] if (run_dir / "final").exists() else [])
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*")) + (
+        [run_dir / "final"] if (run_dir / "final").exists() else []
+    )
     if not checkpoints:
         raise PretrainError(f"{run_dir}: no checkpoints/step-*/ or final/ to evaluate")
     for ckpt in checkpoints:
@@ -84,8 +98,10 @@ def run_eval_command(args) -> int:
             summary = json.loads(marker.read_text()).get("summary", {})
             meta = {"step": summary.get("steps"), "tokens_seen": summary.get("tokens")}
         step = meta.get("step") or 0
-        write_json_atomic(run_dir / "evals" / f"step-{step:07d}.json",
-                          {"step": step, "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(ckpt), **record})
+        write_json_atomic(
+            run_dir / "evals" / f"step-{step:07d}.json",
+            {"step": step, "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(ckpt), **record},
+        )
         log.info("%s: %s", ckpt.name, record["metrics"])
     summary = summarize_run(run_dir)
     print((run_dir / "evals" / "summary.md").read_text())

@@ -32,8 +32,15 @@ def flatten(results: dict) -> dict[str, float]:
     return flat
 
 
-def evaluate_checkpoint(checkpoint: Path, include_dir: Path, tasks: list[str], local: list[str], limit: int | None,
-                        batch_size: int, num_fewshot: int | None) -> dict:
+def evaluate_checkpoint(
+    checkpoint: Path,
+    include_dir: Path,
+    tasks: list[str],
+    local: list[str],
+    limit: int | None,
+    batch_size: int,
+    num_fewshot: int | None,
+) -> dict:
     """Same call the `lm_eval --model hf --model_args pretrained=CKPT` CLI makes, so numbers match it."""
     import lm_eval
     import torch
@@ -42,8 +49,14 @@ def evaluate_checkpoint(checkpoint: Path, include_dir: Path, tasks: list[str], l
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the CLI equivalent needs `--device cpu` on CPU
     try:
         return lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(checkpoint)}, tasks=tasks, limit=limit,
-            batch_size=batch_size, num_fewshot=num_fewshot, log_samples=False, device=device,
+            model="hf",
+            model_args={"pretrained": str(checkpoint)},
+            tasks=tasks,
+            limit=limit,
+            batch_size=batch_size,
+            num_fewshot=num_fewshot,
+            log_samples=False,
+            device=device,
             task_manager=_task_manager(include_dir, need_defaults=bool(set(tasks) - set(local))),
         )
     except (KeyError, ValueError) as exc:
@@ -53,13 +66,22 @@ def evaluate_checkpoint(checkpoint: Path, include_dir: Path, tasks: list[str], l
 class LiveEvaluation:
     """lm-eval on a model object (no reload from disk); the task dict is built once and reused."""
 
-    def __init__(self, include_dir: Path, tasks: list[str], local: list[str], limit: int | None, batch_size: int,
-                 num_fewshot: int | None, max_length: int):
-        from lm_eval.evaluator_utils import get_task_list  # noqa: F401  (fail early if lm-eval is broken)
+    def __init__(
+        self,
+        include_dir: Path,
+        tasks: list[str],
+        local: list[str],
+        limit: int | None,
+        batch_size: int,
+        num_fewshot: int | None,
+        max_length: int,
+    ):
         from lm_eval.tasks import get_task_dict
 
         _quiet()
-        self.task_dict = get_task_dict(tasks, _task_manager(include_dir, need_defaults=bool(set(tasks) - set(local))))
+        self.task_dict = get_task_dict(
+            tasks, _task_manager(include_dir, need_defaults=bool(set(tasks) - set(local)))
+        )
         if num_fewshot is not None:
             for task in self.task_dict.values():
                 if hasattr(task, "set_config"):
@@ -70,5 +92,9 @@ class LiveEvaluation:
         from lm_eval.evaluator import evaluate
         from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=self.max_length)
-        return evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit, log_samples=False, verbosity="WARNING")
+        lm = HFLM(
+            pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=self.max_length
+        )
+        return evaluate(
+            lm=lm, task_dict=self.task_dict, limit=self.limit, log_samples=False, verbosity="WARNING"
+        )

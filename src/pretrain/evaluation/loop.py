@@ -36,8 +36,15 @@ class LoopEvaluator:
         if self._live is None:
             include, local = write_task_yamls(self.recipe.out, self.recipe, self.tasks)
             ev = self.recipe.eval
-            self._live = LiveEvaluation(include, self.tasks, local, ev.limit, ev.batch_size, ev.num_fewshot or None,
-                                        self.recipe.train.seq_len)
+            self._live = LiveEvaluation(
+                include,
+                self.tasks,
+                local,
+                ev.limit,
+                ev.batch_size,
+                ev.num_fewshot or None,
+                self.recipe.train.seq_len,
+            )
         return self._live
 
     def __call__(self, model, step: int, tokens_seen: int) -> dict[str, float]:
@@ -48,12 +55,27 @@ class LoopEvaluator:
             try:
                 results = self._prepare()(model, self.tokenizer)
                 flat = flatten(results)
-                record = {"step": step, "tokens_seen": tokens_seen, "tasks": self.tasks, "metrics": flat,
-                          "results": results.get("results", {}), "seconds": round(time.perf_counter() - start, 2)}
+                record = {
+                    "step": step,
+                    "tokens_seen": tokens_seen,
+                    "tasks": self.tasks,
+                    "metrics": flat,
+                    "results": results.get("results", {}),
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
                 write_json_atomic(self.recipe.out / "evals" / f"step-{step:07d}.json", record)
-                log.info("eval at step %d: %s", step, ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()))
+                log.info(
+                    "eval at step %d: %s",
+                    step,
+                    ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()),
+                )
             except Exception as exc:  # an eval bug must not end a long training run
-                log.error("evaluation at step %d failed (%s); training continues\n%s", step, exc, traceback.format_exc(limit=3))
+                log.error(
+                    "evaluation at step %d failed (%s); training continues\n%s",
+                    step,
+                    exc,
+                    traceback.format_exc(limit=3),
+                )
                 flat = {}
             finally:
                 model.train(was_training)

@@ -18,12 +18,22 @@ def summarize_run(out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     rows = []
     for rec in read_eval_records(out_dir):
-        rows.append({"step": rec["step"], "tokens_seen": rec.get("tokens_seen"), "checkpoint": rec.get("checkpoint"),
-                     **rec["metrics"]})
+        rows.append(
+            {
+                "step": rec["step"],
+                "tokens_seen": rec.get("tokens_seen"),
+                "checkpoint": rec.get("checkpoint"),
+                **rec["metrics"],
+            }
+        )
     rows.sort(key=lambda r: r["step"])
     metrics = sorted({k for r in rows for k in r if k.startswith("eval/")})
-    summary = {"metrics": metrics, "rows": rows, "final": {m: rows[-1].get(m) for m in metrics} if rows else {},
-               "plot": "learning_curves.png" if rows else None}
+    summary = {
+        "metrics": metrics,
+        "rows": rows,
+        "final": {m: rows[-1].get(m) for m in metrics} if rows else {},
+        "plot": "learning_curves.png" if rows else None,
+    }
     (out_dir / "evals").mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "evals" / "summary.json", summary)
     (out_dir / "evals" / "summary.md").write_text(markdown_table(summary), encoding="utf-8")
@@ -55,13 +65,17 @@ def plot_curves(summary: dict, path: Path) -> None:
     rows_n = (len(metrics) + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.2 * rows_n), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
-        pts = [(r["tokens_seen"] or r["step"], r[metric]) for r in summary["rows"] if isinstance(r.get(metric), float)]
+        pts = [
+            (r["tokens_seen"] or r["step"], r[metric])
+            for r in summary["rows"]
+            if isinstance(r.get(metric), float)
+        ]
         if pts:
             ax.plot(*zip(*pts), marker="o")
         ax.set_title(metric.removeprefix("eval/"), fontsize=9)
         ax.set_xlabel("tokens seen")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

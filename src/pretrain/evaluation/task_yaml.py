@@ -14,29 +14,67 @@ from pathlib import Path
 import yaml
 
 from pretrain.evaluation.benchmarks import read_items
-from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, write_cloze_file
+from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, CLOZE_VERSION, write_cloze_file
 
-MC = {"output_type": "multiple_choice", "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                                                         {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}]}
-ROLLING = {"output_type": "loglikelihood_rolling", "doc_to_text": "",
-           "metric_list": [{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}]}
+MC = {
+    "output_type": "multiple_choice",
+    "metric_list": [
+        {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+    ],
+}
+ROLLING = {
+    "output_type": "loglikelihood_rolling",
+    "doc_to_text": "",
+    "metric_list": [
+        {"metric": "word_perplexity"},
+        {"metric": "byte_perplexity"},
+        {"metric": "bits_per_byte"},
+    ],
+}
 
 FORMATS = {
-    "mc_query_choices": {**MC, "doc_to_text": "{{query}}", "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}"},
-    "lambada_context": {"output_type": "loglikelihood", "doc_to_text": "{{context}}", "doc_to_target": "{{continuation}}",
-                        "metric_list": [{"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
-                                        {"metric": "acc", "aggregation": "mean", "higher_is_better": True}]},
+    "mc_query_choices": {
+        **MC,
+        "doc_to_text": "{{query}}",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{gold}}",
+    },
+    "lambada_context": {
+        "output_type": "loglikelihood",
+        "doc_to_text": "{{context}}",
+        "doc_to_target": "{{continuation}}",
+        "metric_list": [
+            {"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+        ],
+    },
     # partial scoring (as lm-eval's winogrande): the options are contexts, the continuation is shared
-    "winogrande_partial": {**MC, "doc_to_text": "{{gold}}", "doc_to_choice": "{{context_options}}",
-                           "doc_to_target": "{{continuation}}"},
-    "blimp_pairs": {**MC, "doc_to_text": "", "doc_to_choice": "{{[sentence_good, sentence_bad]}}", "doc_to_target": 0},
+    "winogrande_partial": {
+        **MC,
+        "doc_to_text": "{{gold}}",
+        "doc_to_choice": "{{context_options}}",
+        "doc_to_target": "{{continuation}}",
+    },
+    "blimp_pairs": {
+        **MC,
+        "doc_to_text": "",
+        "doc_to_choice": "{{[sentence_good, sentence_bad]}}",
+        "doc_to_target": 0,
+    },
     "text_rolling": {**ROLLING, "doc_to_target": "{{text}}"},
 }
 
 
 def _task(name: str, data_file: Path, fmt: str) -> dict:
-    return {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data_file)}},
-            "test_split": "test", **FORMATS[fmt], "metadata": {"version": 1.0}}
+    return {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+        "test_split": "test",
+        **FORMATS[fmt],
+        "metadata": {"version": 1.0},
+    }
 
 
 def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path, list[str]]:
@@ -50,11 +88,17 @@ def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path
             if not val.exists():
                 from pretrain.errors import StageError
 
-                raise StageError(f"{val}: missing; val_bpb needs the run's packed val split (`pretrain pack`)")
+                raise StageError(
+                    f"{val}: missing; val_bpb needs the run's packed val split (`pretrain pack`)"
+                )
             spec = _task("val_bpb", val, "text_rolling")
         elif name == "stdlib_cloze":
-            spec = _task("stdlib_cloze", write_cloze_file(data_dir / "stdlib_cloze.jsonl", recipe.seed if recipe else 0),
-                         "mc_query_choices")
+            seed = recipe.seed if recipe else 0
+            spec = _task(
+                "stdlib_cloze",
+                write_cloze_file(data_dir / f"stdlib_cloze-{CLOZE_VERSION}-seed{seed}.jsonl", seed),
+                "mc_query_choices",
+            )
             spec["target_delimiter"] = "\n"
         else:
             task = next((t for t in (recipe.eval.local_tasks if recipe else []) if t.name == name), None)

@@ -1,6 +1,6 @@
 """Base-model handoff: the model card and Hub uploads.
 
-    pretrain push outputs/tiny/final --repo-id me/tiny-base [--revision step-0001000] [--dry-run DIR]
+pretrain push outputs/tiny/final --repo-id me/tiny-base [--revision step-0001000] [--dry-run DIR]
 """
 
 from __future__ import annotations
@@ -23,9 +23,19 @@ def run_push_command(args) -> int:
     if not (folder / "config.json").exists():
         raise PretrainError(f"{folder}: not a model folder (no config.json)")
     run_dir = run_dir_of(folder)
-    recipe_file = args.recipe or next((p for p in (folder / "trainer_state" / "recipe.yaml", run_dir / "recipe.resolved.yaml")
-                                       if p.exists()), None)
-    recipe = load_recipe(recipe_file, overrides=args.overrides, output_dir=str(run_dir), check_files=False) if recipe_file else None
+    recipe_file = args.recipe or next(
+        (
+            p
+            for p in (folder / "trainer_state" / "recipe.yaml", run_dir / "recipe.resolved.yaml")
+            if p.exists()
+        ),
+        None,
+    )
+    recipe = (
+        load_recipe(recipe_file, overrides=args.overrides, output_dir=str(run_dir), check_files=False)
+        if recipe_file
+        else None
+    )
     if recipe is not None:
         write_model_card(recipe, folder)
     repo_id = args.repo_id or (recipe.hub.repo_id if recipe else None)
@@ -33,7 +43,9 @@ def run_push_command(args) -> int:
         dest = Path(args.dry_run)
         dest.mkdir(parents=True, exist_ok=True)
         files = stage_upload(folder, dest, args.include_optimizer)
-        print(f"dry run: {len(files)} files for {repo_id or '<repo-id>'}@{args.revision or 'main'} written to {dest}")
+        print(
+            f"dry run: {len(files)} files for {repo_id or '<repo-id>'}@{args.revision or 'main'} written to {dest}"
+        )
         for f in files:
             print(f"  {f}")
         return 0

@@ -71,9 +71,13 @@ def model_index(name: str, final: dict) -> list[dict]:
         if value is None:
             continue
         _, task, metric = key.split("/", 2)
-        results.append({"task": {"type": "text-generation", "name": "Text Generation"},
-                        "dataset": {"name": task, "type": task},
-                        "metrics": [{"type": metric, "value": round(float(value), 5), "name": f"{task} {metric}"}]})
+        results.append(
+            {
+                "task": {"type": "text-generation", "name": "Text Generation"},
+                "dataset": {"name": task, "type": task},
+                "metrics": [{"type": metric, "value": round(float(value), 5), "name": f"{task} {metric}"}],
+            }
+        )
     return [{"name": name, "results": results}] if results else []
 
 
@@ -96,21 +100,35 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     summary = _json(out / "evals" / "summary.json")
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
-        "recipe": recipe, "config": config, "params": total, "non_embedding_params": non_emb,
-        "human": human, "curation": _json(out / "curation_report.json"),
+        "recipe": recipe,
+        "config": config,
+        "params": total,
+        "non_embedding_params": non_emb,
+        "human": human,
+        "curation": _json(out / "curation_report.json"),
         "tokenizer_report": _json(out / "tokenizer" / "tokenizer_report.json"),
         "tokens_manifest": _json(out / "tokens" / "manifest.json"),
-        "tokens": tokens, "steps": steps[-1]["step"] if steps else 0,
+        "tokens": tokens,
+        "steps": steps[-1]["step"] if steps else 0,
         "flops": flops_per_token(hf_config, non_emb, recipe.train.seq_len) * tokens,
-        "tokens_per_s": sum(tps) / len(tps) if tps else None, "mfu": sum(mfu) / len(mfu) if mfu else None,
-        "train_hours": train_seconds / 3600, "final_val": next((r for r in reversed(records) if "val/loss" in r), {}),
-        "evals": summary, "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
-        "front_matter": yaml.safe_dump({
-            "license": recipe.hub.license, "library_name": "transformers", "pipeline_tag": "text-generation",
-            "language": recipe.hub.language, "tags": ["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
-            **({"datasets": hub_sources} if hub_sources else {}),
-            "model-index": model_index(recipe.name, summary.get("final", {})),
-        }, sort_keys=False).strip(),
+        "tokens_per_s": sum(tps) / len(tps) if tps else None,
+        "mfu": sum(mfu) / len(mfu) if mfu else None,
+        "train_hours": train_seconds / 3600,
+        "final_val": next((r for r in reversed(records) if "val/loss" in r), {}),
+        "evals": summary,
+        "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
+        "front_matter": yaml.safe_dump(
+            {
+                "license": recipe.hub.license,
+                "library_name": "transformers",
+                "pipeline_tag": "text-generation",
+                "language": recipe.hub.language,
+                "tags": ["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
+                **({"datasets": hub_sources} if hub_sources else {}),
+                "model-index": model_index(recipe.name, summary.get("final", {})),
+            },
+            sort_keys=False,
+        ).strip(),
     }
 
 
@@ -121,8 +139,12 @@ def template_path(recipe: Recipe) -> Path:
             return candidate
     from pretrain.errors import RecipeError
 
-    raise RecipeError([f"{recipe.source_label}: hub.card_template: template {name!r} not found (looked next to the "
-                       f"recipe and in {REPO_ROOT / 'model_cards'})"])
+    raise RecipeError(
+        [
+            f"{recipe.source_label}: hub.card_template: template {name!r} not found (looked next to the "
+            f"recipe and in {REPO_ROOT / 'model_cards'})"
+        ]
+    )
 
 
 def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
@@ -135,10 +157,15 @@ def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
     curves = out / "evals" / "learning_curves.png"
     if curves.exists():
         shutil.copy2(curves, final_dir / "learning_curves.png")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_path(recipe).parent)),
-                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_path(recipe).parent)),
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     text = env.get_template(template_path(recipe).name).render(
-        **card_context(recipe, final_dir), has_loss_plot=has_loss, has_curves=curves.exists())
+        **card_context(recipe, final_dir), has_loss_plot=has_loss, has_curves=curves.exists()
+    )
     path = final_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path

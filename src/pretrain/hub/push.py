@@ -44,8 +44,14 @@ def stage_upload(folder: Path, dest: Path, include_optimizer: bool = False) -> l
     return files
 
 
-def push_folder(folder: Path, repo_id: str, revision: str | None = None, private: bool = True,
-                include_optimizer: bool = False, commit_message: str | None = None) -> str:
+def push_folder(
+    folder: Path,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool = True,
+    include_optimizer: bool = False,
+    commit_message: str | None = None,
+) -> str:
     """Create the repo (and branch), upload the folder; returns the commit URL. Clear errors on failure."""
     import tempfile
 
@@ -59,13 +65,21 @@ def push_folder(folder: Path, repo_id: str, revision: str | None = None, private
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pretrain-push-") as tmp:
             stage_upload(folder, Path(tmp), include_optimizer)
-            info = api.upload_folder(folder_path=tmp, repo_id=repo_id, revision=revision or "main",
-                                     commit_message=commit_message or f"Upload {folder.name}")
+            info = api.upload_folder(
+                folder_path=tmp,
+                repo_id=repo_id,
+                revision=revision or "main",
+                commit_message=commit_message or f"Upload {folder.name}",
+            )
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
-        raise PretrainError(f"push of {folder} to {repo_id}@{revision or 'main'} failed (HTTP {status}); "
-                            "check the repo id and your token (`hf auth login` / HF_TOKEN), then re-run — pushes are idempotent") from None
+        raise PretrainError(
+            f"push of {folder} to {repo_id}@{revision or 'main'} failed (HTTP {status}); "
+            "check the repo id and your token (`hf auth login` / HF_TOKEN), then re-run — pushes are idempotent"
+        ) from None
     except (OSError, ConnectionError) as exc:
-        raise PretrainError(f"push of {folder} to {repo_id} failed: network error ({type(exc).__name__}); "
-                            "re-run the same command to retry — pushes are idempotent") from None
+        raise PretrainError(
+            f"push of {folder} to {repo_id} failed: network error ({type(exc).__name__}); "
+            "re-run the same command to retry — pushes are idempotent"
+        ) from None
     return str(getattr(info, "commit_url", info))

@@ -2,7 +2,14 @@
 
 from pretrain.planning.flops import GPU_SPECS, device_peak_flops, flops_per_token, gpu_spec, training_flops
 
-__all__ = ["GPU_SPECS", "device_peak_flops", "flops_per_token", "gpu_spec", "training_flops", "run_plan_command"]
+__all__ = [
+    "GPU_SPECS",
+    "device_peak_flops",
+    "flops_per_token",
+    "gpu_spec",
+    "training_flops",
+    "run_plan_command",
+]
 
 
 def run_plan_command(args, recipe):  # replaced by the planner module

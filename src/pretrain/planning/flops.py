@@ -54,8 +54,16 @@ def device_peak_flops(device_name: str | None) -> float | None:
         return None
     name = device_name.lower()
     for key, marker in (
-        ("h200", "h200"), ("b200", "b200"), ("h100-pcie", "h100 pcie"), ("h100", "h100"),
-        ("a100", "a100"), ("l40s", "l40s"), ("a10g", "a10g"), ("l4", " l4"), ("rtx4090", "4090"), ("mi300x", "mi300"),
+        ("h200", "h200"),
+        ("b200", "b200"),
+        ("h100-pcie", "h100 pcie"),
+        ("h100", "h100"),
+        ("a100", "a100"),
+        ("l40s", "l40s"),
+        ("a10g", "a10g"),
+        ("l4", " l4"),
+        ("rtx4090", "4090"),
+        ("mi300x", "mi300"),
     ):
         if marker in name or (marker.strip() == name):
             return GPU_SPECS[key].bf16_tflops * 1e12

@@ -84,7 +84,9 @@ def write_rank_state(tmp: Path, rank: int, loader_state: dict) -> None:
     path.write_text(json.dumps({"rng": rng_state(), "loader": loader_state}))
 
 
-def write_main_state(tmp: Path, model, tokenizer, optimizer, state: dict, recipe_yaml: str, save_optimizer: bool) -> None:
+def write_main_state(
+    tmp: Path, model, tokenizer, optimizer, state: dict, recipe_yaml: str, save_optimizer: bool
+) -> None:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     ts = tmp / "trainer_state"
@@ -123,7 +125,9 @@ def load_main_state(folder: Path, model, optimizer) -> dict:
     if missing or unexpected:
         from pretrain.errors import StageError
 
-        raise StageError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise StageError(
+            f"{folder}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     opt_path = folder / "trainer_state" / "optimizer.pt"
     if opt_path.exists():
         optimizer.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=True))
@@ -135,5 +139,7 @@ def load_rank_state(folder: Path, rank: int) -> dict:
     if not path.exists():
         from pretrain.errors import StageError
 
-        raise StageError(f"{path}: missing — the checkpoint was written by fewer processes; resume with the same world size")
+        raise StageError(
+            f"{path}: missing — the checkpoint was written by fewer processes; resume with the same world size"
+        )
     return json.loads(path.read_text())

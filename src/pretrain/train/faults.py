@@ -1,7 +1,8 @@
 """Test-only fault injection, driven by the `PRETRAIN_FAULT_INJECT` environment variable.
 
-`PRETRAIN_FAULT_INJECT="nan@12,spike@20,spike@21"` makes step 12's loss NaN and multiplies the
-losses of steps 20-21 by `PRETRAIN_FAULT_SPIKE_SCALE` (default 50) *before* backward, so the guard
+`PRETRAIN_FAULT_INJECT="nan@12,spike@20,spike@21"` makes the 12th attempted step's loss NaN and
+multiplies the losses of attempts 20-21 (attempts count like steps but are not rewound by a rollback,
+so a fault is injected once, as a bad data window would be) by `PRETRAIN_FAULT_SPIKE_SCALE` (default 50) *before* backward, so the guard
 sees real non-finite / exploding gradients. Unset in normal runs: it costs one dict lookup per step.
 """
 

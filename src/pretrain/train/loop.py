@@ -44,6 +44,7 @@ class Trainer:
         self.stop_requested = False
         self.fault = FaultInjector.from_env()
         self.last_good: Path | None = None
+        self.attempts = 0  # optimizer steps attempted by this process; unlike `step`, never rolled back
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> Path:
@@ -51,6 +52,7 @@ class Trainer:
         start_from = self._resume_point()
         if start_from is not None:
             self._restore(start_from, with_data=True)
+        self.attempts = self.step
         if acc.is_main_process:
             truncate_after(s.metrics_path, self.step)
         metrics = MetricsLog(s.metrics_path, acc, enabled=acc.is_main_process)
@@ -77,7 +79,9 @@ class Trainer:
         if self.resume != "auto":
             path = Path(self.resume)
             if not ckpt.is_complete(path):
-                raise TrainingError(f"{path}: not a complete checkpoint (no trainer_state/COMPLETE); pick another")
+                raise TrainingError(
+                    f"{path}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
+                )
             return path
         found = ckpt.list_checkpoints(self.s.ckpt_root)
         return found[-1] if found else None
@@ -90,8 +94,14 @@ class Trainer:
         val_steps = fraction_steps(total, cfg.validation.every_fraction, None)
         eval_steps = fraction_steps(total, self.recipe.eval.every_fraction, None) if s.evaluator else set()
         if self.step == 0 and acc.is_main_process:
-            log.info("training %s params for %d steps (%d tokens/step, accum %d x %d ranks)",
-                     f"{s.n_params:,}", total, s.tokens_per_step, s.accum, acc.num_processes)
+            log.info(
+                "training %s params for %d steps (%d tokens/step, accum %d x %d ranks)",
+                f"{s.n_params:,}",
+                total,
+                s.tokens_per_step,
+                s.accum,
+                acc.num_processes,
+            )
         window_tokens, window_time, window_wait, window_losses = 0, 0.0, 0.0, []
         run_start = time.perf_counter()
         first_step = self.step
@@ -99,7 +109,8 @@ class Trainer:
             t0 = time.perf_counter()
             for group, base in zip(s.optimizer.param_groups, s.base_lrs):
                 group["lr"] = base * lr_multiplier(self.step, total, cfg.schedule)
-            fault = self.fault.for_step(self.step + 1)
+            self.attempts += 1
+            fault = self.fault.for_step(self.attempts)
             loss, wait = forward_backward(s.model, s.train_iter, s.accum, acc, fault)
             grad_norm = clip_gradients(s.model, acc, cfg.grad_clip)
             loss_value = float(loss)
@@ -128,26 +139,40 @@ class Trainer:
                 elapsed = time.perf_counter() - run_start
                 rate = (self.step - first_step) / max(elapsed, 1e-9)
                 record = {
-                    "step": self.step, "tokens_seen": self.tokens_seen,
-                    "loss": sum(window_losses) / len(window_losses), "lr": s.optimizer.param_groups[0]["lr"],
-                    "grad_norm": grad_norm, "tokens_per_s": round(tps, 1),
+                    "step": self.step,
+                    "tokens_seen": self.tokens_seen,
+                    "loss": sum(window_losses) / len(window_losses),
+                    "lr": s.optimizer.param_groups[0]["lr"],
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": round(tps, 1),
                     "mfu": round(s.flops_per_token * tps / s.peak_flops, 4) if s.peak_flops else None,
                     "step_time_s": round(window_time / len(window_losses), 4),
                     "data_wait_s": round(window_wait / len(window_losses), 5),
-                    "mem_gb": memory_gb(s.device), "eta_s": round((total - self.step) / max(rate, 1e-9), 1),
+                    "mem_gb": memory_gb(s.device),
+                    "eta_s": round((total - self.step) / max(rate, 1e-9), 1),
                     "skipped_updates": self.guard.skipped,
                 }
                 metrics.write(record)
                 if acc.is_main_process:
-                    log.info("step %d/%d loss %.4f lr %.2e gnorm %.2f %.0f tok/s%s ETA %s", self.step, total,
-                             record["loss"], record["lr"], grad_norm, tps,
-                             f" MFU {record['mfu']:.1%}" if record["mfu"] else "", format_seconds(record["eta_s"]))
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e gnorm %.2f %.0f tok/s%s ETA %s",
+                        self.step,
+                        total,
+                        record["loss"],
+                        record["lr"],
+                        grad_norm,
+                        tps,
+                        f" MFU {record['mfu']:.1%}" if record["mfu"] else "",
+                        format_seconds(record["eta_s"]),
+                    )
                 window_tokens, window_time, window_wait, window_losses = 0, 0.0, 0.0, []
             if self.step in val_steps:
                 metrics.write({"step": self.step, "tokens_seen": self.tokens_seen, **self.s.validate()})
             if self.step in eval_steps:
                 with preserved_rng():
-                    results = s.evaluator(acc.unwrap_model(s.model), step=self.step, tokens_seen=self.tokens_seen)
+                    results = s.evaluator(
+                        acc.unwrap_model(s.model), step=self.step, tokens_seen=self.tokens_seen
+                    )
                 s.model.train()
                 if results:
                     metrics.write({"step": self.step, "tokens_seen": self.tokens_seen, **results})
@@ -169,8 +194,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
-        return {"step": self.step, "tokens_seen": self.tokens_seen, "guard": self.guard.state_dict(),
-                "world_size": self.s.accelerator.num_processes, "total_steps": self.s.total_steps}
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "guard": self.guard.state_dict(),
+            "world_size": self.s.accelerator.num_processes,
+            "total_steps": self.s.total_steps,
+        }
 
     def _save(self, metrics: MetricsLog) -> None:
         path = self.s.save_checkpoint(self.step, self._state())
@@ -201,17 +231,33 @@ class Trainer:
             )
         target = self.last_good or (ckpt.list_checkpoints(self.s.ckpt_root) or [None])[-1]
         if target is None:
-            raise TrainingError(f"loss spiked at step {self.step} before any checkpoint existed; lower the lr or warm up longer")
+            raise TrainingError(
+                f"loss spiked at step {self.step} before any checkpoint existed; lower the lr or warm up longer"
+            )
         bad_step, tokens = self.step, self.tokens_seen
         self.guard.rollbacks += 1
         self._restore(target, with_data=False)  # keep the loader where it is: past the offending window
         self.s.train_iter.skip(self.recipe.train.stability.skip_window_steps * self.s.accum)
-        self.tokens_seen = tokens  # tokens consumed still count; the schedule restarts from the checkpoint's step
+        self.tokens_seen = (
+            tokens  # tokens consumed still count; the schedule restarts from the checkpoint's step
+        )
         self.guard.consecutive = 0
-        metrics.write({"step": self.step, "event": "rollback", "from_step": bad_step, "to": str(target),
-                       "rollbacks": self.guard.rollbacks})
-        log.warning("rolled back from step %d to %s (rollback %d of %d)", bad_step, target, self.guard.rollbacks,
-                    cfg.max_rollbacks)
+        metrics.write(
+            {
+                "step": self.step,
+                "event": "rollback",
+                "from_step": bad_step,
+                "to": str(target),
+                "rollbacks": self.guard.rollbacks,
+            }
+        )
+        log.warning(
+            "rolled back from step %d to %s (rollback %d of %d)",
+            bad_step,
+            target,
+            self.guard.rollbacks,
+            cfg.max_rollbacks,
+        )
 
 
 class preserved_rng:

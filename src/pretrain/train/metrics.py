@@ -25,7 +25,9 @@ class MetricsLog:
         record = {"time": round(time.time(), 3), **record}
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
-        numeric = {k: v for k, v in record.items() if isinstance(v, int | float) and k not in ("step", "time")}
+        numeric = {
+            k: v for k, v in record.items() if isinstance(v, int | float) and k not in ("step", "time")
+        }
         if numeric and self.accelerator.trackers:
             self.accelerator.log(numeric, step=record.get("step"))
 

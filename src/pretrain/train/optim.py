@@ -14,7 +14,9 @@ from pretrain.config.train import OptimizerConfig
 
 def param_groups(model: torch.nn.Module, cfg: OptimizerConfig) -> list[dict]:
     """Two groups: decayed matrices, and the rest (1-D norm gains, biases, embeddings per `no_decay`)."""
-    embedding_ids = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    embedding_ids = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    }
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -34,4 +36,6 @@ def param_groups(model: torch.nn.Module, cfg: OptimizerConfig) -> list[dict]:
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, device_type: str) -> torch.optim.Optimizer:
     fused = cfg.fused == "on" or (cfg.fused == "auto" and device_type == "cuda")
     kwargs = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+    return torch.optim.AdamW(
+        param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs
+    )

@@ -93,8 +93,15 @@ class TrainSetup:
         from pretrain.train.step import causal_lm_loss
 
         cfg, acc = self.recipe.train, self.accelerator
-        val = TokenLoader(self.out / "tokens", "val", cfg.seq_len, cfg.micro_batch_size, acc.process_index,
-                          acc.num_processes, document_positions=cfg.document_masking)
+        val = TokenLoader(
+            self.out / "tokens",
+            "val",
+            cfg.seq_len,
+            cfg.micro_batch_size,
+            acc.process_index,
+            acc.num_processes,
+            document_positions=cfg.document_masking,
+        )
         self.model.eval()
         total, n = torch.zeros((), device=self.device), 0
         for i, batch in enumerate(val):
@@ -122,8 +129,15 @@ class TrainSetup:
         acc.wait_for_everyone()
         ckpt.write_rank_state(tmp, acc.process_index, self.train_iter.state_dict())
         if acc.is_main_process:
-            ckpt.write_main_state(tmp, acc.unwrap_model(self.model), self.tokenizer, self.optimizer, state,
-                                  resolved_recipe_yaml(self.recipe), self.recipe.train.checkpoint.save_optimizer)
+            ckpt.write_main_state(
+                tmp,
+                acc.unwrap_model(self.model),
+                self.tokenizer,
+                self.optimizer,
+                state,
+                resolved_recipe_yaml(self.recipe),
+                self.recipe.train.checkpoint.save_optimizer,
+            )
         acc.wait_for_everyone()
         if acc.is_main_process:
             ckpt.finalize(tmp, final)
@@ -174,8 +188,12 @@ def build_setup(recipe: Recipe) -> TrainSetup:
 
     cfg = recipe.train
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
-    acc = Accelerator(mixed_precision=mixed_precision(recipe), log_with=cfg.trackers or None,
-                      project_dir=str(recipe.out), kwargs_handlers=[timeout])
+    acc = Accelerator(
+        mixed_precision=mixed_precision(recipe),
+        log_with=cfg.trackers or None,
+        project_dir=str(recipe.out),
+        kwargs_handlers=[timeout],
+    )
     lock = RunLock(recipe.out) if acc.is_main_process else None
     if lock:
         lock.acquire()
@@ -197,10 +215,20 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
     tok_dir = recipe.out / "tokenizer"
     tokenizer = load_tokenizer(tok_dir)
     if not (recipe.out / "tokens" / "manifest.json").exists():
-        raise StageError(f"{recipe.out / 'tokens'}: missing — run `pretrain pack {recipe.source_label}` first")
-    train_iter = TokenLoader(recipe.out / "tokens", "train", cfg.seq_len, cfg.micro_batch_size, acc.process_index,
-                             acc.num_processes, seed=recipe.seed, document_positions=cfg.document_masking,
-                             expected_tokenizer_hash=tokenizer_hash(tok_dir))
+        raise StageError(
+            f"{recipe.out / 'tokens'}: missing — run `pretrain pack {recipe.source_label}` first"
+        )
+    train_iter = TokenLoader(
+        recipe.out / "tokens",
+        "train",
+        cfg.seq_len,
+        cfg.micro_batch_size,
+        acc.process_index,
+        acc.num_processes,
+        seed=recipe.seed,
+        document_positions=cfg.document_masking,
+        expected_tokenizer_hash=tokenizer_hash(tok_dir),
+    )
     model = build_model(recipe, tokenizer)
     n_params, non_emb = count_parameters(model.config)
     fpt = flops_per_token(model.config, non_emb, cfg.seq_len)
@@ -232,11 +260,21 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
     if acc.is_main_process:
         (recipe.out / "recipe.resolved.yaml").write_text(resolved_recipe_yaml(recipe))
     return TrainSetup(
-        recipe=recipe, accelerator=acc, model=model, optimizer=optimizer, tokenizer=tokenizer,
-        train_iter=train_iter, total_steps=_total_steps(recipe, n_params), accum=accum,
-        tokens_per_step=cfg.global_batch_tokens, n_params=n_params,
+        recipe=recipe,
+        accelerator=acc,
+        model=model,
+        optimizer=optimizer,
+        tokenizer=tokenizer,
+        train_iter=train_iter,
+        total_steps=_total_steps(recipe, n_params),
+        accum=accum,
+        tokens_per_step=cfg.global_batch_tokens,
+        n_params=n_params,
         flops_per_token=fpt,
-        peak_flops=peak * acc.num_processes if peak else None, lock=lock, evaluator=evaluator, pusher=pusher,
+        peak_flops=peak * acc.num_processes if peak else None,
+        lock=lock,
+        evaluator=evaluator,
+        pusher=pusher,
         base_lrs=[cfg.optimizer.lr for _ in optimizer.param_groups],
     )
 
@@ -245,7 +283,9 @@ def _apply_liger(model) -> None:
     try:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
     except ImportError:
-        raise PretrainError("train.liger_kernels: true needs `pip install liger-kernel` (the `gpu` extra)") from None
+        raise PretrainError(
+            "train.liger_kernels: true needs `pip install liger-kernel` (the `gpu` extra)"
+        ) from None
     _apply_liger_kernel_to_instance(model=model)
 
 

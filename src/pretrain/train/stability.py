@@ -47,8 +47,12 @@ class SpikeGuard:
         return self.cfg.enabled and self.consecutive >= self.cfg.spikes_before_rollback
 
     def state_dict(self) -> dict:
-        return {"history": list(self.history), "consecutive": self.consecutive, "rollbacks": self.rollbacks,
-                "skipped": self.skipped}
+        return {
+            "history": list(self.history),
+            "consecutive": self.consecutive,
+            "rollbacks": self.rollbacks,
+            "skipped": self.skipped,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.history = deque(state.get("history", []), maxlen=self.cfg.window)

@@ -23,7 +23,9 @@ def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch["labels"].view(-1))
 
 
-def forward_backward(model, batches: Iterator[dict], accum: int, accelerator, fault=None) -> tuple[torch.Tensor, float]:
+def forward_backward(
+    model, batches: Iterator[dict], accum: int, accelerator, fault=None
+) -> tuple[torch.Tensor, float]:
     """Accumulate gradients over `accum` micro batches; returns (mean loss across ranks, data-wait seconds)."""
     total = torch.zeros((), device=accelerator.device)
     data_wait = 0.0

@@ -1,0 +1,269 @@
+"""Curation end to end on a planted corpus: each junk class is removed, clean documents survive, shares hold."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import pytest
+import yaml
+
+from pretrain.config import load_recipe
+from pretrain.data.mixio import iter_documents, read_manifest
+from pretrain.errors import DataError
+from pretrain.pipeline import run_stage
+
+WORDS = (
+    "river mountain teacher garden window library market science history music village ocean forest "
+    "student bridge lantern harvest engine planet story winter summer kitchen doctor"
+).split()
+
+
+STOP = "the of and to in that with for on as by at from is was be have".split()
+_SYL = "ba ce di fo gu ha ke li mo nu pa re si to vu wa xe yi zo lan ter mon dor vel".split()
+VOCAB = sorted(
+    {
+        "".join(random.Random(i).choice(_SYL) for _ in range(random.Random(i).randint(2, 3)))
+        for i in range(2000)
+    }
+)
+
+
+def prose(rng: random.Random, sentences: int = 12) -> str:
+    out = []
+    for _ in range(sentences):
+        words = [
+            rng.choice(STOP) if rng.random() < 0.35 else rng.choice(VOCAB) for _ in range(rng.randint(9, 18))
+        ]
+        out.append(" ".join(words).capitalize() + ".")
+    return " ".join(out)
+
+
+def code(rng: random.Random, funcs: int = 8) -> str:
+    blocks = []
+    for i in range(funcs):
+        name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{i}"
+        blocks.append(
+            f"def {name}(value, count=3):\n    total = 0\n    for item in range(count):\n"
+            f"        total += item * value  # {rng.choice(WORDS)}\n    return total\n"
+        )
+    return "\n\n".join(blocks)
+
+
+def write_recipe(tmp_path, sources, tasks=None, target_bytes=None):
+    raw = {
+        "name": "planted",
+        "seed": 7,
+        "output_dir": str(tmp_path / "out"),
+        "data": {
+            "sources": sources,
+            "mixture": {"target_bytes": target_bytes} if target_bytes else {},
+            "workers": 2,
+        },
+        "model": {
+            "model_type": "llama",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+        },
+        "train": {"seq_len": 32, "micro_batch_size": 2, "global_batch_tokens": 64, "steps": 2},
+        "eval": {"tasks": [], "local_tasks": tasks or []},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_recipe(path)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("planted")
+    rng = random.Random(0)
+    clean_prose = [prose(rng) for _ in range(60)]
+    clean_code = [code(rng) for _ in range(40)]
+    exact = clean_prose[:5]
+    near = []
+    for doc in clean_prose[5:10]:
+        words = doc.split()
+        for i in rng.sample(range(len(words)), 3):
+            words[i] = "changed"
+        near.append(" ".join(words))
+    bench_items = [
+        {"query": prose(rng, 2), "choices": ["yes it is.", "no it is not."], "gold": 0} for _ in range(5)
+    ]
+    contaminated = [f"{prose(rng, 4)} {it['query']} yes it is. {prose(rng, 4)}" for it in bench_items]
+    junk = ["buy now " * 200, "\n".join(["same line repeated here"] * 80), "\x00\x01\x02 ### @@@ ~~~ " * 40]
+    boiler = "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n{}\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicense text"
+    prose_docs = clean_prose + exact + near + contaminated + junk
+    with open(tmp / "prose.jsonl", "w") as fh:
+        for d in prose_docs:
+            fh.write(json.dumps({"text": d}) + "\n")
+    with gzip.open(tmp / "code.jsonl.gz", "wt") as fh:
+        for d in clean_code:
+            fh.write(json.dumps({"content": d}) + "\n")
+    (tmp / "book.txt").write_text(boiler.format(prose(rng, 30)).replace("\n", "\r\n"), encoding="utf-8-sig")
+    with open(tmp / "bench.jsonl", "w") as fh:
+        for it in bench_items:
+            fh.write(json.dumps(it) + "\n")
+    sources = [
+        {
+            "name": "web",
+            "type": "local",
+            "paths": [str(tmp / "prose.jsonl")],
+            "weight": 0.6,
+            "filters": {"preset": "prose", "min_chars": 100},
+        },
+        {
+            "name": "code",
+            "type": "local",
+            "paths": [str(tmp / "code.jsonl.gz")],
+            "text_field": "content",
+            "weight": 0.3,
+            "filters": {"preset": "code"},
+        },
+        {
+            "name": "books",
+            "type": "local",
+            "paths": [str(tmp / "book.txt")],
+            "weight": 0.1,
+            "max_epochs": 50,
+            "strip_patterns": [r"(?s)\A.*?\*\*\* START OF[^\n]*\n", r"(?s)\n\*\*\* END OF.*\Z"],
+            "filters": {"preset": "none"},
+        },
+    ]
+    tasks = [{"name": "planted_mc", "format": "mc_query_choices", "path": str(tmp / "bench.jsonl")}]
+    recipe = write_recipe(tmp, sources, tasks, target_bytes=120_000)
+    run_stage(recipe, "curate")
+    report = json.loads((recipe.out / "curation_report.json").read_text())
+    docs = list(iter_documents(recipe.out / "mix"))
+    return (
+        recipe,
+        report,
+        docs,
+        {"clean": clean_prose[10:], "exact": exact, "near": near, "contaminated": contaminated, "junk": junk},
+    )
+
+
+def _texts(docs):
+    return {d["text"] for d in docs}
+
+
+def test_each_planted_class_is_removed(planted):
+    recipe, report, docs, cls = planted
+    web = next(s for s in report["sources"] if s["name"] == "web")
+    dropped = web["dropped"]
+    assert dropped["exact_dup"]["docs"] == 5
+    assert (
+        dropped["near_dup"]["docs"] >= 4
+    )  # MinHash is probabilistic; 14x8 bands catch 3-word edits reliably
+    assert dropped["contamination"]["docs"] == 5
+    assert report["contamination"]["planted_mc"] == 5
+    filtered = sum(v["docs"] for k, v in dropped.items() if k.startswith("filter:"))
+    assert filtered >= 3
+    texts = _texts(docs)
+    for doc in cls["contaminated"] + cls["junk"]:
+        assert doc not in texts
+
+
+def test_clean_documents_survive(planted):
+    _, report, docs, cls = planted
+    web = next(s for s in report["sources"] if s["name"] == "web")
+    assert web["kept"]["docs"] >= 50 + 5  # 50 clean + one copy of each exact-dup cluster
+    assert len({d["id"] for d in docs if d["source"] == "code"}) >= 30
+
+
+def test_boilerplate_and_encoding_normalised(planted):
+    _, _, docs, _ = planted
+    book = next(d["text"] for d in docs if d["source"] == "books")
+    assert "PROJECT GUTENBERG" not in book and "license text" not in book
+    assert "\r" not in book and not book.startswith("\ufeff")
+
+
+def test_mixture_shares_within_two_percent(planted):
+    recipe, report, _, _ = planted
+    manifest = read_manifest(recipe.out / "mix")
+    for s in report["sources"]:
+        assert abs(s["achieved_share"] - s["requested_share"]) < 0.02, s["name"]
+        assert manifest["sources"][s["name"]]["bytes"] == s["mixed"]["bytes"]
+    assert (recipe.out / "curation_report.md").read_text().startswith("# Curation report")
+
+
+def test_curation_is_deterministic(planted, tmp_path):
+    recipe, *_ = planted
+    again = load_recipe(recipe.path, output_dir=str(tmp_path / "again"))
+    run_stage(again, "curate")
+    a = (recipe.out / "mix" / "part-00000.jsonl").read_bytes()
+    assert a == (again.out / "mix" / "part-00000.jsonl").read_bytes()
+
+
+def test_hub_source_through_datasets_loader(tmp_path):
+    rng = random.Random(1)
+    data = tmp_path / "hub.json"
+    data.write_text("\n".join(json.dumps({"body": prose(rng)}) for _ in range(30)))
+    recipe = write_recipe(
+        tmp_path,
+        [
+            {
+                "name": "hubby",
+                "type": "hub",
+                "path": "json",
+                "data_files": [str(data)],
+                "text_field": "body",
+                "weight": 1.0,
+                "streaming": False,
+                "budget": {"docs": 20},
+                "filters": {"preset": "none"},
+            }
+        ],
+    )
+    run_stage(recipe, "curate")
+    report = json.loads((recipe.out / "curation_report.json").read_text())
+    assert report["sources"][0]["read"]["docs"] == 20
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b'{"text": "ok"}\n{"text": broken\n', "invalid JSON line"),
+        (b'{"other": "x"}\n', "no text field 'text'"),
+    ],
+)
+def test_bad_input_names_source_and_file(tmp_path, content, expected):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    recipe = write_recipe(tmp_path, [{"name": "broken", "type": "local", "paths": [str(bad)], "weight": 1.0}])
+    with pytest.raises(DataError, match=expected) as info:
+        run_stage(recipe, "curate")
+    assert "broken" in str(info.value) and str(bad) in str(info.value)
+    assert not (recipe.out / "mix").exists()
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path):
+    good = gzip.compress(b'{"text": "hello world"}\n' * 1000)
+    bad = tmp_path / "cut.jsonl.gz"
+    bad.write_bytes(good[: len(good) // 2])
+    recipe = write_recipe(tmp_path, [{"name": "cut", "type": "local", "paths": [str(bad)], "weight": 1.0}])
+    with pytest.raises(DataError, match="cannot read"):
+        run_stage(recipe, "curate")
+
+
+def test_source_emptied_by_filters(tmp_path):
+    f = tmp_path / "short.txt"
+    f.write_text("tiny\n\nalso tiny\n")
+    recipe = write_recipe(
+        tmp_path,
+        [
+            {
+                "name": "shorty",
+                "type": "local",
+                "paths": [str(f)],
+                "doc_split": "paragraph",
+                "weight": 1.0,
+                "filters": {"preset": "none", "min_chars": 50},
+            }
+        ],
+    )
+    with pytest.raises(DataError, match="all 2 documents were removed"):
+        run_stage(recipe, "curate")

@@ -1,0 +1,167 @@
+"""lm-eval glue: `pretrain eval` == the `lm_eval` CLI; live-model eval == saved-checkpoint eval; learning curves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+
+from pretrain.errors import DataError
+from pretrain.evaluation.benchmarks import decontamination_texts, read_items
+from pretrain.evaluation.command import run_eval_command
+from pretrain.evaluation.loop import LoopEvaluator
+from pretrain.evaluation.report import summarize_run
+
+
+@pytest.fixture(scope="module")
+def trained(small_run, make_small_recipe, tmp_path_factory):
+    """A small run trained for a few steps, with two checkpoints and the cloze + bpb tasks."""
+    from pretrain.train import run_training
+
+    _, src = small_run
+    out = tmp_path_factory.mktemp("evalrun") / "run"
+    out.mkdir(parents=True)
+    for name in ("mix", "tokenizer", "tokens"):
+        shutil.copytree(src / name, out / name)
+    recipe = make_small_recipe(
+        out,
+        "eval.enabled=false",
+        "eval.tasks=[val_bpb,stdlib_cloze]",
+        "eval.limit=12",
+        "train.tokens=8192",
+        "train.checkpoint.every_steps=8",
+    )
+    run_training(recipe, resume="never")
+    return recipe, out
+
+
+def _args(ckpt, **kw):
+    base = dict(
+        checkpoint=ckpt,
+        tasks=None,
+        limit=None,
+        batch_size=None,
+        num_fewshot=None,
+        recipe=None,
+        json=False,
+        overrides=[],
+        output_dir=None,
+    )
+    return Namespace(**{**base, **kw})
+
+
+def test_pretrain_eval_matches_lm_eval_cli(trained, tmp_path, capsys):
+    _, out = trained
+    ckpt = out / "final"
+    assert run_eval_command(_args(ckpt, tasks="val_bpb,stdlib_cloze", limit=12)) == 0
+    ours = json.loads((ckpt / "eval_results.json").read_text())["metrics"]
+    cli_out = tmp_path / "cli"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={ckpt}",
+            "--tasks",
+            "val_bpb,stdlib_cloze",
+            "--include_path",
+            str(out / "evals" / "tasks"),
+            "--limit",
+            "12",
+            "--device",
+            "cpu",
+            "--batch_size",
+            "8",
+            "--output_path",
+            str(cli_out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result_file = next(cli_out.rglob("results_*.json"))
+    cli = json.loads(result_file.read_text())["results"]
+    assert ours["eval/stdlib_cloze/acc"] == cli["stdlib_cloze"]["acc,none"]
+    assert ours["eval/stdlib_cloze/acc_norm"] == cli["stdlib_cloze"]["acc_norm,none"]
+    assert ours["eval/val_bpb/bits_per_byte"] == cli["val_bpb"]["bits_per_byte,none"]
+
+
+def test_live_model_matches_checkpoint(trained):
+    from transformers import AutoModelForCausalLM
+
+    from pretrain.tokenizer import load_tokenizer
+
+    recipe, out = trained
+    ckpt = out / "final"
+    run_eval_command(_args(ckpt))
+    saved = json.loads((ckpt / "eval_results.json").read_text())["metrics"]
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    model.train()
+    live = LoopEvaluator(recipe, load_tokenizer(ckpt))(model, step=99, tokens_seen=1)
+    assert model.training  # handed back in train mode
+    assert live.keys() == saved.keys()
+    for k in live:
+        assert live[k] == pytest.approx(saved[k], rel=1e-6), k
+    assert json.loads((out / "evals" / "step-0000099.json").read_text())["metrics"] == live
+
+
+def test_eval_over_run_makes_learning_curves(trained, capsys):
+    _, out = trained
+    assert run_eval_command(_args(out, tasks="stdlib_cloze", limit=8)) == 0
+    summary = json.loads((out / "evals" / "summary.json").read_text())
+    assert [r["step"] for r in summary["rows"]][:2] == [8, 16]
+    assert (out / "evals" / "learning_curves.png").stat().st_size > 1000
+    assert "stdlib_cloze/acc" in (out / "evals" / "summary.md").read_text()
+
+
+def test_failing_eval_does_not_raise(trained, monkeypatch):
+    recipe, out = trained
+    ev = LoopEvaluator(recipe, tokenizer=None)
+
+    class Boom:
+        training = True
+
+        def train(self, mode=True):
+            self.training = mode
+
+    assert ev(Boom(), step=1, tokens_seen=0) == {}
+
+
+def test_summarize_empty_run(tmp_path):
+    assert summarize_run(tmp_path)["rows"] == []
+
+
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ('{"query": "q", "choices": ["a"], "gold": 3}', "out of range"),
+        ('{"query": "q"}', "lacks choices, gold"),
+        ("not json", "not valid JSON"),
+    ],
+)
+def test_bad_benchmark_files(tmp_path, line, expected):
+    f = tmp_path / "b.jsonl"
+    f.write_text(line + "\n")
+    with pytest.raises(DataError, match=expected):
+        read_items(f, "mc_query_choices")
+
+
+def test_shared_benchmark_formats_read(shared_data):
+    assert len(read_items(shared_data / "llmfoundry_eval" / "copa.jsonl", "mc_query_choices")) == 100
+    assert read_items(shared_data / "llmfoundry_eval" / "lambada_openai.jsonl", "lambada_context", limit=5)
+    wino = read_items(shared_data / "llmfoundry_eval" / "winogrande.jsonl", "winogrande_partial", limit=5)
+    assert len(wino[0]["context"]) == 2
+
+
+def test_decontamination_texts_include_builtin_cloze(trained):
+    recipe, _ = trained
+    texts = decontamination_texts(recipe)
+    assert len(texts["stdlib_cloze"]) == 1000

@@ -1,0 +1,170 @@
+"""The training loop on CPU (fp32): exact resume, keep_last, spike guard, eval leaves the trajectory unchanged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pretrain.errors import PretrainError
+from pretrain.train import run_training
+from pretrain.train.checkpoint import list_checkpoints
+
+
+@pytest.fixture()
+def clone(small_run, make_small_recipe):
+    """clone(dest, *overrides): a run folder with the small run's data stages and its own training outputs."""
+
+    def make(dest, *extra):
+        return _clone(small_run, make_small_recipe, dest, *extra)
+
+    return make
+
+
+def _clone(small_run, small_recipe, dest, *extra):
+    _, src = small_run
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("mix", "tokenizer", "tokens"):
+        if not (dest / name).exists():
+            shutil.copytree(src / name, dest / name)
+    return small_recipe(dest, *extra)
+
+
+def _losses(out):
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in recs if "loss" in r and "event" not in r]
+
+
+@pytest.fixture(scope="module")
+def reference(small_run, make_small_recipe, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    recipe = _clone(small_run, make_small_recipe, out, "eval.enabled=false")
+    run_training(recipe, resume="never")
+    return recipe, out
+
+
+def test_trains_and_writes_hf_folders(reference):
+    from transformers import AutoModelForCausalLM
+
+    recipe, out = reference
+    losses = _losses(out)
+    assert len(losses) == 24 and losses[-1][1] < losses[0][1]
+    model = AutoModelForCausalLM.from_pretrained(out / "final")
+    assert model.config.vocab_size == 512
+    assert (out / "final" / "tokenizer.json").exists() and (out / "final" / "STAGE.json").exists()
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert [c.name for c in ckpts] == ["step-0000008", "step-0000016", "step-0000024"]
+    record = next(
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
+    )
+    for key in (
+        "lr",
+        "grad_norm",
+        "tokens_seen",
+        "tokens_per_s",
+        "step_time_s",
+        "data_wait_s",
+        "mem_gb",
+        "eta_s",
+    ):
+        assert key in record
+    assert any("val/bpb" in line for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_resume_reproduces_losses_exactly(reference, clone, tmp_path):
+    _, ref_out = reference
+    out = tmp_path / "run"
+    recipe = clone(out, "eval.enabled=false")
+    shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
+    lines = [
+        ln
+        for ln in (ref_out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(ln).get("step", 0) <= 8
+    ]
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    run_training(recipe, resume="auto")
+    assert _losses(out) == _losses(ref_out)
+
+
+def test_keep_last(clone, tmp_path):
+    out = tmp_path / "run"
+    recipe = clone(
+        out,
+        "eval.enabled=false",
+        "train.checkpoint.every_steps=4",
+        "train.checkpoint.keep_last=2",
+        "train.tokens=8192",
+    )
+    run_training(recipe, resume="never")
+    assert [c.name for c in list_checkpoints(out / "checkpoints")] == ["step-0000012", "step-0000016"]
+
+
+def test_eval_does_not_change_the_trajectory(reference, clone, tmp_path):
+    _, ref_out = reference
+    out = tmp_path / "run"
+    recipe = clone(out, "eval.enabled=true", "eval.every_fraction=0.25")
+    run_training(recipe, resume="never")
+    assert _losses(out) == _losses(ref_out)
+    assert len(list((out / "evals").glob("step-*.json"))) == 4
+
+
+def test_spike_guard_skips_and_rolls_back(clone, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    recipe = clone(
+        out,
+        "eval.enabled=false",
+        "train.stability.min_history=3",
+        "train.stability.spikes_before_rollback=2",
+        "train.stability.zscore=4",
+    )
+    monkeypatch.setenv("PRETRAIN_FAULT_INJECT", "nan@6,spike@12,spike@13")
+    run_training(recipe, resume="never")
+    events = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"event"' in line
+    ]
+    skips = [e for e in events if e["event"] == "skip"]
+    assert [e["reason"] for e in skips][0] == "non_finite"
+    assert any(e["reason"].startswith("spike") for e in skips)
+    rollbacks = [e for e in events if e["event"] == "rollback"]
+    assert rollbacks and rollbacks[0]["from_step"] == 13 and rollbacks[0]["to"].endswith("step-0000008")
+    assert (out / "final" / "model.safetensors").exists()
+
+
+def test_rollbacks_are_bounded(clone, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    recipe = clone(
+        out,
+        "eval.enabled=false",
+        "train.stability.min_history=3",
+        "train.stability.spikes_before_rollback=1",
+        "train.stability.max_rollbacks=1",
+    )
+    monkeypatch.setenv("PRETRAIN_FAULT_INJECT", "nan@10,nan@11,nan@12")
+    with pytest.raises(PretrainError, match="rollbacks were already used"):
+        run_training(recipe, resume="never")
+
+
+def test_second_run_on_same_output_dir_refuses(clone, tmp_path):
+    from pretrain.train.lock import RunLock
+
+    out = tmp_path / "run"
+    recipe = clone(out, "eval.enabled=false")
+    holder = RunLock(out)
+    holder.acquire()
+    try:
+        with pytest.raises(PretrainError, match="another run .* is using this output_dir"):
+            run_training(recipe, resume="never")
+    finally:
+        holder.release()
+
+
+def test_grad_accumulation_equivalence(clone, tmp_path):
+    """micro batch 4 x accum 2 == micro batch 8 x accum 1 on the same global batches (fp32 tolerance)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    ra = clone(a, "eval.enabled=false", "train.tokens=4096")
+    rb = clone(b, "eval.enabled=false", "train.tokens=4096", "train.micro_batch_size=8")
+    run_training(ra, resume="never")
+    run_training(rb, resume="never")
+    for (sa, la), (sb, lb) in zip(_losses(a), _losses(b)):
+        assert sa == sb and la == pytest.approx(lb, rel=1e-4)
