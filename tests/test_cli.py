@@ -25,7 +25,9 @@ def test_every_command_takes_set_and_output_dir(name):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pretrain", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pretrain", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_stage_out_of_order_is_a_clear_error(tiny_recipe_path, tmp_path):
@@ -46,6 +48,9 @@ def test_bad_override(tiny_recipe_path):
 
 
 def test_eval_and_push_on_missing_checkpoint(tmp_path):
-    for cmd in (["eval", str(tmp_path / "none")], ["push", str(tmp_path / "none"), "--dry-run", str(tmp_path / "d")]):
+    for cmd in (
+        ["eval", str(tmp_path / "none")],
+        ["push", str(tmp_path / "none"), "--dry-run", str(tmp_path / "d")],
+    ):
         proc = _cli(*cmd)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -21,6 +21,7 @@ REDUCED = [
     "train.micro_batch_size=8",
     "train.global_batch_tokens=4096",
     "eval.limit=16",
+    "train.log_every=1",
 ]
 
 

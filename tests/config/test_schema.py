@@ -98,7 +98,8 @@ def test_missing_local_file_is_named(base_raw, tmp_path):
         {"name": "mine", "type": "local", "paths": ["nope/*.txt"], "weight": 1.0}
     )
     (line,) = _problems(base_raw, tmp_path)
-    assert "data.sources.2.paths.0: no file matches 'nope/*.txt'" in line
+    index = len(base_raw["data"]["sources"]) - 1
+    assert f"data.sources.{index}.paths.0: no file matches 'nope/*.txt'" in line
 
 
 def test_heads_must_divide_hidden(base_raw, tmp_path):

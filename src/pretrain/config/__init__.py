@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,12 @@ def _check_model_fields(recipe: Recipe, label: str) -> list[str]:
                 problems.append(f"{label}: model.{key}: expected an integer, got {value!r}")
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             problems.append(f"{label}: model.{key}: must not be negative, got {value!r}")
+        elif value == 0 and _SIZE_KEY.search(key) and isinstance(default, int) and default > 0:
+            problems.append(f"{label}: model.{key}: must be at least 1, got 0")
     return problems
+
+
+_SIZE_KEY = re.compile(r"size|^num_|layers|heads|_dim$|positions")
 
 
 def _consumed_kwarg(model_type: str, key: str, value: Any, default_dict: dict) -> bool:
