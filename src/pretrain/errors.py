@@ -20,9 +20,16 @@ class RecipeError(PretrainError):
         super().__init__("\n".join(self.problems))
 
 
-class DataError(PretrainError):
+class _OneLineError(PretrainError):
+    """One problem, one line: library messages embedded in it (often multi-line) are folded."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class DataError(_OneLineError):
     """Input data is unreadable, corrupt, empty, or inconsistent with the recipe."""
 
 
-class StageError(PretrainError):
+class StageError(_OneLineError):
     """A stage's inputs are missing or stale (e.g. `pretrain pack` before `pretrain tokenizer`)."""

@@ -10,13 +10,13 @@ only once complete (see `stages.py`).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pretrain.config import Recipe
+from pretrain.dist import partial_state, world_size
 from pretrain.progress import format_seconds, get_logger
 from pretrain.stages import atomic_dir, is_current, read_marker, require_current, stage_path, write_marker
 
@@ -44,16 +44,10 @@ def _stage_function(stage: str) -> Callable[[Recipe, Path], dict]:
 _UPSTREAM = {"curate": None, "tokenizer": "curate", "pack": "tokenizer"}
 
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def run_stage(recipe: Recipe, stage: str, force: bool = False) -> Path:
     """Run one data stage (on the main process; other ranks wait) and return its output folder."""
-    if _world_size() > 1:
-        from accelerate import PartialState
-
-        state = PartialState()
+    if world_size() > 1:
+        state = partial_state()
         if state.is_main_process:
             _run_stage_local(recipe, stage, force)
         state.wait_for_everyone()
@@ -105,10 +99,8 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
     else:
         run_training(recipe, resume="never" if force else "auto")
 
-    if _world_size() > 1:
-        from accelerate import PartialState
-
-        state = PartialState()
+    if world_size() > 1:
+        state = partial_state()
         if not state.is_main_process:
             state.wait_for_everyone()
             return final
@@ -119,10 +111,8 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
     from pretrain.hub.card import write_model_card
 
     card = write_model_card(recipe, final)
-    if _world_size() > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
+    if world_size() > 1:
+        partial_state().wait_for_everyone()
     log.info(
         "run: finished in %s — model in %s, card %s", format_seconds(time.monotonic() - start), final, card
     )

@@ -29,7 +29,6 @@ def _write(recipe, path):
     return path
 
 
-@pytest.mark.slow
 def test_two_process_ddp_matches_single_process(small_run, make_small_recipe, tmp_path):
     _, src = small_run
     runs = {}
@@ -85,3 +84,51 @@ def test_two_process_ddp_matches_single_process(small_run, make_small_recipe, tm
     )
     assert state["world_size"] == 2
     assert (runs["ddp"][0] / "checkpoints" / "step-0000016" / "trainer_state" / "rank-00001.json").exists()
+
+
+def test_dead_rank_stops_the_other_with_an_error(small_run, make_small_recipe, tmp_path):
+    _, src = small_run
+    out = tmp_path / "run"
+    out.mkdir()
+    for stage in ("mix", "tokenizer", "tokens"):
+        shutil.copytree(src / stage, out / stage)
+    recipe = make_small_recipe(out, "eval.enabled=false", "train.collective_timeout_s=60")
+    path = _write(recipe, tmp_path / "r.yaml")
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PRETRAIN_FAULT_INJECT": "die@5",
+        "PRETRAIN_FAULT_RANK": "1",
+    }
+    start = __import__("time").monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "pretrain",
+            "train",
+            str(path),
+            "--output-dir",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    elapsed = __import__("time").monotonic() - start
+    assert proc.returncode != 0
+    assert elapsed < 180
+    assert "exitcode" in proc.stderr or "rank" in proc.stderr.lower()

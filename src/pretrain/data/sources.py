@@ -22,6 +22,29 @@ from pretrain.errors import DataError
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or truncated file can raise while being read (gzip, zstd, parquet, decoding)."""
+    import zlib
+
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, zlib.error)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:  # pragma: no cover - zstandard is a dependency
+        pass
+    try:
+        import pyarrow
+
+        errors += (pyarrow.ArrowException,)
+    except ImportError:  # pragma: no cover
+        pass
+    return errors
+
+
+READ_ERRORS = _read_errors()
+
+
 @dataclass
 class ReadStats:
     docs: int = 0
@@ -114,7 +137,7 @@ def _iter_local(recipe: Recipe, src: LocalSource, stats: ReadStats) -> Iterator[
                 yield from _iter_text(path, src, stats)
         except DataError:
             raise
-        except (OSError, EOFError, ValueError) as exc:
+        except READ_ERRORS as exc:
             raise DataError(f"source {src.name!r}: cannot read {path}: {type(exc).__name__}: {exc}") from None
 
 

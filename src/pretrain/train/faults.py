@@ -3,7 +3,9 @@
 `PRETRAIN_FAULT_INJECT="nan@12,spike@20,spike@21"` makes the 12th attempted step's loss NaN and
 multiplies the losses of attempts 20-21 (attempts count like steps but are not rewound by a rollback,
 so a fault is injected once, as a bad data window would be) by `PRETRAIN_FAULT_SPIKE_SCALE` (default 50) *before* backward, so the guard
-sees real non-finite / exploding gradients. Unset in normal runs: it costs one dict lookup per step.
+sees real non-finite / exploding gradients. `die@7` ends the process at attempt 7 without cleanup (as a
+crashed node would), on the rank named by `PRETRAIN_FAULT_RANK` (default: every rank). Unset in normal runs:
+it costs one dict lookup per step.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class FaultInjector:
 
     def for_step(self, step: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
         kind = self.plan.get(step)
+        if kind == "die" and os.environ.get(
+            "PRETRAIN_FAULT_RANK", os.environ.get("RANK", "0")
+        ) == os.environ.get("RANK", "0"):
+            os._exit(17)
         if kind == "nan":
             return lambda loss: loss * float("nan")
         if kind == "spike":

@@ -203,7 +203,20 @@ class Trainer:
         }
 
     def _save(self, metrics: MetricsLog) -> None:
-        path = self.s.save_checkpoint(self.step, self._state())
+        try:
+            path = self.s.save_checkpoint(self.step, self._state())
+        except OSError as exc:
+            self.s.discard_partial_checkpoints()
+            previous = ckpt.list_checkpoints(self.s.ckpt_root)
+            keep = (
+                f"{previous[-1]} is intact and is what `--resume auto` will use"
+                if previous
+                else "no earlier checkpoint exists"
+            )
+            raise TrainingError(
+                f"writing checkpoint step {self.step} under {self.s.ckpt_root} failed ({exc.strerror or exc}); {keep}. "
+                "Free disk space / fix the filesystem, then resume with --resume auto"
+            ) from None
         self.last_good = path
         metrics.write({"step": self.step, "event": "checkpoint", "path": str(path)})
 

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from pretrain.config import Recipe
+from pretrain.dist import force_cpu
 from pretrain.errors import PretrainError, StageError
 from pretrain.loader import TokenLoader
 from pretrain.modeling import build_model, count_parameters
@@ -147,6 +148,14 @@ class TrainSetup:
         acc.wait_for_everyone()
         return final
 
+    def discard_partial_checkpoints(self) -> None:
+        """Remove temp folders of a failed checkpoint write (they are never resumed from anyway)."""
+        import shutil
+
+        if self.accelerator.is_main_process:
+            for tmp in self.ckpt_root.glob(".step-*.tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
     def load_checkpoint(self, folder: Path, with_data: bool) -> dict:
         state = ckpt.load_main_state(folder, self.accelerator.unwrap_model(self.model), self.optimizer)
         if with_data:
@@ -189,6 +198,7 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     cfg = recipe.train
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
     acc = Accelerator(
+        cpu=force_cpu(),
         mixed_precision=mixed_precision(recipe),
         log_with=cfg.trackers or None,
         project_dir=str(recipe.out),

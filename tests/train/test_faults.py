@@ -1,0 +1,89 @@
+"""Faults during training: a crash or a full disk mid-checkpoint leaves the previous checkpoint as the one resumed."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from pretrain.errors import PretrainError
+from pretrain.train import checkpoint as ckpt
+from pretrain.train import run_training
+
+
+@pytest.fixture()
+def run(small_run, make_small_recipe, tmp_path):
+    _, src = small_run
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("mix", "tokenizer", "tokens"):
+        shutil.copytree(src / name, out / name)
+    return make_small_recipe(
+        out, "eval.enabled=false", "train.checkpoint.every_steps=4", "train.tokens=6144"
+    ), out
+
+
+def _failing_write(monkeypatch, at_step: int, error: BaseException):
+    real = ckpt.write_main_state
+
+    def write(tmp, model, tokenizer, optimizer, state, recipe_yaml, save_optimizer):
+        if state["step"] == at_step:
+            model.save_pretrained(tmp)  # half a checkpoint on disk, then the failure
+            raise error
+        return real(tmp, model, tokenizer, optimizer, state, recipe_yaml, save_optimizer)
+
+    monkeypatch.setattr(ckpt, "write_main_state", write)
+
+
+def test_full_disk_mid_checkpoint(run, monkeypatch):
+    recipe, out = run
+    _failing_write(monkeypatch, 8, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(PretrainError, match=r"No space left on device.*step-0000004 is intact"):
+        run_training(recipe, resume="never")
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step-0000004"]
+    assert not list((out / "checkpoints").glob(".step-*"))
+    monkeypatch.undo()
+    run_training(recipe, resume="auto")  # resumes from step 4 and finishes
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
+    assert steps == list(range(1, 13))
+
+
+def test_crash_mid_checkpoint_is_never_resumed_from(run, monkeypatch):
+    recipe, out = run
+    _failing_write(monkeypatch, 8, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run_training(recipe, resume="never")
+    # a kill at this point would leave the temp folder; it must not count as a checkpoint
+    partial = out / "checkpoints" / ".step-0000008.tmp-manual"
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "model.safetensors").write_bytes(b"garbage")
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step-0000004"]
+
+
+def test_incomplete_folder_without_marker_is_skipped(run):
+    recipe, out = run
+    run_training(recipe, resume="never")
+    newest = ckpt.list_checkpoints(out / "checkpoints")[-1]
+    (newest / "trainer_state" / "COMPLETE").unlink()
+    assert newest not in ckpt.list_checkpoints(out / "checkpoints")
+
+
+def test_token_never_written(run, monkeypatch, tmp_path):
+    recipe, out = run
+    token = "hf_FAKEtoken1234567890abcdefghijklmnop"
+    monkeypatch.setenv("HF_TOKEN", token)
+    run_training(recipe, resume="never")
+    from pretrain.evaluation import summarize_run
+    from pretrain.hub.card import write_model_card
+
+    summarize_run(out)
+    write_model_card(recipe, out / "final")
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
