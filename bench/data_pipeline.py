@@ -17,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from itertools import chain
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def baseline(texts: list[str], tokenizer, workers: int, block: int = 1024) -> fl
     )
 
     def group_texts(examples):
-        concatenated = {k: sum(examples[k], []) for k in examples}
+        concatenated = {k: list(chain(*examples[k])) for k in examples}  # as run_clm.py
         total = len(concatenated["input_ids"]) // block * block
         return {k: [t[i : i + block] for i in range(0, total, block)] for k, t in concatenated.items()}
 

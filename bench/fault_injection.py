@@ -129,7 +129,7 @@ def main() -> None:
         identical = 0
         for trial in range(args.trials):
             out = fresh(f"trial{trial}")
-            kill_at = rng.randint(3, recipe.train.steps - 2)
+            kill_at = rng.randint(3, recipe.train.tokens // recipe.train.global_batch_tokens - 2)
             proc = train(recipe_file, out, wait=False)
             deadline = time.monotonic() + 300
             while last_step(out) < kill_at and proc.poll() is None and time.monotonic() < deadline:

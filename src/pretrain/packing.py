@@ -32,6 +32,7 @@ from pretrain.tokenizer import load_tokenizer, tokenizer_hash
 log = get_logger("pretrain.pack")
 SHARD_TOKENS = 1 << 27  # 128M tokens per shard: 256 MB as uint16
 CHUNK_DOCS = 256
+CHUNK_BYTES = 1 << 20
 _WORKER: dict = {}
 
 
@@ -120,8 +121,9 @@ def write_packed(
     return manifest
 
 
-def _init(tokenizer_dir: str) -> None:
+def _init(tokenizer_dir: str, seed: int = 0, val_fraction: float = 0.0) -> None:
     tok = load_tokenizer(Path(tokenizer_dir))
+    _WORKER["dtype"], _WORKER["seed"], _WORKER["val_fraction"] = dtype_for(len(tok)), seed, val_fraction
     _WORKER["backend"], _WORKER["bos"], _WORKER["eos"] = (
         tok.backend_tokenizer,
         tok.bos_token_id,
@@ -132,19 +134,33 @@ def _init(tokenizer_dir: str) -> None:
     )
 
 
-def _encode(chunk: list[dict]) -> list[tuple[dict, list[int]]]:
+def _encode(chunk: list[dict]) -> list[tuple[dict, np.ndarray]]:
+    """Encode in the worker and return compact arrays: pickling Python int lists back costs more than encoding."""
     encs = _WORKER["backend"].encode_batch([r["text"] for r in chunk], add_special_tokens=False)
-    head = [_WORKER["bos"]] if _WORKER["add_bos"] else []
-    return [(r, head + e.ids + [_WORKER["eos"]]) for r, e in zip(chunk, encs)]
+    dtype, bos, eos, add_bos = _WORKER["dtype"], _WORKER["bos"], _WORKER["eos"], _WORKER["add_bos"]
+    out = []
+    for r, e in zip(chunk, encs):
+        ids = np.empty(len(e.ids) + 1 + int(add_bos), dtype=dtype)
+        if add_bos:
+            ids[0] = bos
+        ids[int(add_bos) : -1] = e.ids
+        ids[-1] = eos
+        meta = {"id": r["id"], "source": r["source"], "bytes": len(r["text"].encode("utf-8"))}
+        if is_val(r["id"], _WORKER["seed"], _WORKER["val_fraction"]):
+            meta["text"] = r["text"]  # val documents are also written out as text
+        out.append((meta, ids))
+    return out
 
 
 def _chunks(records: Iterator[dict]) -> Iterator[list[dict]]:
-    chunk = []
+    """At most CHUNK_DOCS documents or CHUNK_BYTES characters, so one huge book doesn't hold up a whole chunk."""
+    chunk, size = [], 0
     for rec in records:
         chunk.append(rec)
-        if len(chunk) >= CHUNK_DOCS:
+        size += len(rec["text"])
+        if len(chunk) >= CHUNK_DOCS or size >= CHUNK_BYTES:
             yield chunk
-            chunk = []
+            chunk, size = [], 0
     if chunk:
         yield chunk
 
@@ -159,26 +175,27 @@ def pack(recipe: Recipe, out: Path) -> dict:
     split_bytes = {"train": 0, "val": 0}
     val_docs = open(out / "val_docs.jsonl", "w", encoding="utf-8")
     workers = max(1, recipe.data.workers)
-    pool = mp.get_context("fork").Pool(workers, _init, (str(tok_dir),)) if workers > 1 else None
+    init_args = (str(tok_dir), recipe.seed, recipe.data.val_fraction)
+    pool = mp.get_context("fork").Pool(workers, _init, init_args) if workers > 1 else None
     if pool is None:
-        _init(str(tok_dir))
+        _init(*init_args)
     try:
         chunks = _chunks(iter_documents(recipe.out / "mix"))
         results = pool.imap(_encode, chunks) if pool else map(_encode, chunks)
         for batch in progress(results, desc="pack", unit="chunk"):
-            for rec, ids in batch:
-                split = "val" if is_val(rec["id"], recipe.seed, recipe.data.val_fraction) else "train"
+            for meta, ids in batch:
+                split = "val" if "text" in meta else "train"
                 writers[split].add(ids)
                 src = per_source.setdefault(
-                    rec["source"], {"train_tokens": 0, "val_tokens": 0, "docs": 0, "bytes": 0}
+                    meta["source"], {"train_tokens": 0, "val_tokens": 0, "docs": 0, "bytes": 0}
                 )
                 src[f"{split}_tokens"] += len(ids)
                 src["docs"] += 1
-                nbytes = len(rec["text"].encode("utf-8"))
-                src["bytes"] += nbytes
-                split_bytes[split] += nbytes
-                if split == "val" and "#rep" not in rec["id"]:
-                    val_docs.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                src["bytes"] += meta["bytes"]
+                split_bytes[split] += meta["bytes"]
+                if split == "val" and "#rep" not in meta["id"]:
+                    record = {"id": meta["id"], "source": meta["source"], "text": meta["text"]}
+                    val_docs.write(json.dumps(record, ensure_ascii=False) + "\n")
     finally:
         if pool:
             pool.terminate()

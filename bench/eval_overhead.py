@@ -1,0 +1,62 @@
+"""In-loop evaluation overhead: time spent in lm-eval vs time spent training, at the default interval (10%).
+
+    python bench/eval_overhead.py                       # the tiny recipe, in a temporary output dir
+    python bench/eval_overhead.py --recipe R --set eval.limit=200
+
+Runs the data stages, then `Trainer.run()` with the recipe's in-loop evaluation, and reads the evaluator's own
+clock. Last stdout line: {"bench": "eval_overhead", "train_s", "eval_s", "overhead_pct", "evals", "tasks"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from pretrain.config import load_recipe  # noqa: E402
+from pretrain.pipeline import run_stage  # noqa: E402
+from pretrain.train import Trainer  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", type=Path, default=REPO / "recipes" / "tiny" / "config.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = load_recipe(args.recipe, overrides=args.overrides, output_dir=tmp)
+        for stage in ("curate", "tokenizer", "pack"):
+            run_stage(recipe, stage)
+        trainer = Trainer(recipe, resume="never")
+        start = time.perf_counter()
+        trainer.run()
+        total = time.perf_counter() - start
+        eval_s = trainer.s.evaluator.seconds if trainer.s.evaluator else 0.0
+        evals = len(list((recipe.out / "evals").glob("step-*.json")))
+    train_s = total - eval_s
+    print(
+        f"{recipe.name}: {trainer.step} steps, {evals} evaluations of {recipe.eval.tasks} (limit {recipe.eval.limit})"
+    )
+    print(f"training {train_s:.1f} s, evaluation {eval_s:.1f} s ({eval_s / max(evals, 1):.2f} s each)")
+    print(
+        json.dumps(
+            {
+                "bench": "eval_overhead",
+                "train_s": round(train_s, 2),
+                "eval_s": round(eval_s, 2),
+                "overhead_pct": round(100 * eval_s / train_s, 2),
+                "evals": evals,
+                "tasks": recipe.eval.tasks,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""A small Hub-API server on 127.0.0.1 implementing what `huggingface_hub` calls to push and to download.
+
+Endpoints: repo create, branch create, validate-yaml, preupload (every file "regular", with the stored
+git-blob oid so unchanged files are skipped), NDJSON commit, repo/revision info, HEAD/GET resolve with
+X-Repo-Commit + ETag. `fail_commits` makes the next N commits answer 500 (a network failure mid-push);
+`requests` records every request (method, path, headers) for the token-leak check. Everything is in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+
+def git_blob_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class HubState:
+    def __init__(self) -> None:
+        self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool, "branches": {name: {"sha", "files"}}}
+        self.fail_commits = 0
+        self.requests: list[tuple[str, str, dict]] = []
+        self.lock = threading.Lock()
+
+    def commit(self, repo_id: str, branch: str, files: dict[str, bytes], message: str) -> str:
+        repo = self.repos[repo_id]
+        head = repo["branches"].setdefault(branch, {"sha": "0" * 40, "files": {}})
+        merged = {**head["files"], **files}
+        sha = hashlib.sha1(
+            (
+                head["sha"] + message + json.dumps(sorted((k, git_blob_sha(v)) for k, v in merged.items()))
+            ).encode()
+        ).hexdigest()
+        repo["branches"][branch] = {"sha": sha, "files": merged}
+        return sha
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: HubState
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _send(self, code: int, body: bytes | dict | None = None, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode() if isinstance(body, dict | list) else (body or b"")
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if isinstance(body, dict | list):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+
+    def _record(self) -> None:
+        self.state.requests.append((self.command, self.path, dict(self.headers)))
+
+    def _repo_path(self, parts: list[str]) -> tuple[str, list[str]]:
+        return f"{parts[0]}/{parts[1]}", parts[2:]
+
+    # ------------------------------------------------------------------ POST
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        self._record()
+        path = urlparse(self.path).path
+        body = self._body()
+        with self.state.lock:
+            if path == "/api/repos/create":
+                req = json.loads(body)
+                repo_id = f"{req.get('organization') or 'user'}/{req['name']}"
+                if repo_id in self.state.repos:
+                    return self._send(
+                        409, {"error": "You already created this model repo", "url": f"/{repo_id}"}
+                    )
+                self.state.repos[repo_id] = {"private": bool(req.get("private")), "branches": {}}
+                self.state.commit(
+                    repo_id, "main", {".gitattributes": b"*.safetensors filter=lfs\n"}, "initial commit"
+                )
+                return self._send(200, {"url": f"http://{self.headers['Host']}/{repo_id}"})
+            if path == "/api/validate-yaml":
+                return self._send(200, {"errors": [], "warnings": []})
+            if not path.startswith("/api/models/"):
+                return self._send(404, {"error": "not found"})
+            repo_id, rest = self._repo_path(path.removeprefix("/api/models/").split("/"))
+            if repo_id not in self.state.repos:
+                return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            repo = self.state.repos[repo_id]
+            action, revision = rest[0], unquote("/".join(rest[1:]))
+            if action == "branch":
+                if revision in repo["branches"]:
+                    return self._send(409, {"error": "Reference already exists"})
+                repo["branches"][revision] = dict(repo["branches"]["main"])
+                return self._send(200, {})
+            if action == "preupload":
+                files = repo["branches"].get(revision, {"files": {}})["files"]
+                req = json.loads(body)
+                return self._send(
+                    200,
+                    {
+                        "files": [
+                            {
+                                "path": f["path"],
+                                "uploadMode": "regular",
+                                "shouldIgnore": False,
+                                "oid": git_blob_sha(files[f["path"]]) if f["path"] in files else None,
+                            }
+                            for f in req["files"]
+                        ]
+                    },
+                )
+            if action == "commit":
+                if self.state.fail_commits > 0:
+                    self.state.fail_commits -= 1
+                    return self._send(500, {"error": "Internal Error (injected)"})
+                lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                header = next(x["value"] for x in lines if x["key"] == "header")
+                files = {
+                    x["value"]["path"]: base64.b64decode(x["value"]["content"])
+                    for x in lines
+                    if x["key"] == "file"
+                }
+                if revision not in repo["branches"]:
+                    return self._send(
+                        404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"}
+                    )
+                sha = self.state.commit(repo_id, revision, files, header["summary"])
+                return self._send(
+                    200,
+                    {
+                        "commitUrl": f"http://{self.headers['Host']}/{repo_id}/commit/{sha}",
+                        "commitOid": sha,
+                        "pullRequestUrl": None,
+                    },
+                )
+        self._send(404, {"error": "not found"})
+
+    # ------------------------------------------------------------------ GET / HEAD
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._record()
+        path = urlparse(self.path).path
+        with self.state.lock:
+            if path.startswith("/api/models/"):
+                parts = path.removeprefix("/api/models/").split("/")
+                repo_id, rest = self._repo_path(parts)
+                repo = self.state.repos.get(repo_id)
+                if repo is None:
+                    return self._send(
+                        404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
+                    )
+                if rest and rest[0] == "tree":  # list_repo_tree: /api/models/{repo}/tree/{revision}[/{path}]
+                    branch = repo["branches"].get(unquote(rest[1]))
+                    if branch is None:
+                        return self._send(
+                            404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"}
+                        )
+                    prefix = "/".join(rest[2:])
+                    return self._send(
+                        200,
+                        [
+                            {"type": "file", "path": f, "size": len(d), "oid": git_blob_sha(d)}
+                            for f, d in sorted(branch["files"].items())
+                            if f.startswith(prefix)
+                        ],
+                    )
+                revision = unquote("/".join(rest[1:])) if rest and rest[0] == "revision" else "main"
+                branch = repo["branches"].get(revision)
+                if branch is None:
+                    return self._send(
+                        404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"}
+                    )
+                return self._send(
+                    200,
+                    {
+                        "id": repo_id,
+                        "modelId": repo_id,
+                        "sha": branch["sha"],
+                        "private": repo["private"],
+                        "siblings": [{"rfilename": f} for f in sorted(branch["files"])],
+                    },
+                )
+            parts = path.lstrip("/").split("/")
+            if len(parts) >= 5 and parts[2] == "resolve":
+                repo_id = f"{parts[0]}/{parts[1]}"
+                revision, filename = unquote(parts[3]), unquote("/".join(parts[4:]))
+                repo = self.state.repos.get(repo_id)
+                if repo is None:
+                    return self._send(
+                        404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
+                    )
+                branch = repo["branches"].get(revision) or next(
+                    (b for b in repo["branches"].values() if b["sha"] == revision), None
+                )
+                if branch is None:
+                    return self._send(
+                        404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"}
+                    )
+                if filename not in branch["files"]:
+                    return self._send(
+                        404,
+                        {"error": "Entry not found"},
+                        {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": branch["sha"]},
+                    )
+                data = branch["files"][filename]
+                return self._send(
+                    200,
+                    data,
+                    {
+                        "X-Repo-Commit": branch["sha"],
+                        "ETag": f'"{git_blob_sha(data)}"',
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+        self._send(404, {"error": "not found"})
+
+
+class HubServer:
+    """`with HubServer() as hub:` serves on 127.0.0.1:<free port>; `hub.endpoint` is the HF_ENDPOINT to use."""
+
+    def __init__(self) -> None:
+        self.state = HubState()
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> HubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
