@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.pipeline import run_stage  # noqa: E402
+from pretrain.train.metrics import read_records, step_losses  # noqa: E402
 
 OVERRIDES = [
     "data.mixture.target_bytes=600000",
@@ -44,7 +45,7 @@ OVERRIDES = [
     "train.seq_len=64",
     "train.micro_batch_size=4",
     "train.global_batch_tokens=512",
-    "train.steps=30",
+    "train.tokens=15360",
     "train.log_every=1",
     "train.checkpoint.every_steps=2",
     "train.validation.every_fraction=0.5",
@@ -52,15 +53,7 @@ OVERRIDES = [
 
 
 def losses(out: Path) -> list[tuple[int, float]]:
-    rows = []
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if "loss" in r and "event" not in r:
-            rows.append((r["step"], r["loss"]))
-    return rows
+    return step_losses(out / "metrics.jsonl")
 
 
 def train(recipe_file: Path, out: Path, wait: bool = True) -> subprocess.Popen:
@@ -90,12 +83,7 @@ def train(recipe_file: Path, out: Path, wait: bool = True) -> subprocess.Popen:
 
 
 def last_step(out: Path) -> int:
-    try:
-        text = (out / "metrics.jsonl").read_text()
-    except OSError:
-        return 0
-    steps = [json.loads(line).get("step", 0) for line in text.splitlines() if line.endswith("}")]
-    return max(steps, default=0)
+    return max((r.get("step", 0) for r in read_records(out / "metrics.jsonl")), default=0)
 
 
 def main() -> None:

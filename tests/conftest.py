@@ -82,3 +82,33 @@ def small_run(tmp_path_factory):
 def make_small_recipe():
     """`make_small_recipe(out, *overrides)` -> the SMALL_RUN recipe writing to `out`."""
     return small_recipe
+
+
+@pytest.fixture(scope="session")
+def make_run(small_run):
+    """make_run(out, *overrides) -> recipe: `out` gets copies of the small run's data stages (curate/tokenizer/pack)."""
+    import shutil
+
+    _, src = small_run
+
+    def make(out: Path, *overrides: str):
+        out.mkdir(parents=True, exist_ok=True)
+        for stage in ("mix", "tokenizer", "tokens", "curation_report.json"):
+            if (src / stage).is_dir() and not (out / stage).exists():
+                shutil.copytree(src / stage, out / stage)
+            elif (src / stage).is_file():
+                shutil.copy2(src / stage, out / stage)
+        return small_recipe(out, *overrides)
+
+    return make
+
+
+@pytest.fixture()
+def fresh_run(make_run, tmp_path):
+    """fresh_run(name, *overrides) -> (recipe, out) in this test's tmp_path."""
+
+    def make(name: str, *overrides: str):
+        out = tmp_path / name
+        return make_run(out, *overrides), out
+
+    return make

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from argparse import Namespace
@@ -18,16 +17,12 @@ from pretrain.evaluation.report import summarize_run
 
 
 @pytest.fixture(scope="module")
-def trained(small_run, make_small_recipe, tmp_path_factory):
+def trained(make_run, tmp_path_factory):
     """A small run trained for a few steps, with two checkpoints and the cloze + bpb tasks."""
     from pretrain.train import run_training
 
-    _, src = small_run
     out = tmp_path_factory.mktemp("evalrun") / "run"
-    out.mkdir(parents=True)
-    for name in ("mix", "tokenizer", "tokens"):
-        shutil.copytree(src / name, out / name)
-    recipe = make_small_recipe(
+    recipe = make_run(
         out,
         "eval.enabled=false",
         "eval.tasks=[val_bpb,stdlib_cloze]",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from argparse import Namespace
 
 import pytest
@@ -13,17 +12,12 @@ from pretrain.hub.card import write_model_card
 
 
 @pytest.fixture(scope="module")
-def final(small_run, make_small_recipe, tmp_path_factory):
+def final(make_run, tmp_path_factory):
     from pretrain.evaluation import summarize_run
     from pretrain.train import run_training
 
-    _, src = small_run
     out = tmp_path_factory.mktemp("hubrun") / "run"
-    out.mkdir(parents=True)
-    for name in ("mix", "tokenizer", "tokens"):
-        shutil.copytree(src / name, out / name)
-    shutil.copy2(src / "curation_report.json", out / "curation_report.json")
-    recipe = make_small_recipe(out, "train.tokens=4096", "eval.every_fraction=0.5")
+    recipe = make_run(out, "train.tokens=4096", "eval.every_fraction=0.5")
     run_training(recipe, resume="never")
     summarize_run(out)
     write_model_card(recipe, out / "final")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,17 +15,11 @@ FAKE_TOKEN = "hf_FAKEtokenXYZ0123456789abcdefghijkl"
 
 
 @pytest.fixture(scope="module")
-def final(small_run, make_small_recipe, tmp_path_factory):
+def final(make_run, tmp_path_factory):
     from pretrain.train import run_training
 
-    _, src = small_run
     out = tmp_path_factory.mktemp("pushrun") / "run"
-    out.mkdir(parents=True)
-    for name in ("mix", "tokenizer", "tokens"):
-        shutil.copytree(src / name, out / name)
-    recipe = make_small_recipe(
-        out, "eval.enabled=false", "train.tokens=4096", "train.checkpoint.every_steps=4"
-    )
+    recipe = make_run(out, "eval.enabled=false", "train.tokens=4096", "train.checkpoint.every_steps=4")
     run_training(recipe, resume="never")
     return out
 

@@ -1,7 +1,8 @@
-"""2-process DDP on CPU (gloo) gives the same losses as 1 process with the same global batch.
+"""2-process DDP on CPU (gloo): same losses as 1 process with the same global batch; a dead rank stops the other.
 
-`accelerate launch --multi_gpu --num_processes 2` (plain `--cpu --num_processes 2` silently runs one process).
-The two runs see the same windows per optimizer step (the loader slices one permutation by rank), so losses
+`accelerate launch --multi_gpu --num_processes 2` (plain `--cpu --num_processes 2` silently runs one process;
+on a machine without CUDA the loop passes `cpu=True` to accelerate so the 2 processes form a gloo group).
+Both runs see the same windows per optimizer step (the loader slices one permutation by rank), so the losses
 differ only by floating-point reduction order: compared at rel 1e-4.
 """
 
@@ -9,54 +10,36 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
+from pretrain.train.metrics import step_losses
 
-def _losses(out):
-    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in recs if "loss" in r and "event" not in r]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
-def _write(recipe, path):
+def _recipe_file(recipe, path):
     data = recipe.model_dump(mode="json")
-    data["accelerate_config"] = None
+    data["accelerate_config"] = None  # the launcher decides the world size here
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-def test_two_process_ddp_matches_single_process(small_run, make_small_recipe, tmp_path):
-    _, src = small_run
-    runs = {}
-    for name in ("single", "ddp"):
-        out = tmp_path / name
-        out.mkdir()
-        for stage in ("mix", "tokenizer", "tokens"):
-            shutil.copytree(src / stage, out / stage)
-        recipe = make_small_recipe(out, "eval.enabled=false", "train.tokens=8192")
-        runs[name] = (out, _write(recipe, tmp_path / f"{name}.yaml"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out, path = runs["single"]
-    subprocess.run(
-        [sys.executable, "-m", "pretrain", "train", str(path), "--output-dir", str(out)],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=600,
-    )
-    out, path = runs["ddp"]
-    proc = subprocess.run(
-        [
+def _launch(recipe, path, ranks: int, env=ENV):
+    prefix = (
+        [sys.executable, "-m", "pretrain"]
+        if ranks == 1
+        else [
             sys.executable,
             "-m",
             "accelerate.commands.launch",
             "--multi_gpu",
             "--num_processes",
-            "2",
+            str(ranks),
             "--num_machines",
             "1",
             "--mixed_precision",
@@ -65,70 +48,31 @@ def test_two_process_ddp_matches_single_process(small_run, make_small_recipe, tm
             "no",
             "-m",
             "pretrain",
-            "train",
-            str(path),
-            "--output-dir",
-            str(out),
-        ],
-        env={**env, "CUDA_VISIBLE_DEVICES": ""},
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ]
     )
+    cmd = [*prefix, "train", str(_recipe_file(recipe, path)), "--output-dir", str(recipe.out)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_process_ddp_matches_single_process(fresh_run, tmp_path):
+    single, single_out = fresh_run("single", "eval.enabled=false", "train.tokens=8192")
+    ddp, ddp_out = fresh_run("ddp", "eval.enabled=false", "train.tokens=8192")
+    assert _launch(single, tmp_path / "single.yaml", 1).returncode == 0
+    proc = _launch(ddp, tmp_path / "ddp.yaml", 2)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    single, ddp = _losses(runs["single"][0]), _losses(runs["ddp"][0])
-    assert len(single) == len(ddp) == 16
-    assert ddp == pytest.approx(single, rel=1e-4)
-    state = json.loads(
-        (runs["ddp"][0] / "checkpoints" / "step-0000016" / "trainer_state" / "state.json").read_text()
-    )
-    assert state["world_size"] == 2
-    assert (runs["ddp"][0] / "checkpoints" / "step-0000016" / "trainer_state" / "rank-00001.json").exists()
+    a, b = step_losses(single_out / "metrics.jsonl"), step_losses(ddp_out / "metrics.jsonl")
+    assert len(a) == len(b) == 16
+    assert [loss for _, loss in b] == pytest.approx([loss for _, loss in a], rel=1e-4)
+    state = ddp_out / "checkpoints" / "step-0000016" / "trainer_state"
+    assert json.loads((state / "state.json").read_text())["world_size"] == 2
+    assert (state / "rank-00001.json").exists()
 
 
-def test_dead_rank_stops_the_other_with_an_error(small_run, make_small_recipe, tmp_path):
-    _, src = small_run
-    out = tmp_path / "run"
-    out.mkdir()
-    for stage in ("mix", "tokenizer", "tokens"):
-        shutil.copytree(src / stage, out / stage)
-    recipe = make_small_recipe(out, "eval.enabled=false", "train.collective_timeout_s=60")
-    path = _write(recipe, tmp_path / "r.yaml")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "PRETRAIN_FAULT_INJECT": "die@5",
-        "PRETRAIN_FAULT_RANK": "1",
-    }
-    start = __import__("time").monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "pretrain",
-            "train",
-            str(path),
-            "--output-dir",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    elapsed = __import__("time").monotonic() - start
+def test_dead_rank_stops_the_other_with_an_error(fresh_run, tmp_path):
+    recipe, _ = fresh_run("run", "eval.enabled=false", "train.collective_timeout_s=60")
+    env = {**ENV, "PRETRAIN_FAULT_INJECT": "die@5", "PRETRAIN_FAULT_RANK": "1"}
+    start = time.monotonic()
+    proc = _launch(recipe, tmp_path / "r.yaml", 2, env)
     assert proc.returncode != 0
-    assert elapsed < 180
-    assert "exitcode" in proc.stderr or "rank" in proc.stderr.lower()
+    assert time.monotonic() - start < 180
+    assert "exitcode" in proc.stderr and "rank" in proc.stderr.lower()

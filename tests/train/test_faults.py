@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 
 import pytest
 
@@ -14,15 +13,8 @@ from pretrain.train import run_training
 
 
 @pytest.fixture()
-def run(small_run, make_small_recipe, tmp_path):
-    _, src = small_run
-    out = tmp_path / "run"
-    out.mkdir()
-    for name in ("mix", "tokenizer", "tokens"):
-        shutil.copytree(src / name, out / name)
-    return make_small_recipe(
-        out, "eval.enabled=false", "train.checkpoint.every_steps=4", "train.tokens=6144"
-    ), out
+def run(fresh_run):
+    return fresh_run("run", "eval.enabled=false", "train.checkpoint.every_steps=4", "train.tokens=6144")
 
 
 def _failing_write(monkeypatch, at_step: int, error: BaseException):

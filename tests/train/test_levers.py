@@ -3,38 +3,25 @@ torch.compile, bf16 parameters. The speed of each lever is measured by bench/tra
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 
 from pretrain.train import run_training
-
-
-def _losses(out):
-    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in recs if "loss" in r and "event" not in r]
+from pretrain.train.metrics import step_losses
 
 
 @pytest.fixture()
-def train(small_run, make_small_recipe, tmp_path):
-    _, src = small_run
-
+def train(fresh_run):
     def run(name, *overrides):
-        out = tmp_path / name
-        out.mkdir()
-        for stage in ("mix", "tokenizer", "tokens"):
-            shutil.copytree(src / stage, out / stage)
-        recipe = make_small_recipe(out, "eval.enabled=false", "train.tokens=4096", *overrides)
+        recipe, out = fresh_run(name, "eval.enabled=false", "train.tokens=4096", *overrides)
         run_training(recipe, resume="never")
-        return _losses(out)
+        return [loss for _, loss in step_losses(out / "metrics.jsonl")]
 
     return run
 
 
 def test_fused_adamw_matches_foreach(train):
-    base = train("foreach", "train.optimizer.fused=off")
-    fused = train("fused", "train.optimizer.fused=on")
+    base = train("foreach", "train.optimizer.fused=false")
+    fused = train("fused", "train.optimizer.fused=true")
     assert fused == pytest.approx(base, rel=1e-5)
 
 

@@ -10,36 +10,17 @@ import pytest
 from pretrain.errors import PretrainError
 from pretrain.train import run_training
 from pretrain.train.checkpoint import list_checkpoints
-
-
-@pytest.fixture()
-def clone(small_run, make_small_recipe):
-    """clone(dest, *overrides): a run folder with the small run's data stages and its own training outputs."""
-
-    def make(dest, *extra):
-        return _clone(small_run, make_small_recipe, dest, *extra)
-
-    return make
-
-
-def _clone(small_run, small_recipe, dest, *extra):
-    _, src = small_run
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("mix", "tokenizer", "tokens"):
-        if not (dest / name).exists():
-            shutil.copytree(src / name, dest / name)
-    return small_recipe(dest, *extra)
+from pretrain.train.metrics import step_losses
 
 
 def _losses(out):
-    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"]) for r in recs if "loss" in r and "event" not in r]
+    return step_losses(out / "metrics.jsonl")
 
 
 @pytest.fixture(scope="module")
-def reference(small_run, make_small_recipe, tmp_path_factory):
+def reference(make_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
-    recipe = _clone(small_run, make_small_recipe, out, "eval.enabled=false")
+    recipe = make_run(out, "eval.enabled=false")
     run_training(recipe, resume="never")
     return recipe, out
 
@@ -72,10 +53,9 @@ def test_trains_and_writes_hf_folders(reference):
     assert any("val/bpb" in line for line in (out / "metrics.jsonl").read_text().splitlines())
 
 
-def test_resume_reproduces_losses_exactly(reference, clone, tmp_path):
+def test_resume_reproduces_losses_exactly(reference, fresh_run):
     _, ref_out = reference
-    out = tmp_path / "run"
-    recipe = clone(out, "eval.enabled=false")
+    recipe, out = fresh_run("run", "eval.enabled=false")
     shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
     lines = [
         ln
@@ -87,10 +67,9 @@ def test_resume_reproduces_losses_exactly(reference, clone, tmp_path):
     assert _losses(out) == _losses(ref_out)
 
 
-def test_keep_last(clone, tmp_path):
-    out = tmp_path / "run"
-    recipe = clone(
-        out,
+def test_keep_last(fresh_run):
+    recipe, out = fresh_run(
+        "run",
         "eval.enabled=false",
         "train.checkpoint.every_steps=4",
         "train.checkpoint.keep_last=2",
@@ -100,19 +79,17 @@ def test_keep_last(clone, tmp_path):
     assert [c.name for c in list_checkpoints(out / "checkpoints")] == ["step-0000012", "step-0000016"]
 
 
-def test_eval_does_not_change_the_trajectory(reference, clone, tmp_path):
+def test_eval_does_not_change_the_trajectory(reference, fresh_run):
     _, ref_out = reference
-    out = tmp_path / "run"
-    recipe = clone(out, "eval.enabled=true", "eval.every_fraction=0.25")
+    recipe, out = fresh_run("run", "eval.enabled=true", "eval.every_fraction=0.25")
     run_training(recipe, resume="never")
     assert _losses(out) == _losses(ref_out)
     assert len(list((out / "evals").glob("step-*.json"))) == 4
 
 
-def test_spike_guard_skips_and_rolls_back(clone, tmp_path, monkeypatch):
-    out = tmp_path / "run"
-    recipe = clone(
-        out,
+def test_spike_guard_skips_and_rolls_back(fresh_run, monkeypatch):
+    recipe, out = fresh_run(
+        "run",
         "eval.enabled=false",
         "train.stability.min_history=3",
         "train.stability.spikes_before_rollback=2",
@@ -131,10 +108,9 @@ def test_spike_guard_skips_and_rolls_back(clone, tmp_path, monkeypatch):
     assert (out / "final" / "model.safetensors").exists()
 
 
-def test_rollbacks_are_bounded(clone, tmp_path, monkeypatch):
-    out = tmp_path / "run"
-    recipe = clone(
-        out,
+def test_rollbacks_are_bounded(fresh_run, monkeypatch):
+    recipe, out = fresh_run(
+        "run",
         "eval.enabled=false",
         "train.stability.min_history=3",
         "train.stability.spikes_before_rollback=1",
@@ -145,11 +121,10 @@ def test_rollbacks_are_bounded(clone, tmp_path, monkeypatch):
         run_training(recipe, resume="never")
 
 
-def test_second_run_on_same_output_dir_refuses(clone, tmp_path):
+def test_second_run_on_same_output_dir_refuses(fresh_run):
     from pretrain.train.lock import RunLock
 
-    out = tmp_path / "run"
-    recipe = clone(out, "eval.enabled=false")
+    recipe, out = fresh_run("run", "eval.enabled=false")
     holder = RunLock(out)
     holder.acquire()
     try:
@@ -159,11 +134,10 @@ def test_second_run_on_same_output_dir_refuses(clone, tmp_path):
         holder.release()
 
 
-def test_grad_accumulation_equivalence(clone, tmp_path):
+def test_grad_accumulation_equivalence(fresh_run):
     """micro batch 4 x accum 2 == micro batch 8 x accum 1 on the same global batches (fp32 tolerance)."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    ra = clone(a, "eval.enabled=false", "train.tokens=4096")
-    rb = clone(b, "eval.enabled=false", "train.tokens=4096", "train.micro_batch_size=8")
+    ra, a = fresh_run("a", "eval.enabled=false", "train.tokens=4096")
+    rb, b = fresh_run("b", "eval.enabled=false", "train.tokens=4096", "train.micro_batch_size=8")
     run_training(ra, resume="never")
     run_training(rb, resume="never")
     for (sa, la), (sb, lb) in zip(_losses(a), _losses(b)):

@@ -18,9 +18,7 @@ class OptimizerConfig(Section):
     no_decay: list[Literal["norm", "bias", "embedding"]] = Field(
         default_factory=lambda: ["norm", "bias", "embedding"]
     )
-    fused: Literal["auto", "on", "off"] = Field(
-        "auto", description="auto = fused AdamW on CUDA, foreach elsewhere"
-    )
+    fused: Literal["auto"] | bool = Field("auto", description="auto = fused AdamW on CUDA, foreach elsewhere")
 
 
 class ScheduleConfig(Section):

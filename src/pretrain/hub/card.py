@@ -28,17 +28,9 @@ def _json(path: Path) -> dict:
 
 
 def _metrics(out: Path) -> list[dict]:
-    try:
-        lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+    from pretrain.train.metrics import read_records
+
+    return read_records(out / "metrics.jsonl")
 
 
 def plot_loss(records: list[dict], path: Path) -> bool:

@@ -47,6 +47,26 @@ def memory_gb(device: torch.device) -> float | None:
         return None
 
 
+def read_records(path: Path) -> list[dict]:
+    """All records of a metrics.jsonl (a torn last line from a kill is skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def step_losses(path: Path) -> list[tuple[int, float]]:
+    """(step, loss) of every logged training step, in order."""
+    return [(r["step"], r["loss"]) for r in read_records(path) if "loss" in r and "event" not in r]
+
+
 def truncate_after(path: Path, step: int) -> None:
     """On resume, drop records written after the checkpoint's step so the log matches the run."""
     if not path.exists():

@@ -34,7 +34,7 @@ def param_groups(model: torch.nn.Module, cfg: OptimizerConfig) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, device_type: str) -> torch.optim.Optimizer:
-    fused = cfg.fused == "on" or (cfg.fused == "auto" and device_type == "cuda")
+    fused = cfg.fused is True or (cfg.fused == "auto" and device_type == "cuda")
     kwargs = {"fused": True} if fused else {"foreach": True}
     return torch.optim.AdamW(
         param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs
