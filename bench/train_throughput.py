@@ -140,7 +140,7 @@ def main() -> None:
     peak = device_peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     results = []
     for shape in args.shapes.split(","):
-        overrides = [*(TINY if args.tiny else []), *args.overrides]
+        overrides = ["accelerate_config=null", *(TINY if args.tiny else []), *args.overrides]  # one process
         recipe = load_recipe(REPO / SHAPES[shape], overrides=overrides, check_files=False)
         vocab = 49_152
         if device.type == "cuda":

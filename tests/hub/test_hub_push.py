@@ -158,3 +158,34 @@ def test_lora_handoff_on_downloaded_model(hub, final, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["last"] < result["first"] and result["reloaded_same"] and result["vocab_unchanged"]
+
+
+def test_checkpoints_pushed_as_branches_during_training(hub, make_run, tmp_path):
+    """`hub.push_checkpoints: true`: every checkpoint becomes a branch in the background; main gets `pretrain push`."""
+    import yaml
+
+    recipe = make_run(
+        tmp_path / "run",
+        "eval.enabled=false",
+        "train.tokens=4096",
+        "train.checkpoint.every_steps=4",
+        "hub.repo_id=user/live",
+        "hub.push_checkpoints=true",
+    )
+    data = recipe.model_dump(mode="json")
+    data["accelerate_config"] = None
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = _env(hub, tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", "train", str(path), "--output-dir", str(recipe.out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert FAKE_TOKEN not in proc.stderr
+    branches = hub.state.repos["user/live"]["branches"]
+    assert {"step-0000004", "step-0000008"} <= set(branches)
+    assert "model.safetensors" in branches["step-0000008"]["files"]

@@ -20,7 +20,7 @@ def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if "position_ids" in batch:
         kwargs["position_ids"] = batch["position_ids"]
     logits = model(**kwargs, use_cache=False).logits
-    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch["labels"].view(-1))
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch["labels"].reshape(-1))
 
 
 def forward_backward(

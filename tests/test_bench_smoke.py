@@ -1,0 +1,32 @@
+"""The benchmarks must not rot: the CPU variant of the training-throughput bench runs and prints its JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_train_throughput_cpu_tiny(repo_root):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/train_throughput.py",
+            "--device",
+            "cpu",
+            "--tiny",
+            "--shapes",
+            "smollm2-135m",
+            "--iters",
+            "2",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "train_throughput" and result["device"] == "cpu"
+    row = result["results"][0]
+    assert row["ours_tok_s"] > 0 and row["baseline_tok_s"] > 0 and row["speedup"] > 0
