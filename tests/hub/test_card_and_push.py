@@ -41,6 +41,7 @@ def test_card_is_complete(final):
         "learning_curves.png",
         "LoraConfig",
         "base model",
+        "| hardware | 1 x CPU",
     ):
         assert needle in text, needle
     assert (out / "final" / "loss_curve.png").exists() and (out / "final" / "learning_curves.png").exists()

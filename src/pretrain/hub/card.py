@@ -89,6 +89,9 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     tps = [r["tokens_per_s"] for r in steps if r.get("tokens_per_s")]
     mfu = [r["mfu"] for r in steps if r.get("mfu")]
     train_seconds = sum(r.get("step_time_s", 0) * recipe.train.log_every for r in steps)
+    start = next((r for r in records if r.get("event") == "start"), {})
+    world = start.get("world_size", 1)
+    on_gpu = "CPU" not in start.get("device", "CPU")
     summary = _json(out / "evals" / "summary.json")
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
@@ -106,6 +109,8 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "tokens_per_s": sum(tps) / len(tps) if tps else None,
         "mfu": sum(mfu) / len(mfu) if mfu else None,
         "train_hours": train_seconds / 3600,
+        "hardware": f"{world} x {start['device']}" if start else "n/a",
+        "gpu_hours": train_seconds / 3600 * world if on_gpu and start else None,
         "final_val": next((r for r in reversed(records) if "val/loss" in r), {}),
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",

@@ -93,6 +93,17 @@ class Trainer:
         ckpt_steps = fraction_steps(total, cfg.checkpoint.every_fraction, cfg.checkpoint.every_steps)
         val_steps = fraction_steps(total, cfg.validation.every_fraction, None)
         eval_steps = fraction_steps(total, self.recipe.eval.every_fraction, None) if s.evaluator else set()
+        if self.step == 0:
+            metrics.write(
+                {
+                    "step": 0,
+                    "event": "start",
+                    "device": device_label(s.device),
+                    "world_size": acc.num_processes,
+                    "params": s.n_params,
+                    "torch": torch.__version__,
+                }
+            )
         if self.step == 0 and acc.is_main_process:
             log.info(
                 "training %s params for %d steps (%d tokens/step, accum %d x %d ranks)",
@@ -271,6 +282,14 @@ class Trainer:
             self.guard.rollbacks,
             cfg.max_rollbacks,
         )
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 class preserved_rng:
