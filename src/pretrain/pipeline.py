@@ -111,9 +111,25 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
     from pretrain.hub.card import write_model_card
 
     card = write_model_card(recipe, final)
+    if recipe.hub.push_checkpoints and recipe.hub.repo_id:
+        _push_final(recipe, final)
     if world_size() > 1:
         partial_state().wait_for_everyone()
     log.info(
         "run: finished in %s — model in %s, card %s", format_seconds(time.monotonic() - start), final, card
     )
     return final
+
+
+def _push_final(recipe: Recipe, final: Path) -> None:
+    """With `hub.push_checkpoints`, `main` gets the final model and its card once the run is done."""
+    from pretrain.errors import PretrainError
+    from pretrain.hub.push import push_folder
+
+    try:
+        url = push_folder(
+            final, recipe.hub.repo_id, None, recipe.hub.private, commit_message="Final base model"
+        )
+        log.info("pushed the final model to %s@main: %s", recipe.hub.repo_id, url)
+    except PretrainError as exc:  # the run itself succeeded; say how to finish the upload
+        log.error("%s — the model is safe in %s; upload it with `pretrain push %s`", exc, final, final)

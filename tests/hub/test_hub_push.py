@@ -161,7 +161,7 @@ def test_lora_handoff_on_downloaded_model(hub, final, tmp_path):
 
 
 def test_checkpoints_pushed_as_branches_during_training(hub, make_run, tmp_path):
-    """`hub.push_checkpoints: true`: every checkpoint becomes a branch in the background; main gets `pretrain push`."""
+    """`hub.push_checkpoints: true`: every checkpoint becomes a branch in the background; `main` gets the final model."""
     import yaml
 
     recipe = make_run(
@@ -178,7 +178,7 @@ def test_checkpoints_pushed_as_branches_during_training(hub, make_run, tmp_path)
     path.write_text(yaml.safe_dump(data))
     env = _env(hub, tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "pretrain", "train", str(path), "--output-dir", str(recipe.out)],
+        [sys.executable, "-m", "pretrain", "run", str(path), "--output-dir", str(recipe.out)],
         env=env,
         capture_output=True,
         text=True,
@@ -189,3 +189,5 @@ def test_checkpoints_pushed_as_branches_during_training(hub, make_run, tmp_path)
     branches = hub.state.repos["user/live"]["branches"]
     assert {"step-0000004", "step-0000008"} <= set(branches)
     assert "model.safetensors" in branches["step-0000008"]["files"]
+    assert "README.md" in branches["main"]["files"] and "model.safetensors" in branches["main"]["files"]
+    assert "curate: up to date" in proc.stderr  # data stages copied from the small run are current
