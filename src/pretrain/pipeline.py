@@ -18,7 +18,14 @@ from pathlib import Path
 from pretrain.config import Recipe
 from pretrain.dist import partial_state, world_size
 from pretrain.progress import format_seconds, get_logger
-from pretrain.stages import atomic_dir, is_current, read_marker, require_current, stage_path, write_marker
+from pretrain.stages import (
+    atomic_dir,
+    is_current,
+    require_current,
+    stage_path,
+    upstream_stages,
+    write_marker,
+)
 
 log = get_logger("pretrain.pipeline")
 
@@ -41,9 +48,6 @@ def _stage_function(stage: str) -> Callable[[Recipe, Path], dict]:
     raise ValueError(stage)
 
 
-_UPSTREAM = {"curate": None, "tokenizer": "curate", "pack": "tokenizer"}
-
-
 def run_stage(recipe: Recipe, stage: str, force: bool = False) -> Path:
     """Run one data stage (on the main process; other ranks wait) and return its output folder."""
     if world_size() > 1:
@@ -57,13 +61,9 @@ def run_stage(recipe: Recipe, stage: str, force: bool = False) -> Path:
 
 def _run_stage_local(recipe: Recipe, stage: str, force: bool) -> Path:
     out = stage_path(recipe, stage)
-    upstream = _UPSTREAM[stage]
-    if upstream and not (stage == "tokenizer" and recipe.tokenizer.pretrained):
+    for upstream in upstream_stages(recipe, stage):
         require_current(recipe, upstream, needed_by=f"pretrain {stage}")
-    if stage == "pack":
-        require_current(recipe, "curate", needed_by="pretrain pack")
     if not force and is_current(recipe, stage):
-        summary = (read_marker(out) or {}).get("summary", {})
         log.info("%s: up to date (%s) — skipping", stage, out)
         return out
     start = time.monotonic()

@@ -38,8 +38,15 @@ def stage_path(recipe: Recipe, stage: str) -> Path:
     return recipe.out / STAGES[stage][0]
 
 
+def upstream_stages(recipe: Recipe, stage: str) -> tuple[str, ...]:
+    """The stages whose outputs `stage` reads (a reused pretrained tokenizer reads no mix)."""
+    if stage == "tokenizer" and recipe.tokenizer.pretrained:
+        return ()
+    return STAGES[stage][2]
+
+
 def fingerprint(recipe: Recipe, stage: str) -> str:
-    folder, sections, upstream = STAGES[stage]
+    sections = STAGES[stage][1]
     h = hashlib.sha256()
     h.update(stage.encode())
     h.update(recipe.section_hash(*sections).encode())
@@ -50,12 +57,11 @@ def fingerprint(recipe: Recipe, stage: str) -> str:
         h.update(_curation_inputs_signature(recipe).encode())
     if stage == "tokenizer" and recipe.tokenizer.pretrained:
         h.update(_files_signature([str(recipe.resolve_path(recipe.tokenizer.pretrained) / "*")]).encode())
-        upstream = ()
     if stage == "tokenizer":
         h.update(str(recipe.train.seq_len).encode())  # model_max_length
     if stage == "pack":
         h.update(json.dumps([recipe.data.val_fraction, recipe.data.mixture.shard_docs]).encode())
-    for up in upstream:
+    for up in upstream_stages(recipe, stage):
         h.update(fingerprint(recipe, up).encode())
     return h.hexdigest()[:16]
 
@@ -152,18 +158,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 def write_json_atomic(path: Path, data: object) -> None:
     """Write JSON via a temp file + fsync + rename so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file + fsync + rename: readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -93,27 +93,25 @@ class Recipe(Section):
         """The run's output directory."""
         return Path(self.output_dir or f"outputs/{self.name}").expanduser().absolute()
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.out / stage
-
     # ------------------------------------------------------------ hashing
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named sections (used to decide which stages are stale)."""
         payload = {s: _jsonable(getattr(self, s)) for s in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def world_size_from_accelerate_config(self) -> int | None:
+    def accelerate_settings(self) -> dict | None:
+        """The recipe's accelerate config file as a dict (None when absent or unreadable)."""
         if not self.accelerate_config:
             return None
         try:
-            cfg = load_yaml(self.resolve_path(self.accelerate_config)) or {}
+            cfg = load_yaml(self.resolve_path(self.accelerate_config))
         except RecipeError:
             return None
-        n = cfg.get("num_processes") if isinstance(cfg, dict) else None
-        machines = cfg.get("num_machines", 1) if isinstance(cfg, dict) else 1
-        if isinstance(n, int) and isinstance(machines, int):
-            return n  # accelerate's num_processes already counts all machines
-        return None
+        return cfg if isinstance(cfg, dict) else None
+
+    def world_size_from_accelerate_config(self) -> int | None:
+        n = (self.accelerate_settings() or {}).get("num_processes")
+        return n if isinstance(n, int) else None  # accelerate's num_processes already counts all machines
 
 
 def _jsonable(value: Any) -> Any:

@@ -51,7 +51,6 @@ class HubSource(_SourceBase):
     text_field: str = "text"
     streaming: bool = True
     revision: str | None = None
-    trust_remote_code: bool = False
 
 
 class LocalSource(_SourceBase):

@@ -13,15 +13,6 @@ from pydantic import ConfigDict, Field, model_validator
 
 from pretrain.config.base import Section
 
-OWN_MODEL_KEYS = {
-    "model_type",
-    "init_std",
-    "scaled_residual_init",
-    "attn_implementation",
-    "gradient_checkpointing",
-    "trust_remote_code",
-}
-
 
 class ModelConfig(Section):
     # extra keys are the HF config fields; validated against the AutoConfig class in `validate_hf_fields`

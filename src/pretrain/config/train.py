@@ -83,7 +83,6 @@ class TrainConfig(Section):
     collective_timeout_s: int = Field(
         600, gt=0, description="a dead rank makes the others fail after this long"
     )
-    num_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _length(self) -> TrainConfig:
@@ -100,6 +99,13 @@ class TrainConfig(Section):
                 f"micro_batch_size*seq_len={per_micro}; make it one (e.g. {per_micro * max(1, self.global_batch_tokens // per_micro)})"
             )
         return self
+
+    def total_steps(self, n_params: int) -> int:
+        """Optimizer steps of the run: `steps`, or `tokens` / `tokens_per_param` in whole global batches."""
+        if self.steps:
+            return self.steps
+        tokens = self.tokens if self.tokens else int(self.tokens_per_param * n_params)
+        return max(1, tokens // self.global_batch_tokens)
 
     def grad_accum_steps(self, world_size: int) -> int:
         """Micro batches per optimizer step on each rank; raises ValueError if the batch does not divide."""

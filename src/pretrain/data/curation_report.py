@@ -27,7 +27,6 @@ class SourceReport:
     undecodable_bytes: int = 0
     files: int = 0
     dropped: dict = field(default_factory=dict)
-    kept_docs: int = 0
     kept_bytes: int = 0
     mixed_docs: int = 0
     mixed_bytes: int = 0

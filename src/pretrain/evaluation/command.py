@@ -13,39 +13,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pretrain.config import load_recipe
 from pretrain.errors import PretrainError
 from pretrain.evaluation.harness import evaluate_checkpoint, flatten
 from pretrain.evaluation.report import summarize_run
 from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
 from pretrain.progress import get_logger
+from pretrain.runs import recipe_of_run, run_dir_of
 from pretrain.stages import write_json_atomic
 
 log = get_logger("pretrain.eval")
 
 
-def run_dir_of(path: Path) -> Path:
-    """outputs/x/checkpoints/step-N -> outputs/x; outputs/x/final -> outputs/x; outputs/x -> outputs/x."""
-    if path.parent.name == "checkpoints":
-        return path.parent.parent
-    if (path / "config.json").exists():
-        return path.parent
-    return path
-
-
-def _recipe_for(args, run_dir: Path, checkpoint: Path | None):
-    candidates = [args.recipe] if args.recipe else []
-    if checkpoint is not None:
-        candidates.append(checkpoint / "trainer_state" / "recipe.yaml")
-    candidates.append(run_dir / "recipe.resolved.yaml")
-    for c in candidates:
-        if c and Path(c).exists():
-            return load_recipe(c, overrides=args.overrides, output_dir=str(run_dir), check_files=False)
-    return None
-
-
 def evaluate_one(args, checkpoint: Path, run_dir: Path) -> dict:
-    recipe = _recipe_for(args, run_dir, checkpoint)
+    recipe = recipe_of_run(run_dir, checkpoint, args.recipe, args.overrides)
     tasks = (
         [t for t in args.tasks.split(",") if t] if args.tasks else (all_task_names(recipe) if recipe else [])
     )

@@ -14,10 +14,11 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _task_manager(include_dir: Path, need_defaults: bool):
+def _task_manager(include_dir: Path, tasks: list[str], local: list[str]):
     from lm_eval.tasks import TaskManager
 
     # indexing lm-eval's ~10k bundled tasks takes ~13 s: only when a Hub task name is asked for
+    need_defaults = bool(set(tasks) - set(local))
     return TaskManager(include_defaults=need_defaults, include_path=str(include_dir))
 
 
@@ -57,7 +58,7 @@ def evaluate_checkpoint(
             num_fewshot=num_fewshot,
             log_samples=False,
             device=device,
-            task_manager=_task_manager(include_dir, need_defaults=bool(set(tasks) - set(local))),
+            task_manager=_task_manager(include_dir, tasks, local),
         )
     except (KeyError, ValueError) as exc:
         raise PretrainError(f"lm-eval could not run tasks {tasks} on {checkpoint}: {exc}") from None
@@ -79,9 +80,7 @@ class LiveEvaluation:
         from lm_eval.tasks import get_task_dict
 
         _quiet()
-        self.task_dict = get_task_dict(
-            tasks, _task_manager(include_dir, need_defaults=bool(set(tasks) - set(local)))
-        )
+        self.task_dict = get_task_dict(tasks, _task_manager(include_dir, tasks, local))
         if num_fewshot is not None:
             for task in self.task_dict.values():
                 if hasattr(task, "set_config"):

@@ -13,29 +13,16 @@ __all__ = ["CheckpointPusher", "run_push_command"]
 
 
 def run_push_command(args) -> int:
-    from pretrain.config import load_recipe
     from pretrain.errors import PretrainError
-    from pretrain.evaluation.command import run_dir_of
     from pretrain.hub.card import write_model_card
     from pretrain.hub.push import push_folder, stage_upload
+    from pretrain.runs import recipe_of_run, run_dir_of
 
     folder = Path(args.checkpoint)
     if not (folder / "config.json").exists():
         raise PretrainError(f"{folder}: not a model folder (no config.json)")
     run_dir = run_dir_of(folder)
-    recipe_file = args.recipe or next(
-        (
-            p
-            for p in (folder / "trainer_state" / "recipe.yaml", run_dir / "recipe.resolved.yaml")
-            if p.exists()
-        ),
-        None,
-    )
-    recipe = (
-        load_recipe(recipe_file, overrides=args.overrides, output_dir=str(run_dir), check_files=False)
-        if recipe_file
-        else None
-    )
+    recipe = recipe_of_run(run_dir, folder, args.recipe, args.overrides)
     if recipe is not None:
         write_model_card(recipe, folder)
     repo_id = args.repo_id or (recipe.hub.repo_id if recipe else None)

@@ -16,6 +16,7 @@ import yaml
 
 from pretrain.config import HubSource, Recipe
 from pretrain.progress import human
+from pretrain.stages import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -154,15 +155,16 @@ def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
     curves = out / "evals" / "learning_curves.png"
     if curves.exists():
         shutil.copy2(curves, final_dir / "learning_curves.png")
+    template = template_path(recipe)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_path(recipe).parent)),
+        loader=jinja2.FileSystemLoader(str(template.parent)),
         undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    text = env.get_template(template_path(recipe).name).render(
+    text = env.get_template(template.name).render(
         **card_context(recipe, final_dir), has_loss_plot=has_loss, has_curves=curves.exists()
     )
     path = final_dir / "README.md"
-    path.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)  # a crash mid-write must not leave a truncated card to be pushed
     return path

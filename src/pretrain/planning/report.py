@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from pretrain.config import Recipe
-from pretrain.config.base import load_yaml
 from pretrain.errors import PretrainError
 from pretrain.modeling import build_hf_config, count_parameters
 from pretrain.planning.flops import flops_per_token, gpu_spec
@@ -20,12 +19,12 @@ from pretrain.progress import human
 
 
 def _vocab(recipe: Recipe) -> tuple[int, str]:
+    from pretrain.tokenizer import load_tokenizer, rounded_vocab
+
     tok = recipe.out / "tokenizer"
     if (tok / "tokenizer.json").exists():
-        from pretrain.tokenizer import load_tokenizer
-
         return len(load_tokenizer(tok)), f"from {tok}"
-    return (recipe.tokenizer.vocab_size + 63) // 64 * 64, "tokenizer.vocab_size rounded to a multiple of 64"
+    return rounded_vocab(recipe.tokenizer.vocab_size), "tokenizer.vocab_size rounded to a multiple of 64"
 
 
 def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None) -> dict:
@@ -33,18 +32,11 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
     config = build_hf_config(recipe, vocab)
     total, non_emb = count_parameters(config)
     cfg = recipe.train
-    if cfg.steps:
-        tokens = cfg.steps * cfg.global_batch_tokens
-    elif cfg.tokens:
-        tokens = cfg.tokens
-    else:
-        tokens = int(cfg.tokens_per_param * total)
-    steps = max(1, tokens // cfg.global_batch_tokens)
+    steps = cfg.total_steps(total)
     tokens = steps * cfg.global_batch_tokens
     fpt = flops_per_token(config, non_emb, cfg.seq_len)
     flops = fpt * tokens
-    acc_cfg = load_yaml(recipe.resolve_path(recipe.accelerate_config)) if recipe.accelerate_config else None
-    strategy = strategy_from_accelerate(acc_cfg if isinstance(acc_cfg, dict) else None)
+    strategy = strategy_from_accelerate(recipe.accelerate_settings())
     spec = gpu_spec(gpu or recipe.plan.gpu)
     mfu = mfu or recipe.plan.mfu
     n_gpus = recipe.plan.num_gpus

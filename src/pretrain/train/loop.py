@@ -10,7 +10,6 @@ schedule position, per-rank RNG and loader position come back from the checkpoin
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from pathlib import Path
@@ -306,7 +305,4 @@ class preserved_rng:
 def run_training(recipe: Recipe, resume: str = "auto") -> Path:
     if resume not in ("auto", "never") and not Path(resume).exists():
         raise TrainingError(f"--resume {resume}: no such checkpoint folder")
-    trainer = Trainer(recipe, resume)
-    if math.isinf(trainer.s.total_steps):  # pragma: no cover - schema forbids it
-        raise TrainingError("training length is unbounded")
-    return trainer.run()
+    return Trainer(recipe, resume).run()

@@ -183,14 +183,6 @@ def resolved_recipe_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _total_steps(recipe: Recipe, n_params: int) -> int:
-    cfg = recipe.train
-    if cfg.steps:
-        return cfg.steps
-    tokens = cfg.tokens if cfg.tokens else int(cfg.tokens_per_param * n_params)
-    return max(1, tokens // cfg.global_batch_tokens)
-
-
 def build_setup(recipe: Recipe) -> TrainSetup:
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs, set_seed
@@ -276,7 +268,7 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
         optimizer=optimizer,
         tokenizer=tokenizer,
         train_iter=train_iter,
-        total_steps=_total_steps(recipe, n_params),
+        total_steps=recipe.train.total_steps(n_params),
         accum=accum,
         tokens_per_step=cfg.global_batch_tokens,
         n_params=n_params,
