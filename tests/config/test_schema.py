@@ -117,6 +117,14 @@ def test_world_size_from_accelerate_config(base_raw, tmp_path, repo_root):
     assert "world_size=3" in line
 
 
+def test_deepspeed_launch_is_refused_with_the_alternative(base_raw, tmp_path):
+    cfg = tmp_path / "ds.yaml"
+    cfg.write_text("distributed_type: DEEPSPEED\nnum_processes: 1\ndeepspeed_config: {zero_stage: 2}\n")
+    base_raw["accelerate_config"] = str(cfg)
+    (line,) = _problems(base_raw, tmp_path)
+    assert "accelerate_config: DeepSpeed launches are not supported" in line and "fsdp.yaml" in line
+
+
 def test_yaml_floats_in_exponent_form(tmp_path, base_raw):
     base_raw["train"]["optimizer"]["lr"] = "PLACEHOLDER"
     text = yaml.safe_dump(base_raw).replace("PLACEHOLDER", "3e-4")

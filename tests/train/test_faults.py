@@ -20,11 +20,11 @@ def run(fresh_run):
 def _failing_write(monkeypatch, at_step: int, error: BaseException):
     real = ckpt.write_main_state
 
-    def write(tmp, model, tokenizer, optimizer, state, recipe_yaml, save_optimizer):
+    def write(tmp, state, recipe_yaml):
         if state["step"] == at_step:
-            model.save_pretrained(tmp)  # half a checkpoint on disk, then the failure
+            (tmp / "trainer_state" / "state.json").write_text("{")  # half a file on disk, then the failure
             raise error
-        return real(tmp, model, tokenizer, optimizer, state, recipe_yaml, save_optimizer)
+        return real(tmp, state, recipe_yaml)
 
     monkeypatch.setattr(ckpt, "write_main_state", write)
 

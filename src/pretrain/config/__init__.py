@@ -120,6 +120,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# DeepSpeed partitions the optimizer (ZeRO-2) and weights (ZeRO-3) in its own engine format, which the
+# checkpoint code does not write: a run would save rank 0's partition only and resume wrongly.
+UNSUPPORTED_DEEPSPEED = (
+    "DeepSpeed launches are not supported (its partitioned optimizer state is not checkpointed by this loop); "
+    "use accelerate_configs/fsdp.yaml (FSDP2) to shard weights, gradients and optimizer state"
+)
+
+
 # ---------------------------------------------------------------------------------------------------
 def load_recipe(
     path: str | Path,
@@ -211,6 +219,8 @@ def _consumed_kwarg(model_type: str, key: str, value: Any, default_dict: dict) -
 
 def _check_combinations(recipe: Recipe, label: str) -> list[str]:
     problems = []
+    if (recipe.accelerate_settings() or {}).get("distributed_type") == "DEEPSPEED":
+        problems.append(f"{label}: accelerate_config: {UNSUPPORTED_DEEPSPEED}")
     world = recipe.world_size_from_accelerate_config()
     if world:
         try:

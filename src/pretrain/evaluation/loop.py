@@ -1,9 +1,10 @@
 """In-loop evaluation: lm-eval on the live model at every `eval.every_fraction` of training.
 
-Main process only, other ranks wait at a barrier: measured on the tiny model an evaluation takes a
-few seconds, and splitting lm-eval requests across ranks would need every rank to hold the same task
-state — the barrier is simpler and cannot deadlock. (Under FSDP a forward on one rank would need the
-others; there `eval.enabled: false` plus `pretrain eval` on checkpoints is the supported path.)
+Unsharded (single process, DDP): the main process evaluates, the other ranks wait at a barrier —
+on the tiny model an evaluation takes a few seconds, and splitting lm-eval requests across ranks would
+need every rank to hold the same task state; the barrier is simpler and cannot deadlock.
+Under FSDP a forward needs every rank (each holds a shard of the weights), so every rank runs the same
+lm-eval requests in the same order — the forwards line up — and only the main process writes results.
 A failing evaluation is logged and returns {} — it never kills a multi-hour run.
 """
 
@@ -14,7 +15,7 @@ import time
 import traceback
 
 from pretrain.evaluation.harness import LiveEvaluation, flatten
-from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
+from pretrain.evaluation.task_yaml import all_task_names, existing_task_yamls, write_task_yamls
 from pretrain.progress import get_logger
 from pretrain.stages import write_json_atomic
 
@@ -22,8 +23,9 @@ log = get_logger("pretrain.eval")
 
 
 class LoopEvaluator:
-    def __init__(self, recipe, tokenizer, accelerator=None):
+    def __init__(self, recipe, tokenizer, accelerator=None, collective: bool = False):
         self.recipe, self.tokenizer, self.accelerator = recipe, tokenizer, accelerator
+        self.collective = collective  # FSDP: every rank takes part in each forward
         self.tasks = all_task_names(recipe)
         self._live: LiveEvaluation | None = None
         self.seconds = 0.0
@@ -34,7 +36,13 @@ class LoopEvaluator:
 
     def _prepare(self) -> LiveEvaluation:
         if self._live is None:
-            include, local = write_task_yamls(self.recipe.out, self.recipe, self.tasks)
+            if self.collective:  # one writer; the other ranks read what it wrote
+                if self.is_main:
+                    write_task_yamls(self.recipe.out, self.recipe, self.tasks)
+                self.accelerator.wait_for_everyone()
+                include, local = existing_task_yamls(self.recipe.out, self.tasks)
+            else:
+                include, local = write_task_yamls(self.recipe.out, self.recipe, self.tasks)
             ev = self.recipe.eval
             self._live = LiveEvaluation(
                 include,
@@ -49,26 +57,14 @@ class LoopEvaluator:
 
     def __call__(self, model, step: int, tokens_seen: int) -> dict[str, float]:
         flat: dict[str, float] = {}
-        if self.is_main:
+        if self.is_main or self.collective:
             start = time.perf_counter()
             was_training = model.training
             try:
                 results = self._prepare()(model, self.tokenizer)
                 flat = flatten(results)
-                record = {
-                    "step": step,
-                    "tokens_seen": tokens_seen,
-                    "tasks": self.tasks,
-                    "metrics": flat,
-                    "results": results.get("results", {}),
-                    "seconds": round(time.perf_counter() - start, 2),
-                }
-                write_json_atomic(self.recipe.out / "evals" / f"step-{step:07d}.json", record)
-                log.info(
-                    "eval at step %d: %s",
-                    step,
-                    ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()),
-                )
+                if self.is_main:
+                    self._record(step, tokens_seen, flat, results, time.perf_counter() - start)
             except Exception as exc:  # an eval bug must not end a long training run
                 log.error(
                     "evaluation at step %d failed (%s); training continues\n%s",
@@ -83,6 +79,22 @@ class LoopEvaluator:
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             self.accelerator.wait_for_everyone()
         return flat
+
+    def _record(self, step: int, tokens_seen: int, flat: dict, results: dict, seconds: float) -> None:
+        record = {
+            "step": step,
+            "tokens_seen": tokens_seen,
+            "tasks": self.tasks,
+            "metrics": flat,
+            "results": results.get("results", {}),
+            "seconds": round(seconds, 2),
+        }
+        write_json_atomic(self.recipe.out / "evals" / f"step-{step:07d}.json", record)
+        log.info(
+            "eval at step %d: %s",
+            step,
+            ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()),
+        )
 
 
 def read_eval_records(run_dir) -> list[dict]:

@@ -115,6 +115,12 @@ def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path
     return tasks_dir, local
 
 
+def existing_task_yamls(run_dir: Path, task_names: list[str]) -> tuple[Path, list[str]]:
+    """What `write_task_yamls` returned, read back from disk (for ranks that did not write)."""
+    tasks_dir = run_dir / "evals" / "tasks"
+    return tasks_dir, [n for n in task_names if (tasks_dir / f"{n}.yaml").exists()]
+
+
 def _limited(path: Path, limit: int | None) -> str:
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     return "\n".join(json.dumps(json.loads(ln)) for ln in lines[: limit or None]) + "\n"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 @dataclass
 class Strategy:
-    name: str  # ddp | fsdp | zero2 | zero3 | single
+    name: str  # ddp | fsdp (full shard) | shard_grad_op (weights replicated) | single
     world_size: int
 
 
@@ -26,10 +26,7 @@ def strategy_from_accelerate(cfg: dict | None) -> Strategy:
     n = int(cfg.get("num_processes", 1) or 1)
     if kind == "FSDP":
         shard = str((cfg.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD")).upper()
-        return Strategy("zero2" if "GRAD_OP" in shard else "fsdp", n)
-    if kind == "DEEPSPEED":
-        stage = int((cfg.get("deepspeed_config") or {}).get("zero_stage", 2))
-        return Strategy("zero3" if stage == 3 else "zero2" if stage == 2 else "ddp", n)
+        return Strategy("shard_grad_op" if "GRAD_OP" in shard else "fsdp", n)
     if kind in ("MULTI_GPU", "MULTI_CPU") or n > 1:
         return Strategy("ddp", n)
     return Strategy("single", 1)
@@ -52,8 +49,8 @@ def memory_per_device(
     else:
         w, g, o = 4, 4, 8
     n = max(strategy.world_size, 1)
-    shard_w = n if strategy.name in ("fsdp", "zero3") else 1
-    shard_go = n if strategy.name in ("fsdp", "zero3", "zero2") else 1
+    shard_w = n if strategy.name == "fsdp" else 1
+    shard_go = n if strategy.name in ("fsdp", "shard_grad_op") else 1
     act_layer = 34 * seq_len * micro_batch * hidden
     if gradient_checkpointing:
         activations = 2 * seq_len * micro_batch * hidden * layers + act_layer

@@ -3,10 +3,15 @@
     checkpoints/step-0000100/
         config.json  model.safetensors  generation_config.json  tokenizer files
         trainer_state/optimizer.pt          optimizer state (tensors + plain types: loads with weights_only=True)
+        trainer_state/optimizer/            instead, under FSDP: each rank's optimizer shard (torch.distributed.checkpoint)
         trainer_state/rank-00000.json       that rank's RNG states and loader position
         trainer_state/state.json            step, tokens, scheduler, spike guard, recent metrics, world size
         trainer_state/recipe.yaml           the resolved recipe
         trainer_state/COMPLETE              written last; a folder without it is never resumed from
+
+Under FSDP the weights are gathered once into a full state dict for the HF folder (so every
+checkpoint loads with `from_pretrained`), while the optimizer state stays sharded: each rank writes
+and reads only its own part, with no rank ever holding the whole optimizer in memory.
 
 The folder is assembled under `checkpoints/.step-N.tmp-*` and renamed when complete, so a kill or a
 full disk mid-write leaves the previous checkpoint as the newest complete one.
@@ -84,15 +89,42 @@ def write_rank_state(tmp: Path, rank: int, loader_state: dict) -> None:
     path.write_text(json.dumps({"rng": rng_state(), "loader": loader_state}))
 
 
-def write_main_state(
-    tmp: Path, model, tokenizer, optimizer, state: dict, recipe_yaml: str, save_optimizer: bool
-) -> None:
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+def full_weights(model, sharded: bool) -> dict | None:
+    """Under FSDP: the gathered full state dict on rank 0 ({} elsewhere). A collective: every rank calls it.
+
+    Unsharded models return None: `save_pretrained` reads the module itself.
+    """
+    if not sharded:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_model_folder(folder: Path, unwrapped, tokenizer, weights: dict | None) -> None:
+    """An HF model folder (config, safetensors, generation config, tokenizer); main process only."""
+    unwrapped.save_pretrained(folder, state_dict=weights, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def save_optimizer(tmp: Path, model, optimizer, sharded: bool, is_main: bool) -> None:
+    """optimizer.pt from the main process, or under FSDP one shard per rank (a collective)."""
+    ts = tmp / "trainer_state"
+    if sharded:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        dcp.save(
+            {"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=str(ts / "optimizer")
+        )
+    elif is_main:
+        ts.mkdir(parents=True, exist_ok=True)
+        torch.save(optimizer.state_dict(), ts / "optimizer.pt")
+
+
+def write_main_state(tmp: Path, state: dict, recipe_yaml: str) -> None:
     ts = tmp / "trainer_state"
     ts.mkdir(parents=True, exist_ok=True)
-    if save_optimizer:
-        torch.save(optimizer.state_dict(), ts / "optimizer.pt")
     (ts / "state.json").write_text(json.dumps(state, indent=2))
     (ts / "recipe.yaml").write_text(recipe_yaml)
 
@@ -115,23 +147,52 @@ def prune(ckpt_root: Path, keep_last: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_main_state(folder: Path, model, optimizer) -> dict:
+def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> dict:
+    """Weights, optimizer and state.json back into a (possibly FSDP-sharded) model; every rank calls it."""
     from safetensors.torch import load_file
 
-    weights = load_file(folder / "model.safetensors")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    # tied weights are saved once; everything else must match
-    missing = [k for k in missing if "lm_head" not in k]
-    if missing or unexpected:
-        from pretrain.errors import StageError
+    from pretrain.errors import StageError
 
+    weights = load_file(folder / "model.safetensors")
+    expected = set(model.state_dict())  # same names sharded or not (FSDP2 keeps FQNs, values are DTensors)
+    # tied weights are saved once; everything else must match
+    missing = sorted(k for k in expected - set(weights) if "lm_head" not in k)
+    unexpected = sorted(set(weights) - expected)
+    if missing or unexpected:
         raise StageError(
             f"{folder}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    opt_path = folder / "trainer_state" / "optimizer.pt"
-    if opt_path.exists():
-        optimizer.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=True))
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        # each rank keeps only its shard of the full tensors it reads
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        model.load_state_dict(weights, strict=False)
+    _load_optimizer(folder / "trainer_state", model, optimizer, sharded)
     return json.loads((folder / "trainer_state" / "state.json").read_text())
+
+
+def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
+    from pretrain.errors import StageError
+
+    if (ts / "optimizer").is_dir() != sharded and (
+        (ts / "optimizer").is_dir() or (ts / "optimizer.pt").exists()
+    ):
+        kind = "sharded (FSDP)" if sharded else "unsharded"
+        raise StageError(
+            f"{ts}: optimizer state was written by a run sharded differently from this {kind} one; "
+            "resume with the accelerate config that wrote the checkpoint"
+        )
+    if sharded and (ts / "optimizer").is_dir():
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+        template = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+        dcp.load(template, checkpoint_id=str(ts / "optimizer"))  # reads this rank's shard only
+        set_optimizer_state_dict(model, optimizer, template["optimizer"])
+    elif (ts / "optimizer.pt").exists():
+        optimizer.load_state_dict(torch.load(ts / "optimizer.pt", map_location="cpu", weights_only=True))
 
 
 def load_rank_state(folder: Path, rank: int) -> dict:

@@ -42,6 +42,13 @@ def fraction_steps(total: int, fraction: float | None, every: int | None) -> set
     return {max(1, round(total * k / n)) for k in range(1, n + 1)}
 
 
+def is_sharded(accelerator) -> bool:
+    """FSDP: weights are gathered for saving, optimizer state is saved per rank, evaluation runs on all ranks."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
 def mixed_precision(recipe: Recipe) -> str:
     p = recipe.train.precision
     if p == "auto":
@@ -119,6 +126,10 @@ class TrainSetup:
         return {"val/loss": round(loss, 5), "val/bpb": round(bpb, 5) if bpb else None, "val/batches": n}
 
     # ----------------------------------------------------------- checkpoints
+    @property
+    def sharded(self) -> bool:
+        return is_sharded(self.accelerator)
+
     def save_checkpoint(self, step: int, state: dict) -> Path:
         acc = self.accelerator
         attempt = f"{int(time.time())}"
@@ -129,16 +140,12 @@ class TrainSetup:
             tmp.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         ckpt.write_rank_state(tmp, acc.process_index, self.train_iter.state_dict())
+        weights = ckpt.full_weights(self.model, self.sharded)
+        if self.recipe.train.checkpoint.save_optimizer:
+            ckpt.save_optimizer(tmp, self.model, self.optimizer, self.sharded, acc.is_main_process)
         if acc.is_main_process:
-            ckpt.write_main_state(
-                tmp,
-                acc.unwrap_model(self.model),
-                self.tokenizer,
-                self.optimizer,
-                state,
-                resolved_recipe_yaml(self.recipe),
-                self.recipe.train.checkpoint.save_optimizer,
-            )
+            ckpt.save_model_folder(tmp, acc.unwrap_model(self.model), self.tokenizer, weights)
+            ckpt.write_main_state(tmp, state, resolved_recipe_yaml(self.recipe))
         acc.wait_for_everyone()
         if acc.is_main_process:
             ckpt.finalize(tmp, final)
@@ -157,7 +164,8 @@ class TrainSetup:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def load_checkpoint(self, folder: Path, with_data: bool) -> dict:
-        state = ckpt.load_main_state(folder, self.accelerator.unwrap_model(self.model), self.optimizer)
+        model = self.model if self.sharded else self.accelerator.unwrap_model(self.model)
+        state = ckpt.load_main_state(folder, model, self.optimizer, self.sharded)
         if with_data:
             rank_state = ckpt.load_rank_state(folder, self.accelerator.process_index)
             self.train_iter.load_state_dict(rank_state["loader"])
@@ -167,12 +175,12 @@ class TrainSetup:
     def save_final(self, step: int, tokens_seen: int) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
+        weights = ckpt.full_weights(self.model, self.sharded)
         if acc.is_main_process:
             from pretrain.stages import atomic_dir
 
             with atomic_dir(self.final_dir) as tmp:
-                acc.unwrap_model(self.model).save_pretrained(tmp, safe_serialization=True)
-                self.tokenizer.save_pretrained(tmp)
+                ckpt.save_model_folder(tmp, acc.unwrap_model(self.model), self.tokenizer, weights)
                 write_marker(tmp, self.recipe, "train", {"steps": step, "tokens": tokens_seen})
             log.info("final model: %s (%d steps, %s tokens)", self.final_dir, step, f"{tokens_seen:,}")
         acc.wait_for_everyone()
@@ -196,6 +204,14 @@ def build_setup(recipe: Recipe) -> TrainSetup:
         project_dir=str(recipe.out),
         kwargs_handlers=[timeout],
     )
+    from accelerate.utils import DistributedType
+
+    if (
+        acc.distributed_type == DistributedType.DEEPSPEED
+    ):  # launched with a DeepSpeed config of the user's own
+        from pretrain.config import UNSUPPORTED_DEEPSPEED
+
+        raise StageError(f"accelerate launch: {UNSUPPORTED_DEEPSPEED}")
     lock = RunLock(recipe.out) if acc.is_main_process else None
     if lock:
         lock.acquire()
@@ -252,7 +268,7 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
     if recipe.eval.enabled and recipe.eval.tasks + [t.name for t in recipe.eval.local_tasks]:
         from pretrain.evaluation import LoopEvaluator
 
-        evaluator = LoopEvaluator(recipe, tokenizer, acc)
+        evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=is_sharded(acc))
     pusher = None
     if recipe.hub.push_checkpoints and acc.is_main_process:
         from pretrain.hub import CheckpointPusher
