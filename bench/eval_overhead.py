@@ -1,10 +1,15 @@
-"""In-loop evaluation overhead: time spent in lm-eval vs time spent training, at the default interval (10%).
+"""In-loop evaluation overhead: time spent evaluating vs time spent training, at the default interval (10%).
 
-    python bench/eval_overhead.py                       # the tiny recipe, in a temporary output dir
+    python bench/eval_overhead.py                       # the tiny recipe (200 steps), in a temporary output dir
+    python bench/eval_overhead.py --set train.tokens=6553600    # the same recipe trained 4x longer (800 steps)
     python bench/eval_overhead.py --recipe R --set eval.limit=200
 
-Runs the data stages, then `Trainer.run()` with the recipe's in-loop evaluation, and reads the evaluator's own
-clock. Last stdout line: {"bench": "eval_overhead", "train_s", "eval_s", "overhead_pct", "evals", "tasks"}.
+Runs the data stages, then `Trainer.run()` with the recipe's in-loop evaluation. Evaluation time is the
+lm-eval evaluator's own clock plus the loop's held-out validation passes (`val/seconds` in metrics.jsonl);
+training time is the rest of the run. An evaluation costs a fixed time (its tasks and limit), so the
+overhead falls as the interval between evaluations (run length x every_fraction) grows.
+Last stdout line: {"bench": "eval_overhead", "train_s", "eval_s", "overhead_pct", "evals", "lm_eval_s",
+"validation_s", "steps", "tasks"}.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ sys.path.insert(0, str(REPO / "src"))
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.pipeline import run_stage  # noqa: E402
 from pretrain.train import Trainer  # noqa: E402
+from pretrain.train.metrics import read_records  # noqa: E402
 
 
 def main() -> None:
@@ -37,13 +43,18 @@ def main() -> None:
         start = time.perf_counter()
         trainer.run()
         total = time.perf_counter() - start
-        eval_s = trainer.s.evaluator.seconds if trainer.s.evaluator else 0.0
+        lm_eval_s = trainer.s.evaluator.seconds if trainer.s.evaluator else 0.0
+        validation_s = sum(r.get("val/seconds", 0.0) for r in read_records(recipe.out / "metrics.jsonl"))
         evals = len(list((recipe.out / "evals").glob("step-*.json")))
+    eval_s = lm_eval_s + validation_s
     train_s = total - eval_s
     print(
         f"{recipe.name}: {trainer.step} steps, {evals} evaluations of {recipe.eval.tasks} (limit {recipe.eval.limit})"
     )
-    print(f"training {train_s:.1f} s, evaluation {eval_s:.1f} s ({eval_s / max(evals, 1):.2f} s each)")
+    print(
+        f"training {train_s:.1f} s, evaluation {eval_s:.1f} s: lm-eval {lm_eval_s:.1f} s "
+        f"({lm_eval_s / max(evals, 1):.2f} s each) + validation passes {validation_s:.1f} s"
+    )
     print(
         json.dumps(
             {
@@ -52,6 +63,9 @@ def main() -> None:
                 "eval_s": round(eval_s, 2),
                 "overhead_pct": round(100 * eval_s / train_s, 2),
                 "evals": evals,
+                "lm_eval_s": round(lm_eval_s, 2),
+                "validation_s": round(validation_s, 2),
+                "steps": trainer.step,
                 "tasks": recipe.eval.tasks,
             }
         )

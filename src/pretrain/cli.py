@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from pretrain.errors import PretrainError
+from pretrain.errors import CurationSubmitted, PretrainError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return int(_dispatch(args) or 0)
+    except CurationSubmitted as exc:  # handed to Slurm: the user re-runs when the jobs finish
+        print(str(exc))
+        return 0
     except PretrainError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"error: {line}", file=sys.stderr)

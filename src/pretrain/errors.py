@@ -33,3 +33,7 @@ class DataError(_OneLineError):
 
 class StageError(_OneLineError):
     """A stage's inputs are missing or stale (e.g. `pretrain pack` before `pretrain tokenizer`)."""
+
+
+class CurationSubmitted(PretrainError):
+    """Curation was handed to a scheduler (Slurm); the mix appears when its jobs finish. Not a failure: exit 0."""

@@ -66,9 +66,19 @@ def _run_stage_local(recipe: Recipe, stage: str, force: bool) -> Path:
     if not force and is_current(recipe, stage):
         log.info("%s: up to date (%s) — skipping", stage, out)
         return out
+    if stage == "curate" and recipe.data.executor.type == "slurm":
+        from pretrain.data.executor import submit_slurm
+
+        submit_slurm(recipe, slurm_work_dir(recipe))  # raises CurationSubmitted: the jobs publish mix/
+    return _publish(recipe, stage, lambda tmp: _stage_function(stage)(recipe, tmp))
+
+
+def _publish(recipe: Recipe, stage: str, produce: Callable[[Path], dict | None]) -> Path:
+    """Write a stage's output atomically with its marker (and, for curate, the run-level report copies)."""
+    out = stage_path(recipe, stage)
     start = time.monotonic()
     with atomic_dir(out) as tmp:
-        summary = _stage_function(stage)(recipe, tmp) or {}
+        summary = produce(tmp) or {}
         summary["seconds"] = round(time.monotonic() - start, 2)
         write_marker(tmp, recipe, stage, summary)
     if stage == "curate":
@@ -76,6 +86,21 @@ def _run_stage_local(recipe: Recipe, stage: str, force: bool) -> Path:
             if (out / name).exists():
                 shutil.copy2(out / name, recipe.out / name)
     log.info("%s: done in %s -> %s %s", stage, format_seconds(summary["seconds"]), out, _brief(summary))
+    return out
+
+
+def slurm_work_dir(recipe: Recipe) -> Path:
+    return recipe.out / ".curate-work"
+
+
+def publish_curation(recipe: Recipe, work: Path, tasks: int) -> Path:
+    """The Slurm publish job: merge the finished shards and publish mix/ (what `curate` does locally)."""
+    from pretrain.data.curate import merge_and_mix
+
+    out = _publish(recipe, "curate", lambda tmp: merge_and_mix(recipe, work, tasks, tmp))
+    for path in work.iterdir():  # the jobs' logs stay for inspection; the data and the submission record go
+        if path.name != "logs":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     return out
 
 

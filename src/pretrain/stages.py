@@ -51,8 +51,8 @@ def fingerprint(recipe: Recipe, stage: str) -> str:
     h.update(stage.encode())
     h.update(recipe.section_hash(*sections).encode())
     if stage == "curate":
-        # val_fraction is read by `pack`, workers changes speed not output: neither makes the mix stale
-        data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers"})
+        # val_fraction is read by `pack`; workers and the executor change speed, not output (tested)
+        data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers", "executor"})
         h.update(json.dumps(data, sort_keys=True).encode())
         h.update(_curation_inputs_signature(recipe).encode())
     if stage == "tokenizer" and recipe.tokenizer.pretrained:

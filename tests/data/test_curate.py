@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 
+import dill
 import pytest
 import yaml
 
 from pretrain.config import load_recipe
+from pretrain.data.executor import prepare_work, slurm_executors, submit_slurm
 from pretrain.data.mixio import iter_documents, read_manifest
-from pretrain.errors import DataError
-from pretrain.pipeline import run_stage
+from pretrain.errors import CurationSubmitted, DataError, RecipeError
+from pretrain.pipeline import run_stage, slurm_work_dir
+from pretrain.stages import is_current
 
 WORDS = (
     "river mountain teacher garden window library market science history music village ocean forest "
@@ -51,7 +55,7 @@ def code(rng: random.Random, funcs: int = 8) -> str:
     return "\n\n".join(blocks)
 
 
-def write_recipe(tmp_path, sources, tasks=None, target_bytes=None):
+def write_recipe(tmp_path, sources, tasks=None, target_bytes=None, named_tasks=None):
     raw = {
         "name": "planted",
         "seed": 7,
@@ -70,7 +74,7 @@ def write_recipe(tmp_path, sources, tasks=None, target_bytes=None):
             "num_key_value_heads": 2,
         },
         "train": {"seq_len": 32, "micro_batch_size": 2, "global_batch_tokens": 64, "steps": 2},
-        "eval": {"tasks": [], "local_tasks": tasks or []},
+        "eval": {"tasks": named_tasks or [], "local_tasks": tasks or []},
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -267,3 +271,152 @@ def test_source_emptied_by_filters(tmp_path):
     )
     with pytest.raises(DataError, match="all 2 documents were removed"):
         run_stage(recipe, "curate")
+
+
+def test_lm_eval_named_tasks_are_decontaminated_through_their_datasets(tmp_path, monkeypatch):
+    """A task named in eval.tasks is read through lm-eval's task definition and its dataset; one that cannot
+    be loaded (here an unknown name; offline, a Hub dataset not in the cache) is reported as unchecked.
+
+    The task's dataset is a local json file (no Hub here), loaded by lm-eval exactly as a Hub task's would be.
+    """
+    import lm_eval.tasks
+
+    rng = random.Random(3)
+    questions = [prose(rng, 2) for _ in range(4)]
+    bench = tmp_path / "quiz.jsonl"
+    bench.write_text(
+        "\n".join(json.dumps({"q": q, "options": ["yes.", "no."], "label": 0}) for q in questions)
+    )
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    (task_dir / "quiz.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "quiz",
+                "dataset_path": "json",
+                "dataset_kwargs": {"data_files": {"test": str(bench)}},
+                "test_split": "test",
+                "output_type": "multiple_choice",
+                "doc_to_text": "{{q}}",
+                "doc_to_choice": "{{options}}",
+                "doc_to_target": "{{label}}",
+            }
+        )
+    )
+    manager = lm_eval.tasks.TaskManager(include_defaults=False, include_path=str(task_dir))
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", lambda *a, **k: manager)  # stands in for the Hub index
+    clean = [prose(rng) for _ in range(30)]
+    contaminated = [f"{prose(rng, 3)} {questions[i]} yes. {prose(rng, 3)}" for i in range(3)]
+    src = tmp_path / "web.jsonl"
+    src.write_text("\n".join(json.dumps({"text": t}) for t in clean + contaminated))
+    recipe = write_recipe(
+        tmp_path,
+        [{"name": "web", "type": "local", "paths": [str(src)], "weight": 1.0, "filters": {"preset": "none"}}],
+        named_tasks=["quiz", "no_such_task"],
+    )
+    run_stage(recipe, "curate")
+    report = json.loads((recipe.out / "curation_report.json").read_text())
+    assert report["contamination"]["quiz"] == 3
+    assert "no_such_task" in report["contamination_unchecked"]
+    assert "no_such_task" not in report["contamination"]
+    assert "**not checked**" in (recipe.out / "curation_report.md").read_text()
+    kept = [d["text"] for d in iter_documents(recipe.out / "mix")]
+    assert not any(q in t for q in questions for t in kept)
+    assert sum(t in kept for t in clean) == 30
+
+
+# --- executors --------------------------------------------------------------------------------
+# Curation on datatrove executors: the mix is the same for any number of shards, and the Slurm pipeline
+# (job array + dependent publish job) produces it too when its tasks are run the way Slurm would run them.
+#
+# There is no Slurm here: the test pickles the executors with dill (as datatrove does for `sbatch`), and runs
+# each array task through `_run_for_rank`, which is what the job script calls on the nodes.
+
+
+def _variant(recipe, tmp_path, name: str, executor: dict):
+    raw = yaml.safe_load(recipe.path.read_text())
+    raw["output_dir"] = str(tmp_path / name)
+    raw["data"]["executor"] = executor
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_recipe(path)
+
+
+def _report(recipe) -> dict:
+    report = json.loads((recipe.out / "curation_report.json").read_text())
+    return {k: v for k, v in report.items() if k != "recipe"}
+
+
+def test_same_mix_for_any_number_of_shards(planted, tmp_path):
+    recipe, *_ = planted
+    three = _variant(recipe, tmp_path, "three", {"type": "local", "tasks": 3})
+    run_stage(three, "curate")
+    assert (three.out / "mix" / "part-00000.jsonl").read_bytes() == (
+        recipe.out / "mix" / "part-00000.jsonl"
+    ).read_bytes()
+    assert _report(three) == _report(recipe)
+    assert not (three.out / "mix" / ".work").exists()
+
+
+def test_slurm_pipeline_publishes_the_same_mix(planted, tmp_path, monkeypatch):
+    recipe, *_ = planted
+    # what a job step sees on its node: the node list, and scontrol to expand it
+    monkeypatch.setenv("SLURM_NODELIST", "node01")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho node01\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    slurm = _variant(
+        recipe,
+        tmp_path,
+        "slurm",
+        {"type": "slurm", "tasks": 3, "slurm": {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2}},
+    )
+    work = slurm_work_dir(slurm)
+    prepare_work(slurm, work)
+    pass_job, publish_job = slurm_executors(slurm, work)
+    script = pass_job.get_launch_file_contents(pass_job.get_sbatch_args(max_array=3), "srun ...")
+    assert "--partition=cpu" in script and "--time=01:00:00" in script and "--cpus-per-task=2" in script
+    assert publish_job.depends is pass_job and publish_job.tasks == 1
+
+    pass_job, publish_job = dill.loads(dill.dumps(pass_job)), dill.loads(dill.dumps(publish_job))
+    for rank in (2, 0, 1):  # array tasks finish in any order
+        pass_job._run_for_rank(rank)
+    assert not (slurm.out / "mix").exists()  # nothing is published before the publish job
+    publish_job._run_for_rank(0)
+    assert is_current(slurm, "curate")
+    assert (slurm.out / "mix" / "part-00000.jsonl").read_bytes() == (
+        recipe.out / "mix" / "part-00000.jsonl"
+    ).read_bytes()
+    assert _report(slurm) == _report(recipe)
+    assert [p.name for p in work.iterdir()] == ["logs"]  # shards removed, the jobs' logs kept
+    run_stage(slurm, "curate")  # a later `pretrain run` finds the mix current and submits nothing
+
+
+def test_second_submission_while_queued_is_refused(planted, tmp_path, monkeypatch):
+    recipe, *_ = planted
+    slurm = _variant(recipe, tmp_path, "queued", {"type": "slurm", "slurm": {"partition": "cpu"}})
+    from datatrove.executor import SlurmPipelineExecutor
+
+    submitted = []
+
+    def fake_run(self):  # sbatch is not installed here; record what would be submitted
+        if self.depends is not None:
+            self.depends.run()
+        self.job_id = str(100 + len(submitted))
+        submitted.append(self.tasks)
+
+    monkeypatch.setattr(SlurmPipelineExecutor, "run", fake_run)
+    with pytest.raises(CurationSubmitted, match=r"job 100\) then the mix \(job 101\)"):
+        run_stage(slurm, "curate")
+    assert submitted == [2, 1]  # data.workers shards by default, then the publish job
+    with pytest.raises(CurationSubmitted, match="were submitted at .* wait for them"):
+        submit_slurm(slurm, slurm_work_dir(slurm))
+    assert submitted == [2, 1]
+
+
+def test_slurm_needs_its_settings(planted, tmp_path):
+    recipe, *_ = planted
+    with pytest.raises(RecipeError, match=r"data.executor: .*needs a `slurm:` block"):
+        _variant(recipe, tmp_path, "bad", {"type": "slurm"})

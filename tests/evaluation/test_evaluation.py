@@ -158,5 +158,5 @@ def test_shared_benchmark_formats_read(shared_data):
 
 def test_decontamination_texts_include_builtin_cloze(trained):
     recipe, _ = trained
-    texts = decontamination_texts(recipe)
-    assert len(texts["stdlib_cloze"]) == 1000
+    texts, unchecked = decontamination_texts(recipe)
+    assert len(texts["stdlib_cloze"]) == 1000 and unchecked == {}

@@ -97,6 +97,11 @@ class DedupConfig(Section):
 class DecontamConfig(Section):
     enabled: bool = True
     ngram: int = Field(13, ge=4)
+    lm_eval_tasks: bool = Field(
+        True,
+        description="also check the lm-eval tasks named in eval.tasks, through their datasets (Hub or cache); "
+        "a task whose data cannot be loaded is listed as unchecked in the report",
+    )
 
 
 class MixtureConfig(Section):
@@ -114,6 +119,39 @@ class MixtureConfig(Section):
         return self
 
 
+class SlurmConfig(Section):
+    """Passed to datatrove's SlurmPipelineExecutor (one job array for the document pass, one job after it)."""
+
+    partition: str = Field(min_length=1)
+    time: str = Field(
+        "04:00:00", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$", description="per-task limit, [D-]HH:MM:SS"
+    )
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: int = Field(2, ge=1)
+    qos: str = "normal"
+    venv_path: str | None = Field(None, description="virtualenv activated in the jobs (default: none)")
+    sbatch_args: dict[str, str | int] = Field(default_factory=dict, description="extra #SBATCH options")
+
+
+class ExecutorConfig(Section):
+    """Where curation's per-document pass runs (datatrove executors); the merge + mixture is one task after it."""
+
+    type: Literal["local", "slurm", "ray"] = "local"
+    tasks: int | None = Field(
+        None,
+        ge=1,
+        description="shards of the document pass (default: data.workers); any value gives the same mix",
+    )
+    slurm: SlurmConfig | None = None
+    ray_cpus_per_task: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _slurm_settings(self) -> ExecutorConfig:
+        if self.type == "slurm" and self.slurm is None:
+            raise ValueError("type slurm needs a `slurm:` block (at least `partition`)")
+        return self
+
+
 class DataConfig(Section):
     sources: list[Source] = Field(min_length=1)
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
@@ -122,6 +160,7 @@ class DataConfig(Section):
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     val_fraction: float = Field(0.01, gt=0, lt=0.5, description="share of documents held out for validation")
     workers: int = Field(2, ge=1)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @field_validator("sources")
     @classmethod

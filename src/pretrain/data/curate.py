@@ -2,17 +2,17 @@
 
     pretrain curate recipes/tiny/config.yaml            # writes <output_dir>/mix/ + curation_report.{json,md}
 
-Documents stream from each source in chunks to `data.workers` processes, which normalise, filter,
-check contamination and compute dedup keys; the main process keeps the first copy of every exact
-or near-duplicate cluster (in source order, so the result is deterministic) and spills survivors
-to per-source work files. The mixture step then samples/upsamples those files to the requested
-shares. Memory holds only dedup keys and document sizes, never the corpus.
+The per-document work (worker.py) runs as `data.executor.tasks` shards on a datatrove executor
+(executor.py: local processes, Ray, or a Slurm job array). `merge_and_mix` then reads the shards back in
+document order, keeps the first copy of every exact or near-duplicate cluster (so the result is
+deterministic and independent of the number of shards), and samples/upsamples the survivors to the
+requested shares. Memory holds only dedup keys and document sizes, never the corpus.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-import multiprocessing as mp
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,101 +20,88 @@ from pathlib import Path
 from pretrain.config import Recipe
 from pretrain.data.curation_report import SourceReport, write_reports
 from pretrain.data.dedup import NearDupIndex
+from pretrain.data.executor import prepare_work, run_document_pass
 from pretrain.data.mixio import MixWriter
 from pretrain.data.mixture import plan_mixture, select
-from pretrain.data.sources import ReadStats, iter_source
-from pretrain.data.worker import init_worker, process_chunk
+from pretrain.data.worker import TASK_TEXTS, pass_file, stats_file
 from pretrain.errors import DataError
 from pretrain.progress import get_logger, human, progress
 
 log = get_logger("pretrain.curate")
-CHUNK_BYTES = 1 << 20
 
 
-def _chunks(recipe: Recipe, stats: list[ReadStats]) -> Iterator[list[tuple[int, str, str]]]:
-    for idx, src in enumerate(recipe.data.sources):
-        chunk, size = [], 0
-        for doc_id, text in iter_source(recipe, src, stats[idx]):
-            chunk.append((idx, doc_id, text))
-            size += len(text)
-            if size >= CHUNK_BYTES or len(chunk) >= 512:
-                yield chunk
-                chunk, size = [], 0
-        if chunk:
-            yield chunk
-
-
-def _task_texts(recipe: Recipe) -> dict[str, list[str]]:
+def task_texts(recipe: Recipe) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(texts of the evaluation tasks to decontaminate against, tasks that could not be checked and why)."""
     if not recipe.data.decontaminate.enabled:
-        return {}
+        return {}, {}
     from pretrain.evaluation.benchmarks import decontamination_texts
 
-    return decontamination_texts(recipe)
+    texts, unchecked = decontamination_texts(recipe)
+    for task, why in unchecked.items():
+        log.warning("decontamination: task %r not checked (%s)", task, why)
+    return texts, unchecked
 
 
 def curate(recipe: Recipe, out: Path) -> dict:
+    """Both steps now (local or Ray executor), writing the mix and reports into `out`."""
+    work = out / ".work"
+    prepare_work(recipe, work)
+    tasks = run_document_pass(recipe, work)
+    summary = merge_and_mix(recipe, work, tasks, out)
+    shutil.rmtree(work)  # shards, survivors and the executor's logs: the report has what matters
+    return summary
+
+
+def _merged(work: Path, tasks: int) -> Iterator[list]:
+    """Every shard's records in document (ordinal) order; each shard file is already sorted."""
+    files = [open(pass_file(work, r), encoding="utf-8") for r in range(tasks)]
+    try:
+        yield from heapq.merge(*(map(json.loads, f) for f in files), key=lambda rec: rec[0])
+    finally:
+        for f in files:
+            f.close()
+
+
+def merge_and_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
+    """Step 2: dedup across shards in document order, write the mix and the reports into `out`."""
     data = recipe.data
     sources = data.sources
     reports = [SourceReport(s.name, s.type, s.weight) for s in sources]
-    stats = [ReadStats() for _ in sources]
-    task_texts = _task_texts(recipe)
-    work = out / ".work"
-    work.mkdir()
-    spill = [open(work / f"{i}.jsonl", "w", encoding="utf-8") for i in range(len(sources))]
+    texts = json.loads((work / TASK_TEXTS).read_text(encoding="utf-8"))
+    unchecked = json.loads((work / "unchecked.json").read_text(encoding="utf-8"))
+    spill = [open(work / f"kept-{i}.jsonl", "w", encoding="utf-8") for i in range(len(sources))]
     sizes: list[list[int]] = [[] for _ in sources]
-    seen_exact: set[bytes] = set()
+    seen_exact: set[str] = set()
     near = NearDupIndex()
-    init_args = (
-        [(s.filters, tuple(getattr(s, "strip_patterns", ()))) for s in sources],
-        data.normalize,
-        data.dedup,
-        task_texts,
-        data.decontaminate.ngram,
-    )
-    workers = max(1, data.workers)
-    pool = mp.get_context("fork").Pool(workers, init_worker, init_args) if workers > 1 else None
-    if pool is None:
-        init_worker(*init_args)
     try:
-        results = (
-            pool.imap(process_chunk, _chunks(recipe, stats))
-            if pool
-            else map(process_chunk, _chunks(recipe, stats))
-        )
-        for chunk in progress(results, desc="curate", unit="chunk"):
-            for idx, doc_id, status, detail, text, ekey, bands in chunk:
-                rep = reports[idx]
-                if status == "ok" and data.dedup.exact and ekey in seen_exact:
-                    status, detail = "exact_dup", ""
-                elif (
-                    status == "ok"
-                    and data.dedup.near
-                    and bands
-                    and (twin := near.check_and_add(doc_id, bands))
-                ):
-                    status, detail = "near_dup", twin
-                if status != "ok":
-                    rep.drop(status, detail, doc_id, text)
-                    continue
-                seen_exact.add(ekey)
-                spill[idx].write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-                sizes[idx].append(len(text.encode("utf-8")))
+        for _, idx, doc_id, status, detail, text, nbytes, ekey, bands in progress(
+            _merged(work, tasks), desc="merge", unit="doc"
+        ):
+            rep = reports[idx]
+            if status == "ok" and data.dedup.exact and ekey in seen_exact:
+                status, detail = "exact_dup", ""
+            elif status == "ok" and data.dedup.near and bands and (twin := near.check_and_add(doc_id, bands)):
+                status, detail = "near_dup", twin
+            if status != "ok":
+                rep.drop(status, detail, doc_id, text, nbytes)
+                continue
+            seen_exact.add(ekey)
+            spill[idx].write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+            sizes[idx].append(nbytes)
     finally:
-        if pool:
-            pool.terminate()
         for fh in spill:
             fh.close()
-    for rep, st in zip(reports, stats):
+    read = json.loads(stats_file(work, 0).read_text(encoding="utf-8"))  # every shard read the same documents
+    for rep, st in zip(reports, read):
         rep.read_docs, rep.read_bytes, rep.undecodable_bytes, rep.files = (
-            st.docs,
-            st.bytes,
-            st.undecodable_bytes,
-            len(st.files),
+            st["docs"],
+            st["bytes"],
+            st["undecodable_bytes"],
+            st["files"],
         )
     _check_nonempty(recipe, reports, sizes)
     summary = _write_mix(recipe, out, work, reports, sizes)
-    shutil.rmtree(work)
-    write_reports(out, recipe, reports, task_texts)
+    write_reports(out, recipe, reports, texts, unchecked)
     return summary
 
 
@@ -161,7 +148,7 @@ def _write_mix(
         written = 0
         for rep in sorted(by_rep):
             wanted = by_rep[rep]
-            with open(work / f"{idx}.jsonl", encoding="utf-8") as fh:
+            with open(work / f"kept-{idx}.jsonl", encoding="utf-8") as fh:
                 for i, line in enumerate(fh):
                     if i in wanted:
                         rec = json.loads(line)

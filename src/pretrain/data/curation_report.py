@@ -15,6 +15,7 @@ from pathlib import Path
 from pretrain.progress import human
 
 EXAMPLES_PER_CLASS = 3
+EXAMPLE_CHARS = 240  # characters of a dropped document shown as an example
 
 
 @dataclass
@@ -35,14 +36,15 @@ class SourceReport:
     requested_share: float = 0.0
     achieved_share: float = 0.0
 
-    def drop(self, cls: str, detail: str, doc_id: str, text: str) -> None:
+    def drop(self, cls: str, detail: str, doc_id: str, text: str, nbytes: int | None = None) -> None:
+        """Count a dropped document (`nbytes`: its full size when `text` is only the example excerpt)."""
         entry = self.dropped.setdefault(cls, {"docs": 0, "bytes": 0, "reasons": {}, "examples": []})
         entry["docs"] += 1
-        entry["bytes"] += len(text.encode("utf-8"))
+        entry["bytes"] += len(text.encode("utf-8")) if nbytes is None else nbytes
         if detail:
             entry["reasons"][detail] = entry["reasons"].get(detail, 0) + 1
         if len(entry["examples"]) < EXAMPLES_PER_CLASS:
-            entry["examples"].append({"id": doc_id, "detail": detail, "text": text[:240]})
+            entry["examples"].append({"id": doc_id, "detail": detail, "text": text[:EXAMPLE_CHARS]})
 
     def set_mixed(self, docs: int, nbytes: int, plan) -> None:
         self.mixed_docs, self.mixed_bytes = docs, nbytes
@@ -84,7 +86,13 @@ class SourceReport:
         }
 
 
-def write_reports(out: Path, recipe, reports: list[SourceReport], task_texts: dict[str, list[str]]) -> None:
+def write_reports(
+    out: Path,
+    recipe,
+    reports: list[SourceReport],
+    task_texts: dict[str, list[str]],
+    unchecked: dict[str, str] | None = None,
+) -> None:
     contamination: dict[str, int] = {task: 0 for task in task_texts}
     for rep in reports:
         for task, n in rep.dropped.get("contamination", {}).get("reasons", {}).items():
@@ -93,6 +101,7 @@ def write_reports(out: Path, recipe, reports: list[SourceReport], task_texts: di
         "recipe": recipe.name,
         "sources": [r.to_json() for r in reports],
         "contamination": contamination,
+        "contamination_unchecked": unchecked or {},
         "decontamination_ngram": recipe.data.decontaminate.ngram
         if recipe.data.decontaminate.enabled
         else None,
@@ -141,6 +150,7 @@ def render_markdown(data: dict) -> str:
         lines += [f"- {task}: {hits} documents removed" for task, hits in data["contamination"].items()]
     else:
         lines.append("- no evaluation task with items to check against")
+    lines += [f"- {task}: **not checked** ({why})" for task, why in data["contamination_unchecked"].items()]
     t = data["totals"]
     lines += [
         "",

@@ -70,7 +70,7 @@ class NearDupIndex:
     def __init__(self) -> None:
         self._bands: list[dict[bytes, str]] = []
 
-    def check_and_add(self, doc_id: str, keys: list[bytes]) -> str | None:
+    def check_and_add(self, doc_id: str, keys: list) -> str | None:
         """Return the id of the kept document this one duplicates, or None (and index it)."""
         if len(self._bands) < len(keys):
             self._bands += [{} for _ in range(len(keys) - len(self._bands))]

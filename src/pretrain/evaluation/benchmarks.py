@@ -87,13 +87,15 @@ def item_texts(item: dict) -> list[str]:
     return [f"{c} {choice}".strip() for c in contexts for choice in item["choices"]]
 
 
-def decontamination_texts(recipe) -> dict[str, list[str]]:
-    """Task name -> texts of its items: every local task of the recipe and the built-in tasks with items.
+def decontamination_texts(recipe, task_manager=None) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(task name -> texts of its items, task name -> why it could not be checked).
 
-    `val_bpb` is the run's own val split (disjoint from train by construction); Hub task names
-    contribute nothing offline.
+    Local tasks and the built-in cloze are read from their files; lm-eval task names (hellaswag,
+    arc_easy, ...) through lm-eval's own task definitions and their datasets — from the Hub, or from
+    the local `datasets` cache when offline. A task whose data cannot be loaded is reported, not fatal.
+    `val_bpb` is the run's own val split (disjoint from train by construction).
     """
-    from pretrain.evaluation.builtin_tasks import stdlib_cloze_items
+    from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, stdlib_cloze_items
 
     texts = {
         task.name: [t for item in load_benchmark(task, recipe) for t in item_texts(item)]
@@ -102,4 +104,51 @@ def decontamination_texts(recipe) -> dict[str, list[str]]:
     if "stdlib_cloze" in recipe.eval.tasks:
         items = [_normalise("mc_query_choices", it) for it in stdlib_cloze_items(recipe.seed)]
         texts["stdlib_cloze"] = [f"{it['context']}\n{it['choices'][it['gold']]}" for it in items]
-    return texts
+    named = [t for t in recipe.eval.tasks if t not in BUILTIN_TASKS and t not in texts]
+    unchecked: dict[str, str] = {}
+    if named and recipe.data.decontaminate.lm_eval_tasks:
+        found, unchecked = lm_eval_task_texts(named, task_manager)
+        texts.update(found)
+    elif named:
+        unchecked = {t: "data.decontaminate.lm_eval_tasks is false" for t in named}
+    return texts, unchecked
+
+
+def lm_eval_task_texts(names: list[str], task_manager=None) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Texts of lm-eval tasks' evaluation documents: each prompt, and the prompt joined with each answer."""
+    import logging
+
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    manager = task_manager or TaskManager()  # indexing lm-eval's bundled tasks takes ~13 s
+    texts, unchecked = {}, {}
+    for name in names:
+        try:
+            tasks = list(_leaf_tasks(get_task_dict([name], manager)))
+            texts[name] = [t for task in tasks for doc in task.eval_docs for t in _doc_texts(task, doc)]
+        except Exception as exc:  # unknown name, no network and no cache, a dataset script...
+            unchecked[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return texts, unchecked
+
+
+def _leaf_tasks(task_dict: dict):
+    for value in task_dict.values():
+        if isinstance(value, dict):  # a group (e.g. mmlu) holds its subtasks
+            yield from _leaf_tasks(value)
+        else:
+            yield value
+
+
+def _doc_texts(task, doc) -> list[str]:
+    prompt = task.doc_to_text(doc)
+    prompt = prompt if isinstance(prompt, str) else ""
+    if task.OUTPUT_TYPE == "multiple_choice":
+        answers = task.doc_to_choice(doc)
+        answers = answers if isinstance(answers, list) else []
+    else:
+        target = task.doc_to_target(doc)
+        answers = target if isinstance(target, list) else [target]
+    answers = [a for a in answers if isinstance(a, str) and a.strip()]
+    joined = [f"{prompt}{task.config.target_delimiter}{a}".strip() for a in answers]
+    return [t for t in [prompt.strip(), *joined] if t]

@@ -101,6 +101,7 @@ class TrainSetup:
         from pretrain.train.step import causal_lm_loss
 
         cfg, acc = self.recipe.train, self.accelerator
+        start = time.perf_counter()
         val = TokenLoader(
             self.out / "tokens",
             "val",
@@ -123,7 +124,14 @@ class TrainSetup:
         split = val.manifest["splits"]["val"]
         bytes_per_token = split.get("bytes", 0) / max(split["tokens"], 1)
         bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
-        return {"val/loss": round(loss, 5), "val/bpb": round(bpb, 5) if bpb else None, "val/batches": n}
+        return {
+            "val/loss": round(loss, 5),
+            "val/bpb": round(bpb, 5) if bpb else None,
+            "val/batches": n,
+            "val/seconds": round(
+                time.perf_counter() - start, 3
+            ),  # counted as evaluation overhead by the bench
+        }
 
     # ----------------------------------------------------------- checkpoints
     @property

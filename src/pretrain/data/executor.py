@@ -1,0 +1,209 @@
+"""Where curation runs: datatrove executors over one two-step pipeline.
+
+    step 1  DocumentPass   `data.executor.tasks` shards in parallel (worker.py): normalise, filter,
+                           decontaminate, hash -> <work>/pass-<rank>.jsonl
+    step 2  PublishMix     one task after all shards: merge in document order, drop duplicate clusters,
+                           build the mixture and reports, publish <output_dir>/mix/ atomically
+
+`local` runs step 1 on datatrove's LocalPipelineExecutor (`data.workers` processes) and step 2 in this
+process. `ray` runs step 1 on RayPipelineExecutor (`pip install ray`, a running cluster) and step 2 here.
+`slurm` submits step 1 as a job array and step 2 as a job depending on it (SlurmPipelineExecutor), then
+returns: the work folder and the output dir must be on a filesystem the nodes share, and `pretrain run`
+picks the mix up once the jobs are done. The mix is the same for any executor and number of tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pretrain.config import Recipe
+from pretrain.data.worker import TASK_TEXTS, document_pass, stats_file
+from pretrain.errors import CurationSubmitted, DataError
+from pretrain.progress import get_logger
+
+log = get_logger("pretrain.curate")
+
+
+class DocumentPass:
+    """Datatrove pipeline step 1: shard `rank` of `world_size` of the per-document work."""
+
+    def __init__(self, recipe: Recipe, work: Path):
+        self.recipe, self.work = recipe, str(work)
+
+    def __call__(self, data, rank: int = 0, world_size: int = 1):
+        document_pass(self.recipe, Path(self.work), rank, world_size)
+        return data
+
+
+class PublishMix:
+    """Datatrove pipeline step 2 (one task): merge the shards, mix, report, publish `mix/` (Slurm path)."""
+
+    def __init__(self, recipe: Recipe, work: Path, tasks: int):
+        self.recipe, self.work, self.tasks = recipe, str(work), tasks
+
+    def __call__(self, data, rank: int = 0, world_size: int = 1):
+        from pretrain.pipeline import publish_curation
+
+        publish_curation(self.recipe, Path(self.work), self.tasks)
+        return data
+
+
+@contextlib.contextmanager
+def _datatrove_logs_to_files(logs: Path) -> Iterator[None]:
+    """Local runs: datatrove's task logs (and its re-logging of our errors with a traceback) go to files only.
+
+    The terminal keeps our progress lines and one-line errors; `<work>/logs` (removed with the work folder
+    on success) has datatrove's full logs while a run is in progress or after it failed.
+    """
+    import datatrove.executor.base as base
+    from loguru import logger
+
+    def file_only(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+        logger.remove()
+        logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+        logger.add(logfile, level="DEBUG")
+        return logfile
+
+    def close_quietly(logfile) -> None:  # datatrove's own re-adds a stderr handler
+        logger.complete()
+        logger.remove()
+        logfile.close()
+
+    originals = {
+        name: getattr(base, name) for name in ("add_task_logger", "close_task_logger") if hasattr(base, name)
+    }
+    base.add_task_logger, base.close_task_logger = (
+        file_only,
+        close_quietly,
+    )  # forked task processes inherit them
+    logs.mkdir(parents=True, exist_ok=True)
+    logger.remove()
+    logger.add(str(logs / "executor.log"), level="INFO")
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(base, name, fn)
+        logger.remove()  # our sink, or whatever an in-process task (workers: 1) left
+        logger.add(sys.stderr, level="WARNING")
+
+
+def pass_tasks(recipe: Recipe) -> int:
+    return recipe.data.executor.tasks or recipe.data.workers
+
+
+def prepare_work(recipe: Recipe, work: Path) -> dict[str, str]:
+    """Create the work folder with the evaluation tasks' texts; return the tasks that could not be checked."""
+    from pretrain.data.curate import task_texts
+
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    texts, unchecked = task_texts(recipe)
+    (work / TASK_TEXTS).write_text(json.dumps(texts), encoding="utf-8")
+    (work / "unchecked.json").write_text(json.dumps(unchecked), encoding="utf-8")
+    return unchecked
+
+
+def run_document_pass(recipe: Recipe, work: Path) -> int:
+    """Step 1 on the local or Ray executor (blocking); returns the number of shards."""
+    cfg, tasks = recipe.data.executor, pass_tasks(recipe)
+    step, logs = DocumentPass(recipe, work), str(work / "logs")
+    if cfg.type == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise DataError("data.executor.type: ray needs Ray installed (`pip install ray`)") from None
+        from datatrove.executor import RayPipelineExecutor
+
+        executor = RayPipelineExecutor(
+            pipeline=[step],
+            tasks=tasks,
+            cpus_per_task=cfg.ray_cpus_per_task,
+            logging_dir=logs,
+            skip_completed=False,
+        )
+    else:
+        from datatrove.executor import LocalPipelineExecutor
+
+        executor = LocalPipelineExecutor(
+            pipeline=[step],
+            tasks=tasks,
+            workers=min(tasks, recipe.data.workers),
+            logging_dir=logs,
+            skip_completed=False,
+            start_method="fork",
+        )
+    with _datatrove_logs_to_files(work / "logs"):
+        executor.run()
+    missing = [r for r in range(tasks) if not stats_file(work, r).exists()]
+    if missing:
+        raise DataError(f"curation shards {missing[:5]} did not finish; their logs are under {logs}")
+    return tasks
+
+
+def slurm_executors(recipe: Recipe, work: Path):
+    """(document pass job array, publish job depending on it) — built, not submitted."""
+    from datatrove.executor import SlurmPipelineExecutor
+
+    cfg, tasks = recipe.data.executor, pass_tasks(recipe)
+    s = cfg.slurm
+    common = {
+        "time": s.time,
+        "partition": s.partition,
+        "mem_per_cpu_gb": s.mem_per_cpu_gb,
+        "qos": s.qos,
+        "venv_path": s.venv_path,
+        "sbatch_args": dict(s.sbatch_args),
+    }
+    document_pass_job = SlurmPipelineExecutor(
+        pipeline=[DocumentPass(recipe, work)],
+        tasks=tasks,
+        cpus_per_task=s.cpus_per_task,
+        job_name=f"{recipe.name}-curate",
+        logging_dir=str(work / "logs" / "pass"),
+        **common,
+    )
+    publish_job = SlurmPipelineExecutor(
+        pipeline=[PublishMix(recipe, work, tasks)],
+        tasks=1,
+        cpus_per_task=1,
+        job_name=f"{recipe.name}-mix",
+        logging_dir=str(work / "logs" / "publish"),
+        depends=document_pass_job,
+        **common,
+    )
+    return document_pass_job, publish_job
+
+
+def submit_slurm(recipe: Recipe, work: Path) -> None:
+    submitted = work / "submitted.json"
+    if submitted.exists():  # a second `pretrain run` while the jobs are queued must not resubmit them
+        jobs = json.loads(submitted.read_text())
+        raise CurationSubmitted(
+            f"curation jobs {jobs['pass_job']} and {jobs['publish_job']} were submitted at {jobs['at']} and have not "
+            f"published {recipe.out / 'mix'} yet; wait for them (squeue), or delete {work} to submit again"
+        )
+    prepare_work(recipe, work)
+    document_pass_job, publish_job = slurm_executors(recipe, work)
+    publish_job.run()  # submits its dependency first
+    submitted.write_text(
+        json.dumps(
+            {
+                "pass_job": document_pass_job.job_id,
+                "publish_job": publish_job.job_id,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+    )
+    raise CurationSubmitted(
+        f"curation submitted to Slurm: {document_pass_job.tasks} document-pass tasks (job {document_pass_job.job_id}) "
+        f"then the mix (job {publish_job.job_id}); logs under {work / 'logs'}. When they finish, run "
+        f"`pretrain run {recipe.source_label}` again — curate is then up to date and skipped"
+    )
