@@ -38,7 +38,7 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
     used: set[int] = set()
     sources, total_bytes, total_tokens = {}, 0, 0
     for name, texts in sorted(heldout.items()):
-        encs = backend.encode_batch(texts, add_special_tokens=False)
+        encs = backend.encode_batch_fast(texts, add_special_tokens=False)
         nbytes = sum(len(t.encode("utf-8")) for t in texts)
         ntok = sum(len(e.ids) for e in encs)
         failures = sum(backend.decode(e.ids, skip_special_tokens=False) != t for e, t in zip(encs, texts))
@@ -52,7 +52,7 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
             "roundtrip_failures": failures,
         }
         if reference is not None:
-            rtok = sum(len(e.ids) for e in reference.encode_batch(texts, add_special_tokens=False))
+            rtok = sum(len(e.ids) for e in reference.encode_batch_fast(texts, add_special_tokens=False))
             entry["reference_bytes_per_token"] = round(nbytes / max(rtok, 1), 3)
         sources[name] = entry
         total_bytes += nbytes
