@@ -25,11 +25,6 @@ sys.path.insert(0, str(REPO / "src"))
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.pipeline import run_stage  # noqa: E402
 
-GUTENBERG = [
-    r"(?s)\A.*?\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n",
-    r"(?s)\n\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*\Z",
-]
-
 
 def sources(shared: Path) -> list[dict]:
     prose = {"preset": "prose"}
@@ -39,7 +34,7 @@ def sources(shared: Path) -> list[dict]:
             "type": "local",
             "paths": [str(shared / "gutenberg")],
             "weight": 0.5,
-            "strip_patterns": GUTENBERG,
+            "strip_patterns": ["gutenberg"],  # the named Project Gutenberg header/footer pattern
             "filters": prose,
         },
         {

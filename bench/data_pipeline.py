@@ -6,8 +6,11 @@ Corpus: >= 20 MB of real text from ../shared/data (Gutenberg books, TinyStories,
 WikiText), one document per file / line / story. Tokenizer: GPT-2's byte-level BPE (vocab.json + merges.txt in
 ../shared/data/gpt2_tokenizer). Baseline: `datasets.Dataset.map(tokenize, batched=True, num_proc=workers)`
 followed by `group_texts` into 1,024-token blocks, as in transformers' examples/pytorch/language-modeling/run_clm.py.
+Ours encodes with tiktoken when it reproduces the tokenizer exactly (it does for GPT-2's; `pack` checks a
+sample first) — `PRETRAIN_ENCODER=tokenizers python bench/data_pipeline.py` measures ours on HF `tokenizers`.
 Also measures our loader (8 x 2,048-token sequences per batch, shuffled, from the packed shards).
-Last stdout line: {"bench": "tokenize_pack", "mb", "ours_mb_per_s", "baseline_mb_per_s", "speedup", "loader_batches_per_s"}.
+Last stdout line: {"bench": "tokenize_pack", "mb", "ours_mb_per_s", "baseline_mb_per_s", "speedup",
+"loader_batches_per_s", "encoder"}.
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = pack(recipe, out)
         ours = time.perf_counter() - start
+        encoder = json.loads((out / "manifest.json").read_text())["encoder"]
         base = baseline(texts, tok, args.workers)
         loader = TokenLoader(out, "train", 2048, 8, seed=0)
         start = time.perf_counter()
@@ -119,7 +123,7 @@ def main() -> None:
     print(
         f"corpus {mb:.1f} MB, {len(texts):,} docs, {summary['train_tokens'] + summary['val_tokens']:,} GPT-2 tokens"
     )
-    print(f"ours (pack, {args.workers} workers): {ours:.1f} s = {mb / ours:.2f} MB/s")
+    print(f"ours (pack, {args.workers} workers, {encoder} encoder): {ours:.1f} s = {mb / ours:.2f} MB/s")
     print(
         f"baseline (datasets.map + group_texts, num_proc={args.workers}): {base:.1f} s = {mb / base:.2f} MB/s"
     )
@@ -133,6 +137,7 @@ def main() -> None:
                 "baseline_mb_per_s": round(mb / base, 3),
                 "speedup": round(base / ours, 2),
                 "loader_batches_per_s": round(lps, 1),
+                "encoder": encoder,
             }
         )
     )

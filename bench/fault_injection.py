@@ -29,24 +29,15 @@ sys.path.insert(0, str(REPO / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.pipeline import run_stage  # noqa: E402
+from pretrain.testing import SMOKE_SHAPE  # noqa: E402
 from pretrain.train.metrics import read_records, step_losses  # noqa: E402
 
 OVERRIDES = [
+    *SMOKE_SHAPE,
     "data.mixture.target_bytes=600000",
-    "tokenizer.vocab_size=512",
     "tokenizer.sample_bytes=300000",
     "eval.enabled=false",
-    "model.hidden_size=64",
-    "model.intermediate_size=128",
-    "model.num_hidden_layers=2",
-    "model.num_attention_heads=2",
-    "model.num_key_value_heads=2",
-    "model.max_position_embeddings=64",
-    "train.seq_len=64",
-    "train.micro_batch_size=4",
-    "train.global_batch_tokens=512",
     "train.tokens=15360",
-    "train.log_every=1",
     "train.checkpoint.every_steps=2",
     "train.validation.every_fraction=0.5",
 ]

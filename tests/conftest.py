@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pretrain.testing import SMOKE_SHAPE
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PRETRAIN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -37,22 +39,12 @@ def tiny_recipe_path(repo_root: Path) -> Path:
 # A small but real run directory (curate -> tokenizer -> pack on the tiny recipe's builtin data), shared by
 # the tokenizer / packing / loader / training / evaluation tests.
 SMALL_RUN = [
+    *SMOKE_SHAPE,
     "data.mixture.target_bytes=800000",
-    "tokenizer.vocab_size=512",
     "tokenizer.sample_bytes=400000",
     "eval.tasks=[val_bpb]",
     "eval.limit=8",
-    "model.hidden_size=64",
-    "model.intermediate_size=128",
-    "model.num_hidden_layers=2",
-    "model.num_attention_heads=2",
-    "model.num_key_value_heads=2",
-    "model.max_position_embeddings=64",
-    "train.seq_len=64",
-    "train.micro_batch_size=4",
-    "train.global_batch_tokens=512",
     "train.tokens=12288",
-    "train.log_every=1",
     "train.checkpoint.every_steps=8",
     "train.validation.batches=2",
 ]

@@ -63,10 +63,6 @@ class TokenLoader:
     def batches_per_epoch(self) -> int:
         return self.n_windows // self.step_windows
 
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.batches_per_epoch * self.step_windows * self.seq_len
-
     def _order(self) -> np.ndarray:
         if self._perm_epoch != self.epoch:
             if self.shuffle:

@@ -11,7 +11,8 @@ Layout of `tokens/`:
 Every document is `[BOS] tokens EOS` (BOS when the tokenizer adds one), so EOS separates documents.
 The split is by document: a hash of (seed, document id) decides, so upsampled copies of a document
 land in the same split and val never shares a document with train. Encoding runs in `data.workers`
-processes with `encode_batch_fast`; the output bytes depend only on the inputs (deterministic).
+processes — with tiktoken when it reproduces the tokenizer exactly (fast_encode.py), else HF `tokenizers` —
+and the output bytes depend only on the inputs (deterministic).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from pretrain.config import Recipe
 from pretrain.data.mixio import iter_documents
+from pretrain.fast_encode import FastEncoder, tiktoken_encoding
 from pretrain.progress import get_logger, progress
 from pretrain.tokenizer import load_tokenizer, tokenizer_hash
 
@@ -33,6 +36,7 @@ log = get_logger("pretrain.pack")
 SHARD_TOKENS = 1 << 27  # 128M tokens per shard: 256 MB as uint16
 CHUNK_DOCS = 256
 CHUNK_BYTES = 1 << 20
+SAMPLE_CHECK_CHARS = 1 << 20  # the encoders must agree on this much of the mix before tiktoken is used
 _WORKER: dict = {}
 
 
@@ -121,14 +125,12 @@ def write_packed(
     return manifest
 
 
-def _init(tokenizer_dir: str, seed: int = 0, val_fraction: float = 0.0) -> None:
+def _init(tokenizer_dir: str, seed: int = 0, val_fraction: float = 0.0, use_tiktoken: bool = False) -> None:
     tok = load_tokenizer(Path(tokenizer_dir))
     _WORKER["dtype"], _WORKER["seed"], _WORKER["val_fraction"] = dtype_for(len(tok)), seed, val_fraction
-    _WORKER["backend"], _WORKER["bos"], _WORKER["eos"] = (
-        tok.backend_tokenizer,
-        tok.bos_token_id,
-        tok.eos_token_id,
-    )
+    backend = tok.backend_tokenizer
+    _WORKER["encoder"] = FastEncoder(backend, tiktoken_encoding(backend) if use_tiktoken else None)
+    _WORKER["bos"], _WORKER["eos"] = tok.bos_token_id, tok.eos_token_id
     _WORKER["add_bos"] = (
         bool(tok("a")["input_ids"][:1] == [tok.bos_token_id]) if tok.bos_token_id is not None else False
     )
@@ -136,15 +138,14 @@ def _init(tokenizer_dir: str, seed: int = 0, val_fraction: float = 0.0) -> None:
 
 def _encode(chunk: list[dict]) -> list[tuple[dict, np.ndarray]]:
     """Encode in the worker and return compact arrays: pickling Python int lists back costs more than encoding."""
-    # encode_batch_fast skips character offsets (unused here): same ids, ~1.7x the throughput (bench/README.md)
-    encs = _WORKER["backend"].encode_batch_fast([r["text"] for r in chunk], add_special_tokens=False)
+    encs = _WORKER["encoder"].encode_batch([r["text"] for r in chunk])
     dtype, bos, eos, add_bos = _WORKER["dtype"], _WORKER["bos"], _WORKER["eos"], _WORKER["add_bos"]
     out = []
     for r, e in zip(chunk, encs):
-        ids = np.empty(len(e.ids) + 1 + int(add_bos), dtype=dtype)
+        ids = np.empty(len(e) + 1 + int(add_bos), dtype=dtype)
         if add_bos:
             ids[0] = bos
-        ids[int(add_bos) : -1] = e.ids
+        ids[int(add_bos) : -1] = e
         ids[-1] = eos
         meta = {"id": r["id"], "source": r["source"], "bytes": len(r["text"].encode("utf-8"))}
         if is_val(r["id"], _WORKER["seed"], _WORKER["val_fraction"]):
@@ -166,6 +167,29 @@ def _chunks(records: Iterator[dict]) -> Iterator[list[dict]]:
         yield chunk
 
 
+def _choose_encoder(tok, mix: Path) -> str:
+    """ "tiktoken" when the tokenizer converts exactly and both encoders agree on a sample of the mix, else "tokenizers".
+
+    PRETRAIN_ENCODER=tokenizers forces HF `tokenizers` (the output is the same; benches compare the two).
+    """
+    if os.environ.get("PRETRAIN_ENCODER", "auto") == "tokenizers":
+        return "tokenizers"
+    backend = tok.backend_tokenizer
+    encoding = tiktoken_encoding(backend)
+    if encoding is None:
+        return "tokenizers"
+    sample, size = [], 0
+    for rec in iter_documents(mix):
+        sample.append(rec["text"])
+        size += len(rec["text"])
+        if size >= SAMPLE_CHECK_CHARS:
+            break
+    if not FastEncoder(backend, encoding).agrees_with_backend(sample):
+        log.warning("tiktoken and tokenizers disagree on a sample of %s; packing with tokenizers", mix)
+        return "tokenizers"
+    return "tiktoken"
+
+
 def pack(recipe: Recipe, out: Path) -> dict:
     """Stage function: tokenize the mix into `out`."""
     tok_dir = recipe.out / "tokenizer"
@@ -176,7 +200,8 @@ def pack(recipe: Recipe, out: Path) -> dict:
     split_bytes = {"train": 0, "val": 0}
     val_docs = open(out / "val_docs.jsonl", "w", encoding="utf-8")
     workers = max(1, recipe.data.workers)
-    init_args = (str(tok_dir), recipe.seed, recipe.data.val_fraction)
+    encoder = _choose_encoder(tok, recipe.out / "mix")
+    init_args = (str(tok_dir), recipe.seed, recipe.data.val_fraction, encoder == "tiktoken")
     pool = mp.get_context("fork").Pool(workers, _init, init_args) if workers > 1 else None
     if pool is None:
         _init(*init_args)
@@ -224,6 +249,7 @@ def pack(recipe: Recipe, out: Path) -> dict:
         "eos_id": tok.eos_token_id,
         "bos_id": tok.bos_token_id,
         "tokenizer_hash": tokenizer_hash(tok_dir),
+        "encoder": encoder,
         "seed": recipe.seed,
         "val_fraction": recipe.data.val_fraction,
         "splits": splits,

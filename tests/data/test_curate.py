@@ -133,7 +133,7 @@ def planted(tmp_path_factory):
             "paths": [str(tmp / "book.txt")],
             "weight": 0.1,
             "max_epochs": 50,
-            "strip_patterns": [r"(?s)\A.*?\*\*\* START OF[^\n]*\n", r"(?s)\n\*\*\* END OF.*\Z"],
+            "strip_patterns": ["gutenberg"],  # the named Project Gutenberg pattern
             "filters": {"preset": "none"},
         },
     ]

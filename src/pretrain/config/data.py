@@ -62,7 +62,10 @@ class LocalSource(_SourceBase):
     text_field: str = "text"
     doc_split: Literal["file", "line", "paragraph"] = "file"
     encoding_errors: Literal["latin1", "replace", "error"] = "latin1"
-    strip_patterns: list[str] = Field(default_factory=list, description="regexes removed from each document")
+    strip_patterns: list[str] = Field(
+        default_factory=list,
+        description="regexes removed from each document; `gutenberg` names the Project Gutenberg header/footer pattern",
+    )
 
 
 class BuiltinSource(_SourceBase):

@@ -15,13 +15,17 @@ from pretrain.config.data import NormalizeConfig
 
 _TRAILING = re.compile(r"[ \t]+$", re.MULTILINE)
 
-# A ready-made pattern for Project Gutenberg books: keeps only the text between the START and END markers.
-GUTENBERG = r"(?s)\A.*?\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n|\n\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*\Z"
+# Ready-made patterns a recipe names in `strip_patterns` instead of writing the regex.
+NAMED_PATTERNS = {
+    # Project Gutenberg books: keeps only the text between the START and END markers
+    "gutenberg": r"(?s)\A.*?\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n"
+    r"|\n\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*\Z",
+}
 
 
 @lru_cache(maxsize=64)
 def _compiled(pattern: str) -> re.Pattern:
-    return re.compile(pattern, re.MULTILINE)
+    return re.compile(NAMED_PATTERNS.get(pattern, pattern), re.MULTILINE)
 
 
 def normalize(text: str, cfg: NormalizeConfig, strip_patterns: tuple[str, ...] = ()) -> str:

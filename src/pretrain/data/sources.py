@@ -19,8 +19,6 @@ from pretrain.config import BuiltinSource, HubSource, LocalSource, Recipe
 from pretrain.data.builtin import iter_builtin
 from pretrain.errors import DataError
 
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-
 
 def _read_errors() -> tuple[type[BaseException], ...]:
     """What a corrupt or truncated file can raise while being read (gzip, zstd, parquet, decoding)."""

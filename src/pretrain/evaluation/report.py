@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pretrain.evaluation.loop import read_eval_records
@@ -80,7 +79,3 @@ def plot_curves(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def dump(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,21 @@
+"""A CPU-sized shape for smoke runs of any recipe, shared by the test suite and the benches.
+
+`--set` overrides that shrink the model and batch so that a few dozen optimizer steps take seconds on
+a laptop CPU; callers add the data size, length and checkpoint cadence they need.
+"""
+
+from __future__ import annotations
+
+SMOKE_SHAPE = [
+    "tokenizer.vocab_size=512",
+    "model.hidden_size=64",
+    "model.intermediate_size=128",
+    "model.num_hidden_layers=2",
+    "model.num_attention_heads=2",
+    "model.num_key_value_heads=2",
+    "model.max_position_embeddings=64",
+    "train.seq_len=64",
+    "train.micro_batch_size=4",
+    "train.global_batch_tokens=512",
+    "train.log_every=1",
+]
