@@ -113,13 +113,13 @@ class FastEncoder:
 
     def __init__(self, backend: Tokenizer, encoding):
         self.backend, self.encoding = backend, encoding
-        self.added = [t["content"] for t in json.loads(backend.to_str()).get("added_tokens", [])]
+        self.added = [t.content for t in backend.get_added_tokens_decoder().values()]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        special = [i for i, t in enumerate(texts) if any(a in t for a in self.added)]
-        ids = self.encoding.encode_ordinary_batch(texts, num_threads=1) if self.encoding else None
-        if ids is None:
+        if self.encoding is None:
             return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        ids = self.encoding.encode_ordinary_batch(texts, num_threads=1)
+        special = [i for i, t in enumerate(texts) if any(a in t for a in self.added)]
         if special:
             hf = self.backend.encode_batch_fast([texts[i] for i in special], add_special_tokens=False)
             for i, e in zip(special, hf):

@@ -23,23 +23,11 @@ from pretrain.data.dedup import NearDupIndex
 from pretrain.data.executor import prepare_work, run_document_pass
 from pretrain.data.mixio import MixWriter
 from pretrain.data.mixture import plan_mixture, select
-from pretrain.data.worker import TASK_TEXTS, pass_file, stats_file
+from pretrain.data.worker import TASK_TEXTS, UNCHECKED, pass_file, stats_file
 from pretrain.errors import DataError
 from pretrain.progress import get_logger, human, progress
 
 log = get_logger("pretrain.curate")
-
-
-def task_texts(recipe: Recipe) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """(texts of the evaluation tasks to decontaminate against, tasks that could not be checked and why)."""
-    if not recipe.data.decontaminate.enabled:
-        return {}, {}
-    from pretrain.evaluation.benchmarks import decontamination_texts
-
-    texts, unchecked = decontamination_texts(recipe)
-    for task, why in unchecked.items():
-        log.warning("decontamination: task %r not checked (%s)", task, why)
-    return texts, unchecked
 
 
 def curate(recipe: Recipe, out: Path) -> dict:
@@ -68,7 +56,7 @@ def merge_and_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
     sources = data.sources
     reports = [SourceReport(s.name, s.type, s.weight) for s in sources]
     texts = json.loads((work / TASK_TEXTS).read_text(encoding="utf-8"))
-    unchecked = json.loads((work / "unchecked.json").read_text(encoding="utf-8"))
+    unchecked = json.loads((work / UNCHECKED).read_text(encoding="utf-8"))
     spill = [open(work / f"kept-{i}.jsonl", "w", encoding="utf-8") for i in range(len(sources))]
     sizes: list[list[int]] = [[] for _ in sources]
     seen_exact: set[str] = set()

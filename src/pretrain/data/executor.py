@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pretrain.config import Recipe
-from pretrain.data.worker import TASK_TEXTS, document_pass, stats_file
+from pretrain.data.worker import TASK_TEXTS, UNCHECKED, document_pass, stats_file
 from pretrain.errors import CurationSubmitted, DataError
 from pretrain.progress import get_logger
 
@@ -34,10 +34,10 @@ class DocumentPass:
     """Datatrove pipeline step 1: shard `rank` of `world_size` of the per-document work."""
 
     def __init__(self, recipe: Recipe, work: Path):
-        self.recipe, self.work = recipe, str(work)
+        self.recipe, self.work = recipe, work
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
-        document_pass(self.recipe, Path(self.work), rank, world_size)
+        document_pass(self.recipe, self.work, rank, world_size)
         return data
 
 
@@ -45,12 +45,12 @@ class PublishMix:
     """Datatrove pipeline step 2 (one task): merge the shards, mix, report, publish `mix/` (Slurm path)."""
 
     def __init__(self, recipe: Recipe, work: Path, tasks: int):
-        self.recipe, self.work, self.tasks = recipe, str(work), tasks
+        self.recipe, self.work, self.tasks = recipe, work, tasks
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
         from pretrain.pipeline import publish_curation
 
-        publish_curation(self.recipe, Path(self.work), self.tasks)
+        publish_curation(self.recipe, self.work, self.tasks)
         return data
 
 
@@ -98,23 +98,26 @@ def pass_tasks(recipe: Recipe) -> int:
     return recipe.data.executor.tasks or recipe.data.workers
 
 
-def prepare_work(recipe: Recipe, work: Path) -> dict[str, str]:
-    """Create the work folder with the evaluation tasks' texts; return the tasks that could not be checked."""
-    from pretrain.data.curate import task_texts
+def prepare_work(recipe: Recipe, work: Path) -> None:
+    """Create the work folder with the texts of the evaluation tasks to decontaminate against."""
+    texts, unchecked = {}, {}
+    if recipe.data.decontaminate.enabled:
+        from pretrain.evaluation.benchmarks import decontamination_texts
 
+        texts, unchecked = decontamination_texts(recipe)
+    for task, why in unchecked.items():
+        log.warning("decontamination: task %r not checked (%s)", task, why)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    texts, unchecked = task_texts(recipe)
     (work / TASK_TEXTS).write_text(json.dumps(texts), encoding="utf-8")
-    (work / "unchecked.json").write_text(json.dumps(unchecked), encoding="utf-8")
-    return unchecked
+    (work / UNCHECKED).write_text(json.dumps(unchecked), encoding="utf-8")
 
 
 def run_document_pass(recipe: Recipe, work: Path) -> int:
     """Step 1 on the local or Ray executor (blocking); returns the number of shards."""
     cfg, tasks = recipe.data.executor, pass_tasks(recipe)
-    step, logs = DocumentPass(recipe, work), str(work / "logs")
+    step, logs = DocumentPass(recipe, work), work / "logs"
     if cfg.type == "ray":
         try:
             import ray  # noqa: F401
@@ -126,7 +129,7 @@ def run_document_pass(recipe: Recipe, work: Path) -> int:
             pipeline=[step],
             tasks=tasks,
             cpus_per_task=cfg.ray_cpus_per_task,
-            logging_dir=logs,
+            logging_dir=str(logs),
             skip_completed=False,
         )
     else:
@@ -136,11 +139,11 @@ def run_document_pass(recipe: Recipe, work: Path) -> int:
             pipeline=[step],
             tasks=tasks,
             workers=min(tasks, recipe.data.workers),
-            logging_dir=logs,
+            logging_dir=str(logs),
             skip_completed=False,
             start_method="fork",
         )
-    with _datatrove_logs_to_files(work / "logs"):
+    with _datatrove_logs_to_files(logs):
         executor.run()
     missing = [r for r in range(tasks) if not stats_file(work, r).exists()]
     if missing:

@@ -23,7 +23,8 @@ from pretrain.data.filters import apply_filters, build_filters
 from pretrain.data.normalize import normalize
 from pretrain.data.sources import ReadStats, iter_source
 
-TASK_TEXTS = "task_texts.json"
+TASK_TEXTS = "task_texts.json"  # in the work folder: the evaluation tasks' texts, read by every task
+UNCHECKED = "unchecked.json"  # the tasks that could not be checked, and why (for the report)
 
 
 def pass_file(work: Path, rank: int) -> Path:

@@ -87,7 +87,7 @@ def item_texts(item: dict) -> list[str]:
     return [f"{c} {choice}".strip() for c in contexts for choice in item["choices"]]
 
 
-def decontamination_texts(recipe, task_manager=None) -> tuple[dict[str, list[str]], dict[str, str]]:
+def decontamination_texts(recipe) -> tuple[dict[str, list[str]], dict[str, str]]:
     """(task name -> texts of its items, task name -> why it could not be checked).
 
     Local tasks and the built-in cloze are read from their files; lm-eval task names (hellaswag,
@@ -107,21 +107,21 @@ def decontamination_texts(recipe, task_manager=None) -> tuple[dict[str, list[str
     named = [t for t in recipe.eval.tasks if t not in BUILTIN_TASKS and t not in texts]
     unchecked: dict[str, str] = {}
     if named and recipe.data.decontaminate.lm_eval_tasks:
-        found, unchecked = lm_eval_task_texts(named, task_manager)
+        found, unchecked = lm_eval_task_texts(named)
         texts.update(found)
     elif named:
         unchecked = {t: "data.decontaminate.lm_eval_tasks is false" for t in named}
     return texts, unchecked
 
 
-def lm_eval_task_texts(names: list[str], task_manager=None) -> tuple[dict[str, list[str]], dict[str, str]]:
+def lm_eval_task_texts(names: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Texts of lm-eval tasks' evaluation documents: each prompt, and the prompt joined with each answer."""
     import logging
 
     from lm_eval.tasks import TaskManager, get_task_dict
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    manager = task_manager or TaskManager()  # indexing lm-eval's bundled tasks takes ~13 s
+    manager = TaskManager()  # indexing lm-eval's bundled tasks takes ~13 s
     texts, unchecked = {}, {}
     for name in names:
         try:

@@ -79,7 +79,7 @@ def _task(name: str, data_file: Path, fmt: str) -> dict:
 
 def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path, list[str]]:
     """Generate YAMLs for the built-in and local tasks among `task_names`; return (include dir, local names)."""
-    tasks_dir, data_dir = run_dir / "evals" / "tasks", run_dir / "evals" / "data"
+    tasks_dir, data_dir = task_dir(run_dir), run_dir / "evals" / "data"
     tasks_dir.mkdir(parents=True, exist_ok=True)
     local = []
     for name in task_names:
@@ -115,9 +115,14 @@ def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path
     return tasks_dir, local
 
 
+def task_dir(run_dir: Path) -> Path:
+    """Where a run's generated task YAMLs live (lm-eval's `--include_path`)."""
+    return run_dir / "evals" / "tasks"
+
+
 def existing_task_yamls(run_dir: Path, task_names: list[str]) -> tuple[Path, list[str]]:
     """What `write_task_yamls` returned, read back from disk (for ranks that did not write)."""
-    tasks_dir = run_dir / "evals" / "tasks"
+    tasks_dir = task_dir(run_dir)
     return tasks_dir, [n for n in task_names if (tasks_dir / f"{n}.yaml").exists()]
 
 

@@ -176,22 +176,21 @@ def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> di
 def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
     from pretrain.errors import StageError
 
-    if (ts / "optimizer").is_dir() != sharded and (
-        (ts / "optimizer").is_dir() or (ts / "optimizer.pt").exists()
-    ):
+    has_shards, has_full = (ts / "optimizer").is_dir(), (ts / "optimizer.pt").exists()
+    if (has_shards and not sharded) or (sharded and has_full and not has_shards):
         kind = "sharded (FSDP)" if sharded else "unsharded"
         raise StageError(
             f"{ts}: optimizer state was written by a run sharded differently from this {kind} one; "
             "resume with the accelerate config that wrote the checkpoint"
         )
-    if sharded and (ts / "optimizer").is_dir():
+    if sharded and has_shards:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
 
         template = {"optimizer": get_optimizer_state_dict(model, optimizer)}
         dcp.load(template, checkpoint_id=str(ts / "optimizer"))  # reads this rank's shard only
         set_optimizer_state_dict(model, optimizer, template["optimizer"])
-    elif (ts / "optimizer.pt").exists():
+    elif has_full:
         optimizer.load_state_dict(torch.load(ts / "optimizer.pt", map_location="cpu", weights_only=True))
 
 

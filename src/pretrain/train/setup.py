@@ -124,13 +124,12 @@ class TrainSetup:
         split = val.manifest["splits"]["val"]
         bytes_per_token = split.get("bytes", 0) / max(split["tokens"], 1)
         bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
+        seconds = round(time.perf_counter() - start, 3)  # counted as evaluation overhead by the bench
         return {
             "val/loss": round(loss, 5),
             "val/bpb": round(bpb, 5) if bpb else None,
             "val/batches": n,
-            "val/seconds": round(
-                time.perf_counter() - start, 3
-            ),  # counted as evaluation overhead by the bench
+            "val/seconds": seconds,
         }
 
     # ----------------------------------------------------------- checkpoints
