@@ -1,4 +1,4 @@
-"""Tokenize + pack throughput: ours (`pretrain.packing.pack`) vs the `run_clm` baseline, same tokenizer, one run.
+"""Tokenize + pack throughput: ours (`pretrain.tokens.pack.pack`) vs the `run_clm` baseline, same tokenizer, one run.
 
     python bench/data_pipeline.py [--shared ../shared/data] [--workers 2]
 
@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.data.mixio import MixWriter  # noqa: E402
-from pretrain.loader import TokenLoader  # noqa: E402
-from pretrain.packing import pack  # noqa: E402
+from pretrain.tokens.loader import TokenLoader  # noqa: E402
+from pretrain.tokens.pack import pack  # noqa: E402
 
 
 def corpus(shared: Path) -> list[str]:

@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.pipeline import run_stage  # noqa: E402
-from pretrain.train import Trainer  # noqa: E402
+from pretrain.stages import stage_output  # noqa: E402
+from pretrain.train.loop import Trainer  # noqa: E402
 from pretrain.train.metrics import read_records  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main() -> None:
         recipe = load_recipe(args.recipe, overrides=args.overrides, output_dir=tmp)
         for stage in ("curate", "tokenizer", "pack"):
             run_stage(recipe, stage)
-        trainer = Trainer(recipe, resume="never")
+        trainer = Trainer(recipe, stage_output(recipe, "train"), resume="never")
         start = time.perf_counter()
         trainer.run()
         total = time.perf_counter() - start

@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pretrain.config import load_recipe
-from pretrain.errors import StageError
-from pretrain.stages import (
-    atomic_dir,
-    fingerprint,
-    is_current,
-    read_marker,
-    require_current,
-    stage_path,
-    write_marker,
-)
+from pretrain.core.atomic import atomic_dir
+from pretrain.core.errors import StageError
+from pretrain.core.markers import read_marker
+from pretrain.stages import fingerprint, is_current, require_current, stage_output, stage_path
 
 
 @pytest.fixture()
@@ -64,11 +58,11 @@ def test_marker_and_require_current(recipe):
     out = stage_path(recipe, "curate")
     with pytest.raises(StageError, match="run `pretrain curate"):
         require_current(recipe, "curate", needed_by="pretrain tokenizer")
-    with atomic_dir(out) as tmp:
-        (tmp / "part-00000.jsonl").write_text("{}\n")
-        write_marker(tmp, recipe, "curate", {"docs": 1})
+    summary = stage_output(recipe, "curate").publish(
+        lambda tmp: (tmp / "part-00000.jsonl").write_text("{}\n") and {"docs": 1}
+    )
     assert is_current(recipe, "curate")
-    assert read_marker(out)["summary"] == {"docs": 1}
+    assert read_marker(out)["summary"] == summary and summary["docs"] == 1
     assert require_current(recipe, "curate", needed_by="x") == out
 
 

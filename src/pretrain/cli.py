@@ -20,7 +20,13 @@ import os
 import sys
 from pathlib import Path
 
-from pretrain.errors import CurationSubmitted, PretrainError
+from pretrain.config import load_recipe
+from pretrain.core.errors import CurationSubmitted, PretrainError, RecipeError
+from pretrain.evaluation.command import run_eval_command
+from pretrain.hub.command import run_push_command
+from pretrain.pipeline import run_all, run_stage
+from pretrain.planning.report import run_plan_command
+from pretrain.stages import STAGES
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -56,24 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
     _common(p)
 
-    for name, text in (
-        ("curate", "sources -> normalize -> filter -> dedup -> decontaminate -> weighted mix (mix/)"),
-        ("tokenizer", "train (or load) the tokenizer on a sample of the mix (tokenizer/)"),
-        ("pack", "tokenize the mix into shards with a train/val split (tokens/)"),
-    ):
-        p = sub.add_parser(name, help=text)
+    for stage in STAGES.values():  # one command per registered stage
+        p = sub.add_parser(stage.name, help=stage.help)
         p.add_argument("recipe", type=Path)
         p.add_argument("--force", action="store_true", help="re-run even if the output is current")
+        for option in stage.options:
+            p.add_argument(option.flag, default=option.default, help=option.help)
         _common(p)
-
-    p = sub.add_parser(
-        "train", help="the training loop; launch with `accelerate launch -m pretrain train RECIPE`"
-    )
-    p.add_argument("recipe", type=Path)
-    p.add_argument(
-        "--resume", default="auto", help="'auto' (newest complete checkpoint), 'never', or a checkpoint path"
-    )
-    _common(p)
 
     p = sub.add_parser("eval", help="lm-eval on a checkpoint, or on every checkpoint of an output dir")
     p.add_argument("checkpoint", type=Path)
@@ -127,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args: argparse.Namespace, path: Path | None = None):
-    from pretrain.config import load_recipe
-
     return load_recipe(path or args.recipe, overrides=args.overrides, output_dir=args.output_dir)
 
 
@@ -137,38 +130,22 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if cmd == "validate":
         return _validate(args)
     if cmd == "plan":
-        from pretrain.planning import run_plan_command
-
         return run_plan_command(args, _load(args) if args.recipe else None)
-    if cmd in ("curate", "tokenizer", "pack"):
-        from pretrain.pipeline import run_stage
-
-        run_stage(_load(args), cmd, force=args.force)
-        return 0
-    if cmd == "train":
-        from pretrain.train import run_training
-
-        run_training(_load(args), resume=args.resume)
+    if cmd in STAGES:
+        options = {o.dest: getattr(args, o.dest) for o in STAGES[cmd].options}
+        run_stage(_load(args), cmd, force=args.force, **options)
         return 0
     if cmd == "eval":
-        from pretrain.evaluation import run_eval_command
-
         return run_eval_command(args)
     if cmd == "push":
-        from pretrain.hub import run_push_command
-
         return run_push_command(args)
     if cmd == "run":
-        from pretrain.pipeline import run_all
-
         run_all(_load(args), force=args.force, skip_eval=args.skip_eval)
         return 0
     raise AssertionError(cmd)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pretrain.errors import RecipeError
-
     failed = 0
     for path in args.recipes:
         try:

@@ -1,107 +1,59 @@
-"""`pretrain run`: every stage in order, skipping the ones whose outputs are current.
+"""`pretrain run`: every stage of the registry in order, skipping the ones whose outputs are current.
 
     pretrain run recipes/tiny/config.yaml
     accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain run RECIPE
 
-Data stages (curate, tokenizer, pack) run on the main process only; other ranks wait at a barrier.
-Each writes into a temporary folder that is renamed into place with a `STAGE.json` fingerprint
-only once complete (see `stages.py`).
+Data stages run on the main process only; other ranks wait at a barrier. After training, the run's
+evaluation summary and the model card are written (and the final model pushed when the recipe says so).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pretrain.config import Recipe
-from pretrain.dist import partial_state, world_size
-from pretrain.progress import format_seconds, get_logger
-from pretrain.stages import (
-    atomic_dir,
-    is_current,
-    require_current,
-    stage_path,
-    upstream_stages,
-    write_marker,
-)
+from pretrain.core.dist import partial_state, world_size
+from pretrain.core.errors import PretrainError
+from pretrain.core.progress import format_seconds, get_logger
+from pretrain.evaluation.report import summarize_run
+from pretrain.hub.card import write_model_card
+from pretrain.hub.push import push_folder
+from pretrain.stages import STAGES, get_stage, is_current, require_current, stage_output
 
 log = get_logger("pretrain.pipeline")
 
-DATA_STAGES = ("curate", "tokenizer", "pack")
 
-
-def _stage_function(stage: str) -> Callable[[Recipe, Path], dict]:
-    if stage == "curate":
-        from pretrain.data.curate import curate
-
-        return curate
-    if stage == "tokenizer":
-        from pretrain.tokenizer import build_tokenizer
-
-        return build_tokenizer
-    if stage == "pack":
-        from pretrain.packing import pack
-
-        return pack
-    raise ValueError(stage)
-
-
-def run_stage(recipe: Recipe, stage: str, force: bool = False) -> Path:
-    """Run one data stage (on the main process; other ranks wait) and return its output folder."""
-    if world_size() > 1:
+def run_stage(recipe: Recipe, name: str, force: bool = False, **options: str) -> Path:
+    """Run one stage (a data stage on the main process while other ranks wait); return its output folder."""
+    stage = get_stage(name)
+    if stage.main_process_only and world_size() > 1:
         state = partial_state()
         if state.is_main_process:
-            _run_stage_local(recipe, stage, force)
+            _run_stage_here(recipe, name, force, options)
         state.wait_for_everyone()
-        return stage_path(recipe, stage)
-    return _run_stage_local(recipe, stage, force)
+    else:
+        _run_stage_here(recipe, name, force, options)
+    return stage.folder(recipe.layout)
 
 
-def _run_stage_local(recipe: Recipe, stage: str, force: bool) -> Path:
-    out = stage_path(recipe, stage)
-    for upstream in upstream_stages(recipe, stage):
-        require_current(recipe, upstream, needed_by=f"pretrain {stage}")
-    if not force and is_current(recipe, stage):
-        log.info("%s: up to date (%s) — skipping", stage, out)
-        return out
-    if stage == "curate" and recipe.data.executor.type == "slurm":
-        from pretrain.data.executor import submit_slurm
-
-        submit_slurm(recipe, slurm_work_dir(recipe))  # raises CurationSubmitted: the jobs publish mix/
-    return _publish(recipe, stage, lambda tmp: _stage_function(stage)(recipe, tmp))
-
-
-def _publish(recipe: Recipe, stage: str, produce: Callable[[Path], dict | None]) -> Path:
-    """Write a stage's output atomically with its marker (and, for curate, the run-level report copies)."""
-    out = stage_path(recipe, stage)
-    start = time.monotonic()
-    with atomic_dir(out) as tmp:
-        summary = produce(tmp) or {}
-        summary["seconds"] = round(time.monotonic() - start, 2)
-        write_marker(tmp, recipe, stage, summary)
-    if stage == "curate":
-        for name in ("curation_report.json", "curation_report.md"):
-            if (out / name).exists():
-                shutil.copy2(out / name, recipe.out / name)
-    log.info("%s: done in %s -> %s %s", stage, format_seconds(summary["seconds"]), out, _brief(summary))
-    return out
-
-
-def slurm_work_dir(recipe: Recipe) -> Path:
-    return recipe.out / ".curate-work"
-
-
-def publish_curation(recipe: Recipe, work: Path, tasks: int) -> Path:
-    """The Slurm publish job: merge the finished shards and publish mix/ (what `curate` does locally)."""
-    from pretrain.data.curate import merge_and_mix
-
-    out = _publish(recipe, "curate", lambda tmp: merge_and_mix(recipe, work, tasks, tmp))
-    for path in work.iterdir():  # the jobs' logs stay for inspection; the data and the submission record go
-        if path.name != "logs":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return out
+def _run_stage_here(recipe: Recipe, name: str, force: bool, options: dict[str, str]) -> None:
+    stage = get_stage(name)
+    for upstream in stage.upstream(recipe):
+        require_current(recipe, upstream, needed_by=f"pretrain {name}")
+    out = stage_output(recipe, name)
+    if not force and is_current(recipe, name):
+        log.info("%s: up to date (%s) — skipping", name, out.folder)
+        return
+    summary = stage.run(recipe, out, **options)
+    if stage.main_process_only and isinstance(summary, dict):
+        log.info(
+            "%s: done in %s -> %s %s",
+            name,
+            format_seconds(summary.get("seconds", 0)),
+            out.folder,
+            _brief(summary),
+        )
 
 
 def _brief(summary: dict) -> str:
@@ -110,31 +62,24 @@ def _brief(summary: dict) -> str:
 
 
 def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Path:
-    """curate -> tokenizer -> pack -> train (with in-loop evals) -> eval table/plots -> model card."""
+    """Every registered stage in order (data stages, then training with in-loop evals), then the eval
+    table/plots and the model card."""
     start = time.monotonic()
     recipe.out.mkdir(parents=True, exist_ok=True)
-    for stage in DATA_STAGES:
-        run_stage(recipe, stage, force=force)
+    for name in STAGES:
+        options = {
+            o.dest: (o.when_forced if force and o.when_forced else o.default) for o in STAGES[name].options
+        }
+        run_stage(recipe, name, force=force, **options)
 
-    from pretrain.train import run_training
-
-    final = stage_path(recipe, "train")
-    if not force and is_current(recipe, "train"):
-        log.info("train: up to date (%s) — skipping", final)
-    else:
-        run_training(recipe, resume="never" if force else "auto")
-
+    final = recipe.layout.final
     if world_size() > 1:
         state = partial_state()
         if not state.is_main_process:
             state.wait_for_everyone()
             return final
     if not skip_eval:
-        from pretrain.evaluation import summarize_run
-
         summarize_run(recipe.out)
-    from pretrain.hub.card import write_model_card
-
     card = write_model_card(recipe, final)
     if recipe.hub.push_checkpoints and recipe.hub.repo_id:
         _push_final(recipe, final)
@@ -148,9 +93,6 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
 
 def _push_final(recipe: Recipe, final: Path) -> None:
     """With `hub.push_checkpoints`, `main` gets the final model and its card once the run is done."""
-    from pretrain.errors import PretrainError
-    from pretrain.hub.push import push_folder
-
     try:
         url = push_folder(
             final, recipe.hub.repo_id, None, recipe.hub.private, commit_message="Final base model"

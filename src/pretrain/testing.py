@@ -6,6 +6,12 @@ a laptop CPU; callers add the data size, length and checkpoint cadence they need
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pretrain.config import Recipe
+from pretrain.stages import stage_output
+from pretrain.train.loop import run_training
+
 SMOKE_SHAPE = [
     "tokenizer.vocab_size=512",
     "model.hidden_size=64",
@@ -19,3 +25,8 @@ SMOKE_SHAPE = [
     "train.global_batch_tokens=512",
     "train.log_every=1",
 ]
+
+
+def run_train_stage(recipe: Recipe, resume: str = "never") -> Path:
+    """Run the training stage directly, as `pretrain train RECIPE --force --resume RESUME` does."""
+    return run_training(recipe, stage_output(recipe, "train"), resume)

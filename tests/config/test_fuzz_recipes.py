@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pretrain.cli import main
 from pretrain.config import load_recipe
-from pretrain.errors import RecipeError
+from pretrain.core.errors import RecipeError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "tiny" / "config.yaml"

@@ -11,7 +11,7 @@ import yaml
 
 from pretrain.config import load_recipe, validate_recipe
 from pretrain.config.base import apply_overrides, parse_override_value
-from pretrain.errors import RecipeError
+from pretrain.core.errors import RecipeError
 
 LINE = re.compile(r"^(?P<file>[^:]+): (?P<key>[^:]+): (?P<problem>.+)$")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -12,11 +13,12 @@ import pytest
 import yaml
 
 from pretrain.config import load_recipe
+from pretrain.core.errors import CurationSubmitted, DataError, RecipeError
+from pretrain.data.curate import publish_mix
 from pretrain.data.executor import prepare_work, slurm_executors, submit_slurm
 from pretrain.data.mixio import iter_documents, read_manifest
-from pretrain.errors import CurationSubmitted, DataError, RecipeError
-from pretrain.pipeline import run_stage, slurm_work_dir
-from pretrain.stages import is_current
+from pretrain.pipeline import run_stage
+from pretrain.stages import is_current, stage_output
 
 WORDS = (
     "river mountain teacher garden window library market science history music village ocean forest "
@@ -355,7 +357,7 @@ def test_same_mix_for_any_number_of_shards(planted, tmp_path):
         recipe.out / "mix" / "part-00000.jsonl"
     ).read_bytes()
     assert _report(three) == _report(recipe)
-    assert not (three.out / "mix" / ".work").exists()
+    assert not three.layout.curate_work.exists()
 
 
 def test_slurm_pipeline_publishes_the_same_mix(planted, tmp_path, monkeypatch):
@@ -373,9 +375,10 @@ def test_slurm_pipeline_publishes_the_same_mix(planted, tmp_path, monkeypatch):
         "slurm",
         {"type": "slurm", "tasks": 3, "slurm": {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2}},
     )
-    work = slurm_work_dir(slurm)
+    work = slurm.layout.curate_work
     prepare_work(slurm, work)
-    pass_job, publish_job = slurm_executors(slurm, work)
+    publish = functools.partial(publish_mix, slurm, work, 3, stage_output(slurm, "curate"))
+    pass_job, publish_job = slurm_executors(slurm, work, publish)
     script = pass_job.get_launch_file_contents(pass_job.get_sbatch_args(max_array=3), "srun ...")
     assert "--partition=cpu" in script and "--time=01:00:00" in script and "--cpus-per-task=2" in script
     assert publish_job.depends is pass_job and publish_job.tasks == 1
@@ -412,7 +415,7 @@ def test_second_submission_while_queued_is_refused(planted, tmp_path, monkeypatc
         run_stage(slurm, "curate")
     assert submitted == [2, 1]  # data.workers shards by default, then the publish job
     with pytest.raises(CurationSubmitted, match="were submitted at .* wait for them"):
-        submit_slurm(slurm, slurm_work_dir(slurm))
+        submit_slurm(slurm, slurm.layout.curate_work, publish=lambda: None)
     assert submitted == [2, 1]
 
 

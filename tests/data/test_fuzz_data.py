@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pretrain.config import load_recipe
-from pretrain.errors import DataError
+from pretrain.core.errors import DataError
 from pretrain.pipeline import run_stage
 
 GOOD_LINE = json.dumps(

@@ -9,7 +9,7 @@ from argparse import Namespace
 
 import pytest
 
-from pretrain.errors import DataError
+from pretrain.core.errors import DataError
 from pretrain.evaluation.benchmarks import decontamination_texts, read_items
 from pretrain.evaluation.command import run_eval_command
 from pretrain.evaluation.loop import LoopEvaluator
@@ -19,7 +19,7 @@ from pretrain.evaluation.report import summarize_run
 @pytest.fixture(scope="module")
 def trained(make_run, tmp_path_factory):
     """A small run trained for a few steps, with two checkpoints and the cloze + bpb tasks."""
-    from pretrain.train import run_training
+    from pretrain.testing import run_train_stage
 
     out = tmp_path_factory.mktemp("evalrun") / "run"
     recipe = make_run(
@@ -30,7 +30,7 @@ def trained(make_run, tmp_path_factory):
         "train.tokens=8192",
         "train.checkpoint.every_steps=8",
     )
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     return recipe, out
 
 
@@ -92,7 +92,7 @@ def test_pretrain_eval_matches_lm_eval_cli(trained, tmp_path, capsys):
 def test_live_model_matches_checkpoint(trained):
     from transformers import AutoModelForCausalLM
 
-    from pretrain.tokenizer import load_tokenizer
+    from pretrain.tokens.tokenizer import load_tokenizer
 
     recipe, out = trained
     ckpt = out / "final"

@@ -7,18 +7,18 @@ from argparse import Namespace
 import pytest
 from huggingface_hub import ModelCard
 
-from pretrain.hub import run_push_command
 from pretrain.hub.card import write_model_card
+from pretrain.hub.command import run_push_command
 
 
 @pytest.fixture(scope="module")
 def final(make_run, tmp_path_factory):
-    from pretrain.evaluation import summarize_run
-    from pretrain.train import run_training
+    from pretrain.evaluation.report import summarize_run
+    from pretrain.testing import run_train_stage
 
     out = tmp_path_factory.mktemp("hubrun") / "run"
     recipe = make_run(out, "train.tokens=4096", "eval.every_fraction=0.5")
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     summarize_run(out)
     write_model_card(recipe, out / "final")
     return recipe, out

@@ -16,11 +16,11 @@ FAKE_TOKEN = "hf_FAKEtokenXYZ0123456789abcdefghijkl"
 
 @pytest.fixture(scope="module")
 def final(make_run, tmp_path_factory):
-    from pretrain.train import run_training
+    from pretrain.testing import run_train_stage
 
     out = tmp_path_factory.mktemp("pushrun") / "run"
     recipe = make_run(out, "eval.enabled=false", "train.tokens=4096", "train.checkpoint.every_steps=4")
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     return out
 
 

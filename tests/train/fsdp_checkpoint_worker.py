@@ -18,6 +18,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
+from pretrain.core.layout import RunLayout
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.train import checkpoint as ckpt
 
@@ -46,6 +47,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 def eval_recipe(out: Path) -> SimpleNamespace:
     return SimpleNamespace(
         out=out,
+        layout=RunLayout(out),
         seed=0,
         eval=SimpleNamespace(tasks=["stdlib_cloze"], local_tasks=[], limit=12, batch_size=4, num_fewshot=0),
         train=SimpleNamespace(seq_len=128),

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pretrain.errors import PretrainError
+from pretrain.core.errors import PretrainError
+from pretrain.testing import run_train_stage
 from pretrain.train import checkpoint as ckpt
-from pretrain.train import run_training
 
 
 @pytest.fixture()
@@ -33,11 +33,11 @@ def test_full_disk_mid_checkpoint(run, monkeypatch):
     recipe, out = run
     _failing_write(monkeypatch, 8, OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(PretrainError, match=r"No space left on device.*step-0000004 is intact"):
-        run_training(recipe, resume="never")
+        run_train_stage(recipe, resume="never")
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step-0000004"]
     assert not list((out / "checkpoints").glob(".step-*"))
     monkeypatch.undo()
-    run_training(recipe, resume="auto")  # resumes from step 4 and finishes
+    run_train_stage(recipe, resume="auto")  # resumes from step 4 and finishes
     steps = [
         json.loads(line)["step"]
         for line in (out / "metrics.jsonl").read_text().splitlines()
@@ -50,7 +50,7 @@ def test_crash_mid_checkpoint_is_never_resumed_from(run, monkeypatch):
     recipe, out = run
     _failing_write(monkeypatch, 8, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        run_training(recipe, resume="never")
+        run_train_stage(recipe, resume="never")
     # a kill at this point would leave the temp folder; it must not count as a checkpoint
     partial = out / "checkpoints" / ".step-0000008.tmp-manual"
     partial.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def test_crash_mid_checkpoint_is_never_resumed_from(run, monkeypatch):
 
 def test_incomplete_folder_without_marker_is_skipped(run):
     recipe, out = run
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     newest = ckpt.list_checkpoints(out / "checkpoints")[-1]
     (newest / "trainer_state" / "COMPLETE").unlink()
     assert newest not in ckpt.list_checkpoints(out / "checkpoints")
@@ -70,8 +70,8 @@ def test_token_never_written(run, monkeypatch, tmp_path):
     recipe, out = run
     token = "hf_FAKEtoken1234567890abcdefghijklmnop"
     monkeypatch.setenv("HF_TOKEN", token)
-    run_training(recipe, resume="never")
-    from pretrain.evaluation import summarize_run
+    run_train_stage(recipe, resume="never")
+    from pretrain.evaluation.report import summarize_run
     from pretrain.hub.card import write_model_card
 
     summarize_run(out)

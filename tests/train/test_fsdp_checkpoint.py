@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pretrain.errors import StageError
+from pretrain.core.errors import StageError
 from pretrain.train import checkpoint as ckpt
 
 WORKER = Path(__file__).with_name("fsdp_checkpoint_worker.py")

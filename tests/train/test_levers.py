@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pretrain.train import run_training
+from pretrain.testing import run_train_stage
 from pretrain.train.metrics import step_losses
 
 
@@ -13,7 +13,7 @@ from pretrain.train.metrics import step_losses
 def train(fresh_run):
     def run(name, *overrides):
         recipe, out = fresh_run(name, "eval.enabled=false", "train.tokens=4096", *overrides)
-        run_training(recipe, resume="never")
+        run_train_stage(recipe, resume="never")
         return [loss for _, loss in step_losses(out / "metrics.jsonl")]
 
     return run

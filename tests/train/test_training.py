@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from pretrain.errors import PretrainError
-from pretrain.train import run_training
+from pretrain.core.errors import PretrainError
+from pretrain.core.layout import RunLayout
+from pretrain.testing import run_train_stage
 from pretrain.train.checkpoint import list_checkpoints
 from pretrain.train.metrics import step_losses
 
@@ -21,7 +22,7 @@ def _losses(out):
 def reference(make_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
     recipe = make_run(out, "eval.enabled=false")
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     return recipe, out
 
 
@@ -63,7 +64,7 @@ def test_resume_reproduces_losses_exactly(reference, fresh_run):
         if json.loads(ln).get("step", 0) <= 8
     ]
     (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    run_training(recipe, resume="auto")
+    run_train_stage(recipe, resume="auto")
     assert _losses(out) == _losses(ref_out)
 
 
@@ -75,14 +76,14 @@ def test_keep_last(fresh_run):
         "train.checkpoint.keep_last=2",
         "train.tokens=8192",
     )
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     assert [c.name for c in list_checkpoints(out / "checkpoints")] == ["step-0000012", "step-0000016"]
 
 
 def test_eval_does_not_change_the_trajectory(reference, fresh_run):
     _, ref_out = reference
     recipe, out = fresh_run("run", "eval.enabled=true", "eval.every_fraction=0.25")
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     assert _losses(out) == _losses(ref_out)
     assert len(list((out / "evals").glob("step-*.json"))) == 4
 
@@ -96,7 +97,7 @@ def test_spike_guard_skips_and_rolls_back(fresh_run, monkeypatch):
         "train.stability.zscore=4",
     )
     monkeypatch.setenv("PRETRAIN_FAULT_INJECT", "nan@6,spike@12,spike@13")
-    run_training(recipe, resume="never")
+    run_train_stage(recipe, resume="never")
     events = [
         json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"event"' in line
     ]
@@ -118,18 +119,18 @@ def test_rollbacks_are_bounded(fresh_run, monkeypatch):
     )
     monkeypatch.setenv("PRETRAIN_FAULT_INJECT", "nan@10,nan@11,nan@12")
     with pytest.raises(PretrainError, match="rollbacks were already used"):
-        run_training(recipe, resume="never")
+        run_train_stage(recipe, resume="never")
 
 
 def test_second_run_on_same_output_dir_refuses(fresh_run):
     from pretrain.train.lock import RunLock
 
     recipe, out = fresh_run("run", "eval.enabled=false")
-    holder = RunLock(out)
+    holder = RunLock(RunLayout(out).lock)
     holder.acquire()
     try:
         with pytest.raises(PretrainError, match="another run .* is using this output_dir"):
-            run_training(recipe, resume="never")
+            run_train_stage(recipe, resume="never")
     finally:
         holder.release()
 
@@ -138,7 +139,7 @@ def test_grad_accumulation_equivalence(fresh_run):
     """micro batch 4 x accum 2 == micro batch 8 x accum 1 on the same global batches (fp32 tolerance)."""
     ra, a = fresh_run("a", "eval.enabled=false", "train.tokens=4096")
     rb, b = fresh_run("b", "eval.enabled=false", "train.tokens=4096", "train.micro_batch_size=8")
-    run_training(ra, resume="never")
-    run_training(rb, resume="never")
+    run_train_stage(ra, resume="never")
+    run_train_stage(rb, resume="never")
     for (sa, la), (sb, lb) in zip(_losses(a), _losses(b)):
         assert sa == sb and la == pytest.approx(lb, rel=1e-4)

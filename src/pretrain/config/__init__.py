@@ -26,7 +26,8 @@ from pretrain.config.model import ModelConfig
 from pretrain.config.plan import PlanConfig
 from pretrain.config.tokenizer import TokenizerConfig
 from pretrain.config.train import TrainConfig
-from pretrain.errors import RecipeError
+from pretrain.core.errors import RecipeError
+from pretrain.core.layout import RunLayout
 
 UNION_TAGS.update({"hub", "local", "builtin"})  # data.sources[].type
 
@@ -93,10 +94,19 @@ class Recipe(Section):
         """The run's output directory."""
         return Path(self.output_dir or f"outputs/{self.name}").expanduser().absolute()
 
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of the run folder (core/layout.py)."""
+        return RunLayout(self.out)
+
     # ------------------------------------------------------------ hashing
+    def section_values(self, *sections: str) -> dict[str, Any]:
+        """The named top-level sections as JSON-able values (what a stage's fingerprint reads)."""
+        return {s: _jsonable(getattr(self, s)) for s in sections}
+
     def section_hash(self, *sections: str) -> str:
-        """Stable hash of the named sections (used to decide which stages are stale)."""
-        payload = {s: _jsonable(getattr(self, s)) for s in sections}
+        """Stable hash of the named sections."""
+        payload = self.section_values(*sections)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def accelerate_settings(self) -> dict | None:

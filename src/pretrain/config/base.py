@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pretrain.errors import RecipeError
+from pretrain.core.errors import RecipeError
 
 
 class Section(BaseModel):

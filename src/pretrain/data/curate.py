@@ -11,32 +11,72 @@ requested shares. Memory holds only dedup keys and document sizes, never the cor
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from pretrain.config import Recipe
-from pretrain.data.curation_report import SourceReport, write_reports
+from pretrain.config import LocalSource, Recipe
+from pretrain.core.errors import DataError
+from pretrain.core.markers import StageOutput, files_signature
+from pretrain.core.progress import get_logger, human, progress
+from pretrain.data.curation_report import REPORT_FILES, SourceReport, write_reports
 from pretrain.data.dedup import NearDupIndex
-from pretrain.data.executor import prepare_work, run_document_pass
+from pretrain.data.executor import pass_tasks, prepare_work, run_document_pass, submit_slurm
 from pretrain.data.mixio import MixWriter
 from pretrain.data.mixture import plan_mixture, select
 from pretrain.data.worker import TASK_TEXTS, UNCHECKED, pass_file, stats_file
-from pretrain.errors import DataError
-from pretrain.progress import get_logger, human, progress
 
 log = get_logger("pretrain.curate")
 
 
-def curate(recipe: Recipe, out: Path) -> dict:
-    """Both steps now (local or Ray executor), writing the mix and reports into `out`."""
-    work = out / ".work"
+def fingerprint_inputs(recipe: Recipe) -> dict:
+    """What curation reads: the data section (less what only later stages or the speed depend on),
+    the local files' sizes and mtimes, and the evaluation tasks it decontaminates against."""
+    # val_fraction is read by `pack`; workers and the executor change speed, not output (tested)
+    data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers", "executor"})
+    patterns = [
+        str(recipe.resolve_path(p))
+        for s in recipe.data.sources
+        if isinstance(s, LocalSource)
+        for p in s.paths
+    ]
+    patterns += [str(recipe.resolve_path(t.path)) for t in recipe.eval.local_tasks]
+    return {
+        "seed": recipe.seed,
+        "data": data,
+        "files": files_signature(patterns),
+        "eval_tasks": recipe.eval.tasks,
+    }
+
+
+def curate(recipe: Recipe, out: StageOutput) -> dict:
+    """Stage function: the document pass on the recipe's executor, then merge, mix and publish `out`.
+
+    On Slurm this submits the jobs (the last one publishes) and raises `CurationSubmitted`.
+    """
+    work = recipe.layout.curate_work
+    if recipe.data.executor.type == "slurm":
+        submit_slurm(recipe, work, functools.partial(publish_mix, recipe, work, pass_tasks(recipe), out))
     prepare_work(recipe, work)
     tasks = run_document_pass(recipe, work)
-    summary = merge_and_mix(recipe, work, tasks, out)
-    shutil.rmtree(work)  # shards, survivors and the executor's logs: the report has what matters
+    return publish_mix(recipe, work, tasks, out)
+
+
+def publish_mix(recipe: Recipe, work: Path, tasks: int, out: StageOutput) -> dict:
+    """Step 2: merge the finished shards, publish mix/ with its marker, copy the reports to the run folder."""
+    summary = out.publish(lambda tmp: merge_and_mix(recipe, work, tasks, tmp))
+    layout = recipe.layout
+    for name, copy in zip(REPORT_FILES, (layout.curation_report_json, layout.curation_report_md)):
+        shutil.copy2(out.folder / name, copy)
+    # shards and survivors go; a Slurm run keeps its jobs' logs for inspection
+    for path in work.iterdir():
+        if path.name != "logs" or recipe.data.executor.type != "slurm":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if not any(work.iterdir()):
+        work.rmdir()
     return summary
 
 

@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pretrain.progress import human
+from pretrain.core.progress import human
 
 EXAMPLES_PER_CLASS = 3
 EXAMPLE_CHARS = 240  # characters of a dropped document shown as an example
+REPORT_FILES = ("curation_report.json", "curation_report.md")  # in mix/, copied to the run folder
 
 
 @dataclass
@@ -112,10 +113,9 @@ def write_reports(
             "mixed_bytes": sum(r.mixed_bytes for r in reports),
         },
     }
-    (out / "curation_report.json").write_text(
-        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    (out / "curation_report.md").write_text(render_markdown(data), encoding="utf-8")
+    json_name, md_name = REPORT_FILES
+    (out / json_name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / md_name).write_text(render_markdown(data), encoding="utf-8")
 
 
 def render_markdown(data: dict) -> str:

@@ -19,13 +19,14 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pretrain.config import Recipe
+from pretrain.core.errors import CurationSubmitted, DataError
+from pretrain.core.progress import get_logger
 from pretrain.data.worker import TASK_TEXTS, UNCHECKED, document_pass, stats_file
-from pretrain.errors import CurationSubmitted, DataError
-from pretrain.progress import get_logger
+from pretrain.evaluation.benchmarks import decontamination_texts
 
 log = get_logger("pretrain.curate")
 
@@ -42,15 +43,16 @@ class DocumentPass:
 
 
 class PublishMix:
-    """Datatrove pipeline step 2 (one task): merge the shards, mix, report, publish `mix/` (Slurm path)."""
+    """Datatrove pipeline step 2 (one task, Slurm path): `publish()` merges the shards and publishes `mix/`.
 
-    def __init__(self, recipe: Recipe, work: Path, tasks: int):
-        self.recipe, self.work, self.tasks = recipe, work, tasks
+    `publish` is a picklable callable (curate.publish_mix bound to the recipe, work folder and stage output).
+    """
+
+    def __init__(self, publish: Callable[[], object]):
+        self.publish = publish
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
-        from pretrain.pipeline import publish_curation
-
-        publish_curation(self.recipe, self.work, self.tasks)
+        self.publish()
         return data
 
 
@@ -102,8 +104,6 @@ def prepare_work(recipe: Recipe, work: Path) -> None:
     """Create the work folder with the texts of the evaluation tasks to decontaminate against."""
     texts, unchecked = {}, {}
     if recipe.data.decontaminate.enabled:
-        from pretrain.evaluation.benchmarks import decontamination_texts
-
         texts, unchecked = decontamination_texts(recipe)
     for task, why in unchecked.items():
         log.warning("decontamination: task %r not checked (%s)", task, why)
@@ -151,7 +151,7 @@ def run_document_pass(recipe: Recipe, work: Path) -> int:
     return tasks
 
 
-def slurm_executors(recipe: Recipe, work: Path):
+def slurm_executors(recipe: Recipe, work: Path, publish: Callable[[], object]):
     """(document pass job array, publish job depending on it) — built, not submitted."""
     from datatrove.executor import SlurmPipelineExecutor
 
@@ -174,7 +174,7 @@ def slurm_executors(recipe: Recipe, work: Path):
         **common,
     )
     publish_job = SlurmPipelineExecutor(
-        pipeline=[PublishMix(recipe, work, tasks)],
+        pipeline=[PublishMix(publish)],
         tasks=1,
         cpus_per_task=1,
         job_name=f"{recipe.name}-mix",
@@ -185,16 +185,17 @@ def slurm_executors(recipe: Recipe, work: Path):
     return document_pass_job, publish_job
 
 
-def submit_slurm(recipe: Recipe, work: Path) -> None:
+def submit_slurm(recipe: Recipe, work: Path, publish: Callable[[], object]) -> None:
+    """Submit the document pass as a job array and `publish` as a job depending on it; raises CurationSubmitted."""
     submitted = work / "submitted.json"
     if submitted.exists():  # a second `pretrain run` while the jobs are queued must not resubmit them
         jobs = json.loads(submitted.read_text())
         raise CurationSubmitted(
             f"curation jobs {jobs['pass_job']} and {jobs['publish_job']} were submitted at {jobs['at']} and have not "
-            f"published {recipe.out / 'mix'} yet; wait for them (squeue), or delete {work} to submit again"
+            f"published {recipe.layout.mix} yet; wait for them (squeue), or delete {work} to submit again"
         )
     prepare_work(recipe, work)
-    document_pass_job, publish_job = slurm_executors(recipe, work)
+    document_pass_job, publish_job = slurm_executors(recipe, work, publish)
     publish_job.run()  # submits its dependency first
     submitted.write_text(
         json.dumps(

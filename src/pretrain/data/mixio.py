@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pretrain.errors import DataError
+from pretrain.core.errors import DataError
 
 MANIFEST = "manifest.json"
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.config import BuiltinSource, HubSource, LocalSource, Recipe
+from pretrain.core.errors import DataError
 from pretrain.data.builtin import iter_builtin
-from pretrain.errors import DataError
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pretrain.errors import DataError
+from pretrain.core.errors import DataError
+from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, stdlib_cloze_items
 
 REQUIRED = {
     "mc_query_choices": ("query", "choices", "gold"),
@@ -95,7 +96,6 @@ def decontamination_texts(recipe) -> tuple[dict[str, list[str]], dict[str, str]]
     the local `datasets` cache when offline. A task whose data cannot be loaded is reported, not fatal.
     `val_bpb` is the run's own val split (disjoint from train by construction).
     """
-    from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, stdlib_cloze_items
 
     texts = {
         task.name: [t for item in load_benchmark(task, recipe) for t in item_texts(item)]

@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pretrain.errors import PretrainError
+from pretrain.core.atomic import write_json_atomic
+from pretrain.core.errors import PretrainError
+from pretrain.core.layout import RunLayout
+from pretrain.core.markers import marker_summary
+from pretrain.core.progress import get_logger
+from pretrain.core.runs import recipe_of_run, run_dir_of
 from pretrain.evaluation.harness import evaluate_checkpoint, flatten
 from pretrain.evaluation.report import summarize_run
 from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
-from pretrain.progress import get_logger
-from pretrain.runs import recipe_of_run, run_dir_of
-from pretrain.stages import write_json_atomic
 
 log = get_logger("pretrain.eval")
 
@@ -64,8 +66,9 @@ def run_eval_command(args) -> int:
         print(json.dumps(record["metrics"] if not args.json else record, indent=2))
         return 0
     run_dir = path
-    checkpoints = sorted((run_dir / "checkpoints").glob("step-*")) + (
-        [run_dir / "final"] if (run_dir / "final").exists() else []
+    layout = RunLayout(run_dir)
+    checkpoints = sorted(layout.checkpoints.glob("step-*")) + (
+        [layout.final] if layout.final.exists() else []
     )
     if not checkpoints:
         raise PretrainError(f"{run_dir}: no checkpoints/step-*/ or final/ to evaluate")
@@ -73,16 +76,14 @@ def run_eval_command(args) -> int:
         record = evaluate_one(args, ckpt, run_dir)
         state = ckpt / "trainer_state" / "state.json"
         meta = json.loads(state.read_text()) if state.exists() else {}
-        marker = ckpt / "STAGE.json"
-        if not meta and marker.exists():
-            summary = json.loads(marker.read_text()).get("summary", {})
+        if not meta and (summary := marker_summary(ckpt)):
             meta = {"step": summary.get("steps"), "tokens_seen": summary.get("tokens")}
         step = meta.get("step") or 0
         write_json_atomic(
-            run_dir / "evals" / f"step-{step:07d}.json",
+            layout.eval_record(step),
             {"step": step, "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(ckpt), **record},
         )
         log.info("%s: %s", ckpt.name, record["metrics"])
     summary = summarize_run(run_dir)
-    print((run_dir / "evals" / "summary.md").read_text())
+    print(layout.eval_summary_md.read_text())
     return 0 if summary["rows"] else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pretrain.errors import PretrainError
+from pretrain.core.errors import PretrainError
 
 
 def _quiet() -> None:

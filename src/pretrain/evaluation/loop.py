@@ -14,10 +14,11 @@ import json
 import time
 import traceback
 
+from pretrain.core.atomic import write_json_atomic
+from pretrain.core.layout import RunLayout
+from pretrain.core.progress import get_logger
 from pretrain.evaluation.harness import LiveEvaluation, flatten
 from pretrain.evaluation.task_yaml import all_task_names, existing_task_yamls, write_task_yamls
-from pretrain.progress import get_logger
-from pretrain.stages import write_json_atomic
 
 log = get_logger("pretrain.eval")
 
@@ -89,7 +90,7 @@ class LoopEvaluator:
             "results": results.get("results", {}),
             "seconds": round(seconds, 2),
         }
-        write_json_atomic(self.recipe.out / "evals" / f"step-{step:07d}.json", record)
+        write_json_atomic(self.recipe.layout.eval_record(step), record)
         log.info(
             "eval at step %d: %s",
             step,
@@ -99,7 +100,7 @@ class LoopEvaluator:
 
 def read_eval_records(run_dir) -> list[dict]:
     records = []
-    for path in sorted((run_dir / "evals").glob("step-*.json")):
+    for path in sorted(RunLayout(run_dir).evals.glob("step-*.json")):
         try:
             records.append(json.loads(path.read_text()))
         except ValueError:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pretrain.core.atomic import write_json_atomic
+from pretrain.core.layout import RunLayout
 from pretrain.evaluation.loop import read_eval_records
-from pretrain.stages import write_json_atomic
 
 
 def summarize_run(out_dir: Path) -> dict:
@@ -33,11 +34,12 @@ def summarize_run(out_dir: Path) -> dict:
         "final": {m: rows[-1].get(m) for m in metrics} if rows else {},
         "plot": "learning_curves.png" if rows else None,
     }
-    (out_dir / "evals").mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "evals" / "summary.json", summary)
-    (out_dir / "evals" / "summary.md").write_text(markdown_table(summary), encoding="utf-8")
+    layout = RunLayout(out_dir)
+    layout.evals.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(layout.eval_summary_json, summary)
+    layout.eval_summary_md.write_text(markdown_table(summary), encoding="utf-8")
     if rows:
-        plot_curves(summary, out_dir / "evals" / "learning_curves.png")
+        plot_curves(summary, layout.learning_curves)
     return summary
 
 

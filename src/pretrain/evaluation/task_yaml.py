@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from pretrain.core.errors import StageError
+from pretrain.core.layout import RunLayout
 from pretrain.evaluation.benchmarks import read_items
 from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, CLOZE_VERSION, write_cloze_file
 
@@ -79,15 +81,13 @@ def _task(name: str, data_file: Path, fmt: str) -> dict:
 
 def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path, list[str]]:
     """Generate YAMLs for the built-in and local tasks among `task_names`; return (include dir, local names)."""
-    tasks_dir, data_dir = task_dir(run_dir), run_dir / "evals" / "data"
+    tasks_dir, data_dir = task_dir(run_dir), RunLayout(run_dir).eval_task_data
     tasks_dir.mkdir(parents=True, exist_ok=True)
     local = []
     for name in task_names:
         if name == "val_bpb":
-            val = run_dir / "tokens" / "val_docs.jsonl"
+            val = RunLayout(run_dir).tokens / "val_docs.jsonl"
             if not val.exists():
-                from pretrain.errors import StageError
-
                 raise StageError(
                     f"{val}: missing; val_bpb needs the run's packed val split (`pretrain pack`)"
                 )
@@ -117,7 +117,7 @@ def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path
 
 def task_dir(run_dir: Path) -> Path:
     """Where a run's generated task YAMLs live (lm-eval's `--include_path`)."""
-    return run_dir / "evals" / "tasks"
+    return RunLayout(run_dir).eval_task_yamls
 
 
 def existing_task_yamls(run_dir: Path, task_names: list[str]) -> tuple[Path, list[str]]:

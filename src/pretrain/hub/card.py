@@ -15,8 +15,13 @@ from pathlib import Path
 import yaml
 
 from pretrain.config import HubSource, Recipe
-from pretrain.progress import human
-from pretrain.stages import write_text_atomic
+from pretrain.core.atomic import write_text_atomic
+from pretrain.core.errors import RecipeError
+from pretrain.core.layout import RunLayout
+from pretrain.core.progress import human
+from pretrain.modeling import count_parameters
+from pretrain.planning.flops import flops_per_token
+from pretrain.train.metrics import read_records
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,10 +33,8 @@ def _json(path: Path) -> dict:
         return {}
 
 
-def _metrics(out: Path) -> list[dict]:
-    from pretrain.train.metrics import read_records
-
-    return read_records(out / "metrics.jsonl")
+def _metrics(layout: RunLayout) -> list[dict]:
+    return read_records(layout.metrics)
 
 
 def plot_loss(records: list[dict], path: Path) -> bool:
@@ -75,16 +78,13 @@ def model_index(name: str, final: dict) -> list[dict]:
 
 
 def card_context(recipe: Recipe, final_dir: Path) -> dict:
-    from pretrain.modeling import count_parameters
-    from pretrain.planning.flops import flops_per_token
-
-    out = recipe.out
+    layout = recipe.layout
     config = json.loads((final_dir / "config.json").read_text())
     from transformers import AutoConfig
 
     hf_config = AutoConfig.from_pretrained(final_dir)
     total, non_emb = count_parameters(hf_config)
-    records = _metrics(out)
+    records = _metrics(layout)
     steps = [r for r in records if "loss" in r and "event" not in r]
     tokens = steps[-1]["tokens_seen"] if steps else 0
     tps = [r["tokens_per_s"] for r in steps if r.get("tokens_per_s")]
@@ -93,7 +93,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     start = next((r for r in records if r.get("event") == "start"), {})
     world = start.get("world_size", 1)
     on_gpu = "CPU" not in start.get("device", "CPU")
-    summary = _json(out / "evals" / "summary.json")
+    summary = _json(layout.eval_summary_json)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
         "recipe": recipe,
@@ -101,9 +101,9 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "params": total,
         "non_embedding_params": non_emb,
         "human": human,
-        "curation": _json(out / "curation_report.json"),
-        "tokenizer_report": _json(out / "tokenizer" / "tokenizer_report.json"),
-        "tokens_manifest": _json(out / "tokens" / "manifest.json"),
+        "curation": _json(layout.curation_report_json),
+        "tokenizer_report": _json(layout.tokenizer / "tokenizer_report.json"),
+        "tokens_manifest": _json(layout.tokens / "manifest.json"),
         "tokens": tokens,
         "steps": steps[-1]["step"] if steps else 0,
         "flops": flops_per_token(hf_config, non_emb, recipe.train.seq_len) * tokens,
@@ -135,7 +135,6 @@ def template_path(recipe: Recipe) -> Path:
     for candidate in (recipe.resolve_path(name), REPO_ROOT / "model_cards" / name):
         if candidate.is_file():
             return candidate
-    from pretrain.errors import RecipeError
 
     raise RecipeError(
         [
@@ -150,9 +149,9 @@ def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
     import jinja2
 
     final_dir = Path(final_dir)
-    out = recipe.out
-    has_loss = plot_loss(_metrics(out), final_dir / "loss_curve.png")
-    curves = out / "evals" / "learning_curves.png"
+    layout = recipe.layout
+    has_loss = plot_loss(_metrics(layout), final_dir / "loss_curve.png")
+    curves = layout.learning_curves
     if curves.exists():
         shutil.copy2(curves, final_dir / "learning_curves.png")
     template = template_path(recipe)

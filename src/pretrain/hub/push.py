@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pretrain.errors import PretrainError
+from pretrain.core.errors import PretrainError
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".png", ".txt", ".model", ".jinja")
 EXCLUDED_NAMES = {"STAGE.json", "eval_results.json"}

@@ -14,7 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from pretrain.progress import get_logger
+from pretrain.core.progress import get_logger
+from pretrain.hub.push import push_folder, stage_upload
 
 log = get_logger("pretrain.hub")
 
@@ -29,8 +30,6 @@ class CheckpointPusher:
         self.failures: list[str] = []
 
     def submit(self, checkpoint: Path, revision: str) -> None:
-        from pretrain.hub.push import stage_upload
-
         staging = Path(tempfile.mkdtemp(prefix="pretrain-ckpt-push-"))
         try:
             stage_upload(Path(checkpoint), staging)
@@ -41,8 +40,6 @@ class CheckpointPusher:
         self._queue.put((staging, revision))
 
     def _work(self) -> None:
-        from pretrain.hub.push import push_folder
-
         while True:
             item = self._queue.get()
             if item is None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from transformers import PretrainedConfig
 
+from pretrain.core.errors import PretrainError
+
 
 @dataclass(frozen=True)
 class GPUSpec:
@@ -42,8 +44,6 @@ GPU_SPECS: dict[str, GPUSpec] = {
 def gpu_spec(name: str) -> GPUSpec:
     key = name.lower().replace("_", "-")
     if key not in GPU_SPECS:
-        from pretrain.errors import PretrainError
-
         raise PretrainError(f"unknown GPU {name!r}; known: {', '.join(sorted(GPU_SPECS))}")
     return GPU_SPECS[key]
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 
 from pretrain.config import Recipe
-from pretrain.errors import PretrainError
+from pretrain.core.errors import PretrainError
+from pretrain.core.progress import human
 from pretrain.modeling import build_hf_config, count_parameters
 from pretrain.planning.flops import flops_per_token, gpu_spec
 from pretrain.planning.memory import memory_per_device, strategy_from_accelerate
 from pretrain.planning.scaling import chinchilla_tokens, compute_optimal, propose_shape
-from pretrain.progress import human
+from pretrain.tokens.tokenizer import load_tokenizer, rounded_vocab
 
 
 def _vocab(recipe: Recipe) -> tuple[int, str]:
-    from pretrain.tokenizer import load_tokenizer, rounded_vocab
-
-    tok = recipe.out / "tokenizer"
+    tok = recipe.layout.tokenizer
     if (tok / "tokenizer.json").exists():
         return len(load_tokenizer(tok)), f"from {tok}"
     return rounded_vocab(recipe.tokenizer.vocab_size), "tokenizer.vocab_size rounded to a multiple of 64"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pretrain.core.errors import PretrainError
+
 TOKENS_PER_PARAM = 20.0
 
 
@@ -78,7 +80,5 @@ def propose_shape(params: float, vocab: int = 49_152) -> Shape:
                 score,
             )
     if best is None:
-        from pretrain.errors import PretrainError
-
         raise PretrainError(f"no Llama shape found for {params:.3g} parameters (supported: ~1M to ~200B)")
     return best

@@ -1,5 +1,2 @@
-"""The training loop (`pretrain train`): see `loop.py`."""
-
-from pretrain.train.loop import Trainer, TrainingError, run_training
-
-__all__ = ["Trainer", "TrainingError", "run_training"]
+"""The training loop (`pretrain train`): loop.py runs it, setup.py builds what it needs, checkpoint.py owns
+the checkpoint format."""

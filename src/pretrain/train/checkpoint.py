@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain.stages import _fsync_dir, _fsync_tree
+from pretrain.core.atomic import fsync_dir, fsync_tree
+from pretrain.core.errors import StageError
 
 STEP_DIR = re.compile(r"^step-(\d{7,})$")
 
@@ -132,11 +133,11 @@ def write_main_state(tmp: Path, state: dict, recipe_yaml: str) -> None:
 def finalize(tmp: Path, final: Path) -> None:
     """Mark complete, fsync, and rename into place (replacing an older folder of the same step)."""
     (tmp / "trainer_state" / "COMPLETE").write_text("ok\n")
-    _fsync_tree(tmp)
+    fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def prune(ckpt_root: Path, keep_last: int) -> None:
@@ -150,8 +151,6 @@ def prune(ckpt_root: Path, keep_last: int) -> None:
 def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> dict:
     """Weights, optimizer and state.json back into a (possibly FSDP-sharded) model; every rank calls it."""
     from safetensors.torch import load_file
-
-    from pretrain.errors import StageError
 
     weights = load_file(folder / "model.safetensors")
     expected = set(model.state_dict())  # same names sharded or not (FSDP2 keeps FQNs, values are DTensors)
@@ -174,8 +173,6 @@ def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> di
 
 
 def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
-    from pretrain.errors import StageError
-
     has_shards, has_full = (ts / "optimizer").is_dir(), (ts / "optimizer.pt").exists()
     if (has_shards and not sharded) or (sharded and has_full and not has_shards):
         kind = "sharded (FSDP)" if sharded else "unsharded"
@@ -197,8 +194,6 @@ def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
 def load_rank_state(folder: Path, rank: int) -> dict:
     path = folder / "trainer_state" / f"rank-{rank:05d}.json"
     if not path.exists():
-        from pretrain.errors import StageError
-
         raise StageError(
             f"{path}: missing — the checkpoint was written by fewer processes; resume with the same world size"
         )

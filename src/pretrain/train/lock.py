@@ -10,12 +10,12 @@ import fcntl
 import os
 from pathlib import Path
 
-from pretrain.errors import PretrainError
+from pretrain.core.errors import PretrainError
 
 
 class RunLock:
-    def __init__(self, out: Path):
-        self.path = Path(out) / ".lock"
+    def __init__(self, path: Path):
+        self.path = Path(path)
         self._fh = None
 
     def acquire(self) -> None:

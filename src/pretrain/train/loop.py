@@ -10,6 +10,7 @@ schedule position, per-rank RNG and loader position come back from the checkpoin
 
 from __future__ import annotations
 
+import platform
 import signal
 import time
 from pathlib import Path
@@ -17,8 +18,9 @@ from pathlib import Path
 import torch
 
 from pretrain.config import Recipe
-from pretrain.errors import PretrainError
-from pretrain.progress import format_seconds, get_logger
+from pretrain.core.errors import PretrainError
+from pretrain.core.markers import StageOutput
+from pretrain.core.progress import format_seconds, get_logger
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.faults import FaultInjector
 from pretrain.train.metrics import MetricsLog, memory_gb, truncate_after
@@ -35,8 +37,8 @@ class TrainingError(PretrainError):
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, resume: str = "auto"):
-        self.recipe, self.resume = recipe, resume
+    def __init__(self, recipe: Recipe, out: StageOutput, resume: str = "auto"):
+        self.recipe, self.out, self.resume = recipe, out, resume
         self.s: TrainSetup = build_setup(recipe)
         self.guard = SpikeGuard(recipe.train.stability)
         self.step, self.tokens_seen = 0, 0
@@ -193,7 +195,7 @@ class Trainer:
                 metrics.write({"step": self.step, "event": "preempted"})
                 log.warning("stopped at step %d after a signal; resume with --resume auto", self.step)
                 return
-        self.s.save_final(self.step, self.tokens_seen)
+        self.s.save_final(self.out, self.step, self.tokens_seen)
 
     def _agree(self, flag: bool) -> bool:
         """All ranks stop together: a signal on any rank stops every rank."""
@@ -286,8 +288,6 @@ class Trainer:
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
-
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
@@ -302,7 +302,13 @@ class preserved_rng:
         return False
 
 
-def run_training(recipe: Recipe, resume: str = "auto") -> Path:
+def fingerprint_inputs(recipe: Recipe) -> dict:
+    """Training reads the model, train and eval sections and the seed."""
+    return recipe.section_values("model", "train", "eval", "seed")
+
+
+def run_training(recipe: Recipe, out: StageOutput, resume: str = "auto") -> Path:
+    """Stage function: train (resuming per `resume`) and publish `final/` through `out`."""
     if resume not in ("auto", "never") and not Path(resume).exists():
         raise TrainingError(f"--resume {resume}: no such checkpoint folder")
-    return Trainer(recipe, resume).run()
+    return Trainer(recipe, out, resume).run()

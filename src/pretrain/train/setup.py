@@ -17,17 +17,21 @@ from pathlib import Path
 import torch
 import yaml
 
-from pretrain.config import Recipe
-from pretrain.dist import force_cpu
-from pretrain.errors import PretrainError, StageError
-from pretrain.loader import TokenLoader
+from pretrain.config import UNSUPPORTED_DEEPSPEED, Recipe
+from pretrain.core.dist import force_cpu
+from pretrain.core.errors import PretrainError, StageError
+from pretrain.core.markers import StageOutput
+from pretrain.core.progress import get_logger
+from pretrain.evaluation.loop import LoopEvaluator
+from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters
 from pretrain.planning.flops import device_peak_flops, flops_per_token
-from pretrain.progress import get_logger
-from pretrain.stages import write_marker
-from pretrain.tokenizer import load_tokenizer, tokenizer_hash
+from pretrain.tokens.loader import TokenLoader
+from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.lock import RunLock
+from pretrain.train.optim import build_optimizer
+from pretrain.train.step import causal_lm_loss
 
 log = get_logger("pretrain.train")
 
@@ -85,25 +89,23 @@ class TrainSetup:
 
     @property
     def ckpt_root(self) -> Path:
-        return self.out / "checkpoints"
+        return self.recipe.layout.checkpoints
 
     @property
     def final_dir(self) -> Path:
-        return self.out / "final"
+        return self.recipe.layout.final
 
     @property
     def metrics_path(self) -> Path:
-        return self.out / "metrics.jsonl"
+        return self.recipe.layout.metrics
 
     # ----------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> dict:
-        from pretrain.train.step import causal_lm_loss
-
         cfg, acc = self.recipe.train, self.accelerator
         start = time.perf_counter()
         val = TokenLoader(
-            self.out / "tokens",
+            self.recipe.layout.tokens,
             "val",
             cfg.seq_len,
             cfg.micro_batch_size,
@@ -179,16 +181,17 @@ class TrainSetup:
             ckpt.set_rng_state(rank_state["rng"])
         return state
 
-    def save_final(self, step: int, tokens_seen: int) -> None:
+    def save_final(self, out: StageOutput, step: int, tokens_seen: int) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
         weights = ckpt.full_weights(self.model, self.sharded)
         if acc.is_main_process:
-            from pretrain.stages import atomic_dir
 
-            with atomic_dir(self.final_dir) as tmp:
+            def produce(tmp: Path) -> dict:
                 ckpt.save_model_folder(tmp, acc.unwrap_model(self.model), self.tokenizer, weights)
-                write_marker(tmp, self.recipe, "train", {"steps": step, "tokens": tokens_seen})
+                return {"steps": step, "tokens": tokens_seen}
+
+            out.publish(produce)
             log.info("final model: %s (%d steps, %s tokens)", self.final_dir, step, f"{tokens_seen:,}")
         acc.wait_for_everyone()
 
@@ -216,10 +219,8 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     if (
         acc.distributed_type == DistributedType.DEEPSPEED
     ):  # launched with a DeepSpeed config of the user's own
-        from pretrain.config import UNSUPPORTED_DEEPSPEED
-
         raise StageError(f"accelerate launch: {UNSUPPORTED_DEEPSPEED}")
-    lock = RunLock(recipe.out) if acc.is_main_process else None
+    lock = RunLock(recipe.layout.lock) if acc.is_main_process else None
     if lock:
         lock.acquire()
     try:
@@ -237,14 +238,10 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
         accum = cfg.grad_accum_steps(acc.num_processes)
     except ValueError as exc:
         raise PretrainError(f"{recipe.source_label}: train.global_batch_tokens: {exc}") from None
-    tok_dir = recipe.out / "tokenizer"
+    tok_dir = recipe.layout.tokenizer
     tokenizer = load_tokenizer(tok_dir)
-    if not (recipe.out / "tokens" / "manifest.json").exists():
-        raise StageError(
-            f"{recipe.out / 'tokens'}: missing — run `pretrain pack {recipe.source_label}` first"
-        )
     train_iter = TokenLoader(
-        recipe.out / "tokens",
+        recipe.layout.tokens,
         "train",
         cfg.seq_len,
         cfg.micro_batch_size,
@@ -262,7 +259,6 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
     if cfg.liger_kernels:
         _apply_liger(model)
     model.to(acc.device)
-    from pretrain.train.optim import build_optimizer
 
     optimizer = build_optimizer(model, cfg.optimizer, acc.device.type)
     if cfg.compile:
@@ -273,17 +269,13 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
         acc.init_trackers(recipe.name, config={"recipe": recipe.name, "params": n_params})
     evaluator = None
     if recipe.eval.enabled and recipe.eval.tasks + [t.name for t in recipe.eval.local_tasks]:
-        from pretrain.evaluation import LoopEvaluator
-
         evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=is_sharded(acc))
     pusher = None
     if recipe.hub.push_checkpoints and acc.is_main_process:
-        from pretrain.hub import CheckpointPusher
-
         pusher = CheckpointPusher(recipe)
     peak = device_peak_flops(torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else None)
     if acc.is_main_process:
-        (recipe.out / "recipe.resolved.yaml").write_text(resolved_recipe_yaml(recipe))
+        recipe.layout.resolved_recipe.write_text(resolved_recipe_yaml(recipe))
     return TrainSetup(
         recipe=recipe,
         accelerator=acc,

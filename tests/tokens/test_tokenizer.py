@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from pretrain.data.builtin import BUILTIN
-from pretrain.tokenizer import load_tokenizer, rounded_vocab
+from pretrain.tokens.tokenizer import load_tokenizer, rounded_vocab
 
 TRICKY = [
     "def f(x):\n\tif x:\n        return 'héllo wörld 🌍'  # ñ\r\n",
@@ -65,14 +65,14 @@ def test_report(small_run):
 
 
 def test_reference_comparison(small_run, shared_data, tmp_path):
-    from pretrain.tokenizer_report import load_reference
+    from pretrain.tokens.report import load_reference
 
     ref = load_reference(shared_data / "gpt2_tokenizer")
     assert len(ref.encode("hello world").ids) == 2
 
 
 def test_load_tokenizer_errors(tmp_path):
-    from pretrain.errors import StageError
+    from pretrain.core.errors import StageError
 
     with pytest.raises(StageError, match="no tokenizer.json"):
         load_tokenizer(tmp_path)

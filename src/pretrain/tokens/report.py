@@ -13,6 +13,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from tokenizers import decoders as tk_decoders
 
+from pretrain.core.errors import StageError
+
 
 def load_reference(path: Path) -> Tokenizer:
     """A reference tokenizer: a folder with tokenizer.json, or GPT-2 style `*vocab.json` + `*merges.txt`."""
@@ -22,8 +24,6 @@ def load_reference(path: Path) -> Tokenizer:
     vocab = next(iter(sorted(path.glob("*vocab.json"))), None)
     merges = next(iter(sorted(path.glob("*merges.txt"))), None)
     if vocab is None or merges is None:
-        from pretrain.errors import StageError
-
         raise StageError(f"{path}: reference tokenizer needs tokenizer.json or vocab.json + merges.txt")
     tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

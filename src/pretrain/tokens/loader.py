@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain.errors import DataError
+from pretrain.core.errors import DataError
 
 
 class TokenLoader:

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pretrain.errors import DataError
-from pretrain.loader import TokenLoader
-from pretrain.packing import pack, write_packed
+from pretrain.core.errors import DataError
+from pretrain.tokens.loader import TokenLoader
+from pretrain.tokens.pack import pack, write_packed
 
 
 def _digest(folder):

@@ -54,7 +54,7 @@ def progress(
 
         yield from tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
         return
-    log = get_logger("pretrain.progress")
+    log = get_logger("pretrain.core.progress")
     start = last = time.monotonic()
     n = 0
     for n, item in enumerate(iterable, 1):

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from pretrain.data.builtin import BUILTIN
-from pretrain.fast_encode import FastEncoder, tiktoken_encoding
-from pretrain.packing import pack
-from pretrain.tokenizer import load_tokenizer
+from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
+from pretrain.tokens.pack import pack
+from pretrain.tokens.tokenizer import load_tokenizer
 
 # digits next to spaces, tabs, runs of whitespace, contractions, unicode letters/numbers, emoji, CRLF, code
 EDGES = [

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from pretrain.config import Recipe
+from pretrain.core.errors import DataError
+from pretrain.core.progress import get_logger, progress
 from pretrain.data.mixio import iter_documents
-from pretrain.fast_encode import FastEncoder, tiktoken_encoding
-from pretrain.progress import get_logger, progress
-from pretrain.tokenizer import load_tokenizer, tokenizer_hash
+from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
+from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 
 log = get_logger("pretrain.pack")
 SHARD_TOKENS = 1 << 27  # 128M tokens per shard: 256 MB as uint16
@@ -190,9 +191,18 @@ def _choose_encoder(tok, mix: Path) -> str:
     return "tiktoken"
 
 
+def fingerprint_inputs(recipe: Recipe) -> dict:
+    """The split seed and fraction, and the mix shard size (document order within shards)."""
+    return {
+        "seed": recipe.seed,
+        "val_fraction": recipe.data.val_fraction,
+        "shard_docs": recipe.data.mixture.shard_docs,
+    }
+
+
 def pack(recipe: Recipe, out: Path) -> dict:
     """Stage function: tokenize the mix into `out`."""
-    tok_dir = recipe.out / "tokenizer"
+    tok_dir = recipe.layout.tokenizer
     tok = load_tokenizer(tok_dir)
     dtype = dtype_for(len(tok))
     writers = {s: ShardWriter(out, s, dtype) for s in ("train", "val")}
@@ -200,13 +210,13 @@ def pack(recipe: Recipe, out: Path) -> dict:
     split_bytes = {"train": 0, "val": 0}
     val_docs = open(out / "val_docs.jsonl", "w", encoding="utf-8")
     workers = max(1, recipe.data.workers)
-    encoder = _choose_encoder(tok, recipe.out / "mix")
+    encoder = _choose_encoder(tok, recipe.layout.mix)
     init_args = (str(tok_dir), recipe.seed, recipe.data.val_fraction, encoder == "tiktoken")
     pool = mp.get_context("fork").Pool(workers, _init, init_args) if workers > 1 else None
     if pool is None:
         _init(*init_args)
     try:
-        chunks = _chunks(iter_documents(recipe.out / "mix"))
+        chunks = _chunks(iter_documents(recipe.layout.mix))
         results = pool.imap(_encode, chunks) if pool else map(_encode, chunks)
         for batch in progress(results, desc="pack", unit="chunk"):
             for meta, ids in batch:
@@ -228,10 +238,8 @@ def pack(recipe: Recipe, out: Path) -> dict:
         val_docs.close()
     splits = {s: w.close() for s, w in writers.items()}
     if splits["train"]["tokens"] == 0 or splits["val"]["tokens"] == 0:
-        from pretrain.errors import DataError
-
         raise DataError(
-            f"{recipe.out / 'mix'}: the {'train' if not splits['train']['tokens'] else 'val'} split is empty; "
+            f"{recipe.layout.mix}: the {'train' if not splits['train']['tokens'] else 'val'} split is empty; "
             "add data or change data.val_fraction"
         )
     total = sum(s["train_tokens"] + s["val_tokens"] for s in per_source.values())

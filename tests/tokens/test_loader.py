@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.loader import TokenLoader, document_position_ids
-from pretrain.packing import write_packed
+from pretrain.tokens.loader import TokenLoader, document_position_ids
+from pretrain.tokens.pack import write_packed
 
 
 @pytest.fixture()

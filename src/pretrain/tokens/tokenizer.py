@@ -21,12 +21,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from pretrain.config import Recipe
+from pretrain.core.errors import DataError, StageError
+from pretrain.core.markers import files_signature
+from pretrain.core.progress import get_logger
 from pretrain.data.mixio import iter_documents, read_manifest
-from pretrain.errors import DataError, StageError
-from pretrain.progress import get_logger
-from pretrain.tokenizer_report import write_report
+from pretrain.tokens.report import write_report
 
-log = get_logger("pretrain.tokenizer")
+log = get_logger("pretrain.tokens.tokenizer")
 HELDOUT_BYTES_PER_SOURCE = 300_000
 
 
@@ -41,7 +42,7 @@ def special_tokens(recipe: Recipe) -> list[str]:
 
 def _sample(recipe: Recipe) -> tuple[list[str], dict[str, list[str]]]:
     """(training texts ~ sample_bytes, held-out texts per source for the report)."""
-    mix = recipe.out / "mix"
+    mix = recipe.layout.mix
     total = read_manifest(mix)["total_bytes"]
     p = min(1.0, recipe.tokenizer.sample_bytes / max(total, 1))
     rng = random.Random(recipe.seed)
@@ -97,13 +98,21 @@ def wrap(tok: Tokenizer, recipe: Recipe) -> PreTrainedTokenizerFast:
     )
 
 
+def fingerprint_inputs(recipe: Recipe) -> dict:
+    """The tokenizer section, the sequence length (model_max_length) and a reused tokenizer's files."""
+    inputs = {"tokenizer": recipe.tokenizer.model_dump(mode="json"), "model_max_length": recipe.train.seq_len}
+    if recipe.tokenizer.pretrained:
+        inputs["files"] = files_signature([str(recipe.resolve_path(recipe.tokenizer.pretrained) / "*")])
+    return inputs
+
+
 def build_tokenizer(recipe: Recipe, out: Path) -> dict:
     """Stage function: train (or copy) the tokenizer into `out` and write its report."""
     if recipe.tokenizer.pretrained:
         hf = load_tokenizer(recipe.resolve_path(recipe.tokenizer.pretrained))
         hf.model_max_length = recipe.train.seq_len
         hf.save_pretrained(out)
-        heldout = _sample(recipe)[1] if (recipe.out / "mix" / "manifest.json").exists() else {}
+        heldout = _sample(recipe)[1] if (recipe.layout.mix / "manifest.json").exists() else {}
     else:
         texts, heldout = _sample(recipe)
         vocab = rounded_vocab(recipe.tokenizer.vocab_size)

@@ -1,0 +1,121 @@
+"""The run folder: every path under a recipe's `output_dir`, named once.
+
+    layout = RunLayout(Path("outputs/tiny"))       # or recipe.layout
+    layout.tokens, layout.checkpoint(200), layout.eval_record(200)
+
+Only the entries of the run folder are named here. What lies inside a stage's folder belongs to the
+module that owns that format (token manifest: `tokens/manifest.py`; checkpoint trainer state:
+`train/checkpoint.py`; eval records: `evaluation/records.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT_PREFIX = "step-"
+
+
+def step_name(step: int) -> str:
+    """`step-0000200`: the name of a checkpoint folder and of its evaluation record."""
+    return f"{CHECKPOINT_PREFIX}{step:07d}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder; nothing is created until a stage writes there."""
+
+    root: Path
+
+    # ------------------------------------------------------------------ stage outputs
+    @property
+    def mix(self) -> Path:
+        """`pretrain curate`: the curated mix (part-*.jsonl + manifest.json)."""
+        return self.root / "mix"
+
+    @property
+    def tokenizer(self) -> Path:
+        """`pretrain tokenizer`: the fast tokenizer + tokenizer_report.json."""
+        return self.root / "tokenizer"
+
+    @property
+    def tokens(self) -> Path:
+        """`pretrain pack`: token shards, document index, manifest, val documents."""
+        return self.root / "tokens"
+
+    @property
+    def final(self) -> Path:
+        """`pretrain train`: the base model (HF folder + card)."""
+        return self.root / "final"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / step_name(step)
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def evals(self) -> Path:
+        """In-loop and `pretrain eval` records, the summary and the learning curves."""
+        return self.root / "evals"
+
+    def eval_record(self, step: int) -> Path:
+        return self.evals / f"{step_name(step)}.json"
+
+    @property
+    def eval_summary_json(self) -> Path:
+        return self.evals / "summary.json"
+
+    @property
+    def eval_summary_md(self) -> Path:
+        return self.evals / "summary.md"
+
+    @property
+    def learning_curves(self) -> Path:
+        return self.evals / "learning_curves.png"
+
+    @property
+    def eval_task_yamls(self) -> Path:
+        """lm-eval task YAMLs generated for the run's local and built-in tasks."""
+        return self.evals / "tasks"
+
+    @property
+    def eval_task_data(self) -> Path:
+        """The data files those task YAMLs point at."""
+        return self.evals / "data"
+
+    # ------------------------------------------------------------------ run-level files
+    @property
+    def metrics(self) -> Path:
+        """One JSON record per logged step, validation, evaluation and event (train/metrics.py)."""
+        return self.root / "metrics.jsonl"
+
+    @property
+    def resolved_recipe(self) -> Path:
+        """The recipe as run, overrides applied."""
+        return self.root / "recipe.resolved.yaml"
+
+    @property
+    def curation_report_json(self) -> Path:
+        return self.root / "curation_report.json"
+
+    @property
+    def curation_report_md(self) -> Path:
+        return self.root / "curation_report.md"
+
+    @property
+    def curate_work(self) -> Path:
+        """Scratch space of a curation submitted to Slurm (shared filesystem); removed once published."""
+        return self.root / ".curate-work"
+
+    @property
+    def lock(self) -> Path:
+        """Held by the training process so that two trainings never write one run folder."""
+        return self.root / ".lock"
+
+    @property
+    def trackers(self) -> Path:
+        """accelerate trackers' logs (tensorboard, ...)."""
+        return self.root / "trackers"

@@ -1,0 +1,1 @@
+"""Tokens: the tokenizer, its report, packing into token shards, the resumable loader."""
