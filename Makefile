@@ -1,5 +1,5 @@
 # Developer shortcuts. The venv is whatever `python` is on PATH (activate .venv first).
-.PHONY: style quality test test-slow test-all bench-cpu tiny
+.PHONY: style quality test test-slow test-all test-packaging bench-cpu tiny
 
 PY ?= python
 SRC = src tests bench
@@ -21,6 +21,9 @@ test-slow:
 
 test-all:
 	$(PY) -m pytest -q
+
+test-packaging:  ## build the wheel, install it non-editable in a fresh venv, run `pretrain run tiny` from an empty folder
+	$(PY) -m pytest -q -m slow tests/test_packaging.py
 
 bench-cpu:  ## the CPU variants of the benches (figures vary with the machine)
 	$(PY) bench/train_throughput.py --device cpu --tiny

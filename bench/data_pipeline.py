@@ -7,7 +7,8 @@ WikiText), one document per file / line / story. Tokenizer: GPT-2's byte-level B
 ../shared/data/gpt2_tokenizer). Baseline: `datasets.Dataset.map(tokenize, batched=True, num_proc=workers)`
 followed by `group_texts` into 1,024-token blocks, as in transformers' examples/pytorch/language-modeling/run_clm.py.
 Ours encodes with tiktoken when it reproduces the tokenizer exactly (it does for GPT-2's; `pack` checks a
-sample first) — `PRETRAIN_ENCODER=tokenizers python bench/data_pipeline.py` measures ours on HF `tokenizers`.
+sample first) — `python bench/data_pipeline.py --encoder tokenizers` (the recipe key `tokenizer.encoder`)
+measures ours on HF `tokenizers`.
 Also measures our loader (8 x 2,048-token sequences per batch, shuffled, from the packed shards).
 Last stdout line: {"bench": "tokenize_pack", "mb", "ours_mb_per_s", "baseline_mb_per_s", "speedup",
 "loader_batches_per_s", "encoder"}.
@@ -29,6 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.data.mixio import MixWriter  # noqa: E402
 from pretrain.tokens.loader import TokenLoader  # noqa: E402
+from pretrain.tokens.manifest import TokenManifest  # noqa: E402
 from pretrain.tokens.pack import pack  # noqa: E402
 
 
@@ -90,6 +92,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--encoder", choices=("auto", "tiktoken", "tokenizers"), default="auto", help="tokenizer.encoder"
+    )
     args = p.parse_args()
     texts = corpus(args.shared)
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
@@ -104,14 +109,18 @@ def main() -> None:
         recipe = load_recipe(
             REPO / "recipes" / "tiny" / "config.yaml",
             output_dir=str(run),
-            overrides=[f"data.workers={args.workers}", "data.val_fraction=0.01"],
+            overrides=[
+                f"data.workers={args.workers}",
+                "data.val_fraction=0.01",
+                f"tokenizer.encoder={args.encoder}",
+            ],
         )
         out = run / "tokens"
         out.mkdir()
         start = time.perf_counter()
         summary = pack(recipe, out)
         ours = time.perf_counter() - start
-        encoder = json.loads((out / "manifest.json").read_text())["encoder"]
+        encoder = TokenManifest.read(out).encoder
         base = baseline(texts, tok, args.workers)
         loader = TokenLoader(out, "train", 2048, 8, seed=0)
         start = time.perf_counter()

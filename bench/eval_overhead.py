@@ -28,7 +28,8 @@ from pretrain.config import load_recipe  # noqa: E402
 from pretrain.pipeline import run_stage  # noqa: E402
 from pretrain.stages import stage_output  # noqa: E402
 from pretrain.train.loop import Trainer  # noqa: E402
-from pretrain.train.metrics import read_records  # noqa: E402
+from pretrain.train.metrics import read_records, validation_records  # noqa: E402
+from pretrain.train.setup import prepare_process  # noqa: E402
 
 
 def main() -> None:
@@ -40,17 +41,19 @@ def main() -> None:
         recipe = load_recipe(args.recipe, overrides=args.overrides, output_dir=tmp)
         for stage in ("curate", "tokenizer", "pack"):
             run_stage(recipe, stage)
+        prepare_process()
         trainer = Trainer(recipe, stage_output(recipe, "train"), resume="never")
         start = time.perf_counter()
         trainer.run()
         total = time.perf_counter() - start
-        lm_eval_s = trainer.s.evaluator.seconds if trainer.s.evaluator else 0.0
-        validation_s = sum(r.get("val/seconds", 0.0) for r in read_records(recipe.out / "metrics.jsonl"))
-        evals = len(list((recipe.out / "evals").glob("step-*.json")))
+        lm_eval_s = trainer.setup.evaluator.seconds if trainer.setup.evaluator else 0.0
+        records = read_records(recipe.layout.metrics)
+        validation_s = sum(r["val/seconds"] for r in validation_records(records))
+        evals = len(list(recipe.layout.evals.glob("step-*.json")))
     eval_s = lm_eval_s + validation_s
     train_s = total - eval_s
     print(
-        f"{recipe.name}: {trainer.step} steps, {evals} evaluations of {recipe.eval.tasks} (limit {recipe.eval.limit})"
+        f"{recipe.name}: {trainer.state.step} steps, {evals} evaluations of {recipe.eval.tasks} (limit {recipe.eval.limit})"
     )
     print(
         f"training {train_s:.1f} s, evaluation {eval_s:.1f} s: lm-eval {lm_eval_s:.1f} s "
@@ -66,7 +69,7 @@ def main() -> None:
                 "evals": evals,
                 "lm_eval_s": round(lm_eval_s, 2),
                 "validation_s": round(validation_s, 2),
-                "steps": trainer.step,
+                "steps": trainer.state.step,
                 "tasks": recipe.eval.tasks,
             }
         )

@@ -71,6 +71,12 @@ def small_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_run_overrides() -> list[str]:
+    """The SMALL_RUN settings as `--set` command-line arguments."""
+    return [a for s in SMALL_RUN for a in ("--set", s)]
+
+
+@pytest.fixture(scope="session")
 def make_small_recipe():
     """`make_small_recipe(out, *overrides)` -> the SMALL_RUN recipe writing to `out`."""
     return small_recipe

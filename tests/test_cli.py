@@ -9,7 +9,7 @@ import pytest
 
 from pretrain.cli import build_parser
 
-COMMANDS = ["validate", "plan", "curate", "tokenizer", "pack", "train", "eval", "push", "run"]
+COMMANDS = ["validate", "plan", "explain", "curate", "tokenizer", "pack", "train", "eval", "push", "run"]
 
 
 def _sub(name):
@@ -54,3 +54,15 @@ def test_eval_and_push_on_missing_checkpoint(tmp_path):
     ):
         proc = _cli(*cmd)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(tiny_recipe_path):
+    """`pretrain plan R | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    proc = subprocess.run(
+        f"{sys.executable} -m pretrain explain | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.strip() and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -74,6 +74,17 @@ def test_final_model_loads_and_generates(reduced_run):
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
 
+def test_saved_model_is_ready_for_users(reduced_run):
+    """Training turns the KV cache off in its forward; the saved model keeps it on (generate is ~3x faster),
+    and the tokenizer config carries no options of the call that loaded it."""
+    out, *_ = reduced_run
+    config = json.loads((out / "final" / "config.json").read_text())
+    generation = json.loads((out / "final" / "generation_config.json").read_text())
+    tokenizer_config = json.loads((out / "final" / "tokenizer_config.json").read_text())
+    assert config.get("use_cache", True) is True and generation.get("use_cache", True) is True
+    assert not {"is_local", "local_files_only"} & set(tokenizer_config)
+
+
 def test_loss_falls(reduced_run):
     out, *_ = reduced_run
     losses = [

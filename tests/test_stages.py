@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from pretrain import pipeline
+from pretrain.cli import build_parser, main
 from pretrain.config import load_recipe
 from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import StageError
 from pretrain.core.markers import read_marker
-from pretrain.stages import fingerprint, is_current, require_current, stage_output, stage_path
+from pretrain.stages import (
+    STAGES,
+    CliOption,
+    Stage,
+    fingerprint,
+    is_current,
+    require_current,
+    stage_output,
+    stage_path,
+)
 
 
 @pytest.fixture()
@@ -83,3 +94,75 @@ def test_atomic_dir_replaces_previous_output(recipe):
             (tmp / "v").write_text(str(i))
     assert (out / "v").read_text() == "1"
     assert sorted(p.name for p in out.parent.iterdir()) == ["tokens"]
+
+
+# ---------------------------------------------------------------- the registry drives everything
+@pytest.fixture()
+def fake_registry(monkeypatch):
+    """Replace the registry with two toy stages: `draft` -> `polish` (polish has a `--shine` option)."""
+    ran: list[tuple[str, dict]] = []
+
+    def draft(recipe, out, **options):
+        ran.append(("draft", options))
+        return out.publish(lambda tmp: (tmp / "draft.txt").write_text(recipe.name) and {"words": 1})
+
+    def polish(recipe, out, shine="dull"):
+        ran.append(("polish", {"shine": shine}))
+        text = (recipe.layout.root / "draft" / "draft.txt").read_text()
+        return out.publish(lambda tmp: (tmp / "polished.txt").write_text(text.upper() + shine) and {})
+
+    fake = {
+        "draft": Stage(
+            "draft", "write a draft", lambda lay: lay.root / "draft", lambda r: r.seed, lambda r: (), draft
+        ),
+        "polish": Stage(
+            "polish",
+            "polish the draft",
+            lambda lay: lay.root / "polished",
+            lambda r: r.train.optimizer.lr,
+            lambda r: ("draft",),
+            polish,
+            options=(CliOption("--shine", "dull", "how much", when_forced="bright"),),
+        ),
+    }
+    saved = dict(STAGES)
+    STAGES.clear()
+    STAGES.update(fake)
+    monkeypatch.setattr(pipeline, "summarize_run", lambda out: None)
+    monkeypatch.setattr(pipeline, "write_model_card", lambda recipe, final: final / "README.md")
+    try:
+        yield ran
+    finally:
+        STAGES.clear()
+        STAGES.update(saved)
+
+
+def test_registry_drives_cli_run_and_fingerprints(fake_registry, tiny_recipe_path, tmp_path):
+    ran = fake_registry
+    out = tmp_path / "run"
+    # the CLI has one command per registered stage, with the stage's own options
+    commands = next(a for a in build_parser()._actions if getattr(a, "choices", None)).choices
+    assert {"draft", "polish"} <= set(commands) and not {"curate", "train"} & set(commands)
+    assert "--shine" in {o for a in commands["polish"]._actions for o in a.option_strings}
+    # a stage command refuses to run before its upstream stage
+    assert main(["polish", str(tiny_recipe_path), "--output-dir", str(out)]) == 1
+    # `run` runs every registered stage in order; a second `run` skips them all
+    recipe = load_recipe(tiny_recipe_path, output_dir=str(out))
+    pipeline.run_all(recipe)
+    assert [name for name, _ in ran] == ["draft", "polish"]
+    assert (out / "polished" / "polished.txt").read_text() == "TINYdull"
+    pipeline.run_all(recipe)
+    assert len(ran) == 2
+    # fingerprints follow each stage's inputs and its upstream stages
+    lr = load_recipe(tiny_recipe_path, overrides=["train.optimizer.lr=0.001"], output_dir=str(out))
+    seed = load_recipe(tiny_recipe_path, overrides=["seed=7"], output_dir=str(out))
+    assert fingerprint(lr, "draft") == fingerprint(recipe, "draft") != fingerprint(seed, "draft")
+    assert fingerprint(lr, "polish") != fingerprint(recipe, "polish") != fingerprint(seed, "polish")
+    assert is_current(recipe, "polish") and not is_current(seed, "polish")
+    # the stage's CLI option reaches its run function; --force passes its forced value through `run`
+    assert (
+        main(["polish", str(tiny_recipe_path), "--output-dir", str(out), "--force", "--shine", "glossy"]) == 0
+    )
+    assert (out / "polished" / "polished.txt").read_text() == "TINYglossy"
+    pipeline.run_all(recipe, force=True)
+    assert ran[-1] == ("polish", {"shine": "bright"})

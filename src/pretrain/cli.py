@@ -8,6 +8,7 @@
     accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain train RECIPE [--resume auto]
     pretrain eval outputs/tiny/final --tasks val_bpb       # or OUTPUT_DIR for every checkpoint
     pretrain push outputs/tiny/final --repo-id me/tiny [--dry-run DIR]
+    pretrain explain train.optimizer.lr [--recipe RECIPE]  # type, default, description of a recipe key
 
 Every command takes `--set dotted.key=value` (typed and validated like the YAML) and `--output-dir`.
 User errors print `file: key: problem` lines and exit 1 without a traceback.
@@ -21,9 +22,11 @@ import sys
 from pathlib import Path
 
 from pretrain.config import load_recipe
+from pretrain.config.explain import explain
 from pretrain.core.errors import CurationSubmitted, PretrainError, RecipeError
 from pretrain.evaluation.command import run_eval_command
 from pretrain.hub.command import run_push_command
+from pretrain.launch import plan_launch, relaunch, strip_launch_flags
 from pretrain.pipeline import run_all, run_stage
 from pretrain.planning.report import run_plan_command
 from pretrain.stages import STAGES
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="re-run even if the output is current")
         for option in stage.options:
             p.add_argument(option.flag, default=option.default, help=option.help)
+        if not stage.main_process_only:
+            _launch_options(p)
         _common(p)
 
     p = sub.add_parser("eval", help="lm-eval on a checkpoint, or on every checkpoint of an output dir")
@@ -96,7 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", type=Path, default=None)
     _common(p)
 
+    p = sub.add_parser(
+        "explain", help="type, default and description of a recipe key (a section lists its keys)"
+    )
+    p.add_argument(
+        "key", nargs="?", default="", help="dotted key, e.g. train.optimizer.lr, data.sources[].weight, train"
+    )
+    p.add_argument("--recipe", type=Path, default=None, help="also show this recipe's value of the key")
+    _common(p)
+
     p = sub.add_parser("run", help="every stage in order, skipping stages whose outputs are current")
+    _launch_options(p)
     p.add_argument("recipe", type=Path)
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("--skip-eval", action="store_true", help="skip the final benchmark table")
@@ -104,10 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="relaunch under accelerate with N processes (default: the recipe's accelerate_config)",
+    )
+    p.add_argument(
+        "--no-relaunch",
+        action="store_true",
+        help="run in this process even if the recipe's accelerate_config asks for more processes or a GPU",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if getattr(args, "no_relaunch", True) is False:
+            launch = plan_launch(_load(args), strip_launch_flags(argv), args.num_processes)
+            if launch is not None:
+                relaunch(launch)  # does not return
         return int(_dispatch(args) or 0)
     except CurationSubmitted as exc:  # handed to Slurm: the user re-runs when the jobs finish
         print(str(exc))
@@ -119,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `pretrain plan R | head`: the reader left early, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
 
 
 def _load(args: argparse.Namespace, path: Path | None = None):
@@ -139,6 +176,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return run_eval_command(args)
     if cmd == "push":
         return run_push_command(args)
+    if cmd == "explain":
+        print(explain(args.key, _load(args) if args.recipe else None))
+        return 0
     if cmd == "run":
         run_all(_load(args), force=args.force, skip_eval=args.skip_eval)
         return 0

@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PretrainedConfig
+import math
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
+from transformers.pytorch_utils import Conv1D
 
 from pretrain.config import Recipe
 
@@ -41,9 +45,6 @@ def count_parameters(config: PretrainedConfig) -> tuple[int, int]:
     Non-embedding excludes the input embedding and an untied output head (the Kaplan/Chinchilla
     convention); positional embedding tables count as embeddings too.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     total = sum(p.numel() for p in model.parameters())
@@ -68,44 +69,62 @@ def count_parameters(config: PretrainedConfig) -> tuple[int, int]:
 RESIDUAL_OUTPUT_NAMES = ("o_proj", "down_proj", "c_proj", "out_proj", "dense_4h_to_h", "fc2", "wo")
 
 
-def init_weights(model, std: float, scaled_residual: bool, num_layers: int) -> None:
-    """Documented random init: every Linear/Embedding ~ N(0, std), biases 0, norms 1; residual-branch
-    output projections (`RESIDUAL_OUTPUT_NAMES`) use std / sqrt(2 * num_layers) (GPT-2 / OLMo), so the
-    residual stream's variance does not grow with depth."""
-    import math
+def init_weights(model: torch.nn.Module, std: float, scaled_residual: bool, num_layers: int) -> None:
+    """Documented random init: every Linear / GPT-2 Conv1D / Embedding ~ N(0, std), biases 0, norms at
+    their neutral gain; residual-branch output projections (`RESIDUAL_OUTPUT_NAMES`) use
+    std / sqrt(2 * num_layers) (GPT-2 / OLMo), so the residual stream's variance does not grow with depth.
 
-    import torch
-
+    A norm's neutral gain is weight 1 for `x * w` norms and weight 0 for the `x * (1 + w)` norms of the
+    Gemma family (Gemma 1-3, Qwen3-Next): which one a module is, is found by running it (`_scales_by_one_plus`).
+    """
     residual_std = std / math.sqrt(2 * max(num_layers, 1)) if scaled_residual else std
     with torch.no_grad():
         for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear):
+            if isinstance(module, torch.nn.Linear | Conv1D):  # Conv1D: GPT-2's projections, weight (in, out)
                 s = residual_std if name.rsplit(".", 1)[-1] in RESIDUAL_OUTPUT_NAMES else std
                 torch.nn.init.normal_(module.weight, mean=0.0, std=s)
                 if module.bias is not None:
                     torch.nn.init.zeros_(module.bias)
             elif isinstance(module, torch.nn.Embedding):
                 torch.nn.init.normal_(module.weight, mean=0.0, std=std)
-            elif (
-                hasattr(module, "weight")
-                and module.weight is not None
-                and module.weight.ndim == 1
-                and "norm" in type(module).__name__.lower()
-            ):
-                torch.nn.init.ones_(module.weight)
+            elif _is_norm(module):
+                if _scales_by_one_plus(module):
+                    torch.nn.init.zeros_(module.weight)
+                else:
+                    torch.nn.init.ones_(module.weight)
                 if getattr(module, "bias", None) is not None:
                     torch.nn.init.zeros_(module.bias)
 
 
-def build_model(recipe: Recipe, tokenizer):
-    """Random-init causal LM for the recipe, sized by the tokenizer, with the recipe's init scheme."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def _is_norm(module: torch.nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    return weight is not None and weight.ndim == 1 and "norm" in type(module).__name__.lower()
 
+
+def _scales_by_one_plus(norm: torch.nn.Module) -> bool:
+    """True when the norm multiplies by (1 + weight): with weight and bias zeroed it still passes x through."""
+    weight, bias = norm.weight, getattr(norm, "bias", None)
+    saved = [p.detach().clone() for p in (weight, bias) if p is not None]
+    probe = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0)).to(weight)
+    try:
+        for p in (weight, bias):
+            if p is not None:
+                p.zero_()
+        try:
+            out = norm(probe)
+        except Exception:  # a norm that takes other input shapes: treat as the common x * w form
+            return False
+        return bool(out.abs().sum() > 0)
+    finally:
+        for p, value in zip([p for p in (weight, bias) if p is not None], saved):
+            p.copy_(value)
+
+
+def build_model(recipe: Recipe, tokenizer) -> torch.nn.Module:
+    """Random-init causal LM for the recipe, sized by the tokenizer, with the recipe's init scheme."""
     config = build_hf_config(
         recipe, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
     )
-    config.use_cache = False
     attn = recipe.model.attn_implementation
     if attn == "flash_attention_2" and not torch.cuda.is_available():
         attn = "sdpa"

@@ -98,5 +98,5 @@ def _push_final(recipe: Recipe, final: Path) -> None:
             final, recipe.hub.repo_id, None, recipe.hub.private, commit_message="Final base model"
         )
         log.info("pushed the final model to %s@main: %s", recipe.hub.repo_id, url)
-    except PretrainError as exc:  # the run itself succeeded; say how to finish the upload
-        log.error("%s — the model is safe in %s; upload it with `pretrain push %s`", exc, final, final)
+    except PretrainError as exc:  # the run itself succeeded; the message says how to retry the upload
+        log.error("%s", exc)

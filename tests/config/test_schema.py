@@ -13,6 +13,8 @@ from pretrain.config import load_recipe, validate_recipe
 from pretrain.config.base import apply_overrides, parse_override_value
 from pretrain.core.errors import RecipeError
 
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*/config.yaml"))
+
 LINE = re.compile(r"^(?P<file>[^:]+): (?P<key>[^:]+): (?P<problem>.+)$")
 
 
@@ -170,3 +172,35 @@ def test_section_hash_tracks_changes(base_raw):
     b = validate_recipe(base_raw, check_files=False)
     assert a.section_hash("data") == b.section_hash("data")
     assert a.section_hash("train") != b.section_hash("train")
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("length", ["train.steps=100", "train.tokens=1048576", "train.tokens_per_param=2.5"])
+def test_one_length_override_replaces_the_recipes_length(recipe, length):
+    """`--set train.steps=100` (the example in every --help) works whichever length key the recipe uses."""
+    loaded = load_recipe(recipe, overrides=[length])
+    key, value = length.split("=")
+    assert getattr(loaded.train, key.split(".")[1]) == float(value)
+    assert [k for k in ("tokens", "steps", "tokens_per_param") if getattr(loaded.train, k) is not None] == [
+        key.split(".")[1]
+    ]
+
+
+def test_two_length_overrides_are_still_an_error(tiny_recipe_path):
+    with pytest.raises(RecipeError, match="set exactly one of train.tokens, train.steps"):
+        load_recipe(tiny_recipe_path, overrides=["train.steps=10", "train.tokens=4096"])
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "value"),
+    [("gpt_neox", "rotary_pct", 0.25), ("gpt_neox", "rotary_pct", 0.5), ("llama", "rope_theta", 10000.0)],
+)
+def test_legacy_model_keys_folded_by_the_config_are_accepted(tiny_recipe_path, model, key, value):
+    """Legacy keys a config folds into another field (rope_parameters) are fields, even at their default."""
+    recipe = load_recipe(tiny_recipe_path, overrides=[f"model={{model_type: {model}, {key}: {value}}}"])
+    assert recipe.model.hf_fields[key] == value
+
+
+def test_unknown_model_key_is_still_an_error(tiny_recipe_path):
+    with pytest.raises(RecipeError, match="model.rotary_pcnt: not a field of the gpt_neox config"):
+        load_recipe(tiny_recipe_path, overrides=["model={model_type: gpt_neox, rotary_pcnt: 0.25}"])

@@ -2,7 +2,8 @@
 
 Endpoints: repo create, branch create, validate-yaml, preupload (every file "regular", with the stored
 git-blob oid so unchanged files are skipped), NDJSON commit, repo/revision info, HEAD/GET resolve with
-X-Repo-Commit + ETag. `fail_commits` makes the next N commits answer 500 (a network failure mid-push);
+X-Repo-Commit + ETag, and `whoami-v2`. Writes and `whoami` need an `Authorization: Bearer` token not in
+`rejected_tokens` (else 401, like the Hub); `token_role` is what `whoami` reports. `fail_commits` makes the next N commits answer 500 (a network failure mid-push);
 `requests` records every request (method, path, headers) for the token-leak check. Everything is in memory.
 """
 
@@ -24,6 +25,8 @@ class HubState:
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool, "branches": {name: {"sha", "files"}}}
         self.fail_commits = 0
+        self.rejected_tokens: set[str] = set()
+        self.token_role = "write"
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
 
@@ -64,6 +67,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self) -> None:
         self.state.requests.append((self.command, self.path, dict(self.headers)))
 
+    def _authorized(self) -> bool:
+        """A bearer token is present and not rejected; otherwise answer 401 as the Hub does."""
+        auth = self.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        if token and token not in self.state.rejected_tokens:
+            return True
+        self._send(401, {"error": "Invalid credentials in Authorization header"})
+        return False
+
     def _repo_path(self, parts: list[str]) -> tuple[str, list[str]]:
         return f"{parts[0]}/{parts[1]}", parts[2:]
 
@@ -72,6 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._record()
         path = urlparse(self.path).path
         body = self._body()
+        if not self._authorized():
+            return None
         with self.state.lock:
             if path == "/api/repos/create":
                 req = json.loads(body)
@@ -149,6 +163,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self._record()
         path = urlparse(self.path).path
+        if path == "/api/whoami-v2":
+            if not self._authorized():
+                return None
+            return self._send(
+                200,
+                {
+                    "type": "user",
+                    "name": "user",
+                    "auth": {
+                        "type": "access_token",
+                        "accessToken": {"displayName": "test", "role": self.state.token_role},
+                    },
+                },
+            )
         with self.state.lock:
             if path.startswith("/api/models/"):
                 parts = path.removeprefix("/api/models/").split("/")

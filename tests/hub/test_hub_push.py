@@ -1,5 +1,6 @@
 """`pretrain push` against a real Hub API on 127.0.0.1: push, branches, re-download + load, failure + retry,
-no token leak, and the post-training handoff (peft LoRA on the downloaded base model)."""
+no token leak, and the post-training handoff (peft LoRA on the downloaded base model).
+The trained run `final` is a session fixture in conftest.py."""
 
 from __future__ import annotations
 
@@ -9,19 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 FAKE_TOKEN = "hf_FAKEtokenXYZ0123456789abcdefghijkl"
-
-
-@pytest.fixture(scope="module")
-def final(make_run, tmp_path_factory):
-    from pretrain.testing import run_train_stage
-
-    out = tmp_path_factory.mktemp("pushrun") / "run"
-    recipe = make_run(out, "eval.enabled=false", "train.tokens=4096", "train.checkpoint.every_steps=4")
-    run_train_stage(recipe, resume="never")
-    return out
 
 
 def _env(hub, tmp_path):

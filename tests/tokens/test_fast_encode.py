@@ -1,20 +1,25 @@
 """tiktoken as the packing encoder: the same ids as HF `tokenizers` for our trained tokenizers and GPT-2's,
-exactly the same packed bytes, and a fallback for tokenizers it cannot reproduce."""
+exactly the same packed bytes, a fallback for tokenizers it cannot reproduce, and `tokenizer.encoder`."""
 
 from __future__ import annotations
 
 import itertools
 import json
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from pretrain.config import Recipe
+from pretrain.core.errors import RecipeError
 from pretrain.data.builtin import BUILTIN
+from pretrain.data.mixio import MixWriter
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
-from pretrain.tokens.pack import pack
-from pretrain.tokens.tokenizer import load_tokenizer
+from pretrain.tokens.manifest import TokenManifest
+from pretrain.tokens.pack import _choose_encoder, pack
+from pretrain.tokens.tokenizer import fingerprint_inputs, load_tokenizer
 
 # digits next to spaces, tabs, runs of whitespace, contractions, unicode letters/numbers, emoji, CRLF, code
 EDGES = [
@@ -76,14 +81,13 @@ def _some_files(shared_data):
     return files[:12]
 
 
-def test_packed_bytes_identical_with_either_encoder(small_run, tmp_path, monkeypatch):
-    recipe, out = small_run
-    assert json.loads((out / "tokens" / "manifest.json").read_text())["encoder"] == "tiktoken"
-    monkeypatch.setenv("PRETRAIN_ENCODER", "tokenizers")
+def test_packed_bytes_identical_with_either_encoder(small_run, make_small_recipe, tmp_path):
+    _, out = small_run
+    assert TokenManifest.read(out / "tokens").encoder == "tiktoken"
     slow = tmp_path / "tokens"
     slow.mkdir()
-    pack(recipe, slow)
-    assert json.loads((slow / "manifest.json").read_text())["encoder"] == "tokenizers"
+    pack(make_small_recipe(out, "tokenizer.encoder=tokenizers"), slow)
+    assert TokenManifest.read(slow).encoder == "tokenizers"
     for f in sorted((out / "tokens").glob("*.bin")) + sorted((out / "tokens").glob("*.npy")):
         assert f.read_bytes() == (slow / f.name).read_bytes(), f.name
 
@@ -111,6 +115,74 @@ def test_unconvertible_tokenizers_fall_back(small_run):
     other_split = Tokenizer.from_str(json.dumps(spec))
     other_split.pre_tokenizer = pre_tokenizers.Whitespace()
     assert tiktoken_encoding(other_split) is None
+
+
+def _byte_level_bpe(normalizer=None) -> SimpleNamespace:
+    """A small byte-level BPE as `_choose_encoder` sees a loaded tokenizer (its backend is all it reads)."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
+    backend.train_from_iterator(EDGES * 20, trainer)
+    if normalizer is not None:
+        backend.normalizer = normalizer
+    return SimpleNamespace(backend_tokenizer=backend)
+
+
+def _mix(folder) -> object:
+    folder.mkdir()
+    writer = MixWriter(folder)
+    for i, text in enumerate(EDGES):
+        writer.write({"id": f"d{i}", "source": "s", "text": text})
+    writer.close({})
+    return folder
+
+
+def test_encoder_setting_chooses_or_insists(tmp_path):
+    mix, convertible, unconvertible = (
+        _mix(tmp_path / "mix"),
+        _byte_level_bpe(),
+        _byte_level_bpe(normalizers.NFKC()),
+    )
+    assert _choose_encoder(convertible, mix, "auto") == "tiktoken"
+    assert _choose_encoder(convertible, mix, "tiktoken") == "tiktoken"
+    assert _choose_encoder(convertible, tmp_path / "no-mix", "tokenizers") == "tokenizers"  # reads nothing
+    assert _choose_encoder(unconvertible, mix, "auto") == "tokenizers"
+    with pytest.raises(RecipeError, match="tokenizer.encoder: tiktoken, but the tokenizer is not"):
+        _choose_encoder(unconvertible, mix, "tiktoken")
+
+
+def test_encoders_disagreeing_on_the_mix(tmp_path, monkeypatch):
+    monkeypatch.setattr(FastEncoder, "agrees_with_backend", lambda self, texts: False)
+    mix, convertible = _mix(tmp_path / "mix"), _byte_level_bpe()
+    assert _choose_encoder(convertible, mix, "auto") == "tokenizers"
+    with pytest.raises(
+        RecipeError, match="tokenizer.encoder: tiktoken, but tiktoken and tokenizers disagree"
+    ):
+        _choose_encoder(convertible, mix, "tiktoken")
+
+
+def test_encoder_setting_changes_no_fingerprint():
+    raw = {
+        "name": "enc",
+        "data": {"sources": [{"name": "s", "type": "builtin", "corpus": "python_stdlib_docs", "weight": 1}]},
+        "model": {
+            "model_type": "llama",
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+        },
+        "train": {"seq_len": 16, "micro_batch_size": 1, "global_batch_tokens": 16, "steps": 1},
+    }
+    auto = Recipe.model_validate(raw)
+    forced = Recipe.model_validate({**raw, "tokenizer": {"encoder": "tokenizers"}})
+    assert forced.tokenizer.encoder == "tokenizers" and auto.tokenizer.encoder == "auto"
+    assert fingerprint_inputs(auto) == fingerprint_inputs(forced)
+    assert "encoder" not in fingerprint_inputs(auto)["tokenizer"]
 
 
 PIECES = [*"ab Z9 0\t\n\r'’.-_$é数½٣🌍", "'s", "'ll", "  ", "\n\n", "123", " 4"]

@@ -57,7 +57,7 @@ def test_truncated_shard_and_other_tokenizer_are_caught(tmp_path):
         [[4, 5, 0] * 20],
         vocab_size=10,
         eos_id=0,
-        extra={"tokenizer_hash": "abc"},
+        tokenizer_hash="abc",
     )
     with pytest.raises(DataError, match="another tokenizer"):
         TokenLoader(tmp_path, "train", 8, 2, expected_tokenizer_hash="xyz")

@@ -69,10 +69,15 @@ def test_two_process_ddp_matches_single_process(fresh_run, tmp_path):
 
 
 def test_dead_rank_stops_the_other_with_an_error(fresh_run, tmp_path):
-    recipe, _ = fresh_run("run", "eval.enabled=false", "train.collective_timeout_s=60")
-    env = {**ENV, "PRETRAIN_FAULT_INJECT": "die@5", "PRETRAIN_FAULT_RANK": "1"}
+    recipe, _ = fresh_run(
+        "run",
+        "eval.enabled=false",
+        "train.collective_timeout_s=60",
+        "train.fault_injection.die_at=5",
+        "train.fault_injection.die_rank=1",
+    )
     start = time.monotonic()
-    proc = _launch(recipe, tmp_path / "r.yaml", 2, env)
+    proc = _launch(recipe, tmp_path / "r.yaml", 2)
     assert proc.returncode != 0
     assert time.monotonic() - start < 180
     assert "exitcode" in proc.stderr and "rank" in proc.stderr.lower()

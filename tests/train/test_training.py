@@ -11,6 +11,7 @@ from pretrain.core.errors import PretrainError
 from pretrain.core.layout import RunLayout
 from pretrain.testing import run_train_stage
 from pretrain.train.checkpoint import list_checkpoints
+from pretrain.train.lock import RunLock
 from pretrain.train.metrics import step_losses
 
 
@@ -88,15 +89,16 @@ def test_eval_does_not_change_the_trajectory(reference, fresh_run):
     assert len(list((out / "evals").glob("step-*.json"))) == 4
 
 
-def test_spike_guard_skips_and_rolls_back(fresh_run, monkeypatch):
+def test_spike_guard_skips_and_rolls_back(fresh_run):
     recipe, out = fresh_run(
         "run",
         "eval.enabled=false",
         "train.stability.min_history=3",
         "train.stability.spikes_before_rollback=2",
         "train.stability.zscore=4",
+        "train.fault_injection.nan_at=[6]",
+        "train.fault_injection.spike_at=[12,13]",
     )
-    monkeypatch.setenv("PRETRAIN_FAULT_INJECT", "nan@6,spike@12,spike@13")
     run_train_stage(recipe, resume="never")
     events = [
         json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"event"' in line
@@ -109,22 +111,20 @@ def test_spike_guard_skips_and_rolls_back(fresh_run, monkeypatch):
     assert (out / "final" / "model.safetensors").exists()
 
 
-def test_rollbacks_are_bounded(fresh_run, monkeypatch):
+def test_rollbacks_are_bounded(fresh_run):
     recipe, out = fresh_run(
         "run",
         "eval.enabled=false",
         "train.stability.min_history=3",
         "train.stability.spikes_before_rollback=1",
         "train.stability.max_rollbacks=1",
+        "train.fault_injection.nan_at=[10,11,12]",
     )
-    monkeypatch.setenv("PRETRAIN_FAULT_INJECT", "nan@10,nan@11,nan@12")
     with pytest.raises(PretrainError, match="rollbacks were already used"):
         run_train_stage(recipe, resume="never")
 
 
 def test_second_run_on_same_output_dir_refuses(fresh_run):
-    from pretrain.train.lock import RunLock
-
     recipe, out = fresh_run("run", "eval.enabled=false")
     holder = RunLock(RunLayout(out).lock)
     holder.acquire()

@@ -12,22 +12,28 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError
 
 from pretrain.config.base import UNION_TAGS, Section, apply_overrides, format_validation_error, load_yaml
-from pretrain.config.data import BuiltinSource, DataConfig, HubSource, LocalSource
+from pretrain.config.checks import (
+    combination_problems,
+    file_problems,
+    model_field_problems,
+)
+from pretrain.config.data import DataConfig
 from pretrain.config.evals import EvalConfig, LocalTask
 from pretrain.config.hub import HubConfig
 from pretrain.config.model import ModelConfig
 from pretrain.config.plan import PlanConfig
+from pretrain.config.sources import BuiltinSource, HubSource, LocalSource
 from pretrain.config.tokenizer import TokenizerConfig
-from pretrain.config.train import TrainConfig
+from pretrain.config.train import LENGTH_KEYS, TrainConfig
 from pretrain.core.errors import RecipeError
 from pretrain.core.layout import RunLayout
+from pretrain.core.recipe_files import resolve_recipe
 
 UNION_TAGS.update({"hub", "local", "builtin"})  # data.sources[].type
 
@@ -49,22 +55,43 @@ __all__ = [
 
 
 class Recipe(Section):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    seed: int = 1234
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="run name (letters, digits, _ . -): the default output folder outputs/<name>, "
+        "the tracker run and the model card title",
+    )
+    description: str = Field("", description="one line on what the recipe trains; shown in the model card")
+    seed: int = Field(
+        1234,
+        description="seeds curation sampling, the train/val split, model init and data order; "
+        "change it for a replicate run",
+    )
     output_dir: str | None = Field(
-        None, description="default: outputs/<name>, relative to the working directory"
+        None,
+        description="folder of every stage's outputs; default outputs/<name>, relative to the working "
+        "directory (--output-dir overrides it)",
     )
     accelerate_config: str | None = Field(
-        None, description="default launch config (path, relative to the recipe)"
+        None,
+        description="default accelerate launch config (path, relative to the recipe); `pretrain plan` "
+        "reads its num_processes for the batch split",
     )
-    data: DataConfig
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    model: ModelConfig
-    train: TrainConfig
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    hub: HubConfig = Field(default_factory=HubConfig)
-    plan: PlanConfig = Field(default_factory=PlanConfig)
+    data: DataConfig = Field(description="curation: sources, filters, dedup, decontamination, mixture")
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig, description="the byte-level BPE trained on the mix (or reused)"
+    )
+    model: ModelConfig = Field(description="architecture (any transformers model_type) and its init")
+    train: TrainConfig = Field(
+        description="batch, length, optimizer, schedule, precision, checkpoints and stability"
+    )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig, description="benchmarks in the loop and on checkpoints"
+    )
+    hub: HubConfig = Field(default_factory=HubConfig, description="model card and Hub upload")
+    plan: PlanConfig = Field(
+        default_factory=PlanConfig, description="hardware assumed by `pretrain plan` for estimates"
+    )
 
     _path: Path | None = PrivateAttr(None)
 
@@ -132,10 +159,6 @@ def _jsonable(value: Any) -> Any:
 
 # DeepSpeed partitions the optimizer (ZeRO-2) and weights (ZeRO-3) in its own engine format, which the
 # checkpoint code does not write: a run would save rank 0's partition only and resume wrongly.
-UNSUPPORTED_DEEPSPEED = (
-    "DeepSpeed launches are not supported (its partitioned optimizer state is not checkpointed by this loop); "
-    "use accelerate_configs/fsdp.yaml (FSDP2) to shard weights, gradients and optimizer state"
-)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -145,13 +168,16 @@ def load_recipe(
     output_dir: str | None = None,
     check_files: bool = True,
 ) -> Recipe:
-    """Load, override and validate a recipe; raise `RecipeError` listing every problem found."""
-    path = Path(path)
+    """Load, override and validate a recipe; raise `RecipeError` listing every problem found.
+
+    `path` is a recipe YAML, or the name of a shipped recipe (`tiny`) when no such file exists.
+    """
+    path = resolve_recipe(path)
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise RecipeError([f"{path}: <root>: expected a mapping of sections (data, model, train, ...)"])
     if overrides:
-        raw = apply_overrides(raw, overrides)
+        raw = apply_overrides(raw, overrides, alternatives=(tuple(f"train.{k}" for k in LENGTH_KEYS),))
     if output_dir is not None:
         raw["output_dir"] = str(output_dir)
     return validate_recipe(raw, source=path, check_files=check_files)
@@ -164,124 +190,10 @@ def validate_recipe(raw: dict, source: Path | str = "<recipe>", check_files: boo
     except ValidationError as exc:
         raise RecipeError(format_validation_error(exc, label)) from None
     recipe._path = Path(source) if label != "<recipe>" else None
-    problems = _check_model_fields(recipe, label)
-    problems += _check_combinations(recipe, label)
+    problems = model_field_problems(recipe, label)
+    problems += combination_problems(recipe, label)
     if check_files:
-        problems += _check_files(recipe, label)
+        problems += file_problems(recipe, label)
     if problems:
         raise RecipeError(problems)
     return recipe
-
-
-def _check_model_fields(recipe: Recipe, label: str) -> list[str]:
-    from transformers import AutoConfig
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    mt = recipe.model.model_type
-    if mt not in CONFIG_MAPPING:
-        close = sorted(k for k in CONFIG_MAPPING.keys() if k[:3] == mt[:3])[:5]
-        hint = (
-            f" (similar: {', '.join(close)})"
-            if close
-            else " (any transformers model_type, e.g. llama, qwen2, gpt2)"
-        )
-        return [f"{label}: model.model_type: unknown model type {mt!r}{hint}"]
-    defaults = AutoConfig.for_model(mt)
-    problems = []
-    default_dict = defaults.to_dict()
-    for key, value in recipe.model.hf_fields.items():
-        if not hasattr(defaults, key) and not _consumed_kwarg(mt, key, value, default_dict):
-            problems.append(
-                f"{label}: model.{key}: not a field of the {mt} config; remove it or check its spelling"
-            )
-            continue
-        default = getattr(defaults, key, None)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            problems.append(f"{label}: model.{key}: expected true or false, got {value!r}")
-        elif (
-            isinstance(default, int)
-            and not isinstance(default, bool)
-            and not (isinstance(value, int) and not isinstance(value, bool))
-        ):
-            if not (default is None or value is None):
-                problems.append(f"{label}: model.{key}: expected an integer, got {value!r}")
-        elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            problems.append(f"{label}: model.{key}: must not be negative, got {value!r}")
-        elif value == 0 and _SIZE_KEY.search(key) and isinstance(default, int) and default > 0:
-            problems.append(f"{label}: model.{key}: must be at least 1, got 0")
-    return problems
-
-
-_SIZE_KEY = re.compile(r"size|^num_|layers|heads|_dim$|positions")
-
-
-def _consumed_kwarg(model_type: str, key: str, value: Any, default_dict: dict) -> bool:
-    """True for legacy kwargs a config folds into another field (e.g. rope_theta -> rope_parameters)."""
-    from transformers import AutoConfig
-
-    try:
-        changed = AutoConfig.for_model(model_type, **{key: value}).to_dict()
-    except Exception:  # a bad value for a real kwarg: let the type checks below report it
-        return True
-    nested = any(isinstance(v, dict) and key in v for v in changed.values())
-    return nested or any(k != key and changed.get(k) != default_dict.get(k) for k in changed)
-
-
-def _check_combinations(recipe: Recipe, label: str) -> list[str]:
-    problems = []
-    if (recipe.accelerate_settings() or {}).get("distributed_type") == "DEEPSPEED":
-        problems.append(f"{label}: accelerate_config: {UNSUPPORTED_DEEPSPEED}")
-    world = recipe.world_size_from_accelerate_config()
-    if world:
-        try:
-            recipe.train.grad_accum_steps(world)
-        except ValueError as exc:
-            problems.append(f"{label}: train.global_batch_tokens: {exc}")
-    fields = recipe.model.hf_fields
-    heads, hidden = fields.get("num_attention_heads"), fields.get("hidden_size")
-    if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 and hidden % heads:
-        problems.append(
-            f"{label}: model.hidden_size: {hidden} is not divisible by num_attention_heads={heads}"
-        )
-    kv = fields.get("num_key_value_heads")
-    if isinstance(heads, int) and isinstance(kv, int) and kv > 0 and heads % kv:
-        problems.append(
-            f"{label}: model.num_key_value_heads: {heads} heads are not divisible by {kv} kv heads"
-        )
-    max_pos = fields.get("max_position_embeddings")
-    if isinstance(max_pos, int) and max_pos < recipe.train.seq_len:
-        problems.append(
-            f"{label}: model.max_position_embeddings: {max_pos} < train.seq_len={recipe.train.seq_len}; raise it"
-        )
-    if recipe.hub.push_checkpoints and not recipe.hub.repo_id:
-        problems.append(f"{label}: hub.push_checkpoints: needs hub.repo_id to be set")
-    return problems
-
-
-def _check_files(recipe: Recipe, label: str) -> list[str]:
-    problems = []
-    for i, src in enumerate(recipe.data.sources):
-        if isinstance(src, LocalSource):
-            for j, pattern in enumerate(src.paths):
-                resolved = recipe.resolve_path(pattern)
-                if glob.has_magic(pattern):
-                    if not glob.glob(str(resolved), recursive=True):
-                        problems.append(
-                            f"{label}: data.sources.{i}.paths.{j}: no file matches {pattern!r} (source {src.name!r})"
-                        )
-                elif not resolved.exists():
-                    problems.append(
-                        f"{label}: data.sources.{i}.paths.{j}: file not found: {resolved} (source {src.name!r})"
-                    )
-    for i, task in enumerate(recipe.eval.local_tasks):
-        if not recipe.resolve_path(task.path).exists():
-            problems.append(
-                f"{label}: eval.local_tasks.{i}.path: file not found: {recipe.resolve_path(task.path)}"
-            )
-    if recipe.tokenizer.pretrained and not recipe.resolve_path(recipe.tokenizer.pretrained).is_dir():
-        problems.append(
-            f"{label}: tokenizer.pretrained: not a tokenizer folder: {recipe.tokenizer.pretrained}"
-        )
-    if recipe.accelerate_config and not recipe.resolve_path(recipe.accelerate_config).is_file():
-        problems.append(f"{label}: accelerate_config: file not found: {recipe.accelerate_config}")
-    return problems

@@ -71,9 +71,21 @@ def parse_override_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> dict:
-    """Apply `dotted.key=value` overrides to a raw recipe dict (lists are indexed by position)."""
+def apply_overrides(
+    raw: dict, overrides: list[str], source: str = "--set", alternatives: tuple[tuple[str, ...], ...] = ()
+) -> dict:
+    """Apply `dotted.key=value` overrides to a raw recipe dict (lists are indexed by position).
+
+    `alternatives` are groups of keys of which a recipe sets one (e.g. train.tokens / train.steps): an
+    override of one key of a group removes the others the file set, so `--set train.steps=100` works on a
+    recipe that gives its length in tokens.
+    """
     problems = []
+    overridden = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
+    for group in alternatives:
+        if overridden & set(group):
+            for other in set(group) - overridden:
+                _remove(raw, other)
     for item in overrides:
         if "=" not in item:
             problems.append(f"{source}: {item!r}: expected dotted.key=value (e.g. train.steps=100)")
@@ -102,6 +114,15 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
     if problems:
         raise RecipeError(problems)
     return raw
+
+
+def _remove(raw: dict, dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node: Any = raw
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
 
 
 _HINTS = {

@@ -12,21 +12,55 @@ from pretrain.config.base import Section
 class LocalTask(Section):
     """A benchmark read from a local file and turned into an lm-eval task (see evaluation/tasks)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="task name (letters, digits, _) used in results, metrics and the model card",
+    )
     format: Literal[
         "mc_query_choices", "lambada_context", "winogrande_partial", "blimp_pairs", "text_rolling"
-    ]
-    path: str = Field(min_length=1, description="file path, relative to the recipe file")
-    limit: int | None = Field(None, gt=0)
+    ] = Field(
+        description="layout of the JSONL records: `mc_query_choices` {query, choices, gold} (ARC, "
+        "OpenBookQA), `lambada_context` {context, continuation}, `winogrande_partial` "
+        "{context_options, continuation, gold}, `blimp_pairs` {sentence_good, sentence_bad}, "
+        "`text_rolling` {text} (perplexity)"
+    )
+    path: str = Field(
+        min_length=1, description="JSONL file, one record per line; relative to the recipe file"
+    )
+    limit: int | None = Field(None, gt=0, description="read only the first N items of the file; null = all")
 
 
 class EvalConfig(Section):
-    enabled: bool = True
-    every_fraction: float = Field(0.1, gt=0, le=1)
-    tasks: list[str] = Field(
-        default_factory=lambda: ["val_bpb"], description="built-in or lm-eval (Hub) task names"
+    enabled: bool = Field(
+        True,
+        description="run the tasks on the live model during training; false skips in-loop evaluation "
+        "(`pretrain eval` still works on checkpoints)",
     )
-    local_tasks: list[LocalTask] = Field(default_factory=list)
-    limit: int | None = Field(None, gt=0, description="max examples per task")
-    batch_size: int = Field(8, gt=0)
-    num_fewshot: int = Field(0, ge=0)
+    every_fraction: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="evaluate at every multiple of this fraction of training steps (0-1, always at the "
+        "end); raise it to spend less time evaluating",
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: ["val_bpb"],
+        description="task names: built-in (`val_bpb` held-out bits/byte, `stdlib_cloze`) or lm-eval "
+        "tasks such as hellaswag, arc_easy (their data comes from the Hub)",
+    )
+    local_tasks: list[LocalTask] = Field(
+        default_factory=list,
+        description="benchmarks read from local JSONL files and turned into lm-eval tasks; "
+        "evaluated (and decontaminated against) like `tasks`",
+    )
+    limit: int | None = Field(
+        None,
+        gt=0,
+        description="max examples per task per evaluation; null = all. Set it to keep in-loop evals short",
+    )
+    batch_size: int = Field(8, gt=0, description="lm-eval batch size (requests per forward pass)")
+    num_fewshot: int = Field(
+        0,
+        ge=0,
+        description="in-context examples per request; 0 = each task's own default (zero-shot for most)",
+    )

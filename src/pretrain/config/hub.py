@@ -8,10 +8,29 @@ from pretrain.config.base import Section
 
 
 class HubConfig(Section):
-    repo_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    private: bool = True
-    push_checkpoints: bool = False
-    card_template: str = Field("base_model.md.j2", description="file in model_cards/ (or a path)")
-    license: str = "apache-2.0"
-    language: list[str] = Field(default_factory=lambda: ["en"])
-    tags: list[str] = Field(default_factory=list)
+    repo_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="Hub model repo `namespace/name` that `pretrain push` (and push_checkpoints) upload to; "
+        "null = give --repo-id",
+    )
+    private: bool = Field(True, description="create the repo as private (an existing repo keeps its setting)")
+    push_checkpoints: bool = Field(
+        False,
+        description="during training, upload every checkpoint in the background as branch step-NNNNNNN; "
+        "needs repo_id",
+    )
+    card_template: str = Field(
+        "base_model.md.j2",
+        description="Jinja template of the model card: a name shipped in pretrain/hub/templates/, "
+        "else a path relative to the recipe",
+    )
+    license: str = Field("apache-2.0", description="license id in the model card's front matter")
+    language: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="ISO 639-1 language codes in the model card's front matter",
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="extra Hub tags, added to pretrained, base-model and pretraining-handbook",
+    )

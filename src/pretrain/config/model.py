@@ -18,14 +18,35 @@ class ModelConfig(Section):
     # extra keys are the HF config fields; validated against the AutoConfig class in `validate_hf_fields`
     model_config = ConfigDict(extra="allow", strict=True)
 
-    model_type: str = Field(min_length=1)
-    init_std: float = Field(0.02, gt=0)
-    scaled_residual_init: bool = Field(
-        True, description="std / sqrt(2 * num_layers) on residual output projections"
+    model_type: str = Field(
+        min_length=1,
+        description="any transformers model_type (llama, qwen2, gpt2, ...); the other keys of this "
+        "section that are not listed here are that config's fields (hidden_size, num_hidden_layers, ...)",
     )
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
-    gradient_checkpointing: bool = False
-    trust_remote_code: bool = False
+    init_std: float = Field(
+        0.02,
+        gt=0,
+        description="standard deviation of the N(0, std) init of every Linear and Embedding weight "
+        "(biases 0, norms 1; also the config's initializer_range); lower it for very wide models",
+    )
+    scaled_residual_init: bool = Field(
+        True,
+        description="init residual output projections (o_proj, down_proj) with std / sqrt(2 * num_layers), "
+        "as GPT-2 / OLMo do, so deep models start stable",
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
+        "sdpa",
+        description="attention kernel passed to transformers; flash_attention_2 needs the flash-attn "
+        "package and falls back to sdpa without CUDA",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute activations in the backward pass: less activation memory for ~30% more "
+        "compute; turn on when a micro batch does not fit",
+    )
+    trust_remote_code: bool = Field(
+        False, description="allow model code from the Hub for model types transformers does not ship"
+    )
 
     @model_validator(mode="after")
     def _no_vocab(self) -> ModelConfig:

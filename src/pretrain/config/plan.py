@@ -8,6 +8,16 @@ from pretrain.config.base import Section
 
 
 class PlanConfig(Section):
-    gpu: str = Field("h100", description="h100, h200, a100, a10g, l4, ... (see planning.GPU_SPECS)")
-    num_gpus: int = Field(8, ge=1)
-    mfu: float = Field(0.4, gt=0, le=1, description="assumed model-FLOPs utilisation for the estimate")
+    gpu: str = Field(
+        "h100",
+        description="GPU assumed by `pretrain plan` for time and memory: h100, h200, a100, a10g, l4, ... "
+        "(see planning.GPU_SPECS); --gpu overrides it",
+    )
+    num_gpus: int = Field(8, ge=1, description="GPUs the run is planned on (wall-clock = GPU-hours / this)")
+    mfu: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="assumed model-FLOPs utilisation (0-1) for the GPU-hour estimate; "
+        "set it from a measured run (metrics.jsonl reports mfu)",
+    )

@@ -8,85 +8,250 @@ from pydantic import Field, model_validator
 
 from pretrain.config.base import Section
 
+# the run's length is given by exactly one of these train keys
+LENGTH_KEYS = ("tokens", "steps", "tokens_per_param")
+
 
 class OptimizerConfig(Section):
-    name: Literal["adamw"] = "adamw"
-    lr: float = Field(3e-3, gt=0)
-    betas: list[float] = Field(default_factory=lambda: [0.9, 0.95], min_length=2, max_length=2)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    no_decay: list[Literal["norm", "bias", "embedding"]] = Field(
-        default_factory=lambda: ["norm", "bias", "embedding"]
+    name: Literal["adamw"] = Field("adamw", description="optimizer; only torch AdamW today")
+    lr: float = Field(
+        3e-3,
+        gt=0,
+        description="peak learning rate (after warmup); lower it for bigger models (e.g. 1e-3 at 1B)",
     )
-    fused: Literal["auto"] | bool = Field("auto", description="auto = fused AdamW on CUDA, foreach elsewhere")
+    betas: list[float] = Field(
+        default_factory=lambda: [0.9, 0.95],
+        min_length=2,
+        max_length=2,
+        description="AdamW [beta1, beta2]: decay rates of the gradient mean and square averages; "
+        "0.95 for beta2 is steadier than 0.999 for LLMs",
+    )
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon added to the denominator")
+    weight_decay: float = Field(
+        0.1, ge=0, description="decoupled weight decay on the decayed matrices (see no_decay); 0 turns it off"
+    )
+    no_decay: list[Literal["norm", "bias", "embedding"]] = Field(
+        default_factory=lambda: ["norm", "bias", "embedding"],
+        description="parameter kinds trained without weight decay: `norm` (1-D norm gains), `bias`, "
+        "`embedding` (incl. a tied LM head); remove `embedding` to decay the embeddings too",
+    )
+    fused: Literal["auto"] | bool = Field(
+        "auto",
+        description="fused AdamW kernel (one kernel for all parameters): `auto` = fused on CUDA, foreach "
+        "elsewhere; true forces it, false always uses foreach",
+    )
 
 
 class ScheduleConfig(Section):
-    name: Literal["wsd", "cosine", "linear", "constant"] = "wsd"
-    warmup_steps: int | None = Field(None, ge=0)
-    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="used when warmup_steps is not set")
-    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of training spent decaying")
-    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of the peak")
+    name: Literal["wsd", "cosine", "linear", "constant"] = Field(
+        "wsd",
+        description="lr shape after linear warmup: `wsd` (hold the peak, decay linearly over the last "
+        "decay_fraction; cooldowns can branch from any stable checkpoint), `cosine`, `linear` or `constant`",
+    )
+    warmup_steps: int | None = Field(
+        None, ge=0, description="linear warmup length in optimizer steps; null = warmup_fraction of the run"
+    )
+    warmup_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="warmup length as a fraction of the run's optimizer steps (0-1), used when warmup_steps "
+        "is null; lengthen it if the loss spikes early",
+    )
+    decay_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="wsd only: fraction of the run's steps (0-1) at the end spent decaying linearly to "
+        "min_lr_ratio; 0.1-0.2 is usual",
+    )
+    min_lr_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="final lr as a fraction of the peak (0-1) for wsd, cosine and linear; 0 decays fully, "
+        "0.1 is common for cosine",
+    )
 
 
 class CheckpointConfig(Section):
-    every_steps: int | None = Field(None, gt=0)
-    every_fraction: float | None = Field(0.1, gt=0, le=1)
-    keep_last: int = Field(3, ge=1)
-    save_optimizer: bool = True
+    every_steps: int | None = Field(
+        None,
+        gt=0,
+        description="save every N optimizer steps (and at the end); takes precedence over every_fraction",
+    )
+    every_fraction: float | None = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="save at every multiple of this fraction of training (0-1) when every_steps is null; "
+        "both null = only the final checkpoint",
+    )
+    keep_last: int = Field(
+        3, ge=1, description="newest complete checkpoints kept on disk; older ones are deleted"
+    )
+    save_optimizer: bool = Field(
+        True,
+        description="also write trainer_state/ (optimizer, scheduler, data position, RNG) for exact resume "
+        "and rollbacks; false saves disk but a run cannot resume from the checkpoint",
+    )
 
 
 class StabilityConfig(Section):
-    enabled: bool = True
-    window: int = Field(50, ge=5, description="steps in the running loss statistics")
-    zscore: float = Field(6.0, gt=0, description="loss z-score above which the update is skipped")
-    min_history: int = Field(20, ge=2, description="steps before spike detection starts")
-    spikes_before_rollback: int = Field(
-        3, ge=1, description="consecutive skipped steps that trigger a rollback"
+    enabled: bool = Field(
+        True,
+        description="skip updates with a non-finite or spiking loss, and roll back after repeated spikes",
     )
-    max_rollbacks: int = Field(3, ge=0)
+    window: int = Field(
+        50,
+        ge=5,
+        description="accepted steps whose losses form the running mean and std a spike is measured against",
+    )
+    zscore: float = Field(
+        6.0,
+        gt=0,
+        description="skip the update when the loss is more than this many standard deviations above the "
+        "running mean; raise it if normal noise is being skipped",
+    )
+    min_history: int = Field(
+        20,
+        ge=2,
+        description="accepted steps needed before spike detection starts (non-finite losses always count)",
+    )
+    spikes_before_rollback: int = Field(
+        3, ge=1, description="consecutive skipped steps that trigger a rollback to the last good checkpoint"
+    )
+    max_rollbacks: int = Field(
+        3,
+        ge=0,
+        description="rollbacks to the last good checkpoint allowed per run; then training stops with an error",
+    )
     skip_window_steps: int = Field(
-        0, ge=0, description="extra batches skipped after a rollback (0 = the spiky window)"
+        0,
+        ge=0,
+        description="extra optimizer steps of data skipped after a rollback, beyond the spiky window the "
+        "loader has already passed (0 = none)",
     )
 
 
 class ValidationConfig(Section):
-    every_fraction: float = Field(0.1, gt=0, le=1)
-    batches: int = Field(20, gt=0, description="val batches per validation (micro batches)")
+    every_fraction: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="compute val loss and bits/byte at every multiple of this fraction of training (0-1)",
+    )
+    batches: int = Field(
+        20,
+        gt=0,
+        description="micro batches of the val split per validation; more gives a less noisy val loss but takes longer",
+    )
+
+
+class FaultInjectionConfig(Section):
+    """Testing hook for the fault-tolerance tests and bench: break chosen steps on purpose; empty in real runs.
+
+    Steps count optimizer-step attempts (a rollback does not rewind them), so each fault fires once.
+    """
+
+    nan_at: list[int] = Field(default_factory=list, description="attempts whose loss is made NaN")
+    spike_at: list[int] = Field(
+        default_factory=list, description="attempts whose loss is multiplied by spike_scale before backward"
+    )
+    spike_scale: float = Field(50.0, gt=0, description="loss multiplier of a spike_at attempt")
+    die_at: int | None = Field(
+        None, gt=0, description="attempt at which the process exits at once (code 17), as a crashed node"
+    )
+    die_rank: int | None = Field(None, ge=0, description="the rank that dies at die_at (none = every rank)")
 
 
 class TrainConfig(Section):
-    seq_len: int = Field(gt=0)
-    micro_batch_size: int = Field(gt=0, description="sequences per device per forward pass")
-    global_batch_tokens: int = Field(gt=0, description="tokens per optimizer step across all devices")
-    tokens: int | None = Field(None, gt=0)
-    steps: int | None = Field(None, gt=0)
-    tokens_per_param: float | None = Field(None, gt=0, description="e.g. 20 for Chinchilla-optimal")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    precision: Literal["auto", "fp32", "bf16-mixed", "bf16-true"] = Field(
-        "auto", description="auto = bf16-mixed on CUDA with bf16 support, fp32 elsewhere"
+    seq_len: int = Field(
+        gt=0,
+        description="tokens per training sequence (context length); at most model.max_position_embeddings",
     )
-    compile: bool = False
-    liger_kernels: bool = False
-    grad_clip: float | None = Field(1.0, gt=0)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    stability: StabilityConfig = Field(default_factory=StabilityConfig)
-    validation: ValidationConfig = Field(default_factory=ValidationConfig)
-    log_every: int = Field(10, gt=0)
+    micro_batch_size: int = Field(
+        gt=0,
+        description="sequences per device per forward pass; the largest that fits in memory "
+        "(gradient accumulation makes up the rest of the global batch)",
+    )
+    global_batch_tokens: int = Field(
+        gt=0,
+        description="tokens per optimizer step across all devices; a multiple of "
+        "micro_batch_size * seq_len * processes. ~0.5-4M tokens for 100M-1B models",
+    )
+    tokens: int | None = Field(
+        None,
+        gt=0,
+        description="training length in tokens; set exactly one of tokens, steps, tokens_per_param",
+    )
+    steps: int | None = Field(
+        None, gt=0, description="training length in optimizer steps (one of tokens, steps, tokens_per_param)"
+    )
+    tokens_per_param: float | None = Field(
+        None,
+        gt=0,
+        description="training length as tokens per model parameter, e.g. 20 for Chinchilla-optimal "
+        "(one of tokens, steps, tokens_per_param)",
+    )
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="AdamW settings")
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="learning-rate schedule: warmup, shape, decay"
+    )
+    precision: Literal["auto", "fp32", "bf16-mixed", "bf16-true"] = Field(
+        "auto",
+        description="`auto` = bf16-mixed on CUDA with bf16 support, fp32 elsewhere; `bf16-mixed` = fp32 "
+        "weights with bf16 autocast; `bf16-true` = bf16 weights too (less memory, less precise updates)",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model: faster steps on GPUs after a compile warm-up; off for CPU demos",
+    )
+    liger_kernels: bool = Field(
+        False,
+        description="patch the model with Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused "
+        "cross-entropy) to save memory and time on GPUs; needs `pip install liger-kernel` (the gpu extra)",
+    )
+    grad_clip: float | None = Field(
+        1.0,
+        gt=0,
+        description="clip the global gradient L2 norm to this value; null = no clipping (the norm is still logged)",
+    )
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig, description="when checkpoints are saved and how many are kept"
+    )
+    stability: StabilityConfig = Field(
+        default_factory=StabilityConfig, description="loss-spike guard: skipped updates and rollbacks"
+    )
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig, description="held-out validation loss during training"
+    )
+    fault_injection: FaultInjectionConfig = Field(
+        default_factory=FaultInjectionConfig, description="testing hook: faults injected at chosen steps"
+    )
+    log_every: int = Field(
+        10, gt=0, description="write metrics.jsonl, the trackers and a log line every N optimizer steps"
+    )
     trackers: list[Literal["tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim"]] = Field(
-        default_factory=list
+        default_factory=list,
+        description="accelerate experiment trackers to log to (each needs its package); "
+        "metrics.jsonl is always written",
     )
     document_masking: bool = Field(
-        False, description="pass document-aware position_ids so attention stays in-document"
+        False,
+        description="pass position_ids that restart at each document of a packed sequence; "
+        "flash_attention_2 then keeps attention within documents (with sdpa/eager only positions restart)",
     )
     collective_timeout_s: int = Field(
-        600, gt=0, description="a dead rank makes the others fail after this long"
+        600,
+        gt=0,
+        description="seconds a collective (all-reduce, barrier) waits before failing, so a dead rank makes "
+        "the others exit with an error instead of hanging; raise it for slow checkpoint writes",
     )
 
     @model_validator(mode="after")
     def _length(self) -> TrainConfig:
-        given = [k for k in ("tokens", "steps", "tokens_per_param") if getattr(self, k) is not None]
+        given = [k for k in LENGTH_KEYS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
                 "set exactly one of train.tokens, train.steps, train.tokens_per_param"

@@ -1,1 +1,4 @@
-"""Data curation: sources -> normalise -> filter -> dedup -> decontaminate -> weighted mix."""
+"""Data curation: sources -> normalise -> filter -> dedup -> decontaminate -> weighted mix.
+
+Owned formats: the mix (mixio.py) and curation's per-shard pass records (records.py).
+"""

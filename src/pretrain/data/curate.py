@@ -12,10 +12,8 @@ requested shares. Memory holds only dedup keys and document sizes, never the cor
 from __future__ import annotations
 
 import functools
-import heapq
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from pretrain.config import LocalSource, Recipe
@@ -27,7 +25,8 @@ from pretrain.data.dedup import NearDupIndex
 from pretrain.data.executor import pass_tasks, prepare_work, run_document_pass, submit_slurm
 from pretrain.data.mixio import MixWriter
 from pretrain.data.mixture import plan_mixture, select
-from pretrain.data.worker import TASK_TEXTS, UNCHECKED, pass_file, stats_file
+from pretrain.data.records import iter_merged, read_stats
+from pretrain.data.worker import TASK_TEXTS, UNCHECKED
 
 log = get_logger("pretrain.curate")
 
@@ -80,16 +79,6 @@ def publish_mix(recipe: Recipe, work: Path, tasks: int, out: StageOutput) -> dic
     return summary
 
 
-def _merged(work: Path, tasks: int) -> Iterator[list]:
-    """Every shard's records in document (ordinal) order; each shard file is already sorted."""
-    files = [open(pass_file(work, r), encoding="utf-8") for r in range(tasks)]
-    try:
-        yield from heapq.merge(*(map(json.loads, f) for f in files), key=lambda rec: rec[0])
-    finally:
-        for f in files:
-            f.close()
-
-
 def merge_and_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
     """Step 2: dedup across shards in document order, write the mix and the reports into `out`."""
     data = recipe.data
@@ -102,31 +91,31 @@ def merge_and_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
     seen_exact: set[str] = set()
     near = NearDupIndex()
     try:
-        for _, idx, doc_id, status, detail, text, nbytes, ekey, bands in progress(
-            _merged(work, tasks), desc="merge", unit="doc"
-        ):
-            rep = reports[idx]
-            if status == "ok" and data.dedup.exact and ekey in seen_exact:
+        for record in progress(iter_merged(work, tasks), desc="merge", unit="doc"):
+            rep, status, detail = reports[record.source_idx], record.status, record.detail
+            if status == "ok" and data.dedup.exact and record.exact_key in seen_exact:
                 status, detail = "exact_dup", ""
-            elif status == "ok" and data.dedup.near and bands and (twin := near.check_and_add(doc_id, bands)):
+            elif (
+                status == "ok"
+                and data.dedup.near
+                and record.band_keys
+                and (twin := near.check_and_add(record.doc_id, record.band_keys))
+            ):
                 status, detail = "near_dup", twin
             if status != "ok":
-                rep.drop(status, detail, doc_id, text, nbytes)
+                rep.drop(status, detail, record.doc_id, record.text, record.bytes)
                 continue
-            seen_exact.add(ekey)
-            spill[idx].write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-            sizes[idx].append(nbytes)
+            seen_exact.add(record.exact_key)
+            kept = {"id": record.doc_id, "text": record.text}
+            spill[record.source_idx].write(json.dumps(kept, ensure_ascii=False) + "\n")
+            sizes[record.source_idx].append(record.bytes)
     finally:
         for fh in spill:
             fh.close()
-    read = json.loads(stats_file(work, 0).read_text(encoding="utf-8"))  # every shard read the same documents
-    for rep, st in zip(reports, read):
-        rep.read_docs, rep.read_bytes, rep.undecodable_bytes, rep.files = (
-            st["docs"],
-            st["bytes"],
-            st["undecodable_bytes"],
-            st["files"],
-        )
+    # every shard read the same documents, so shard 0's counts are the sources'
+    for rep, counts in zip(reports, read_stats(work, 0)):
+        rep.read_docs, rep.read_bytes = counts.docs, counts.bytes
+        rep.undecodable_bytes, rep.files = counts.undecodable_bytes, counts.files
     _check_nonempty(recipe, reports, sizes)
     summary = _write_mix(recipe, out, work, reports, sizes)
     write_reports(out, recipe, reports, texts, unchecked)

@@ -25,7 +25,8 @@ from pathlib import Path
 from pretrain.config import Recipe
 from pretrain.core.errors import CurationSubmitted, DataError
 from pretrain.core.progress import get_logger
-from pretrain.data.worker import TASK_TEXTS, UNCHECKED, document_pass, stats_file
+from pretrain.data.records import stats_file
+from pretrain.data.worker import TASK_TEXTS, UNCHECKED, document_pass
 from pretrain.evaluation.benchmarks import decontamination_texts
 
 log = get_logger("pretrain.curate")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pretrain.config.data import FilterConfig
+from pretrain.config.sources import FilterConfig
 
 Filter = tuple[str, Callable[[str], str | None]]
 

@@ -20,6 +20,7 @@ from pretrain.core.markers import marker_summary
 from pretrain.core.progress import get_logger
 from pretrain.core.runs import recipe_of_run, run_dir_of
 from pretrain.evaluation.harness import evaluate_checkpoint, flatten
+from pretrain.evaluation.records import EvalRecord, write_eval_record
 from pretrain.evaluation.report import summarize_run
 from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
 
@@ -79,9 +80,17 @@ def run_eval_command(args) -> int:
         if not meta and (summary := marker_summary(ckpt)):
             meta = {"step": summary.get("steps"), "tokens_seen": summary.get("tokens")}
         step = meta.get("step") or 0
-        write_json_atomic(
-            layout.eval_record(step),
-            {"step": step, "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(ckpt), **record},
+        write_eval_record(
+            layout,
+            EvalRecord(
+                step=step,
+                tokens_seen=meta.get("tokens_seen"),
+                checkpoint=str(ckpt),
+                tasks=record["tasks"],
+                metrics=record["metrics"],
+                results=record["results"],
+                include_path=record["include_path"],
+            ),
         )
         log.info("%s: %s", ckpt.name, record["metrics"])
     summary = summarize_run(run_dir)

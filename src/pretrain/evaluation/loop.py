@@ -10,14 +10,12 @@ A failing evaluation is logged and returns {} — it never kills a multi-hour ru
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 
-from pretrain.core.atomic import write_json_atomic
-from pretrain.core.layout import RunLayout
 from pretrain.core.progress import get_logger
 from pretrain.evaluation.harness import LiveEvaluation, flatten
+from pretrain.evaluation.records import EvalRecord, write_eval_record
 from pretrain.evaluation.task_yaml import all_task_names, existing_task_yamls, write_task_yamls
 
 log = get_logger("pretrain.eval")
@@ -82,27 +80,17 @@ class LoopEvaluator:
         return flat
 
     def _record(self, step: int, tokens_seen: int, flat: dict, results: dict, seconds: float) -> None:
-        record = {
-            "step": step,
-            "tokens_seen": tokens_seen,
-            "tasks": self.tasks,
-            "metrics": flat,
-            "results": results.get("results", {}),
-            "seconds": round(seconds, 2),
-        }
-        write_json_atomic(self.recipe.layout.eval_record(step), record)
+        record = EvalRecord(
+            step=step,
+            tokens_seen=tokens_seen,
+            tasks=self.tasks,
+            metrics=flat,
+            results=results.get("results", {}),
+            seconds=round(seconds, 2),
+        )
+        write_eval_record(self.recipe.layout, record)
         log.info(
             "eval at step %d: %s",
             step,
             ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()),
         )
-
-
-def read_eval_records(run_dir) -> list[dict]:
-    records = []
-    for path in sorted(RunLayout(run_dir).evals.glob("step-*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except ValueError:
-            continue
-    return records

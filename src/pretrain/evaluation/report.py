@@ -11,20 +11,15 @@ from pathlib import Path
 
 from pretrain.core.atomic import write_json_atomic
 from pretrain.core.layout import RunLayout
-from pretrain.evaluation.loop import read_eval_records
+from pretrain.evaluation.records import read_eval_records
 
 
 def summarize_run(out_dir: Path) -> dict:
-    out_dir = Path(out_dir)
+    layout = RunLayout(Path(out_dir))
     rows = []
-    for rec in read_eval_records(out_dir):
+    for rec in read_eval_records(layout):
         rows.append(
-            {
-                "step": rec["step"],
-                "tokens_seen": rec.get("tokens_seen"),
-                "checkpoint": rec.get("checkpoint"),
-                **rec["metrics"],
-            }
+            {"step": rec.step, "tokens_seen": rec.tokens_seen, "checkpoint": rec.checkpoint, **rec.metrics}
         )
     rows.sort(key=lambda r: r["step"])
     metrics = sorted({k for r in rows for k in r if k.startswith("eval/")})
@@ -34,7 +29,6 @@ def summarize_run(out_dir: Path) -> dict:
         "final": {m: rows[-1].get(m) for m in metrics} if rows else {},
         "plot": "learning_curves.png" if rows else None,
     }
-    layout = RunLayout(out_dir)
     layout.evals.mkdir(parents=True, exist_ok=True)
     write_json_atomic(layout.eval_summary_json, summary)
     layout.eval_summary_md.write_text(markdown_table(summary), encoding="utf-8")

@@ -1,7 +1,7 @@
-"""The base-model card (`final/README.md`), rendered from a Jinja template in `model_cards/`.
+"""The base-model card (`final/README.md`), rendered from a Jinja template shipped in `hub/templates/`.
 
 Reads (all optional — a missing file shows as "n/a"): `curation_report.json` (mix table),
-`tokenizer/tokenizer_report.json` (compression), `tokens/manifest.json` (token counts per source),
+`tokenizer/tokenizer_report.json` (compression), the token manifest (token counts per source),
 `metrics.jsonl` (loss curve, throughput), `evals/summary.json` (+ `learning_curves.png`). Front matter
 follows the Hub's model-card metadata, including `model-index` with the final evaluation results.
 """
@@ -15,15 +15,24 @@ from pathlib import Path
 import yaml
 
 from pretrain.config import HubSource, Recipe
+from pretrain.config.checks import missing_template_problem
 from pretrain.core.atomic import write_text_atomic
 from pretrain.core.errors import RecipeError
 from pretrain.core.layout import RunLayout
 from pretrain.core.progress import human
+from pretrain.core.recipe_files import find_card_template
 from pretrain.modeling import count_parameters
 from pretrain.planning.flops import flops_per_token
-from pretrain.train.metrics import read_records
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from pretrain.tokens.manifest import TokenManifest
+from pretrain.train.metrics import (
+    last_validation,
+    mean_measured,
+    read_records,
+    start_record,
+    step_records,
+    train_seconds,
+    validation_records,
+)
 
 
 def _json(path: Path) -> dict:
@@ -38,8 +47,8 @@ def _metrics(layout: RunLayout) -> list[dict]:
 
 
 def plot_loss(records: list[dict], path: Path) -> bool:
-    train = [(r["tokens_seen"], r["loss"]) for r in records if "loss" in r and "event" not in r]
-    val = [(r["tokens_seen"], r["val/loss"]) for r in records if r.get("val/loss") is not None]
+    train = [(r["tokens_seen"], r["loss"]) for r in step_records(records)]
+    val = [(r["tokens_seen"], r["val/loss"]) for r in validation_records(records)]
     if not train:
         return False
     import matplotlib
@@ -85,15 +94,14 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     hf_config = AutoConfig.from_pretrained(final_dir)
     total, non_emb = count_parameters(hf_config)
     records = _metrics(layout)
-    steps = [r for r in records if "loss" in r and "event" not in r]
+    steps = step_records(records)
     tokens = steps[-1]["tokens_seen"] if steps else 0
-    tps = [r["tokens_per_s"] for r in steps if r.get("tokens_per_s")]
-    mfu = [r["mfu"] for r in steps if r.get("mfu")]
-    train_seconds = sum(r.get("step_time_s", 0) * recipe.train.log_every for r in steps)
-    start = next((r for r in records if r.get("event") == "start"), {})
+    seconds = train_seconds(steps, recipe.train.log_every)
+    start = start_record(records)
     world = start.get("world_size", 1)
     on_gpu = "CPU" not in start.get("device", "CPU")
     summary = _json(layout.eval_summary_json)
+    tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
         "recipe": recipe,
@@ -103,16 +111,16 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "human": human,
         "curation": _json(layout.curation_report_json),
         "tokenizer_report": _json(layout.tokenizer / "tokenizer_report.json"),
-        "tokens_manifest": _json(layout.tokens / "manifest.json"),
+        "tokens_manifest": tokens_manifest.to_json() if tokens_manifest else {},
         "tokens": tokens,
         "steps": steps[-1]["step"] if steps else 0,
         "flops": flops_per_token(hf_config, non_emb, recipe.train.seq_len) * tokens,
-        "tokens_per_s": sum(tps) / len(tps) if tps else None,
-        "mfu": sum(mfu) / len(mfu) if mfu else None,
-        "train_hours": train_seconds / 3600,
+        "tokens_per_s": mean_measured(steps, "tokens_per_s"),
+        "mfu": mean_measured(steps, "mfu"),
+        "train_hours": seconds / 3600,
         "hardware": f"{world} x {start['device']}" if start else "n/a",
-        "gpu_hours": train_seconds / 3600 * world if on_gpu and start else None,
-        "final_val": next((r for r in reversed(records) if "val/loss" in r), {}),
+        "gpu_hours": seconds / 3600 * world if on_gpu and start else None,
+        "final_val": last_validation(records),
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
         "front_matter": yaml.safe_dump(
@@ -131,17 +139,11 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
 
 
 def template_path(recipe: Recipe) -> Path:
-    name = recipe.hub.card_template
-    for candidate in (recipe.resolve_path(name), REPO_ROOT / "model_cards" / name):
-        if candidate.is_file():
-            return candidate
-
-    raise RecipeError(
-        [
-            f"{recipe.source_label}: hub.card_template: template {name!r} not found (looked next to the "
-            f"recipe and in {REPO_ROOT / 'model_cards'})"
-        ]
-    )
+    """`hub.card_template`: a template shipped in the package by name, else a path relative to the recipe."""
+    path = find_card_template(recipe.hub.card_template, recipe.resolve_path)
+    if path is None:
+        raise RecipeError([missing_template_problem(recipe)])
+    return path
 
 
 def write_model_card(recipe: Recipe, final_dir: Path) -> Path:

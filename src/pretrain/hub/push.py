@@ -4,17 +4,38 @@ What is uploaded: `*.safetensors`, `*.json` configs and tokenizer files, `README
 never `trainer_state/` (optimizer pickles, RNG) unless asked, never `STAGE.json`. The token comes from
 `huggingface_hub`'s usual resolution (`HF_TOKEN`, `hf auth login`) and is never printed or written.
 Uploads are one commit per push and idempotent: re-pushing the same folder changes nothing.
+
+Before anything is created the token is checked (`whoami`): no token, a token the Hub rejects (401) or a
+read-only token is a `HubPushError` that says how to log in. A Hub that cannot be reached (connection
+refused, timeout, DNS, HTTP 5xx after `huggingface_hub`'s retries) is a one-line `HubPushError` naming
+the endpoint; `retryable` tells the background pusher whether trying again can help.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 from pretrain.core.errors import PretrainError
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".png", ".txt", ".model", ".jinja")
 EXCLUDED_NAMES = {"STAGE.json", "eval_results.json"}
+DNS_FAILURE_MARKERS = ("name or service not known", "nodename nor servname", "getaddrinfo", "name resolution")
+LOGIN_HINT = "run `hf auth login` or set HF_TOKEN to a token with write access"
+_ACCEPTED_TOKENS: set[tuple[str, str]] = set()  # (endpoint, token) pairs whoami accepted in this process
+
+
+class HubPushError(PretrainError):
+    """A push failed: one line saying why and what to do. `retryable`: a later try may succeed (network, 5xx);
+    `reason`: the cause and its fix without the `pretrain push` retry advice (the background pusher's own)."""
+
+    def __init__(self, message: str, retryable: bool = False, reason: str | None = None):
+        super().__init__(" ".join(message.split()))
+        self.retryable = retryable
+        self.reason = " ".join((reason or message).split())
 
 
 def files_to_upload(folder: Path, include_optimizer: bool = False) -> list[Path]:
@@ -44,6 +65,72 @@ def stage_upload(folder: Path, dest: Path, include_optimizer: bool = False) -> l
     return files
 
 
+def _token_source() -> str:
+    return "HF_TOKEN" if os.environ.get("HF_TOKEN") else "the token saved by `hf auth login`"
+
+
+def network_reason(exc: BaseException) -> str:
+    """A few words for a transport failure: connection refused, timed out, DNS lookup failed, ..."""
+    text = str(exc)
+    lowered = text.lower()
+    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower() or "timed out" in lowered:
+        return "timed out"
+    if "refused" in lowered:
+        return "connection refused"
+    if any(marker in lowered for marker in DNS_FAILURE_MARKERS):
+        return "DNS lookup failed"
+    first_line = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+def check_token(endpoint: str) -> None:
+    """Resolve the token as `huggingface_hub` does and ask the Hub whose it is; `HubPushError` if unusable.
+
+    The request has a timeout (`HF_HUB_ETAG_TIMEOUT`, huggingface_hub's metadata timeout): a Hub that accepts
+    connections but never answers fails here instead of hanging the push. A token once accepted is not
+    checked again in this process (`whoami` is rate-limited); a rate-limited check (429) lets the push go on.
+    """
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    token = get_token()
+    if token is None:
+        why = (
+            f"no Hugging Face token found (neither HF_TOKEN nor a saved login); {LOGIN_HINT} "
+            f"(tokens: {endpoint}/settings/tokens)"
+        )
+        raise HubPushError(f"push: {why}, then re-run", reason=why)
+    if (endpoint, token) in _ACCEPTED_TOKENS:
+        return
+    response = get_session().get(
+        f"{endpoint}/api/whoami-v2",
+        headers=build_hf_headers(token=token),
+        timeout=constants.HF_HUB_ETAG_TIMEOUT,
+    )
+    if response.status_code == 401:
+        why = (
+            f"the Hub at {endpoint} rejected the token from {_token_source()} (HTTP 401: invalid or expired); "
+            f"create a new write token at {endpoint}/settings/tokens and {LOGIN_HINT}"
+        )
+        raise HubPushError(f"push: {why}, then re-run", reason=why)
+    if response.status_code == 429:
+        return
+    hf_raise_for_status(response)  # other statuses: reported by push_folder like any failed request
+    try:
+        who = response.json()
+    except ValueError:
+        raise HfHubHTTPError(f"{endpoint}/api/whoami-v2: not a JSON answer", response=response) from None
+    role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        why = (
+            f"the token from {_token_source()} is read-only; create a write token at "
+            f"{endpoint}/settings/tokens and {LOGIN_HINT}"
+        )
+        raise HubPushError(f"push: {why}, then re-run", reason=why)
+    _ACCEPTED_TOKENS.add((endpoint, token))
+
+
 def push_folder(
     folder: Path,
     repo_id: str,
@@ -51,15 +138,28 @@ def push_folder(
     private: bool = True,
     include_optimizer: bool = False,
     commit_message: str | None = None,
+    source: Path | None = None,
 ) -> str:
-    """Create the repo (and branch), upload the folder; returns the commit URL. Clear errors on failure."""
-    import tempfile
+    """Check the token, create the repo (and branch), upload the folder; returns the commit URL.
 
+    Every failure is a one-line `HubPushError` (see the module docstring); nothing is deleted locally.
+    `source`: the folder to name in messages and the default commit message when `folder` is a staging copy.
+    """
+    import httpx2
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    source = Path(source or folder)
     api = HfApi()
+    endpoint = api.endpoint
+    target = f"{repo_id}@{revision or 'main'}"
+    branch = f" --revision {revision}" if revision and revision != "main" else ""
+    retry = (
+        f"the model stays in {source}; re-run `pretrain push {source} --repo-id {repo_id}{branch}` to retry "
+        "(pushes are idempotent)"
+    )
     try:
+        check_token(endpoint)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -69,17 +169,34 @@ def push_folder(
                 folder_path=tmp,
                 repo_id=repo_id,
                 revision=revision or "main",
-                commit_message=commit_message or f"Upload {folder.name}",
+                commit_message=commit_message or f"Upload {source.name}",
             )
-    except HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", "?")
-        raise PretrainError(
-            f"push of {folder} to {repo_id}@{revision or 'main'} failed (HTTP {status}); "
-            "check the repo id and your token (`hf auth login` / HF_TOKEN), then re-run — pushes are idempotent"
+    except OfflineModeIsEnabled:
+        raise HubPushError(
+            f"push of {source} to {target}: HF_HUB_OFFLINE is set, so no request is sent; unset it "
+            f"(`HF_HUB_OFFLINE=0 pretrain push ...`) — {retry}"
         ) from None
-    except (OSError, ConnectionError) as exc:
-        raise PretrainError(
-            f"push of {folder} to {repo_id} failed: network error ({type(exc).__name__}); "
-            "re-run the same command to retry — pushes are idempotent"
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status is not None and status >= 500:
+            reason = f"the Hub at {endpoint} answered HTTP {status} (a server error, after retries); try again later"
+            raise HubPushError(
+                f"push of {source} to {target} failed: {reason} — {retry}", retryable=True, reason=reason
+            ) from None
+        if status == 401:
+            hint = f"the token from {_token_source()} was refused; {LOGIN_HINT}"
+        elif status == 403:
+            hint = f"the token may not write to {repo_id}; check the namespace or {LOGIN_HINT}"
+        else:
+            hint = "check the repo id and your token"
+        reason = f"the Hub at {endpoint} answered HTTP {status or '?'}: {hint}"
+        raise HubPushError(
+            f"push of {source} to {target} failed ({reason}), then re-run — pushes are idempotent",
+            reason=reason,
+        ) from None
+    except (httpx2.HTTPError, ConnectionError, TimeoutError, socket.gaierror) as exc:  # refused, timeout, DNS
+        reason = f"cannot reach the Hub at {endpoint} ({network_reason(exc)}); check your network, proxy and HF_ENDPOINT"
+        raise HubPushError(
+            f"push of {source} to {target} failed: {reason} — {retry}", retryable=True, reason=reason
         ) from None
     return str(getattr(info, "commit_url", info))

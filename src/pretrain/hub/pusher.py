@@ -1,8 +1,11 @@
 """Background pushes of checkpoints as Hub branches (`hub.push_checkpoints: true`).
 
 `submit` copies the checkpoint's uploadable files to a staging folder (so `keep_last` pruning can't
-race the upload) and queues it; one daemon thread pushes in order with bounded retries. Failures are
-logged, never raised into the training loop; `close()` waits for the queue (with a timeout).
+race the upload) and queues it; one daemon thread pushes in order. Failures never reach the training
+loop: an unreachable Hub (`HubPushError.retryable`) is retried with backoff, then reported in one
+`log.error` line naming the checkpoint and the `pretrain push` command that uploads it later; a missing
+or rejected token is reported once and turns later uploads off (retrying cannot help).
+`close()` waits for the queue (with a timeout).
 """
 
 from __future__ import annotations
@@ -14,22 +17,29 @@ import threading
 import time
 from pathlib import Path
 
+from pretrain.config import Recipe
 from pretrain.core.progress import get_logger
-from pretrain.hub.push import push_folder, stage_upload
+from pretrain.hub.push import HubPushError, push_folder, stage_upload
 
 log = get_logger("pretrain.hub")
 
 
 class CheckpointPusher:
-    def __init__(self, recipe, retries: int = 3, backoff_s: float = 5.0):
+    """Pushes each submitted checkpoint to `recipe.hub.repo_id` as branch `revision`, in a daemon thread."""
+
+    def __init__(self, recipe: Recipe, retries: int = 3, backoff_s: float = 5.0):
         self.repo_id, self.private = recipe.hub.repo_id, recipe.hub.private
         self.retries, self.backoff_s = retries, backoff_s
+        self.failures: list[str] = []  # revisions that were not pushed
+        self.disabled_reason: str | None = None  # set after a token error: later uploads are skipped
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="hub-pusher", daemon=True)
         self._thread.start()
-        self.failures: list[str] = []
 
     def submit(self, checkpoint: Path, revision: str) -> None:
+        if self.disabled_reason is not None:
+            self.failures.append(revision)
+            return
         staging = Path(tempfile.mkdtemp(prefix="pretrain-ckpt-push-"))
         try:
             stage_upload(Path(checkpoint), staging)
@@ -37,29 +47,68 @@ class CheckpointPusher:
             log.error("could not stage %s for upload: %s", checkpoint, exc)
             shutil.rmtree(staging, ignore_errors=True)
             return
-        self._queue.put((staging, revision))
+        self._queue.put((staging, Path(checkpoint), revision))
+
+    def _push_one(self, staging: Path, checkpoint: Path, revision: str) -> None:
+        later = (
+            f"push it later with `pretrain push {checkpoint} --repo-id {self.repo_id} --revision {revision}`"
+        )
+        for attempt in range(1, self.retries + 1):
+            try:
+                push_folder(staging, self.repo_id, revision=revision, private=self.private, source=checkpoint)
+                log.info("pushed %s to %s@%s", checkpoint.name, self.repo_id, revision)
+                return
+            except HubPushError as exc:
+                # a token or permission problem: every later push would fail the same way
+                if not exc.retryable:
+                    self.disabled_reason = exc.reason
+                    self.failures.append(revision)
+                    log.error(
+                        "checkpoint uploads are off for this run (training continues): %s; %s",
+                        exc.reason,
+                        later,
+                    )
+                    return
+                why = exc.reason
+            except Exception as exc:  # a bug or an unforeseen library error must not stop training either
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            if attempt < self.retries:
+                log.info(
+                    "push of %s failed (attempt %d/%d), retrying: %s", revision, attempt, self.retries, why
+                )
+                time.sleep(self.backoff_s * attempt)
+        self.failures.append(revision)
+        log.error(
+            "checkpoint %s not pushed after %d attempts (training continues): %s; %s",
+            revision,
+            self.retries,
+            why,
+            later,
+        )
 
     def _work(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            staging, revision = item
-            for attempt in range(1, self.retries + 1):
-                try:
-                    push_folder(staging, self.repo_id, revision=revision, private=self.private)
-                    log.info("pushed %s to %s@%s", staging.name, self.repo_id, revision)
-                    break
-                except Exception as exc:
-                    log.warning("push of %s failed (attempt %d/%d): %s", revision, attempt, self.retries, exc)
-                    if attempt == self.retries:
-                        self.failures.append(revision)
-                    else:
-                        time.sleep(self.backoff_s * attempt)
-            shutil.rmtree(staging, ignore_errors=True)
+            staging, checkpoint, revision = item
+            try:
+                if self.disabled_reason is None:
+                    self._push_one(staging, checkpoint, revision)
+                else:
+                    self.failures.append(revision)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def close(self, timeout: float | None = 600) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("checkpoint uploads still running after %ss; they stop with the process", timeout)
+        elif self.failures:
+            log.warning(
+                "%d checkpoint(s) not pushed to %s: %s",
+                len(self.failures),
+                self.repo_id,
+                ", ".join(self.failures),
+            )

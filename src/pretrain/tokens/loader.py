@@ -13,13 +13,13 @@ global order does not depend on how far each rank has got. The val split is read
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pretrain.core.errors import DataError
+from pretrain.tokens.manifest import TokenManifest
 
 
 class TokenLoader:
@@ -44,7 +44,7 @@ class TokenLoader:
             document_positions,
         )
         self.manifest = read_tokens_manifest(self.dir, expected_tokenizer_hash)
-        self.eos_id = self.manifest["eos_id"]
+        self.eos_id = self.manifest.eos_id
         self._shards, self._starts = _open_shards(self.dir, self.manifest, split)
         self.total_tokens = int(self._starts[-1])
         self.n_windows = (self.total_tokens - 1) // seq_len
@@ -146,42 +146,34 @@ def document_position_ids(rows: np.ndarray, eos_id: int) -> np.ndarray:
     return (idx - starts).astype(np.int64)
 
 
-def read_tokens_manifest(tokens_dir: Path, expected_tokenizer_hash: str | None = None) -> dict:
-    path = Path(tokens_dir) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing — run `pretrain pack RECIPE` first") from None
-    except ValueError as exc:
-        raise DataError(f"{path}: corrupt manifest ({exc}); re-run `pretrain pack RECIPE`") from None
-    for key in ("dtype", "eos_id", "splits", "vocab_size"):
-        if key not in manifest:
-            raise DataError(f"{path}: manifest lacks {key!r}; re-run `pretrain pack RECIPE`")
-    got = manifest.get("tokenizer_hash")
+def read_tokens_manifest(tokens_dir: Path, expected_tokenizer_hash: str | None = None) -> TokenManifest:
+    """The manifest, refused when its shards were packed with a tokenizer other than the expected one."""
+    manifest = TokenManifest.read(tokens_dir)
+    got = manifest.tokenizer_hash
     if expected_tokenizer_hash and got and got != expected_tokenizer_hash:
         raise DataError(
-            f"{path}: shards were packed with another tokenizer (hash {got}, expected {expected_tokenizer_hash}); "
-            "re-run `pretrain pack RECIPE`"
+            f"{TokenManifest.path(tokens_dir)}: shards were packed with another tokenizer (hash {got}, "
+            f"expected {expected_tokenizer_hash}); re-run `pretrain pack RECIPE`"
         )
     return manifest
 
 
-def _open_shards(tokens_dir: Path, manifest: dict, split: str) -> tuple[list[np.memmap], np.ndarray]:
-    if split not in manifest["splits"]:
-        raise DataError(f"{tokens_dir / 'manifest.json'}: no {split!r} split")
-    dtype = np.dtype(manifest["dtype"])
+def _open_shards(tokens_dir: Path, manifest: TokenManifest, split: str) -> tuple[list[np.memmap], np.ndarray]:
+    if split not in manifest.splits:
+        raise DataError(f"{TokenManifest.path(tokens_dir)}: no {split!r} split")
+    dtype = np.dtype(manifest.dtype)
     shards, sizes = [], []
-    for shard in manifest["splits"][split]["shards"]:
-        path = tokens_dir / shard["file"]
+    for shard in manifest.splits[split].shards:
+        path = tokens_dir / shard.file
         if not path.exists():
             raise DataError(f"{path}: shard listed in the manifest is missing; re-run `pretrain pack RECIPE`")
         actual = path.stat().st_size
-        if actual != shard["tokens"] * dtype.itemsize:
+        if actual != shard.tokens * dtype.itemsize:
             raise DataError(
-                f"{path}: {actual} bytes, the manifest says {shard['tokens']} {dtype.name} tokens "
-                f"({shard['tokens'] * dtype.itemsize} bytes) — truncated or corrupt; re-run `pretrain pack RECIPE`"
+                f"{path}: {actual} bytes, the manifest says {shard.tokens} {dtype.name} tokens "
+                f"({shard.tokens * dtype.itemsize} bytes) — truncated or corrupt; re-run `pretrain pack RECIPE`"
             )
-        if shard["tokens"]:
+        if shard.tokens:
             shards.append(np.memmap(path, dtype=dtype, mode="r"))
-            sizes.append(shard["tokens"])
+            sizes.append(shard.tokens)
     return shards, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -3,7 +3,8 @@
     pretrain pack recipes/tiny/config.yaml               # -> <output_dir>/tokens/
 
 Layout of `tokens/`:
-    manifest.json              dtype, vocab/eos/bos ids, tokenizer hash, per split shard list, per source counts
+    manifest.json              dtype, vocab/eos/bos ids, tokenizer hash, per split shard list, per source
+                               counts (the format: manifest.py)
     {train,val}-NNNNN.bin      raw little-endian uint16 (vocab <= 65,535) or uint32 token ids
     {train,val}-NNNNN.idx.npy  int64 start offset of every document inside its shard
     val_docs.jsonl             the val split's documents as text (for held-out bits-per-byte in lm-eval)
@@ -11,8 +12,8 @@ Layout of `tokens/`:
 Every document is `[BOS] tokens EOS` (BOS when the tokenizer adds one), so EOS separates documents.
 The split is by document: a hash of (seed, document id) decides, so upsampled copies of a document
 land in the same split and val never shares a document with train. Encoding runs in `data.workers`
-processes — with tiktoken when it reproduces the tokenizer exactly (fast_encode.py), else HF `tokenizers` —
-and the output bytes depend only on the inputs (deterministic).
+processes — with tiktoken when it reproduces the tokenizer exactly (fast_encode.py), else HF `tokenizers`;
+`tokenizer.encoder` can force either — and the output bytes depend only on the inputs (deterministic).
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pretrain.config import Recipe
-from pretrain.core.errors import DataError
+from pretrain.core.errors import DataError, RecipeError
 from pretrain.core.progress import get_logger, progress
 from pretrain.data.mixio import iter_documents
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
+from pretrain.tokens.manifest import SourceTokens, TokenManifest, TokenShard, TokenSplit
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 
 log = get_logger("pretrain.pack")
@@ -56,7 +57,7 @@ class ShardWriter:
 
     def __init__(self, out: Path, split: str, dtype: np.dtype):
         self.out, self.split, self.dtype = Path(out), split, dtype
-        self.shards: list[dict] = []
+        self.shards: list[TokenShard] = []
         self._fh, self._offsets, self._n = None, [], 0
 
     def add(self, ids: list[int]) -> None:
@@ -69,7 +70,7 @@ class ShardWriter:
     def _roll(self) -> None:
         self._finish()
         name = f"{self.split}-{len(self.shards):05d}"
-        self.shards.append({"file": f"{name}.bin", "index": f"{name}.idx.npy", "tokens": 0, "docs": 0})
+        self.shards.append(TokenShard(file=f"{name}.bin", index=f"{name}.idx.npy"))
         self._fh = open(self.out / f"{name}.bin", "wb")
         self._offsets, self._n = [], 0
 
@@ -78,19 +79,21 @@ class ShardWriter:
             return
         self._fh.close()
         shard = self.shards[-1]
-        np.save(self.out / shard["index"], np.asarray(self._offsets, dtype=np.int64))
-        shard["tokens"], shard["docs"] = self._n, len(self._offsets)
+        np.save(self.out / shard.index, np.asarray(self._offsets, dtype=np.int64))
+        shard.tokens, shard.docs = self._n, len(self._offsets)
         self._fh = None
 
-    def close(self) -> dict:
+    def close(self, text_bytes: int | None = None) -> TokenSplit:
+        """Finish the last shard; `text_bytes`: the split's UTF-8 size, for bits per byte."""
         if not self.shards:
             self._roll()
         self._finish()
-        return {
-            "shards": self.shards,
-            "tokens": sum(s["tokens"] for s in self.shards),
-            "docs": sum(s["docs"] for s in self.shards),
-        }
+        return TokenSplit(
+            shards=self.shards,
+            tokens=sum(s.tokens for s in self.shards),
+            docs=sum(s.docs for s in self.shards),
+            bytes=text_bytes,
+        )
 
 
 def write_packed(
@@ -101,8 +104,8 @@ def write_packed(
     vocab_size: int,
     eos_id: int,
     bos_id: int | None = None,
-    extra: dict | None = None,
-) -> dict:
+    tokenizer_hash: str | None = None,
+) -> TokenManifest:
     """Write token documents (each already ending in EOS) as a tokens folder; returns the manifest."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,16 +116,15 @@ def write_packed(
         for ids in docs:
             writer.add(ids)
         splits[split] = writer.close()
-    manifest = {
-        "version": 1,
-        "dtype": dtype.name,
-        "vocab_size": vocab_size,
-        "eos_id": eos_id,
-        "bos_id": bos_id,
-        "splits": splits,
-        **(extra or {}),
-    }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest = TokenManifest(
+        dtype=dtype.name,
+        vocab_size=vocab_size,
+        eos_id=eos_id,
+        bos_id=bos_id,
+        splits=splits,
+        tokenizer_hash=tokenizer_hash,
+    )
+    manifest.write(out_dir)
     return manifest
 
 
@@ -168,16 +170,25 @@ def _chunks(records: Iterator[dict]) -> Iterator[list[dict]]:
         yield chunk
 
 
-def _choose_encoder(tok, mix: Path) -> str:
-    """ "tiktoken" when the tokenizer converts exactly and both encoders agree on a sample of the mix, else "tokenizers".
+def _choose_encoder(tok, mix: Path, requested: str) -> str:
+    """The encoder to pack with: "tiktoken" or "tokenizers" (the ids are the same; only the speed differs).
 
-    PRETRAIN_ENCODER=tokenizers forces HF `tokenizers` (the output is the same; benches compare the two).
+    `requested` is `tokenizer.encoder`: "auto" takes tiktoken when the tokenizer converts exactly and both
+    encoders agree on a sample of the mix, else HF `tokenizers`; "tokenizers" forces HF (benches compare
+    the two); "tiktoken" insists, and is a `RecipeError` when that check fails.
     """
-    if os.environ.get("PRETRAIN_ENCODER", "auto") == "tokenizers":
+    if requested == "tokenizers":
         return "tokenizers"
     backend = tok.backend_tokenizer
     encoding = tiktoken_encoding(backend)
     if encoding is None:
+        if requested == "tiktoken":
+            raise RecipeError(
+                [
+                    "tokenizer.encoder: tiktoken, but the tokenizer is not a plain byte-level BPE that "
+                    "tiktoken reproduces (use auto or tokenizers)"
+                ]
+            )
         return "tokenizers"
     sample, size = [], 0
     for rec in iter_documents(mix):
@@ -186,6 +197,13 @@ def _choose_encoder(tok, mix: Path) -> str:
         if size >= SAMPLE_CHECK_CHARS:
             break
     if not FastEncoder(backend, encoding).agrees_with_backend(sample):
+        if requested == "tiktoken":
+            raise RecipeError(
+                [
+                    f"tokenizer.encoder: tiktoken, but tiktoken and tokenizers disagree on a sample of {mix} "
+                    "(use auto or tokenizers)"
+                ]
+            )
         log.warning("tiktoken and tokenizers disagree on a sample of %s; packing with tokenizers", mix)
         return "tokenizers"
     return "tiktoken"
@@ -206,11 +224,11 @@ def pack(recipe: Recipe, out: Path) -> dict:
     tok = load_tokenizer(tok_dir)
     dtype = dtype_for(len(tok))
     writers = {s: ShardWriter(out, s, dtype) for s in ("train", "val")}
-    per_source: dict[str, dict] = {}
+    per_source: dict[str, SourceTokens] = {}
     split_bytes = {"train": 0, "val": 0}
     val_docs = open(out / "val_docs.jsonl", "w", encoding="utf-8")
     workers = max(1, recipe.data.workers)
-    encoder = _choose_encoder(tok, recipe.layout.mix)
+    encoder = _choose_encoder(tok, recipe.layout.mix, recipe.tokenizer.encoder)
     init_args = (str(tok_dir), recipe.seed, recipe.data.val_fraction, encoder == "tiktoken")
     pool = mp.get_context("fork").Pool(workers, _init, init_args) if workers > 1 else None
     if pool is None:
@@ -222,12 +240,13 @@ def pack(recipe: Recipe, out: Path) -> dict:
             for meta, ids in batch:
                 split = "val" if "text" in meta else "train"
                 writers[split].add(ids)
-                src = per_source.setdefault(
-                    meta["source"], {"train_tokens": 0, "val_tokens": 0, "docs": 0, "bytes": 0}
-                )
-                src[f"{split}_tokens"] += len(ids)
-                src["docs"] += 1
-                src["bytes"] += meta["bytes"]
+                src = per_source.setdefault(meta["source"], SourceTokens())
+                if split == "train":
+                    src.train_tokens += len(ids)
+                else:
+                    src.val_tokens += len(ids)
+                src.docs += 1
+                src.bytes += meta["bytes"]
                 split_bytes[split] += meta["bytes"]
                 if split == "val" and "#rep" not in meta["id"]:
                     record = {"id": meta["id"], "source": meta["source"], "text": meta["text"]}
@@ -236,36 +255,30 @@ def pack(recipe: Recipe, out: Path) -> dict:
         if pool:
             pool.terminate()
         val_docs.close()
-    splits = {s: w.close() for s, w in writers.items()}
-    if splits["train"]["tokens"] == 0 or splits["val"]["tokens"] == 0:
+    splits = {s: w.close(text_bytes=split_bytes[s]) for s, w in writers.items()}
+    if splits["train"].tokens == 0 or splits["val"].tokens == 0:
         raise DataError(
-            f"{recipe.layout.mix}: the {'train' if not splits['train']['tokens'] else 'val'} split is empty; "
+            f"{recipe.layout.mix}: the {'train' if not splits['train'].tokens else 'val'} split is empty; "
             "add data or change data.val_fraction"
         )
-    total = sum(s["train_tokens"] + s["val_tokens"] for s in per_source.values())
+    total = sum(s.train_tokens + s.val_tokens for s in per_source.values())
     for s in per_source.values():
-        s["token_share"] = round((s["train_tokens"] + s["val_tokens"]) / total, 4)
-        s["bytes_per_token"] = round(s["bytes"] / max(s["train_tokens"] + s["val_tokens"], 1), 3)
-    for split in splits:
-        splits[split]["bytes"] = split_bytes[
-            split
-        ]  # text bytes: bits-per-byte = nats/token * tokens / bytes / ln 2
-    manifest = {
-        "version": 1,
-        "dtype": dtype.name,
-        "vocab_size": len(tok),
-        "eos_id": tok.eos_token_id,
-        "bos_id": tok.bos_token_id,
-        "tokenizer_hash": tokenizer_hash(tok_dir),
-        "encoder": encoder,
-        "seed": recipe.seed,
-        "val_fraction": recipe.data.val_fraction,
-        "splits": splits,
-        "sources": per_source,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        s.token_share = round((s.train_tokens + s.val_tokens) / total, 4)
+        s.bytes_per_token = round(s.bytes / max(s.train_tokens + s.val_tokens, 1), 3)
+    TokenManifest(
+        dtype=dtype.name,
+        vocab_size=len(tok),
+        eos_id=tok.eos_token_id,
+        bos_id=tok.bos_token_id,
+        splits=splits,
+        tokenizer_hash=tokenizer_hash(tok_dir),
+        encoder=encoder,
+        seed=recipe.seed,
+        val_fraction=recipe.data.val_fraction,
+        sources=per_source,
+    ).write(out)
     return {
-        "train_tokens": splits["train"]["tokens"],
-        "val_tokens": splits["val"]["tokens"],
+        "train_tokens": splits["train"].tokens,
+        "val_tokens": splits["val"].tokens,
         "dtype": dtype.name,
     }

@@ -14,6 +14,7 @@ mixture weights, so it follows them.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pretrain.config import Recipe
 from pretrain.core.errors import DataError, StageError
 from pretrain.core.markers import files_signature
 from pretrain.core.progress import get_logger
-from pretrain.data.mixio import iter_documents, read_manifest
+from pretrain.data.mixio import MANIFEST, iter_documents, read_manifest
 from pretrain.tokens.report import write_report
 
 log = get_logger("pretrain.tokens.tokenizer")
@@ -100,7 +101,9 @@ def wrap(tok: Tokenizer, recipe: Recipe) -> PreTrainedTokenizerFast:
 
 def fingerprint_inputs(recipe: Recipe) -> dict:
     """The tokenizer section, the sequence length (model_max_length) and a reused tokenizer's files."""
-    inputs = {"tokenizer": recipe.tokenizer.model_dump(mode="json"), "model_max_length": recipe.train.seq_len}
+    # the packing encoder changes speed, not the tokenizer or the token ids (tested)
+    tokenizer = recipe.tokenizer.model_dump(mode="json", exclude={"encoder"})
+    inputs = {"tokenizer": tokenizer, "model_max_length": recipe.train.seq_len}
     if recipe.tokenizer.pretrained:
         inputs["files"] = files_signature([str(recipe.resolve_path(recipe.tokenizer.pretrained) / "*")])
     return inputs
@@ -112,7 +115,7 @@ def build_tokenizer(recipe: Recipe, out: Path) -> dict:
         hf = load_tokenizer(recipe.resolve_path(recipe.tokenizer.pretrained))
         hf.model_max_length = recipe.train.seq_len
         hf.save_pretrained(out)
-        heldout = _sample(recipe)[1] if (recipe.layout.mix / "manifest.json").exists() else {}
+        heldout = _sample(recipe)[1] if (recipe.layout.mix / MANIFEST).exists() else {}
     else:
         texts, heldout = _sample(recipe)
         vocab = rounded_vocab(recipe.tokenizer.vocab_size)
@@ -151,6 +154,22 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     if tok.eos_token_id is None:
         raise StageError(f"{path}: tokenizer has no eos_token; packing needs one between documents")
     return tok
+
+
+# options of the call that loaded a tokenizer, which transformers writes back into tokenizer_config.json
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
+    """`save_pretrained` without the options of the call that loaded the tokenizer: a downloaded model's
+    tokenizer_config.json must not claim to be local."""
+    tokenizer.save_pretrained(folder)
+    config_file = Path(folder) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if any(key in config for key in LOAD_TIME_KEYS):
+        for key in LOAD_TIME_KEYS:
+            config.pop(key, None)
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def tokenizer_hash(path: Path) -> str:

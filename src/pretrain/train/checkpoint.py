@@ -21,26 +21,42 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
+import yaml
 
+from pretrain.config import Recipe
 from pretrain.core.atomic import fsync_dir, fsync_tree
 from pretrain.core.errors import StageError
+from pretrain.core.layout import CHECKPOINT_PREFIX, step_name
+from pretrain.tokens.tokenizer import save_tokenizer
+from pretrain.train.rng import rng_state
 
-STEP_DIR = re.compile(r"^step-(\d{7,})$")
+STEP_DIR = re.compile(rf"^{CHECKPOINT_PREFIX}(\d{{7,}})$")
+TMP_GLOB = (
+    f".{CHECKPOINT_PREFIX}*.tmp-*"  # folders of a checkpoint still being written (or whose write failed)
+)
+
+# the `trainer_state/` folder of a checkpoint: every name it holds is spelled here only
+TRAINER_STATE = "trainer_state"
+STATE_JSON = "state.json"
+RECIPE_YAML = "recipe.yaml"
+OPTIMIZER_PT = "optimizer.pt"
+OPTIMIZER_SHARDS = "optimizer"
+COMPLETE = "COMPLETE"
+WEIGHTS = "model.safetensors"
 
 
-def step_name(step: int) -> str:
-    return f"step-{step:07d}"
+def rank_state_name(rank: int) -> str:
+    return f"rank-{rank:05d}.json"
 
 
 def is_complete(folder: Path) -> bool:
-    return (folder / "trainer_state" / "COMPLETE").exists() and (folder / "model.safetensors").exists()
+    """A checkpoint is resumable only once its COMPLETE marker (written last) and its weights exist."""
+    return (folder / TRAINER_STATE / COMPLETE).exists() and (folder / WEIGHTS).exists()
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
@@ -51,33 +67,9 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
 
 
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": _jsonable(random.getstate()),
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "torch": torch.get_rng_state().tolist(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_tupled(state["python"]))
-    np_state = state["numpy"]
-    np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
-
-
-def _jsonable(x):
-    return [_jsonable(v) for v in x] if isinstance(x, tuple | list) else x
-
-
-def _tupled(x):
-    return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
+def resolved_recipe_yaml(recipe: Recipe) -> str:
+    """The recipe with every default filled in, as saved in each checkpoint and next to the run."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 
 
 def tmp_dir_for(ckpt_root: Path, step: int, attempt: str) -> Path:
@@ -85,7 +77,8 @@ def tmp_dir_for(ckpt_root: Path, step: int, attempt: str) -> Path:
 
 
 def write_rank_state(tmp: Path, rank: int, loader_state: dict) -> None:
-    path = tmp / "trainer_state" / f"rank-{rank:05d}.json"
+    """This rank's RNG states and loader position; every rank writes its own."""
+    path = tmp / TRAINER_STATE / rank_state_name(rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"rng": rng_state(), "loader": loader_state}))
 
@@ -105,34 +98,36 @@ def full_weights(model, sharded: bool) -> dict | None:
 def save_model_folder(folder: Path, unwrapped, tokenizer, weights: dict | None) -> None:
     """An HF model folder (config, safetensors, generation config, tokenizer); main process only."""
     unwrapped.save_pretrained(folder, state_dict=weights, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)
 
 
 def save_optimizer(tmp: Path, model, optimizer, sharded: bool, is_main: bool) -> None:
     """optimizer.pt from the main process, or under FSDP one shard per rank (a collective)."""
-    ts = tmp / "trainer_state"
+    ts = tmp / TRAINER_STATE
     if sharded:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
         dcp.save(
-            {"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=str(ts / "optimizer")
+            {"optimizer": get_optimizer_state_dict(model, optimizer)},
+            checkpoint_id=str(ts / OPTIMIZER_SHARDS),
         )
     elif is_main:
         ts.mkdir(parents=True, exist_ok=True)
-        torch.save(optimizer.state_dict(), ts / "optimizer.pt")
+        torch.save(optimizer.state_dict(), ts / OPTIMIZER_PT)
 
 
 def write_main_state(tmp: Path, state: dict, recipe_yaml: str) -> None:
-    ts = tmp / "trainer_state"
+    """state.json (the trainer's counters) and recipe.yaml; main process only."""
+    ts = tmp / TRAINER_STATE
     ts.mkdir(parents=True, exist_ok=True)
-    (ts / "state.json").write_text(json.dumps(state, indent=2))
-    (ts / "recipe.yaml").write_text(recipe_yaml)
+    (ts / STATE_JSON).write_text(json.dumps(state, indent=2))
+    (ts / RECIPE_YAML).write_text(recipe_yaml)
 
 
 def finalize(tmp: Path, final: Path) -> None:
     """Mark complete, fsync, and rename into place (replacing an older folder of the same step)."""
-    (tmp / "trainer_state" / "COMPLETE").write_text("ok\n")
+    (tmp / TRAINER_STATE / COMPLETE).write_text("ok\n")
     fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -144,7 +139,12 @@ def prune(ckpt_root: Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` complete checkpoints, and stale temp folders."""
     for old in list_checkpoints(ckpt_root)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
-    for tmp in ckpt_root.glob(".step-*.tmp-*"):
+    discard_partial(ckpt_root)
+
+
+def discard_partial(ckpt_root: Path) -> None:
+    """Remove temp folders of unfinished checkpoint writes (they are never resumed from anyway)."""
+    for tmp in ckpt_root.glob(TMP_GLOB):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -152,7 +152,7 @@ def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> di
     """Weights, optimizer and state.json back into a (possibly FSDP-sharded) model; every rank calls it."""
     from safetensors.torch import load_file
 
-    weights = load_file(folder / "model.safetensors")
+    weights = load_file(folder / WEIGHTS)
     expected = set(model.state_dict())  # same names sharded or not (FSDP2 keeps FQNs, values are DTensors)
     # tied weights are saved once; everything else must match
     missing = sorted(k for k in expected - set(weights) if "lm_head" not in k)
@@ -168,12 +168,12 @@ def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> di
         set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
     else:
         model.load_state_dict(weights, strict=False)
-    _load_optimizer(folder / "trainer_state", model, optimizer, sharded)
-    return json.loads((folder / "trainer_state" / "state.json").read_text())
+    _load_optimizer(folder / TRAINER_STATE, model, optimizer, sharded)
+    return json.loads((folder / TRAINER_STATE / STATE_JSON).read_text())
 
 
 def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
-    has_shards, has_full = (ts / "optimizer").is_dir(), (ts / "optimizer.pt").exists()
+    has_shards, has_full = (ts / OPTIMIZER_SHARDS).is_dir(), (ts / OPTIMIZER_PT).exists()
     if (has_shards and not sharded) or (sharded and has_full and not has_shards):
         kind = "sharded (FSDP)" if sharded else "unsharded"
         raise StageError(
@@ -185,14 +185,15 @@ def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
 
         template = {"optimizer": get_optimizer_state_dict(model, optimizer)}
-        dcp.load(template, checkpoint_id=str(ts / "optimizer"))  # reads this rank's shard only
+        dcp.load(template, checkpoint_id=str(ts / OPTIMIZER_SHARDS))  # reads this rank's shard only
         set_optimizer_state_dict(model, optimizer, template["optimizer"])
     elif has_full:
-        optimizer.load_state_dict(torch.load(ts / "optimizer.pt", map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(torch.load(ts / OPTIMIZER_PT, map_location="cpu", weights_only=True))
 
 
 def load_rank_state(folder: Path, rank: int) -> dict:
-    path = folder / "trainer_state" / f"rank-{rank:05d}.json"
+    """What `write_rank_state` wrote for `rank`: {"rng": ..., "loader": ...}."""
+    path = folder / TRAINER_STATE / rank_state_name(rank)
     if not path.exists():
         raise StageError(
             f"{path}: missing — the checkpoint was written by fewer processes; resume with the same world size"

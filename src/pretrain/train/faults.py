@@ -1,11 +1,12 @@
-"""Test-only fault injection, driven by the `PRETRAIN_FAULT_INJECT` environment variable.
+"""Test-only fault injection, driven by the recipe's `train.fault_injection` section.
 
-`PRETRAIN_FAULT_INJECT="nan@12,spike@20,spike@21"` makes the 12th attempted step's loss NaN and
-multiplies the losses of attempts 20-21 (attempts count like steps but are not rewound by a rollback,
-so a fault is injected once, as a bad data window would be) by `PRETRAIN_FAULT_SPIKE_SCALE` (default 50) *before* backward, so the guard
-sees real non-finite / exploding gradients. `die@7` ends the process at attempt 7 without cleanup (as a
-crashed node would), on the rank named by `PRETRAIN_FAULT_RANK` (default: every rank). Unset in normal runs:
-it costs one dict lookup per step.
+    --set 'train.fault_injection.nan_at=[12]' --set 'train.fault_injection.spike_at=[20,21]'
+
+makes the 12th attempted step's loss NaN and multiplies the losses of attempts 20-21 by `spike_scale`
+*before* backward, so the spike guard sees real non-finite / exploding gradients. Attempts count like
+steps but are not rewound by a rollback, so a fault is injected once, as a bad data window would be.
+`die_at=7` ends the process at attempt 7 without cleanup (as a crashed node would), on rank `die_rank`
+(default: every rank). Empty in normal runs: it costs one dict lookup per step.
 """
 
 from __future__ import annotations
@@ -15,26 +16,32 @@ from collections.abc import Callable
 
 import torch
 
+from pretrain.config.train import FaultInjectionConfig
+
+DIE_EXIT_CODE = 17
+
+LossFault = Callable[[torch.Tensor], torch.Tensor]
+
 
 class FaultInjector:
+    """Which fault (if any) hits each attempted step on this rank."""
+
     def __init__(self, plan: dict[int, str], scale: float):
         self.plan, self.scale = plan, scale
 
     @classmethod
-    def from_env(cls) -> FaultInjector:
-        spec = os.environ.get("PRETRAIN_FAULT_INJECT", "")
-        plan = {}
-        for item in filter(None, (p.strip() for p in spec.split(","))):
-            kind, _, step = item.partition("@")
-            plan[int(step)] = kind
-        return cls(plan, float(os.environ.get("PRETRAIN_FAULT_SPIKE_SCALE", "50")))
+    def from_config(cls, cfg: FaultInjectionConfig, rank: int) -> FaultInjector:
+        plan = {step: "nan" for step in cfg.nan_at}
+        plan.update({step: "spike" for step in cfg.spike_at})
+        if cfg.die_at is not None and cfg.die_rank in (None, rank):
+            plan[cfg.die_at] = "die"
+        return cls(plan, cfg.spike_scale)
 
-    def for_step(self, step: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        kind = self.plan.get(step)
-        if kind == "die" and os.environ.get(
-            "PRETRAIN_FAULT_RANK", os.environ.get("RANK", "0")
-        ) == os.environ.get("RANK", "0"):
-            os._exit(17)
+    def for_step(self, attempt: int) -> LossFault | None:
+        """The loss transform for this attempt (None = no fault); a `die` fault exits here."""
+        kind = self.plan.get(attempt)
+        if kind == "die":
+            os._exit(DIE_EXIT_CODE)  # no cleanup, no flush: what a crashed node leaves behind
         if kind == "nan":
             return lambda loss: loss * float("nan")
         if kind == "spike":

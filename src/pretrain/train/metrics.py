@@ -1,8 +1,16 @@
-"""Metrics: `metrics.jsonl` (one JSON object per record), accelerate trackers, throughput and MFU.
+"""`metrics.jsonl`: the one home of its record shapes, their writer (`MetricsLog`) and their readers.
 
-Record kinds: train steps (`step, tokens_seen, loss, lr, grad_norm, tokens_per_s, mfu, step_time_s,
-data_wait_s, mem_gb, eta_s, skipped_updates`), validation (`val/loss, val/bpb`), evaluations
-(`eval/...`), and events (`event: skip|rollback|checkpoint|preempted`, with details).
+One JSON object per line, each with `time` (unix seconds) and `step`. Record kinds:
+
+- step record (every `train.log_every` steps): `tokens_seen, loss` (mean over the window), `lr,
+  grad_norm` (of the last step), `tokens_per_s, mfu, step_time_s, data_wait_s, mem_gb, eta_s,
+  skipped_updates`;
+- validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`;
+- eval record: `tokens_seen` and `eval/<task>/<metric>` values;
+- events, with an `event` key: `start` (device, world_size, params, torch), `skip` (reason, loss),
+  `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`.
+
+Numeric values also go to the accelerate trackers (`train.trackers`).
 """
 
 from __future__ import annotations
@@ -10,16 +18,77 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+EVENT_START = "start"
+EVENT_SKIP = "skip"
+EVENT_ROLLBACK = "rollback"
+EVENT_CHECKPOINT = "checkpoint"
+EVENT_PREEMPTED = "preempted"
+
 
 class MetricsLog:
-    def __init__(self, path: Path, accelerator, enabled: bool):
+    """Appends records to metrics.jsonl (main process only; a no-op elsewhere) and to the trackers."""
+
+    def __init__(self, path: Path, accelerator: Accelerator, enabled: bool):
         self.path, self.accelerator, self.enabled = path, accelerator, enabled
         self._fh = open(path, "a", encoding="utf-8") if enabled else None
 
-    def write(self, record: dict) -> None:
+    def log_start(self, device: str, world_size: int, params: int) -> None:
+        self.log_event(
+            0, EVENT_START, device=device, world_size=world_size, params=params, torch=torch.__version__
+        )
+
+    def log_step(
+        self,
+        *,
+        step: int,
+        tokens_seen: int,
+        loss: float,
+        lr: float,
+        grad_norm: float,
+        tokens_per_s: float,
+        mfu: float | None,
+        step_time_s: float,
+        data_wait_s: float,
+        mem_gb: float | None,
+        eta_s: float,
+        skipped_updates: int,
+    ) -> None:
+        self._write(
+            {
+                "step": step,
+                "tokens_seen": tokens_seen,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "tokens_per_s": tokens_per_s,
+                "mfu": mfu,
+                "step_time_s": step_time_s,
+                "data_wait_s": data_wait_s,
+                "mem_gb": mem_gb,
+                "eta_s": eta_s,
+                "skipped_updates": skipped_updates,
+            }
+        )
+
+    def log_validation(self, step: int, tokens_seen: int, values: dict) -> None:
+        """`values`: the `val/...` keys."""
+        self._write({"step": step, "tokens_seen": tokens_seen, **values})
+
+    def log_eval(self, step: int, tokens_seen: int, results: dict) -> None:
+        """`results`: the `eval/<task>/<metric>` keys."""
+        self._write({"step": step, "tokens_seen": tokens_seen, **results})
+
+    def log_event(self, step: int, event: str, **details: object) -> None:
+        self._write({"step": step, "event": event, **details})
+
+    def _write(self, record: dict) -> None:
         if not self.enabled:
             return
         record = {"time": round(time.time(), 3), **record}
@@ -37,6 +106,7 @@ class MetricsLog:
 
 
 def memory_gb(device: torch.device) -> float | None:
+    """Peak memory so far: CUDA allocations on a GPU, the process's max RSS on CPU."""
     if device.type == "cuda":
         return round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     try:
@@ -45,6 +115,9 @@ def memory_gb(device: torch.device) -> float | None:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # Linux: KiB -> GiB
     except ImportError:  # pragma: no cover - non-Unix
         return None
+
+
+# ---------------------------------------------------------------- readers
 
 
 def read_records(path: Path) -> list[dict]:
@@ -62,9 +135,45 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
+def is_step_record(record: dict) -> bool:
+    # a skip event carries a loss too; only step records have a loss and no event
+    return "loss" in record and "event" not in record
+
+
+def step_records(records: list[dict]) -> list[dict]:
+    """The step records, in order."""
+    return [r for r in records if is_step_record(r)]
+
+
 def step_losses(path: Path) -> list[tuple[int, float]]:
     """(step, loss) of every logged training step, in order."""
-    return [(r["step"], r["loss"]) for r in read_records(path) if "loss" in r and "event" not in r]
+    return [(r["step"], r["loss"]) for r in step_records(read_records(path))]
+
+
+def validation_records(records: list[dict]) -> list[dict]:
+    """The validation records, in order."""
+    return [r for r in records if r.get("val/loss") is not None]
+
+
+def last_validation(records: list[dict]) -> dict:
+    """The newest validation record ({} when there is none)."""
+    return next(reversed(validation_records(records)), {})
+
+
+def start_record(records: list[dict]) -> dict:
+    """The run's start event ({} when the log has none)."""
+    return next((r for r in records if r.get("event") == EVENT_START), {})
+
+
+def mean_measured(steps: list[dict], key: str) -> float | None:
+    """Mean of a step-record field over the records where it was measured (present and non-zero)."""
+    values = [r[key] for r in steps if r.get(key)]
+    return sum(values) / len(values) if values else None
+
+
+def train_seconds(steps: list[dict], log_every: int) -> float:
+    """Training time from the step records: each holds the mean step time of its `log_every` steps."""
+    return sum(r.get("step_time_s", 0) * log_every for r in steps)
 
 
 def truncate_after(path: Path, step: int) -> None:

@@ -1,52 +1,41 @@
-"""Everything the loop needs, built once: accelerator, model, optimizer, loaders, lengths, checkpoint I/O.
+"""Everything the loop needs, built once: accelerator, model, optimizer, tokenizer, loaders, lengths.
 
-Precision: `auto` is bf16 autocast on CUDA devices with bf16 support and fp32 elsewhere;
-`bf16-true` keeps the parameters (and so the AdamW state) in bf16. Collective timeouts come from
-`train.collective_timeout_s`, so a dead rank makes the others fail with an error instead of hanging.
+Building only: nothing here trains, validates or checkpoints (see `loop.py`, `callbacks/`,
+`checkpointer.py`). Precision: `auto` is bf16 autocast on CUDA devices with bf16 support and fp32
+elsewhere; `bf16-true` keeps the parameters (and so the AdamW state) in bf16. Collective timeouts come
+from `train.collective_timeout_s`, so a dead rank makes the others fail with an error instead of hanging.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import yaml
+from transformers import PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
-from pretrain.config import UNSUPPORTED_DEEPSPEED, Recipe
+from pretrain.config import Recipe
+from pretrain.config.checks import UNSUPPORTED_DEEPSPEED
 from pretrain.core.dist import force_cpu
 from pretrain.core.errors import PretrainError, StageError
-from pretrain.core.markers import StageOutput
-from pretrain.core.progress import get_logger
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters
 from pretrain.planning.flops import device_peak_flops, flops_per_token
 from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
-from pretrain.train import checkpoint as ckpt
+from pretrain.train.checkpoint import resolved_recipe_yaml
 from pretrain.train.lock import RunLock
 from pretrain.train.optim import build_optimizer
-from pretrain.train.step import causal_lm_loss
 
-log = get_logger("pretrain.train")
-
-
-def fraction_steps(total: int, fraction: float | None, every: int | None) -> set[int]:
-    """Steps at every `every` steps, or at each multiple of `fraction` of training (always incl. the end)."""
-    if every:
-        return set(range(every, total + 1, every)) | {total}
-    if not fraction:
-        return {total}
-    n = max(1, round(1 / fraction))
-    return {max(1, round(total * k / n)) for k in range(1, n + 1)}
+if TYPE_CHECKING:  # accelerate is imported when training starts, not with every CLI command (start-up time)
+    from accelerate import Accelerator
 
 
-def is_sharded(accelerator) -> bool:
+def is_sharded(accelerator: Accelerator) -> bool:
     """FSDP: weights are gathered for saving, optimizer state is saved per rank, evaluation runs on all ranks."""
     from accelerate.utils import DistributedType
 
@@ -54,156 +43,53 @@ def is_sharded(accelerator) -> bool:
 
 
 def mixed_precision(recipe: Recipe) -> str:
+    """accelerate's `mixed_precision` for `train.precision`."""
     p = recipe.train.precision
     if p == "auto":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return "bf16" if p == "bf16-mixed" else "no"
 
 
+def prepare_process() -> None:
+    """Process-wide settings for a training process; called once when training starts."""
+    # the fast tokenizer's thread pool does not survive the loader's / launcher's forks
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers prints a tqdm bar for every save_pretrained; the loop logs its own progress
+    hf_logging.disable_progress_bar()
+
+
 @dataclass
 class TrainSetup:
     recipe: Recipe
-    accelerator: object
+    accelerator: Accelerator
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerFast
     train_iter: TokenLoader
     total_steps: int
-    accum: int
+    accum: int  # micro batches per optimizer step on each rank
     tokens_per_step: int
     n_params: int
     flops_per_token: float
-    peak_flops: float | None
-    lock: RunLock | None
-    evaluator: object = None
-    pusher: object = None
+    peak_flops: float | None  # of all ranks together; None when the device's peak is unknown
+    lock: RunLock | None  # held by the main process only
+    evaluator: LoopEvaluator | None = None
+    pusher: CheckpointPusher | None = None  # main process only
     base_lrs: list[float] = field(default_factory=list)
-
-    @property
-    def out(self) -> Path:
-        return self.recipe.out
 
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
 
     @property
-    def ckpt_root(self) -> Path:
-        return self.recipe.layout.checkpoints
-
-    @property
-    def final_dir(self) -> Path:
-        return self.recipe.layout.final
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.recipe.layout.metrics
-
-    # ----------------------------------------------------------- validation
-    @torch.no_grad()
-    def validate(self) -> dict:
-        cfg, acc = self.recipe.train, self.accelerator
-        start = time.perf_counter()
-        val = TokenLoader(
-            self.recipe.layout.tokens,
-            "val",
-            cfg.seq_len,
-            cfg.micro_batch_size,
-            acc.process_index,
-            acc.num_processes,
-            document_positions=cfg.document_masking,
-        )
-        self.model.eval()
-        total, n = torch.zeros((), device=self.device), 0
-        for i, batch in enumerate(val):
-            if i >= cfg.validation.batches:
-                break
-            with acc.autocast():
-                total += causal_lm_loss(self.model, {k: v.to(self.device) for k, v in batch.items()})
-            n += 1
-        self.model.train()
-        loss = float(acc.reduce(total / max(n, 1), reduction="mean"))
-        split = val.manifest["splits"]["val"]
-        bytes_per_token = split.get("bytes", 0) / max(split["tokens"], 1)
-        bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
-        seconds = round(time.perf_counter() - start, 3)  # counted as evaluation overhead by the bench
-        return {
-            "val/loss": round(loss, 5),
-            "val/bpb": round(bpb, 5) if bpb else None,
-            "val/batches": n,
-            "val/seconds": seconds,
-        }
-
-    # ----------------------------------------------------------- checkpoints
-    @property
     def sharded(self) -> bool:
         return is_sharded(self.accelerator)
 
-    def save_checkpoint(self, step: int, state: dict) -> Path:
-        acc = self.accelerator
-        attempt = f"{int(time.time())}"
-        attempt = acc.gather_for_metrics([attempt])[0] if acc.num_processes > 1 else attempt
-        tmp = ckpt.tmp_dir_for(self.ckpt_root, step, attempt)
-        final = self.ckpt_root / ckpt.step_name(step)
-        if acc.is_main_process:
-            tmp.mkdir(parents=True, exist_ok=True)
-        acc.wait_for_everyone()
-        ckpt.write_rank_state(tmp, acc.process_index, self.train_iter.state_dict())
-        weights = ckpt.full_weights(self.model, self.sharded)
-        if self.recipe.train.checkpoint.save_optimizer:
-            ckpt.save_optimizer(tmp, self.model, self.optimizer, self.sharded, acc.is_main_process)
-        if acc.is_main_process:
-            ckpt.save_model_folder(tmp, acc.unwrap_model(self.model), self.tokenizer, weights)
-            ckpt.write_main_state(tmp, state, resolved_recipe_yaml(self.recipe))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            ckpt.finalize(tmp, final)
-            ckpt.prune(self.ckpt_root, self.recipe.train.checkpoint.keep_last)
-            if self.pusher is not None:
-                self.pusher.submit(final, ckpt.step_name(step))
-        acc.wait_for_everyone()
-        return final
-
-    def discard_partial_checkpoints(self) -> None:
-        """Remove temp folders of a failed checkpoint write (they are never resumed from anyway)."""
-        import shutil
-
-        if self.accelerator.is_main_process:
-            for tmp in self.ckpt_root.glob(".step-*.tmp-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
-
-    def load_checkpoint(self, folder: Path, with_data: bool) -> dict:
-        model = self.model if self.sharded else self.accelerator.unwrap_model(self.model)
-        state = ckpt.load_main_state(folder, model, self.optimizer, self.sharded)
-        if with_data:
-            rank_state = ckpt.load_rank_state(folder, self.accelerator.process_index)
-            self.train_iter.load_state_dict(rank_state["loader"])
-            ckpt.set_rng_state(rank_state["rng"])
-        return state
-
-    def save_final(self, out: StageOutput, step: int, tokens_seen: int) -> None:
-        acc = self.accelerator
-        acc.wait_for_everyone()
-        weights = ckpt.full_weights(self.model, self.sharded)
-        if acc.is_main_process:
-
-            def produce(tmp: Path) -> dict:
-                ckpt.save_model_folder(tmp, acc.unwrap_model(self.model), self.tokenizer, weights)
-                return {"steps": step, "tokens": tokens_seen}
-
-            out.publish(produce)
-            log.info("final model: %s (%d steps, %s tokens)", self.final_dir, step, f"{tokens_seen:,}")
-        acc.wait_for_everyone()
-
-
-def resolved_recipe_yaml(recipe: Recipe) -> str:
-    data = recipe.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False)
-
 
 def build_setup(recipe: Recipe) -> TrainSetup:
+    """Start accelerate, take the run lock (main process) and build everything; the lock is released on failure."""
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs, set_seed
+    from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
     cfg = recipe.train
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
@@ -214,8 +100,6 @@ def build_setup(recipe: Recipe) -> TrainSetup:
         project_dir=str(recipe.out),
         kwargs_handlers=[timeout],
     )
-    from accelerate.utils import DistributedType
-
     if (
         acc.distributed_type == DistributedType.DEEPSPEED
     ):  # launched with a DeepSpeed config of the user's own
@@ -224,14 +108,16 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     if lock:
         lock.acquire()
     try:
-        return _build(recipe, acc, lock, set_seed)
+        return _build(recipe, acc, lock)
     except BaseException:
         if lock:
             lock.release()
         raise
 
 
-def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
+def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup:
+    from accelerate.utils import set_seed
+
     cfg = recipe.train
     set_seed(recipe.seed)
     try:
@@ -255,7 +141,7 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
     n_params, non_emb = count_parameters(model.config)
     fpt = flops_per_token(model.config, non_emb, cfg.seq_len)
     if cfg.precision == "bf16-true":
-        model = model.to(torch.bfloat16)
+        cast_parameters_to_bf16(model)
     if cfg.liger_kernels:
         _apply_liger(model)
     model.to(acc.device)
@@ -296,7 +182,21 @@ def _build(recipe: Recipe, acc, lock, set_seed) -> TrainSetup:
     )
 
 
-def _apply_liger(model) -> None:
+def cast_parameters_to_bf16(model: torch.nn.Module) -> None:
+    """bf16-true: parameters (and so the AdamW state) in bf16; floating buffers stay fp32.
+
+    A plain `model.to(bfloat16)` also rounds buffers such as RoPE's `inv_freq`, which are not saved: a
+    reloaded model recomputes them in fp32, and its logits differ from the trained model's (more so at
+    long positions).
+    """
+    buffers = {name: b for name, b in model.named_buffers() if b.is_floating_point()}
+    model.to(torch.bfloat16)
+    for name, buffer in buffers.items():
+        module_name, _, attr = name.rpartition(".")
+        model.get_submodule(module_name)._buffers[attr] = buffer
+
+
+def _apply_liger(model: torch.nn.Module) -> None:
     try:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
     except ImportError:
@@ -304,13 +204,3 @@ def _apply_liger(model) -> None:
             "train.liger_kernels: true needs `pip install liger-kernel` (the `gpu` extra)"
         ) from None
     _apply_liger_kernel_to_instance(model=model)
-
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-try:  # transformers prints a tqdm bar for every save_pretrained; the loop logs its own progress
-    from transformers.utils import logging as _hf_logging
-
-    _hf_logging.disable_progress_bar()
-except ImportError:  # pragma: no cover
-    pass

@@ -1,0 +1,156 @@
+"""Checks of a whole recipe that one field's type cannot express: model fields against the transformers
+config class, combinations across sections (batch geometry, launch config), and files that must exist.
+
+Each check returns `file: dotted.key: problem (what to do)` lines; `validate_recipe` reports them together.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from typing import TYPE_CHECKING, Any
+
+from pretrain.config.sources import LocalSource
+from pretrain.core.recipe_files import card_template_names, find_card_template
+
+if TYPE_CHECKING:
+    from pretrain.config import Recipe
+
+UNSUPPORTED_DEEPSPEED = (
+    "DeepSpeed launches are not supported (its partitioned optimizer state is not checkpointed by this loop); "
+    "use accelerate_configs/fsdp.yaml (FSDP2) to shard weights, gradients and optimizer state"
+)
+
+
+def model_field_problems(recipe: Recipe, label: str) -> list[str]:
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    mt = recipe.model.model_type
+    if mt not in CONFIG_MAPPING:
+        close = sorted(k for k in CONFIG_MAPPING.keys() if k[:3] == mt[:3])[:5]
+        hint = (
+            f" (similar: {', '.join(close)})"
+            if close
+            else " (any transformers model_type, e.g. llama, qwen2, gpt2)"
+        )
+        return [f"{label}: model.model_type: unknown model type {mt!r}{hint}"]
+    defaults = AutoConfig.for_model(mt)
+    problems = []
+    default_dict = defaults.to_dict()
+    for key, value in recipe.model.hf_fields.items():
+        if not hasattr(defaults, key) and not _consumed_kwarg(mt, key, value, default_dict):
+            problems.append(
+                f"{label}: model.{key}: not a field of the {mt} config; remove it or check its spelling"
+            )
+            continue
+        default = getattr(defaults, key, None)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            problems.append(f"{label}: model.{key}: expected true or false, got {value!r}")
+        elif (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and not (isinstance(value, int) and not isinstance(value, bool))
+        ):
+            if not (default is None or value is None):
+                problems.append(f"{label}: model.{key}: expected an integer, got {value!r}")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            problems.append(f"{label}: model.{key}: must not be negative, got {value!r}")
+        elif value == 0 and _SIZE_KEY.search(key) and isinstance(default, int) and default > 0:
+            problems.append(f"{label}: model.{key}: must be at least 1, got 0")
+    return problems
+
+
+_SIZE_KEY = re.compile(r"size|^num_|layers|heads|_dim$|positions")
+
+
+def _consumed_kwarg(model_type: str, key: str, value: Any, default_dict: dict) -> bool:
+    """True for legacy kwargs a config folds into another field (e.g. rope_theta -> rope_parameters)."""
+    from transformers import AutoConfig
+
+    # a value equal to the folded field's default changes nothing (gpt_neox rotary_pct: 0.25), so also try
+    # a different value of the same type
+    probes = [value]
+    if isinstance(value, bool):
+        probes.append(not value)
+    elif isinstance(value, int | float):
+        probes.append(type(value)(value * 0.5 + 1) if value else type(value)(1))
+    for probe in probes:
+        try:
+            changed = AutoConfig.for_model(model_type, **{key: probe}).to_dict()
+        except Exception:  # a bad value for a real kwarg: let the type checks below report it
+            return True
+        nested = any(isinstance(v, dict) and key in v for v in changed.values())
+        if nested or any(k != key and changed.get(k) != default_dict.get(k) for k in changed):
+            return True
+    return False
+
+
+def combination_problems(recipe: Recipe, label: str) -> list[str]:
+    problems = []
+    if (recipe.accelerate_settings() or {}).get("distributed_type") == "DEEPSPEED":
+        problems.append(f"{label}: accelerate_config: {UNSUPPORTED_DEEPSPEED}")
+    world = recipe.world_size_from_accelerate_config()
+    if world:
+        try:
+            recipe.train.grad_accum_steps(world)
+        except ValueError as exc:
+            problems.append(f"{label}: train.global_batch_tokens: {exc}")
+    fields = recipe.model.hf_fields
+    heads, hidden = fields.get("num_attention_heads"), fields.get("hidden_size")
+    if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 and hidden % heads:
+        problems.append(
+            f"{label}: model.hidden_size: {hidden} is not divisible by num_attention_heads={heads}"
+        )
+    kv = fields.get("num_key_value_heads")
+    if isinstance(heads, int) and isinstance(kv, int) and kv > 0 and heads % kv:
+        problems.append(
+            f"{label}: model.num_key_value_heads: {heads} heads are not divisible by {kv} kv heads"
+        )
+    max_pos = fields.get("max_position_embeddings")
+    if isinstance(max_pos, int) and max_pos < recipe.train.seq_len:
+        problems.append(
+            f"{label}: model.max_position_embeddings: {max_pos} < train.seq_len={recipe.train.seq_len}; raise it"
+        )
+    if recipe.hub.push_checkpoints and not recipe.hub.repo_id:
+        problems.append(f"{label}: hub.push_checkpoints: needs hub.repo_id to be set")
+    return problems
+
+
+def file_problems(recipe: Recipe, label: str) -> list[str]:
+    problems = []
+    for i, src in enumerate(recipe.data.sources):
+        if isinstance(src, LocalSource):
+            for j, pattern in enumerate(src.paths):
+                resolved = recipe.resolve_path(pattern)
+                if glob.has_magic(pattern):
+                    if not glob.glob(str(resolved), recursive=True):
+                        problems.append(
+                            f"{label}: data.sources.{i}.paths.{j}: no file matches {pattern!r} (source {src.name!r})"
+                        )
+                elif not resolved.exists():
+                    problems.append(
+                        f"{label}: data.sources.{i}.paths.{j}: file not found: {resolved} (source {src.name!r})"
+                    )
+    for i, task in enumerate(recipe.eval.local_tasks):
+        if not recipe.resolve_path(task.path).exists():
+            problems.append(
+                f"{label}: eval.local_tasks.{i}.path: file not found: {recipe.resolve_path(task.path)}"
+            )
+    if recipe.tokenizer.pretrained and not recipe.resolve_path(recipe.tokenizer.pretrained).is_dir():
+        problems.append(
+            f"{label}: tokenizer.pretrained: not a tokenizer folder: {recipe.tokenizer.pretrained}"
+        )
+    if recipe.accelerate_config and not recipe.resolve_path(recipe.accelerate_config).is_file():
+        problems.append(f"{label}: accelerate_config: file not found: {recipe.accelerate_config}")
+    if find_card_template(recipe.hub.card_template, recipe.resolve_path) is None:
+        problems.append(missing_template_problem(recipe))
+    return problems
+
+
+def missing_template_problem(recipe: Recipe) -> str:
+    name = recipe.hub.card_template
+    return (
+        f"{recipe.source_label}: hub.card_template: template {name!r} not found (not a shipped template: "
+        f"{', '.join(card_template_names())}; nor a file at {recipe.resolve_path(name)})"
+    )

@@ -1,0 +1,92 @@
+"""The shipped recipes and accelerate configs, and a recipe addressed by name (`pretrain run tiny`).
+
+A clone keeps them at the repository root (`recipes/<name>/config.yaml`, `accelerate_configs/*.yaml`). The
+wheel carries the same two folders inside the package (`pretrain/recipes/`, `pretrain/accelerate_configs/`,
+copied there at build time by setup.py), so a recipe's `accelerate_config: ../../accelerate_configs/cpu.yaml`
+resolves the same way in a clone and in a non-editable install.
+
+The model-card templates ship inside the package (`pretrain/hub/templates/`); `hub.card_template` names one
+of them or a file relative to the recipe.
+
+A recipe argument is a path when that file exists (or a folder holding `config.yaml`), else a shipped recipe's
+name; an unknown name is a `RecipeError` that lists the shipped names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pretrain.core.errors import RecipeError
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+RECIPE_FILE = "config.yaml"
+CARD_TEMPLATES = PACKAGE_DIR / "hub" / "templates"  # package data: in the wheel too
+
+
+def shipped_root() -> Path | None:
+    """The folder holding `recipes/` and `accelerate_configs/`: the installed package, else the source checkout."""
+    if (PACKAGE_DIR / "recipes").is_dir():  # a wheel install
+        return PACKAGE_DIR
+    checkout = PACKAGE_DIR.parents[1]  # src/pretrain -> the repository root (editable install, clone)
+    if (checkout / "pyproject.toml").is_file() and (checkout / "recipes").is_dir():
+        return checkout
+    return None
+
+
+def recipe_names() -> list[str]:
+    """Names of the shipped recipes (folders of `recipes/` holding a `config.yaml`), sorted."""
+    root = shipped_root()
+    if root is None:
+        return []
+    return sorted(p.parent.name for p in (root / "recipes").glob(f"*/{RECIPE_FILE}"))
+
+
+def is_recipe_name(value: str) -> bool:
+    """True for a bare name such as `tiny` (no folder part, no YAML suffix)."""
+    path = Path(value)
+    return (
+        bool(value)
+        and path.name == value
+        and path.suffix not in (".yaml", ".yml")
+        and value not in (".", "..")
+    )
+
+
+def resolve_recipe(value: str | Path) -> Path:
+    """The recipe file for a CLI argument: an existing path wins, else a shipped recipe of that name.
+
+    A path that does not exist and is not a bare name is returned unchanged, so that reading it reports
+    "file not found" for that path.
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir() and (path / RECIPE_FILE).is_file():
+        return path / RECIPE_FILE
+    if not is_recipe_name(str(value)):
+        return path
+    root = shipped_root()
+    if root is not None and (root / "recipes" / str(value) / RECIPE_FILE).is_file():
+        return root / "recipes" / str(value) / RECIPE_FILE
+    names = ", ".join(recipe_names()) or "none found"
+    raise RecipeError(
+        [
+            f"{value}: no such recipe file, and no shipped recipe has that name "
+            f"(shipped recipes: {names}; or give the path of a recipe YAML)"
+        ]
+    )
+
+
+def card_template_names() -> list[str]:
+    return sorted(p.name for p in CARD_TEMPLATES.glob("*.j2"))
+
+
+def find_card_template(name: str, resolve: Callable[[str], Path]) -> Path | None:
+    """`hub.card_template`: a shipped template of that name, else `resolve(name)` (relative to the recipe)
+    when that file exists, else None."""
+    shipped = CARD_TEMPLATES / name
+    if Path(name).name == name and shipped.is_file():
+        return shipped
+    candidate = resolve(name)
+    return candidate if candidate.is_file() else None

@@ -1,0 +1,78 @@
+"""Evaluation records (`<output_dir>/evals/step-NNNNNNN.json`): one per evaluated step, written and read here.
+
+    {"step": 200, "tokens_seen": 409600, "checkpoint": ".../checkpoints/step-0000200",
+     "tasks": ["val_bpb", ...], "metrics": {"eval/val_bpb": 1.93, ...}, "results": {lm-eval's per task},
+     "include_path": ".../evals/tasks", "seconds": 4.2}
+
+The in-loop evaluator (loop.py) writes `seconds` and no checkpoint; `pretrain eval OUTPUT_DIR`
+(command.py) writes the checkpoint and lm-eval's include path. Keys left unset are omitted. The learning
+curves (report.py) read every record of a run. The path of step N's record is `RunLayout.eval_record(N)`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pretrain.core.atomic import write_json_atomic
+from pretrain.core.layout import CHECKPOINT_PREFIX, RunLayout
+from pretrain.core.progress import get_logger
+
+log = get_logger("pretrain.eval")
+
+
+@dataclass
+class EvalRecord:
+    step: int
+    tokens_seen: int | None
+    tasks: list[str]
+    metrics: dict[str, float]
+    """Flat `eval/<task>/<metric>` values (harness.flatten): the learning curves' columns."""
+    results: dict = field(default_factory=dict)
+    """lm-eval's `results` section, per task."""
+    checkpoint: str | None = None
+    include_path: str | None = None
+    seconds: float | None = None
+    """Wall time of an in-loop evaluation (counted as evaluation overhead)."""
+
+    def to_json(self) -> dict:
+        out: dict = {"step": self.step, "tokens_seen": self.tokens_seen}
+        if self.checkpoint is not None:
+            out["checkpoint"] = self.checkpoint
+        out.update(tasks=self.tasks, metrics=self.metrics, results=self.results)
+        for key in ("include_path", "seconds"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict) -> EvalRecord:
+        return cls(
+            step=raw["step"],
+            tokens_seen=raw.get("tokens_seen"),
+            tasks=raw.get("tasks", []),
+            metrics=raw["metrics"],
+            results=raw.get("results", {}),
+            checkpoint=raw.get("checkpoint"),
+            include_path=raw.get("include_path"),
+            seconds=raw.get("seconds"),
+        )
+
+
+def write_eval_record(layout: RunLayout, record: EvalRecord) -> Path:
+    """Write (atomically) the record of `record.step` into the run's `evals/`."""
+    path = layout.eval_record(record.step)
+    write_json_atomic(path, record.to_json())
+    return path
+
+
+def read_eval_records(layout: RunLayout) -> list[EvalRecord]:
+    """Every evaluation record of a run, by step; an unreadable one is skipped with a warning."""
+    records = []
+    for path in sorted(layout.evals.glob(f"{CHECKPOINT_PREFIX}*.json")):
+        try:
+            records.append(EvalRecord.from_json(json.loads(path.read_text(encoding="utf-8"))))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable evaluation record (%s: %s); skipped", path, type(exc).__name__, exc)
+    return records

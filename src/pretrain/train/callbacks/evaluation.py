@@ -1,0 +1,32 @@
+"""In-loop evaluation: the recipe's eval tasks at each `eval.every_fraction` of training.
+
+The evaluator must not consume the training RNG streams (so evaluating cannot change the trajectory):
+it runs inside `preserved_rng`. Every rank calls it (FSDP evaluates collectively); rank 0 writes.
+"""
+
+from __future__ import annotations
+
+from pretrain.evaluation.loop import LoopEvaluator
+from pretrain.train.callbacks.base import Callback, StepOutput, fraction_steps
+from pretrain.train.metrics import MetricsLog
+from pretrain.train.rng import preserved_rng
+from pretrain.train.setup import TrainSetup
+from pretrain.train.state import TrainState
+
+
+class InLoopEvaluation(Callback):
+    def __init__(self, setup: TrainSetup, metrics: MetricsLog, evaluator: LoopEvaluator):
+        self.setup, self.metrics, self.evaluator = setup, metrics, evaluator
+        self.steps = fraction_steps(setup.total_steps, setup.recipe.eval.every_fraction, None)
+
+    def on_step_end(self, state: TrainState, out: StepOutput) -> None:
+        if state.step not in self.steps:
+            return
+        s = self.setup
+        with preserved_rng():
+            results = self.evaluator(
+                s.accelerator.unwrap_model(s.model), step=state.step, tokens_seen=state.tokens_seen
+            )
+        s.model.train()
+        if results:
+            self.metrics.log_eval(state.step, state.tokens_seen, results)

@@ -1,0 +1,97 @@
+"""Throughput and the step record: tokens/s, MFU, step time, data wait, memory, ETA, and the log line.
+
+Speeds are averaged over the window of steps since the last record (`train.log_every`); the ETA
+uses the rate since this process started, evaluations included, so it is what the user will wait.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+
+from pretrain.core.progress import format_seconds, get_logger
+from pretrain.train.callbacks.base import Callback, StepOutput
+from pretrain.train.metrics import MetricsLog, memory_gb
+from pretrain.train.setup import TrainSetup
+from pretrain.train.state import TrainState
+
+log = get_logger("pretrain.train")
+
+
+def device_label(device: torch.device) -> str:
+    """The GPU's name, or the CPU's kind and thread count (the `device` of the start record)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+class SpeedMonitor(Callback):
+    def __init__(self, setup: TrainSetup, metrics: MetricsLog):
+        self.setup, self.metrics = setup, metrics
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.window_tokens, self.window_time, self.window_wait = 0, 0.0, 0.0
+        self.window_losses: list[float] = []
+
+    def on_train_start(self, state: TrainState) -> None:
+        s, acc = self.setup, self.setup.accelerator
+        if state.step == 0:
+            self.metrics.log_start(device_label(s.device), acc.num_processes, s.n_params)
+        if state.step == 0 and acc.is_main_process:
+            log.info(
+                "training %s params for %d steps (%d tokens/step, accum %d x %d ranks)",
+                f"{s.n_params:,}",
+                s.total_steps,
+                s.tokens_per_step,
+                s.accum,
+                acc.num_processes,
+            )
+        self._reset_window()
+        self.run_start = time.perf_counter()
+        self.first_step = state.step
+
+    def on_step_end(self, state: TrainState, out: StepOutput) -> None:
+        s, total = self.setup, self.setup.total_steps
+        self.window_tokens += s.tokens_per_step
+        self.window_time += out.seconds
+        self.window_wait += out.data_wait_s
+        self.window_losses.append(out.loss)
+        if state.step % s.recipe.train.log_every and state.step != total:
+            return
+        steps_in_window = len(self.window_losses)
+        tps = self.window_tokens / max(self.window_time, 1e-9)
+        rate = (state.step - self.first_step) / max(time.perf_counter() - self.run_start, 1e-9)
+        loss = sum(self.window_losses) / steps_in_window
+        lr = s.optimizer.param_groups[0]["lr"]
+        mfu = round(s.flops_per_token * tps / s.peak_flops, 4) if s.peak_flops else None
+        eta_s = round((total - state.step) / max(rate, 1e-9), 1)
+        self.metrics.log_step(
+            step=state.step,
+            tokens_seen=state.tokens_seen,
+            loss=loss,
+            lr=lr,
+            grad_norm=out.grad_norm,
+            tokens_per_s=round(tps, 1),
+            mfu=mfu,
+            step_time_s=round(self.window_time / steps_in_window, 4),
+            data_wait_s=round(self.window_wait / steps_in_window, 5),
+            mem_gb=memory_gb(s.device),
+            eta_s=eta_s,
+            skipped_updates=state.guard.skipped,
+        )
+        if s.accelerator.is_main_process:
+            log.info(
+                "step %d/%d loss %.4f lr %.2e gnorm %.2f %.0f tok/s%s ETA %s",
+                state.step,
+                total,
+                loss,
+                lr,
+                out.grad_norm,
+                tps,
+                f" MFU {mfu:.1%}" if mfu else "",
+                format_seconds(eta_s),
+            )
+        self._reset_window()

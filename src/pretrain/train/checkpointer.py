@@ -1,0 +1,113 @@
+"""Checkpoints of a running training, across ranks: save, restore, resume point, and the final model.
+
+`checkpoint.py` owns the on-disk format; this module owns the choreography: which rank writes what,
+and the barriers between the steps, so every rank sees a checkpoint either complete or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pretrain.core.markers import StageOutput
+from pretrain.core.progress import get_logger
+from pretrain.train import checkpoint as ckpt
+from pretrain.train.rng import set_rng_state
+from pretrain.train.setup import TrainSetup
+from pretrain.train.state import TrainingError, TrainState
+
+log = get_logger("pretrain.train")
+
+
+class Checkpointer:
+    def __init__(self, setup: TrainSetup):
+        self.setup = setup
+        self.root = setup.recipe.layout.checkpoints
+
+    def resume_point(self, resume: str) -> Path | None:
+        """The checkpoint `--resume` names: `never` = none, `auto` = the newest complete one, else a path."""
+        if resume == "never":
+            return None
+        if resume != "auto":
+            path = Path(resume)
+            if not ckpt.is_complete(path):
+                raise TrainingError(
+                    f"{path}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
+                )
+            return path
+        found = ckpt.list_checkpoints(self.root)
+        return found[-1] if found else None
+
+    def save(self, state: TrainState) -> Path:
+        """Write `checkpoints/step-N/` from every rank; a collective. An OSError leaves no partial folder."""
+        try:
+            return self._save(state)
+        except OSError as exc:
+            if self.setup.accelerator.is_main_process:
+                ckpt.discard_partial(self.root)
+            previous = ckpt.list_checkpoints(self.root)
+            keep = (
+                f"{previous[-1]} is intact and is what `--resume auto` will use"
+                if previous
+                else "no earlier checkpoint exists"
+            )
+            raise TrainingError(
+                f"writing checkpoint step {state.step} under {self.root} failed ({exc.strerror or exc}); "
+                f"{keep}. Free disk space / fix the filesystem, then resume with --resume auto"
+            ) from None
+
+    def _save(self, state: TrainState) -> Path:
+        s, acc = self.setup, self.setup.accelerator
+        attempt = f"{int(time.time())}"
+        attempt = acc.gather_for_metrics([attempt])[0] if acc.num_processes > 1 else attempt
+        tmp = ckpt.tmp_dir_for(self.root, state.step, attempt)
+        final = s.recipe.layout.checkpoint(state.step)
+        if acc.is_main_process:
+            tmp.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        ckpt.write_rank_state(tmp, acc.process_index, s.train_iter.state_dict())
+        weights = ckpt.full_weights(s.model, s.sharded)
+        if s.recipe.train.checkpoint.save_optimizer:
+            ckpt.save_optimizer(tmp, s.model, s.optimizer, s.sharded, acc.is_main_process)
+        if acc.is_main_process:
+            ckpt.save_model_folder(tmp, acc.unwrap_model(s.model), s.tokenizer, weights)
+            saved = state.state_dict(acc.num_processes, s.total_steps)
+            ckpt.write_main_state(tmp, saved, ckpt.resolved_recipe_yaml(s.recipe))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            ckpt.finalize(tmp, final)
+            ckpt.prune(self.root, s.recipe.train.checkpoint.keep_last)
+        acc.wait_for_everyone()
+        return final
+
+    def restore(self, folder: Path, state: TrainState, with_data: bool) -> None:
+        """Weights, optimizer and counters from `folder`; with_data: also this rank's loader position and RNG."""
+        s = self.setup
+        model = s.model if s.sharded else s.accelerator.unwrap_model(s.model)
+        saved = ckpt.load_main_state(folder, model, s.optimizer, s.sharded)
+        if with_data:
+            rank_state = ckpt.load_rank_state(folder, s.accelerator.process_index)
+            s.train_iter.load_state_dict(rank_state["loader"])
+            set_rng_state(rank_state["rng"])
+        state.load_state_dict(saved, folder, s.accelerator.num_processes)
+        log.info("resumed from %s (step %d, %s tokens)", folder, state.step, f"{state.tokens_seen:,}")
+
+    def save_final(self, out: StageOutput, state: TrainState) -> None:
+        """Publish `final/` (model folder + STAGE.json) through the stage output; a collective."""
+        s, acc = self.setup, self.setup.accelerator
+        acc.wait_for_everyone()
+        weights = ckpt.full_weights(s.model, s.sharded)
+        if acc.is_main_process:
+
+            def produce(tmp: Path) -> dict:
+                ckpt.save_model_folder(tmp, acc.unwrap_model(s.model), s.tokenizer, weights)
+                return {"steps": state.step, "tokens": state.tokens_seen}
+
+            out.publish(produce)
+            log.info(
+                "final model: %s (%d steps, %s tokens)",
+                s.recipe.layout.final,
+                state.step,
+                f"{state.tokens_seen:,}",
+            )
+        acc.wait_for_everyone()

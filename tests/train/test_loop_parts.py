@@ -1,0 +1,122 @@
+"""The loop's parts without a training run: metrics.jsonl records and readers, fault plans, step cadence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pretrain.config.train import FaultInjectionConfig
+from pretrain.train.callbacks.base import fraction_steps
+from pretrain.train.faults import FaultInjector
+from pretrain.train.metrics import (
+    EVENT_CHECKPOINT,
+    EVENT_SKIP,
+    MetricsLog,
+    last_validation,
+    mean_measured,
+    read_records,
+    start_record,
+    step_losses,
+    step_records,
+    train_seconds,
+    validation_records,
+)
+
+
+class _NoTrackers:
+    trackers: list = []
+
+
+STEP = dict(
+    tokens_seen=512,
+    loss=5.0,
+    lr=1e-3,
+    grad_norm=1.0,
+    tokens_per_s=100.0,
+    mfu=None,
+    step_time_s=0.5,
+    data_wait_s=0.001,
+    mem_gb=1.0,
+    eta_s=3.0,
+    skipped_updates=0,
+)
+
+
+@pytest.fixture()
+def metrics_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path, _NoTrackers(), enabled=True)
+    log.log_start("CPU (test)", world_size=2, params=1000)
+    log.log_step(step=1, **STEP)
+    log.log_event(2, EVENT_SKIP, reason="non_finite", loss=float("nan"))  # an event with a loss
+    log.log_step(step=2, **{**STEP, "loss": 4.0, "tokens_per_s": 300.0, "tokens_seen": 1024})
+    log.log_validation(2, 1024, {"val/loss": 4.5, "val/bpb": 2.0, "val/batches": 2, "val/seconds": 0.1})
+    log.log_eval(2, 1024, {"eval/task/acc": 0.5})
+    log.log_event(2, EVENT_CHECKPOINT, path="/x/step-0000002")
+    log.close()
+    return path
+
+
+def test_record_shapes_and_readers(metrics_file):
+    records = read_records(metrics_file)
+    assert all("time" in r and "step" in r for r in records)
+    start = start_record(records)
+    assert (start["event"], start["world_size"], start["device"]) == ("start", 2, "CPU (test)")
+    steps = step_records(records)
+    assert [r["step"] for r in steps] == [1, 2]
+    assert list(steps[0]) == ["time", "step", *STEP]
+    assert step_losses(metrics_file) == [(1, 5.0), (2, 4.0)]
+    assert mean_measured(steps, "tokens_per_s") == 200.0
+    assert mean_measured(steps, "mfu") is None
+    assert train_seconds(steps, log_every=10) == 10.0
+    assert [r["val/loss"] for r in validation_records(records)] == [4.5]
+    assert last_validation(records)["val/bpb"] == 2.0
+
+
+def test_readers_on_an_empty_or_torn_log(tmp_path):
+    assert start_record([]) == {} and last_validation([]) == {}
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1, **STEP}) + '\n{"step": 2, "lo')
+    assert step_losses(path) == [(1, 5.0)]
+
+
+def test_disabled_log_writes_nothing(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path, _NoTrackers(), enabled=False)
+    log.log_step(step=1, **STEP)
+    log.close()
+    assert not path.exists()
+
+
+def test_fault_plan_from_the_recipe():
+    cfg = FaultInjectionConfig(nan_at=[3], spike_at=[5, 6], spike_scale=10.0, die_at=9, die_rank=1)
+    rank0, rank1 = FaultInjector.from_config(cfg, rank=0), FaultInjector.from_config(cfg, rank=1)
+    assert rank0.plan == {3: "nan", 5: "spike", 6: "spike"}
+    assert rank1.plan == {3: "nan", 5: "spike", 6: "spike", 9: "die"}
+    assert FaultInjector.from_config(FaultInjectionConfig(die_at=4), rank=3).plan == {4: "die"}
+    assert FaultInjector.from_config(FaultInjectionConfig(), rank=0).plan == {}
+    assert rank0.for_step(1) is None
+    assert rank0.for_step(5)(2.0) == 20.0
+
+
+def test_fault_injection_is_a_recipe_key(make_small_recipe, tmp_path):
+    recipe = make_small_recipe(tmp_path, "train.fault_injection.nan_at=[6]", "train.fault_injection.die_at=2")
+    assert recipe.train.fault_injection.nan_at == [6]
+    assert recipe.train.fault_injection.die_at == 2
+
+
+def test_fraction_steps():
+    assert fraction_steps(10, None, 4) == {4, 8, 10}
+    assert fraction_steps(10, 0.5, None) == {5, 10}
+    assert fraction_steps(10, None, None) == {10}
+
+
+def test_importing_the_loop_changes_no_process_setting():
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    code = "import os, pretrain.train.loop; print(os.environ.get('TOKENIZERS_PARALLELISM'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"

@@ -1,0 +1,36 @@
+"""train/setup.py: what the loop is built from (precision casts here; the full build runs in test_training.py)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from pretrain.train.setup import cast_parameters_to_bf16
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    return AutoModelForCausalLM.from_config(config)
+
+
+def test_bf16_true_keeps_floating_buffers_in_fp32_so_a_reload_gives_the_same_logits(tmp_path):
+    """RoPE's inv_freq is not saved: rounded to bf16 in training, the reloaded model (fp32 inv_freq) differs."""
+    model = _model()
+    cast_parameters_to_bf16(model)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    buffers = {n: b.dtype for n, b in model.named_buffers() if b.is_floating_point()}
+    assert buffers and set(buffers.values()) == {torch.float32}, buffers
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    ids = torch.arange(500).remainder(64)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reloaded(ids).logits, rtol=0, atol=0)
