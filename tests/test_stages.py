@@ -7,7 +7,6 @@ import pytest
 from pretrain import pipeline
 from pretrain.cli import build_parser, main
 from pretrain.config import load_recipe
-from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import StageError
 from pretrain.core.markers import read_marker
 from pretrain.stages import (
@@ -75,25 +74,6 @@ def test_marker_and_require_current(recipe):
     assert is_current(recipe, "curate")
     assert read_marker(out)["summary"] == summary and summary["docs"] == 1
     assert require_current(recipe, "curate", needed_by="x") == out
-
-
-def test_atomic_dir_leaves_nothing_on_failure(recipe):
-    out = stage_path(recipe, "tokenizer")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
-            (tmp / "half.json").write_text("{")
-            raise RuntimeError("crash mid-write")
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".tokenizer")]
-
-
-def test_atomic_dir_replaces_previous_output(recipe):
-    out = stage_path(recipe, "pack")
-    for i in range(2):
-        with atomic_dir(out) as tmp:
-            (tmp / "v").write_text(str(i))
-    assert (out / "v").read_text() == "1"
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tokens"]
 
 
 # ---------------------------------------------------------------- the registry drives everything

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from pretrain.config import Recipe
 from pretrain.stages import stage_output
 from pretrain.train.loop import run_training
@@ -30,3 +32,16 @@ SMOKE_SHAPE = [
 def run_train_stage(recipe: Recipe, resume: str = "never") -> Path:
     """Run the training stage directly, as `pretrain train RECIPE --force --resume RESUME` does."""
     return run_training(recipe, stage_output(recipe, "train"), resume)
+
+
+# the smallest `model` and `train` sections of a valid recipe, for tests of stages that do not train
+MINIMAL_MODEL = {"model_type": "llama", "hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2}
+MINIMAL_TRAIN = {"seq_len": 16, "micro_batch_size": 1, "global_batch_tokens": 16, "steps": 1}
+
+
+def write_recipe_file(recipe: Recipe, path: Path) -> Path:
+    """The recipe as a YAML file without its launch config: the test's own launcher decides the processes."""
+    data = recipe.model_dump(mode="json")
+    data["accelerate_config"] = None
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pretrain.config import load_recipe
 from pretrain.core.errors import DataError
 from pretrain.pipeline import run_stage
+from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
 
 GOOD_LINE = json.dumps(
     {"text": "A perfectly ordinary sentence about rivers and mountains that is long enough. " * 3}
@@ -40,13 +41,8 @@ def _recipe(tmp, filename, fmt="auto"):
             "workers": 1,
             "decontaminate": {"enabled": False},
         },
-        "model": {
-            "model_type": "llama",
-            "hidden_size": 32,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-        },
-        "train": {"seq_len": 16, "micro_batch_size": 1, "global_batch_tokens": 16, "steps": 1},
+        "model": MINIMAL_MODEL,
+        "train": MINIMAL_TRAIN,
         "eval": {"tasks": []},
     }
     (tmp / "r.yaml").write_text(yaml.safe_dump(raw))

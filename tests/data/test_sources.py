@@ -12,6 +12,7 @@ import pytest
 from pretrain.config import Recipe
 from pretrain.core.errors import DataError
 from pretrain.data.sources import ReadStats, iter_source
+from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
 
 
 def _read(tmp_path, *paths: str, **source) -> tuple[list[tuple[str, str]], ReadStats]:
@@ -29,13 +30,8 @@ def _read(tmp_path, *paths: str, **source) -> tuple[list[tuple[str, str]], ReadS
                 }
             ]
         },
-        "model": {
-            "model_type": "llama",
-            "hidden_size": 32,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-        },
-        "train": {"seq_len": 16, "micro_batch_size": 1, "global_batch_tokens": 16, "steps": 1},
+        "model": MINIMAL_MODEL,
+        "train": MINIMAL_TRAIN,
     }
     # the schema alone: the recipe-level file checks (and their transformers import) are not under test
     recipe = Recipe.model_validate(raw)

@@ -160,3 +160,33 @@ def test_decontamination_texts_include_builtin_cloze(trained):
     recipe, _ = trained
     texts, unchecked = decontamination_texts(recipe)
     assert len(texts["stdlib_cloze"]) == 1000 and unchecked == {}
+
+
+def test_hub_task_offline_is_a_clear_error(trained):
+    """`pretrain eval CKPT --tasks hellaswag` offline: one `error:` line saying what to do, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    _, out = trained
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pretrain",
+            "eval",
+            str(out / "final"),
+            "--tasks",
+            "hellaswag",
+            "--limit",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "error: lm-eval tasks hellaswag: a dataset could not be fetched from the Hub" in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from argparse import Namespace
 
 import pytest
@@ -45,6 +46,9 @@ def test_card_is_complete(final):
     ):
         assert needle in text, needle
     assert (out / "final" / "loss_curve.png").exists() and (out / "final" / "learning_curves.png").exists()
+    # no placeholder link: the card names the package and version that trained the model
+    assert "https://github.com/)" not in text
+    assert f"pretraining-handbook {importlib.metadata.version('pretraining-handbook')}" in text
 
 
 def test_dry_run_lists_no_pickles_or_trainer_state(final, tmp_path, capsys):

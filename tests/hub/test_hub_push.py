@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+from pretrain.testing import write_recipe_file
+
 FAKE_TOKEN = "hf_FAKEtokenXYZ0123456789abcdefghijkl"
 
 
@@ -151,7 +153,6 @@ def test_lora_handoff_on_downloaded_model(hub, final, tmp_path):
 
 def test_checkpoints_pushed_as_branches_during_training(hub, make_run, tmp_path):
     """`hub.push_checkpoints: true`: every checkpoint becomes a branch in the background; `main` gets the final model."""
-    import yaml
 
     recipe = make_run(
         tmp_path / "run",
@@ -161,10 +162,7 @@ def test_checkpoints_pushed_as_branches_during_training(hub, make_run, tmp_path)
         "hub.repo_id=user/live",
         "hub.push_checkpoints=true",
     )
-    data = recipe.model_dump(mode="json")
-    data["accelerate_config"] = None
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_recipe_file(recipe, tmp_path / "recipe.yaml")
     env = _env(hub, tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "pretrain", "run", str(path), "--output-dir", str(recipe.out)],

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from pretrain.hub.pusher import CheckpointPusher
+from pretrain.testing import write_recipe_file
 
 BAD_TOKEN = "hf_REVOKEDtoken0000000000000000000000"
 
@@ -192,8 +193,6 @@ def test_training_run_survives_hub_errors(hub, make_run, hub_env, tmp_path):
     import subprocess
     import sys
 
-    import yaml
-
     recipe = make_run(
         tmp_path / "run",
         "eval.enabled=false",
@@ -202,10 +201,7 @@ def test_training_run_survives_hub_errors(hub, make_run, hub_env, tmp_path):
         "hub.repo_id=user/live",
         "hub.push_checkpoints=true",
     )
-    data = recipe.model_dump(mode="json")
-    data["accelerate_config"] = None
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_recipe_file(recipe, tmp_path / "recipe.yaml")
     proc = subprocess.run(
         [sys.executable, "-m", "pretrain", "run", str(path), "--output-dir", str(recipe.out)],
         env=hub_env(hub.endpoint, token=None),

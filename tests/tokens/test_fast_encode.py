@@ -16,6 +16,7 @@ from pretrain.config import Recipe
 from pretrain.core.errors import RecipeError
 from pretrain.data.builtin import BUILTIN
 from pretrain.data.mixio import MixWriter
+from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.tokens.pack import _choose_encoder, pack
@@ -170,13 +171,8 @@ def test_encoder_setting_changes_no_fingerprint():
     raw = {
         "name": "enc",
         "data": {"sources": [{"name": "s", "type": "builtin", "corpus": "python_stdlib_docs", "weight": 1}]},
-        "model": {
-            "model_type": "llama",
-            "hidden_size": 32,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-        },
-        "train": {"seq_len": 16, "micro_batch_size": 1, "global_batch_tokens": 16, "steps": 1},
+        "model": MINIMAL_MODEL,
+        "train": MINIMAL_TRAIN,
     }
     auto = Recipe.model_validate(raw)
     forced = Recipe.model_validate({**raw, "tokenizer": {"encoder": "tokenizers"}})

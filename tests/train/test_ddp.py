@@ -15,18 +15,11 @@ import sys
 import time
 
 import pytest
-import yaml
 
+from pretrain.testing import write_recipe_file
 from pretrain.train.metrics import step_losses
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-
-
-def _recipe_file(recipe, path):
-    data = recipe.model_dump(mode="json")
-    data["accelerate_config"] = None  # the launcher decides the world size here
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _launch(recipe, path, ranks: int, env=ENV):
@@ -50,7 +43,7 @@ def _launch(recipe, path, ranks: int, env=ENV):
             "pretrain",
         ]
     )
-    cmd = [*prefix, "train", str(_recipe_file(recipe, path)), "--output-dir", str(recipe.out)]
+    cmd = [*prefix, "train", str(write_recipe_file(recipe, path)), "--output-dir", str(recipe.out)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -11,16 +11,12 @@ import subprocess
 import sys
 import time
 
-import yaml
-
+from pretrain.testing import write_recipe_file
 from pretrain.train.metrics import step_losses
 
 
 def _start(recipe, tmp_path):
-    data = recipe.model_dump(mode="json")
-    data["accelerate_config"] = None
-    path = tmp_path / f"{recipe.out.name}.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_recipe_file(recipe, tmp_path / f"{recipe.out.name}.yaml")
     return subprocess.Popen(
         [sys.executable, "-m", "pretrain", "train", str(path), "--output-dir", str(recipe.out)],
         stdout=subprocess.DEVNULL,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from pretrain.core.errors import PretrainError
+from pretrain.testing import run_train_stage
+from pretrain.train import setup
 from pretrain.train.setup import cast_parameters_to_bf16
 
 
@@ -34,3 +38,24 @@ def test_bf16_true_keeps_floating_buffers_in_fp32_so_a_reload_gives_the_same_log
     ids = torch.arange(500).remainder(64)[None]
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, reloaded(ids).logits, rtol=0, atol=0)
+
+
+def test_missing_tracker_is_an_error_before_training(fresh_run, monkeypatch):
+    """accelerate drops a tracker whose package is missing with a warning; we refuse before any work."""
+    monkeypatch.setitem(setup.TRACKER_MODULES, "wandb", "no_such_tracker_package")
+    recipe, out = fresh_run("no_tracker", "train.trackers=[wandb]", "eval.enabled=false")
+    with pytest.raises(
+        PretrainError, match=r"train.trackers: wandb requested but not installed; `pip install"
+    ):
+        run_train_stage(recipe)
+    assert not recipe.layout.checkpoints.exists()
+
+
+def test_tensorboard_gets_the_resolved_recipe_in_the_run_folder(fresh_run):
+    recipe, out = fresh_run("tb", "train.trackers=[tensorboard]", "eval.enabled=false", "train.tokens=2048")
+    run_train_stage(recipe)
+    events = list(recipe.layout.trackers.rglob("events.out.tfevents.*"))
+    assert events, sorted(p.name for p in out.iterdir())
+    flat = setup.flat_recipe(recipe)
+    assert flat["train.optimizer.lr"] == recipe.train.optimizer.lr and flat["name"] == recipe.name
+    assert all(isinstance(v, str | int | float | bool) for v in flat.values())

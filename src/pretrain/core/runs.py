@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pretrain.config import Recipe, load_recipe
+from pretrain.core.layout import RunLayout
 
 
 def run_dir_of(path: Path) -> Path:
     """outputs/x/checkpoints/step-N -> outputs/x; outputs/x/final -> outputs/x; outputs/x -> outputs/x."""
     path = Path(path)
-    if path.parent.name == "checkpoints":
+    if path.parent == RunLayout(path.parent.parent).checkpoints:
         return path.parent.parent
     if (path / "config.json").exists():
         return path.parent
@@ -33,7 +34,7 @@ def recipe_of_run(
     candidates = []
     if checkpoint is not None:
         candidates.append(Path(checkpoint) / "trainer_state" / "recipe.yaml")
-    candidates.append(Path(run_dir) / "recipe.resolved.yaml")
+    candidates.append(RunLayout(Path(run_dir)).resolved_recipe)
     for path in candidates:
         if path.exists():
             return load_recipe(path, overrides=overrides, output_dir=str(run_dir), check_files=False)

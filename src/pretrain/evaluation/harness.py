@@ -6,6 +6,16 @@ import logging
 from pathlib import Path
 
 from pretrain.core.errors import PretrainError
+from pretrain.core.network import NETWORK_ERRORS, network_reason
+
+
+def _unreachable(tasks: list[str], exc: BaseException) -> PretrainError:
+    """A task's dataset lives on the Hub and could not be fetched (offline, no network, DNS, proxy)."""
+    return PretrainError(
+        f"lm-eval tasks {', '.join(tasks)}: a dataset could not be fetched from the Hub ({network_reason(exc)}). "
+        "Run once with network access (HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0) to fill the datasets cache, "
+        "or evaluate local tasks (eval.local_tasks, or the built-in val_bpb / stdlib_cloze)"
+    )
 
 
 def _quiet() -> None:
@@ -62,6 +72,8 @@ def evaluate_checkpoint(
         )
     except (KeyError, ValueError) as exc:
         raise PretrainError(f"lm-eval could not run tasks {tasks} on {checkpoint}: {exc}") from None
+    except NETWORK_ERRORS as exc:
+        raise _unreachable(tasks, exc) from None
 
 
 class LiveEvaluation:
@@ -80,7 +92,10 @@ class LiveEvaluation:
         from lm_eval.tasks import get_task_dict
 
         _quiet()
-        self.task_dict = get_task_dict(tasks, _task_manager(include_dir, tasks, local))
+        try:
+            self.task_dict = get_task_dict(tasks, _task_manager(include_dir, tasks, local))
+        except NETWORK_ERRORS as exc:
+            raise _unreachable(tasks, exc) from None
         if num_fewshot is not None:
             for task in self.task_dict.values():
                 if hasattr(task, "set_config"):

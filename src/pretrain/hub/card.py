@@ -8,6 +8,7 @@ follows the Hub's model-card metadata, including `model-index` with the final ev
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 from pathlib import Path
@@ -86,6 +87,14 @@ def model_index(name: str, final: dict) -> list[dict]:
     return [{"name": name, "results": results}] if results else []
 
 
+def handbook_version() -> str:
+    """The installed pretraining-handbook's version (the card names what trained the model)."""
+    try:
+        return importlib.metadata.version("pretraining-handbook")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "(not installed)"
+
+
 def card_context(recipe: Recipe, final_dir: Path) -> dict:
     layout = recipe.layout
     config = json.loads((final_dir / "config.json").read_text())
@@ -123,6 +132,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "final_val": last_validation(records),
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
+        "handbook_version": handbook_version(),
         "front_matter": yaml.safe_dump(
             {
                 "license": recipe.hub.license,

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 from pretrain.core.errors import PretrainError
+from pretrain.core.network import NETWORK_ERRORS, network_reason
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".png", ".txt", ".model", ".jinja")
 EXCLUDED_NAMES = {"STAGE.json", "eval_results.json"}
-DNS_FAILURE_MARKERS = ("name or service not known", "nodename nor servname", "getaddrinfo", "name resolution")
 LOGIN_HINT = "run `hf auth login` or set HF_TOKEN to a token with write access"
 _ACCEPTED_TOKENS: set[tuple[str, str]] = set()  # (endpoint, token) pairs whoami accepted in this process
 
@@ -67,20 +66,6 @@ def stage_upload(folder: Path, dest: Path, include_optimizer: bool = False) -> l
 
 def _token_source() -> str:
     return "HF_TOKEN" if os.environ.get("HF_TOKEN") else "the token saved by `hf auth login`"
-
-
-def network_reason(exc: BaseException) -> str:
-    """A few words for a transport failure: connection refused, timed out, DNS lookup failed, ..."""
-    text = str(exc)
-    lowered = text.lower()
-    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower() or "timed out" in lowered:
-        return "timed out"
-    if "refused" in lowered:
-        return "connection refused"
-    if any(marker in lowered for marker in DNS_FAILURE_MARKERS):
-        return "DNS lookup failed"
-    first_line = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
 def check_token(endpoint: str) -> None:
@@ -145,7 +130,6 @@ def push_folder(
     Every failure is a one-line `HubPushError` (see the module docstring); nothing is deleted locally.
     `source`: the folder to name in messages and the default commit message when `folder` is a staging copy.
     """
-    import httpx2
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -194,7 +178,7 @@ def push_folder(
             f"push of {source} to {target} failed ({reason}), then re-run — pushes are idempotent",
             reason=reason,
         ) from None
-    except (httpx2.HTTPError, ConnectionError, TimeoutError, socket.gaierror) as exc:  # refused, timeout, DNS
+    except NETWORK_ERRORS as exc:  # refused, timeout, DNS
         reason = f"cannot reach the Hub at {endpoint} ({network_reason(exc)}); check your network, proxy and HF_ENDPOINT"
         raise HubPushError(
             f"push of {source} to {target} failed: {reason} — {retry}", retryable=True, reason=reason

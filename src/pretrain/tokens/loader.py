@@ -1,6 +1,6 @@
 """The training data loader: fixed-length windows from packed shards, sharded by rank, exactly resumable.
 
-    loader = TokenLoader(out / "tokens", "train", seq_len=2048, batch_size=8, rank=r, world_size=w, seed=s)
+    loader = TokenLoader(recipe.layout.tokens, "train", seq_len=2048, batch_size=8, rank=r, world_size=w, seed=s)
     batch = next(loader)          # {"input_ids": [B, T], "labels": [B, T] (+ "position_ids")}
     state = loader.state_dict()   # {"epoch", "position", ...}: restoring it is O(1), nothing is replayed
 

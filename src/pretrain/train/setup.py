@@ -8,6 +8,7 @@ from `train.collective_timeout_s`, so a dead rank makes the others fail with an 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -92,12 +93,13 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
     cfg = recipe.train
+    require_trackers(cfg.trackers)
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
     acc = Accelerator(
         cpu=force_cpu(),
         mixed_precision=mixed_precision(recipe),
         log_with=cfg.trackers or None,
-        project_dir=str(recipe.out),
+        project_dir=str(recipe.layout.trackers),
         kwargs_handlers=[timeout],
     )
     if (
@@ -152,7 +154,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
     model, optimizer = acc.prepare(model, optimizer)
     model.train()
     if cfg.trackers:
-        acc.init_trackers(recipe.name, config={"recipe": recipe.name, "params": n_params})
+        acc.init_trackers(recipe.name, config={**flat_recipe(recipe), "params": n_params})
     evaluator = None
     if recipe.eval.enabled and recipe.eval.tasks + [t.name for t in recipe.eval.local_tasks]:
         evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=is_sharded(acc))
@@ -180,6 +182,44 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         pusher=pusher,
         base_lrs=[cfg.optimizer.lr for _ in optimizer.param_groups],
     )
+
+
+# train.trackers name -> the module it needs (pip package of the same name)
+TRACKER_MODULES = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "trackio": "trackio",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "aim": "aim",
+}
+
+
+def require_trackers(trackers: list[str]) -> None:
+    """Every requested tracker's package is installed; accelerate would drop a missing one with a warning."""
+    missing = [t for t in trackers if importlib.util.find_spec(TRACKER_MODULES[t]) is None]
+    if missing:
+        packages = " ".join(TRACKER_MODULES[t] for t in missing)
+        raise PretrainError(
+            f"train.trackers: {', '.join(missing)} requested but not installed; `pip install {packages}` "
+            "or remove it from train.trackers"
+        )
+
+
+def flat_recipe(recipe: Recipe) -> dict[str, str | int | float | bool]:
+    """The resolved recipe as `section.key: value` scalars (trackers such as tensorboard's hparams take no
+    nesting); lists and nulls become strings."""
+    flat: dict[str, str | int | float | bool] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value if isinstance(value, str | int | float | bool) else str(value)
+
+    walk("", recipe.model_dump(mode="json"))
+    return flat
 
 
 def cast_parameters_to_bf16(model: torch.nn.Module) -> None:
