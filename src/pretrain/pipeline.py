@@ -45,15 +45,11 @@ def _run_stage_here(recipe: Recipe, name: str, force: bool, options: dict[str, s
     if not force and is_current(recipe, name):
         log.info("%s: up to date (%s) — skipping", name, out.folder)
         return
+    start = time.monotonic()  # the whole stage: curation's document pass runs before its publish step
     summary = stage.run(recipe, out, **options)
     if stage.main_process_only and isinstance(summary, dict):
-        log.info(
-            "%s: done in %s -> %s %s",
-            name,
-            format_seconds(summary.get("seconds", 0)),
-            out.folder,
-            _brief(summary),
-        )
+        elapsed = format_seconds(time.monotonic() - start)
+        log.info("%s: done in %s -> %s %s", name, elapsed, out.folder, _brief(summary))
 
 
 def _brief(summary: dict) -> str:
