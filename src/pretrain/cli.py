@@ -11,7 +11,9 @@
     pretrain explain train.optimizer.lr [--recipe RECIPE]  # type, default, description of a recipe key
 
 Every command takes `--set dotted.key=value` (typed and validated like the YAML) and `--output-dir`.
-User errors print `file: key: problem` lines and exit 1 without a traceback.
+User errors print `file: key: problem` lines and exit 1 without a traceback. Commands that work on a run
+folder (the stages, `run`, `eval`) keep what libraries print (progress bars, warnings) in its `pretrain.log`;
+the console shows our lines: progress, one line per validation and evaluation, each stage's summary.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from pretrain.config import load_recipe
 from pretrain.config.explain import explain
 from pretrain.core.errors import CurationSubmitted, PretrainError, RecipeError
+from pretrain.core.progress import capture_run_output
 from pretrain.evaluation.command import run_eval_command
 from pretrain.hub.command import run_push_command
 from pretrain.launch import plan_launch, relaunch, strip_launch_flags
@@ -170,7 +173,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return run_plan_command(args, _load(args) if args.recipe else None)
     if cmd in STAGES:
         options = {o.dest: getattr(args, o.dest) for o in STAGES[cmd].options}
-        run_stage(_load(args), cmd, force=args.force, **options)
+        recipe = _load(args)
+        with capture_run_output(recipe.layout.log_file):  # libraries' bars and warnings: to the run's log
+            run_stage(recipe, cmd, force=args.force, **options)
         return 0
     if cmd == "eval":
         return run_eval_command(args)
@@ -180,7 +185,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         print(explain(args.key, _load(args) if args.recipe else None))
         return 0
     if cmd == "run":
-        run_all(_load(args), force=args.force, skip_eval=args.skip_eval)
+        recipe = _load(args)
+        with capture_run_output(recipe.layout.log_file):
+            run_all(recipe, force=args.force, skip_eval=args.skip_eval)
         return 0
     raise AssertionError(cmd)
 

@@ -82,7 +82,11 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
     if world_size() > 1:
         partial_state().wait_for_everyone()
     log.info(
-        "run: finished in %s — model in %s, card %s", format_seconds(time.monotonic() - start), final, card
+        "run: finished in %s — model in %s, card %s, libraries' output in %s",
+        format_seconds(time.monotonic() - start),
+        final,
+        card.name,
+        recipe.layout.log_file.name,
     )
     return final
 

@@ -93,6 +93,13 @@ class RunLayout:
         return self.root / "metrics.jsonl"
 
     @property
+    def log_file(self) -> Path:
+        """Everything the commands run on this folder printed, appended: our log lines and what libraries
+        print (lm-eval / datasets progress bars, transformers and Python warnings, datatrove, accelerate),
+        which the console does not show (core/progress.py `capture_run_output`)."""
+        return self.root / "pretrain.log"
+
+    @property
     def resolved_recipe(self) -> Path:
         """The recipe as run, overrides applied."""
         return self.root / "recipe.resolved.yaml"

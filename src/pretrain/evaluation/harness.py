@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.network import NETWORK_ERRORS, network_reason
+from pretrain.evaluation.metrics import chance_levels
 
 
 def _unreachable(tasks: list[str], exc: BaseException) -> PretrainError:
@@ -76,6 +77,18 @@ def evaluate_checkpoint(
         raise _unreachable(tasks, exc) from None
 
 
+def checkpoint_chance_levels(
+    include_dir: Path, tasks: list[str], local: list[str], limit: int | None
+) -> dict[str, float]:
+    """Chance levels of the multiple-choice tasks `evaluate_checkpoint` ran (their datasets are cached by then)."""
+    from lm_eval.tasks import get_task_dict
+
+    try:
+        return chance_levels(get_task_dict(tasks, _task_manager(include_dir, tasks, local)), limit)
+    except NETWORK_ERRORS as exc:
+        raise _unreachable(tasks, exc) from None
+
+
 class LiveEvaluation:
     """lm-eval on a model object (no reload from disk); the task dict is built once and reused."""
 
@@ -101,6 +114,7 @@ class LiveEvaluation:
                 if hasattr(task, "set_config"):
                     task.set_config(key="num_fewshot", value=num_fewshot)
         self.limit, self.batch_size, self.max_length = limit, batch_size, max_length
+        self.chance = chance_levels(self.task_dict, limit)
 
     def __call__(self, model, tokenizer) -> dict:
         from lm_eval.evaluator import evaluate

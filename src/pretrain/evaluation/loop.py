@@ -15,6 +15,7 @@ import traceback
 
 from pretrain.core.progress import get_logger
 from pretrain.evaluation.harness import LiveEvaluation, flatten
+from pretrain.evaluation.metrics import eval_line, task_facts
 from pretrain.evaluation.records import EvalRecord, write_eval_record
 from pretrain.evaluation.task_yaml import all_task_names, existing_task_yamls, write_task_yamls
 
@@ -60,10 +61,12 @@ class LoopEvaluator:
             start = time.perf_counter()
             was_training = model.training
             try:
-                results = self._prepare()(model, self.tokenizer)
+                live = self._prepare()
+                results = live(model, self.tokenizer)
                 flat = flatten(results)
                 if self.is_main:
-                    self._record(step, tokens_seen, flat, results, time.perf_counter() - start)
+                    facts = task_facts(results, live.chance)
+                    self._record(step, tokens_seen, flat, results, facts, time.perf_counter() - start)
             except Exception as exc:  # an eval bug must not end a long training run
                 log.error(
                     "evaluation at step %d failed (%s); training continues\n%s",
@@ -79,7 +82,9 @@ class LoopEvaluator:
             self.accelerator.wait_for_everyone()
         return flat
 
-    def _record(self, step: int, tokens_seen: int, flat: dict, results: dict, seconds: float) -> None:
+    def _record(
+        self, step: int, tokens_seen: int, flat: dict, results: dict, facts: dict, seconds: float
+    ) -> None:
         record = EvalRecord(
             step=step,
             tokens_seen=tokens_seen,
@@ -87,10 +92,7 @@ class LoopEvaluator:
             metrics=flat,
             results=results.get("results", {}),
             seconds=round(seconds, 2),
+            task_facts=facts,
         )
         write_eval_record(self.recipe.layout, record)
-        log.info(
-            "eval at step %d: %s",
-            step,
-            ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in flat.items()),
-        )
+        log.info("%s", eval_line(step, flat, facts, seconds))

@@ -2,7 +2,9 @@
 
     {"step": 200, "tokens_seen": 409600, "checkpoint": ".../checkpoints/step-0000200",
      "tasks": ["val_bpb", ...], "metrics": {"eval/val_bpb": 1.93, ...}, "results": {lm-eval's per task},
-     "include_path": ".../evals/tasks", "seconds": 4.2}
+     "include_path": ".../evals/tasks", "seconds": 4.2,
+     "task_facts": {"hellaswag": {"dataset": "Rowan/hellaswag", "split": "validation", "num_fewshot": 0,
+                                  "chance": 0.25}, ...}}
 
 The in-loop evaluator (loop.py) writes `seconds` and no checkpoint; `pretrain eval OUTPUT_DIR`
 (command.py) writes the checkpoint and lm-eval's include path. Keys left unset are omitted. The learning
@@ -35,6 +37,8 @@ class EvalRecord:
     include_path: str | None = None
     seconds: float | None = None
     """Wall time of an in-loop evaluation (counted as evaluation overhead)."""
+    task_facts: dict[str, dict] = field(default_factory=dict)
+    """Per task: its Hub dataset id, config, split, shots and chance level (metrics.task_facts)."""
 
     def to_json(self) -> dict:
         out: dict = {"step": self.step, "tokens_seen": self.tokens_seen}
@@ -44,6 +48,8 @@ class EvalRecord:
         for key in ("include_path", "seconds"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.task_facts:
+            out["task_facts"] = self.task_facts
         return out
 
     @classmethod
@@ -57,6 +63,7 @@ class EvalRecord:
             checkpoint=raw.get("checkpoint"),
             include_path=raw.get("include_path"),
             seconds=raw.get("seconds"),
+            task_facts=raw.get("task_facts", {}),
         )
 
 

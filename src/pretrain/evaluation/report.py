@@ -1,8 +1,11 @@
 """Learning curves: every evaluation of a run as a table and a plot against tokens seen.
 
 `evals/summary.json` (read by the model card): `{"metrics": [names], "rows": [{"step", "tokens_seen",
-"checkpoint", "<metric>": value, ...}], "final": {metric: value}, "plot": "learning_curves.png"}`;
-`evals/summary.md` is the same table in markdown; `evals/learning_curves.png` has one panel per metric.
+"checkpoint", "<metric>": value, ...}], "final": {metric: value}, "tasks": {task: facts},
+"plot": "learning_curves.png"}` with the metrics every view shows (evaluation/metrics.py) and each task's
+facts (Hub dataset id, split, shots, chance level) from the newest record that has them; `evals/summary.md`
+is the same table in markdown; `evals/learning_curves.png` has one panel per metric, accuracies with a dashed
+chance line, perplexities on a log axis.
 """
 
 from __future__ import annotations
@@ -11,22 +14,25 @@ from pathlib import Path
 
 from pretrain.core.atomic import write_json_atomic
 from pretrain.core.layout import RunLayout
+from pretrain.evaluation.metrics import is_accuracy, is_perplexity, is_reported, split_key
 from pretrain.evaluation.records import read_eval_records
 
 
 def summarize_run(out_dir: Path) -> dict:
     layout = RunLayout(Path(out_dir))
-    rows = []
-    for rec in read_eval_records(layout):
+    rows, tasks = [], {}
+    for rec in sorted(read_eval_records(layout), key=lambda r: r.step):
+        values = {k: v for k, v in rec.metrics.items() if is_reported(k)}
         rows.append(
-            {"step": rec.step, "tokens_seen": rec.tokens_seen, "checkpoint": rec.checkpoint, **rec.metrics}
+            {"step": rec.step, "tokens_seen": rec.tokens_seen, "checkpoint": rec.checkpoint, **values}
         )
-    rows.sort(key=lambda r: r["step"])
+        tasks.update(rec.task_facts)
     metrics = sorted({k for r in rows for k in r if k.startswith("eval/")})
     summary = {
         "metrics": metrics,
         "rows": rows,
         "final": {m: rows[-1].get(m) for m in metrics} if rows else {},
+        "tasks": tasks,
         "plot": "learning_curves.png" if rows else None,
     }
     layout.evals.mkdir(parents=True, exist_ok=True)
@@ -50,6 +56,15 @@ def markdown_table(summary: dict) -> str:
 
 
 def plot_curves(summary: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(summary)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curves_figure(summary: dict):
+    """The learning-curve figure: one panel per metric against tokens seen."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,11 +82,17 @@ def plot_curves(summary: dict, path: Path) -> None:
         ]
         if pts:
             ax.plot(*zip(*pts), marker="o")
+        task, name = split_key(metric)
+        chance = summary.get("tasks", {}).get(task, {}).get("chance")
+        if is_accuracy(name) and chance:
+            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
+            ax.legend(fontsize=7, loc="best")
+        if is_perplexity(name):
+            ax.set_yscale("log")
         ax.set_title(metric.removeprefix("eval/"), fontsize=9)
         ax.set_xlabel("tokens seen")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

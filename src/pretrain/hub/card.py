@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
 from pretrain.config import HubSource, Recipe
 from pretrain.config.checks import missing_template_problem
@@ -22,6 +22,7 @@ from pretrain.core.errors import RecipeError
 from pretrain.core.layout import RunLayout
 from pretrain.core.progress import human
 from pretrain.core.recipe_files import find_card_template
+from pretrain.evaluation.metrics import is_reported, split_key
 from pretrain.modeling import count_parameters
 from pretrain.planning.flops import flops_per_token
 from pretrain.tokens.manifest import TokenManifest
@@ -71,20 +72,31 @@ def plot_loss(records: list[dict], path: Path) -> bool:
     return True
 
 
-def model_index(name: str, final: dict) -> list[dict]:
+def eval_results(summary: dict) -> list[EvalResult]:
+    """The card's `model-index`: one result per (task, metric) of the final evaluation that the views show,
+    against the Hub dataset the task reads (`Rowan/hellaswag`), or our task's name for a local/built-in task."""
+    tasks = summary.get("tasks", {})
     results = []
-    for key, value in final.items():
-        if value is None:
+    for key, value in summary.get("final", {}).items():
+        if value is None or not is_reported(key):
             continue
-        _, task, metric = key.split("/", 2)
+        task, metric = split_key(key)
+        facts = tasks.get(task, {})
+        shots = facts.get("num_fewshot")
         results.append(
-            {
-                "task": {"type": "text-generation", "name": "Text Generation"},
-                "dataset": {"name": task, "type": task},
-                "metrics": [{"type": metric, "value": round(float(value), 5), "name": f"{task} {metric}"}],
-            }
+            EvalResult(
+                task_type="text-generation",
+                task_name="Text Generation",
+                dataset_type=facts.get("dataset") or task,
+                dataset_name=task,
+                dataset_config=facts.get("config"),
+                dataset_split=facts.get("split"),
+                metric_type=metric,
+                metric_value=round(float(value), 5),
+                metric_name=f"{metric} ({shots}-shot)" if shots is not None else metric,
+            )
         )
-    return [{"name": name, "results": results}] if results else []
+    return results
 
 
 def handbook_version() -> str:
@@ -130,21 +142,22 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "hardware": f"{world} x {start['device']}" if start else "n/a",
         "gpu_hours": seconds / 3600 * world if on_gpu and start else None,
         "final_val": last_validation(records),
+        "precision": start.get("precision"),
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
         "handbook_version": handbook_version(),
-        "front_matter": yaml.safe_dump(
-            {
-                "license": recipe.hub.license,
-                "library_name": "transformers",
-                "pipeline_tag": "text-generation",
-                "language": recipe.hub.language,
-                "tags": ["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
-                **({"datasets": hub_sources} if hub_sources else {}),
-                "model-index": model_index(recipe.name, summary.get("final", {})),
-            },
-            sort_keys=False,
-        ).strip(),
+        "front_matter": ModelCardData(
+            model_name=recipe.name,
+            license=recipe.hub.license,
+            library_name="transformers",
+            pipeline_tag="text-generation",
+            language=recipe.hub.language,
+            tags=["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
+            datasets=hub_sources or None,
+            eval_results=eval_results(summary) or None,
+        )
+        .to_yaml()
+        .strip(),
     }
 
 

@@ -43,12 +43,18 @@ def is_sharded(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
-def mixed_precision(recipe: Recipe) -> str:
-    """accelerate's `mixed_precision` for `train.precision`."""
+def precision_that_runs(recipe: Recipe) -> str:
+    """`train.precision` with `auto` decided: bf16-mixed on a CUDA device with bf16, else fp32 (the start
+    record of metrics.jsonl keeps it; the model card shows it)."""
     p = recipe.train.precision
     if p == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if p == "bf16-mixed" else "no"
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return p
+
+
+def mixed_precision(recipe: Recipe) -> str:
+    """accelerate's `mixed_precision` for `train.precision`."""
+    return "bf16" if precision_that_runs(recipe) == "bf16-mixed" else "no"
 
 
 def prepare_process() -> None:

@@ -1,7 +1,9 @@
-"""Throughput and the step record: tokens/s, MFU, step time, data wait, memory, ETA, and the log line.
+"""Throughput and the step record: tokens/s, MFU, step time, data wait, memory, ETA, and training progress.
 
 Speeds are averaged over the window of steps since the last record (`train.log_every`); the ETA
 uses the rate since this process started, evaluations included, so it is what the user will wait.
+Every `log_every` steps a record goes to metrics.jsonl; the console gets a progress bar (terminal) or a line
+every 30 s with the newest record's values (core/progress.py), and the last step's line.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import time
 
 import torch
 
-from pretrain.core.progress import format_seconds, get_logger
+from pretrain.core.progress import Progress, get_logger
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.metrics import MetricsLog, memory_gb
-from pretrain.train.setup import TrainSetup
+from pretrain.train.setup import TrainSetup, precision_that_runs
 from pretrain.train.state import TrainState
 
 log = get_logger("pretrain.train")
@@ -30,6 +32,7 @@ def device_label(device: torch.device) -> str:
 class SpeedMonitor(Callback):
     def __init__(self, setup: TrainSetup, metrics: MetricsLog):
         self.setup, self.metrics = setup, metrics
+        self.progress: Progress | None = None
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -39,19 +42,34 @@ class SpeedMonitor(Callback):
     def on_train_start(self, state: TrainState) -> None:
         s, acc = self.setup, self.setup.accelerator
         if state.step == 0:
-            self.metrics.log_start(device_label(s.device), acc.num_processes, s.n_params)
+            self.metrics.log_start(
+                device_label(s.device), acc.num_processes, s.n_params, precision_that_runs(s.recipe)
+            )
         if state.step == 0 and acc.is_main_process:
             log.info(
-                "training %s params for %d steps (%d tokens/step, accum %d x %d ranks)",
+                "training %s params for %d steps (%d tokens/step, accum %d x %d ranks, %s, %s)",
                 f"{s.n_params:,}",
                 s.total_steps,
                 s.tokens_per_step,
                 s.accum,
                 acc.num_processes,
+                precision_that_runs(s.recipe),
+                device_label(s.device),
             )
         self._reset_window()
         self.run_start = time.perf_counter()
         self.first_step = state.step
+        self.progress = Progress(
+            "train",
+            total=s.total_steps,
+            unit="steps",
+            initial=state.step,
+            disable=not acc.is_main_process,
+        )
+
+    def on_train_end(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         s, total = self.setup, self.setup.total_steps
@@ -60,6 +78,7 @@ class SpeedMonitor(Callback):
         self.window_wait += out.data_wait_s
         self.window_losses.append(out.loss)
         if state.step % s.recipe.train.log_every and state.step != total:
+            self.progress.update_to(state.step)
             return
         steps_in_window = len(self.window_losses)
         tps = self.window_tokens / max(self.window_time, 1e-9)
@@ -82,16 +101,13 @@ class SpeedMonitor(Callback):
             eta_s=eta_s,
             skipped_updates=state.guard.skipped,
         )
-        if s.accelerator.is_main_process:
-            log.info(
-                "step %d/%d loss %.4f lr %.2e gnorm %.2f %.0f tok/s%s ETA %s",
-                state.step,
-                total,
-                loss,
-                lr,
-                out.grad_norm,
-                tps,
-                f" MFU {mfu:.1%}" if mfu else "",
-                format_seconds(eta_s),
-            )
+        fields = {
+            "loss": f"{loss:.4f}",
+            "lr": f"{lr:.2e}",
+            "gnorm": f"{out.grad_norm:.2f}",
+            "tok/s": f"{tps:,.0f}",
+        }
+        if mfu:
+            fields["MFU"] = f"{mfu:.1%}"
+        self.progress.update_to(state.step, final=state.step == total, fields=fields)
         self._reset_window()

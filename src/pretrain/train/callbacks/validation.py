@@ -1,7 +1,7 @@
 """Held-out validation on the loop: mean loss over `train.validation.batches` val micro batches, and bits per byte.
 
 Runs on every rank (each reads its own slice of the val split; the loss is averaged across ranks) at
-each `train.validation.every_fraction` of training.
+each `train.validation.every_fraction` of training; one console line per pass on the main process.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ import time
 
 import torch
 
+from pretrain.core.progress import get_logger
 from pretrain.tokens.loader import TokenLoader
 from pretrain.train.callbacks.base import Callback, StepOutput, fraction_steps
 from pretrain.train.metrics import MetricsLog
 from pretrain.train.setup import TrainSetup
 from pretrain.train.state import TrainState
 from pretrain.train.step import causal_lm_loss
+
+log = get_logger("pretrain.train")
 
 
 @torch.no_grad()
@@ -62,4 +65,15 @@ class Validation(Callback):
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         if state.step in self.steps:
-            self.metrics.log_validation(state.step, state.tokens_seen, validate(self.setup))
+            values = validate(self.setup)
+            self.metrics.log_validation(state.step, state.tokens_seen, values)
+            if self.setup.accelerator.is_main_process:
+                bpb = f", {values['val/bpb']:.4f} bits/byte" if values["val/bpb"] else ""
+                log.info(
+                    "validation at step %d: loss %.4f%s (%d batches, %.1f s)",
+                    state.step,
+                    values["val/loss"],
+                    bpb,
+                    values["val/batches"],
+                    values["val/seconds"],
+                )
