@@ -98,7 +98,7 @@ def bench_ours(recipe, vocab, device, warmup, iters):
     batches = _random_batches(vocab, recipe.train.micro_batch_size, recipe.train.seq_len, device)
 
     def step():
-        forward_backward(model, batches, 1, acc)
+        forward_backward(model, batches, 1, acc, z_loss=recipe.train.z_loss)
         clip_gradients(model, acc, recipe.train.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -81,3 +81,37 @@ def test_gpt2_conv1d_projections_follow_the_documented_init(scaled_residual, tin
         expected = std / math.sqrt(2 * layers) if scaled else std
         assert conv.weight.std().item() == pytest.approx(expected, rel=0.05), name
         assert torch.count_nonzero(conv.bias) == 0, name
+
+
+QWEN3 = (
+    "{model_type: qwen3, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2, "
+    "num_key_value_heads: 2, head_dim: 32, max_position_embeddings: 64, tie_word_embeddings: %s}"
+)
+OLMO2 = (
+    "{model_type: olmo2, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2, "
+    "num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: %s}"
+)
+
+
+@pytest.mark.parametrize("spec", [QWEN3, OLMO2], ids=["qwen3", "olmo2"])
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_qk_norm_architectures_start_at_the_documented_init(spec, tied, tiny_recipe_path, tmp_path):
+    """QK-norm models (Qwen3, OLMo 2): q_norm / k_norm at unit gain, projections N(0, std), residual outputs
+    std / sqrt(2L), and the head tied to the embedding (one parameter) or its own N(0, std) matrix."""
+    std, layers = 0.05, 2
+    model = _model(tiny_recipe_path, tmp_path, spec % str(tied).lower(), std=std)
+    qk = [m for name, m in model.named_modules() if name.endswith(("q_norm", "k_norm"))]
+    assert len(qk) == 2 * layers
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in qk)
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in _norms(model))
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name != "lm_head":
+            expected = std / math.sqrt(2 * layers) if name.endswith(("o_proj", "down_proj")) else std
+            assert module.weight.std().item() == pytest.approx(expected, rel=0.1), name
+    head, emb = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    assert (head is emb) == tied
+    assert head.std().item() == pytest.approx(std, rel=0.05)
+    assert sum(p.numel() for p in model.parameters()) == (
+        sum(p.numel() for n, p in model.named_parameters() if n != "lm_head.weight")
+        + (0 if tied else head.numel())
+    )

@@ -22,6 +22,10 @@ UNSUPPORTED_DEEPSPEED = (
 )
 
 
+# Newton-Schulz orthogonalises a whole matrix; an FSDP rank holds only a shard of each
+MUON_UNDER_FSDP = "muon needs whole weight matrices, and FSDP shards them; use adamw under FSDP, or DDP (ddp.yaml) with muon"
+
+
 def model_field_problems(recipe: Recipe, label: str) -> list[str]:
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -58,7 +62,34 @@ def model_field_problems(recipe: Recipe, label: str) -> list[str]:
             problems.append(f"{label}: model.{key}: must not be negative, got {value!r}")
         elif value == 0 and _SIZE_KEY.search(key) and isinstance(default, int) and default > 0:
             problems.append(f"{label}: model.{key}: must be at least 1, got 0")
+    problems += _head_dim_problems(recipe, label, defaults)
     return problems
+
+
+def _head_dim_problems(recipe: Recipe, label: str, defaults: Any) -> list[str]:
+    """Configs with a fixed default head_dim (qwen3: 128, gemma: 256) ignore hidden_size / num_attention_heads,
+    so a small recipe would silently get q/k/v projections several times wider than its residual stream."""
+    from transformers import AutoConfig
+
+    fields = recipe.model.hf_fields
+    hidden, heads = fields.get("hidden_size"), fields.get("num_attention_heads")
+    if "head_dim" in fields or not hasattr(defaults, "head_dim") or not isinstance(hidden, int):
+        return []
+    if not isinstance(heads, int) or heads <= 0 or hidden % heads:
+        return []
+    try:  # llama derives head_dim from these two; qwen3 / gemma keep a fixed default
+        default = AutoConfig.for_model(
+            recipe.model.model_type, hidden_size=hidden, num_attention_heads=heads
+        ).head_dim
+    except Exception:  # other fields are reported by the checks above
+        return []
+    if not isinstance(default, int) or default == hidden // heads:
+        return []
+    return [
+        f"{label}: model.head_dim: the {recipe.model.model_type} config defaults head_dim to {default}, not "
+        f"hidden_size / num_attention_heads = {hidden // heads}; set model.head_dim ({hidden // heads} keeps "
+        "the usual shape)"
+    ]
 
 
 _SIZE_KEY = re.compile(r"size|^num_|layers|heads|_dim$|positions")
@@ -90,6 +121,11 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
     problems = []
     if (recipe.accelerate_settings() or {}).get("distributed_type") == "DEEPSPEED":
         problems.append(f"{label}: accelerate_config: {UNSUPPORTED_DEEPSPEED}")
+    if (
+        recipe.train.optimizer.name == "muon"
+        and (recipe.accelerate_settings() or {}).get("distributed_type") == "FSDP"
+    ):
+        problems.append(f"{label}: train.optimizer.name: {MUON_UNDER_FSDP}")
     world = recipe.world_size_from_accelerate_config()
     if world:
         try:

@@ -12,8 +12,39 @@ from pretrain.config.base import Section
 LENGTH_KEYS = ("tokens", "steps", "tokens_per_param")
 
 
+class MuonConfig(Section):
+    """Muon (`torch.optim.Muon`): momentum, then the update orthogonalised by Newton-Schulz iterations."""
+
+    lr: float = Field(
+        0.02,
+        gt=0,
+        description="Muon's peak learning rate for the hidden matrices (the schedule scales it like the AdamW "
+        "lr); 0.02 with adjust_lr `original` is the usual starting point",
+    )
+    momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum (decay of the gradient average)")
+    nesterov: bool = Field(True, description="Nesterov momentum, as in the reference Muon")
+    ns_steps: int = Field(
+        5, ge=1, le=20, description="Newton-Schulz iterations that orthogonalise each update (5 is standard)"
+    )
+    adjust_lr: Literal["original", "match_rms_adamw"] = Field(
+        "original",
+        description="per-matrix lr scale: `original` = sqrt(max(1, rows/cols)) (Keller Jordan); "
+        "`match_rms_adamw` = 0.2*sqrt(max(rows, cols)), which makes AdamW's lr and weight decay usable as is "
+        "(Moonshot)",
+    )
+    weight_decay: float = Field(
+        0.0,
+        ge=0,
+        description="decoupled weight decay of the Muon matrices (multiplied by the unscaled Muon lr each step)",
+    )
+
+
 class OptimizerConfig(Section):
-    name: Literal["adamw"] = Field("adamw", description="optimizer; only torch AdamW today")
+    name: Literal["adamw", "muon"] = Field(
+        "adamw",
+        description="`adamw`: torch AdamW for every parameter; `muon`: torch Muon (see `muon`) for the 2-D "
+        "hidden matrices and AdamW (the keys below) for embeddings, the LM head, norms and biases",
+    )
     lr: float = Field(
         3e-3,
         gt=0,
@@ -39,6 +70,9 @@ class OptimizerConfig(Section):
         "auto",
         description="fused AdamW kernel (one kernel for all parameters): `auto` = fused on CUDA, foreach "
         "elsewhere; true forces it, false always uses foreach",
+    )
+    muon: MuonConfig = Field(
+        default_factory=MuonConfig, description="Muon settings, used when name is `muon`"
     )
 
 
@@ -194,7 +228,16 @@ class TrainConfig(Section):
         description="training length as tokens per model parameter, e.g. 20 for Chinchilla-optimal "
         "(one of tokens, steps, tokens_per_param)",
     )
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="AdamW settings")
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="optimizer: AdamW, or Muon for the hidden matrices"
+    )
+    z_loss: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the z-loss, mean(logsumexp(logits)^2), added to the cross-entropy (PaLM, OLMo "
+        "use 1e-4) to keep the output logits from drifting large; 0 = off. Logged as `z_loss`; `loss` stays "
+        "the cross-entropy",
+    )
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="learning-rate schedule: warmup, shape, decay"
     )

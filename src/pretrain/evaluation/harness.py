@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from pathlib import Path
 
@@ -90,7 +92,13 @@ def checkpoint_chance_levels(
 
 
 class LiveEvaluation:
-    """lm-eval on a model object (no reload from disk); the task dict is built once and reused."""
+    """lm-eval on a model object (no reload from disk), at every in-loop evaluation of a run.
+
+    What does not change between evaluations is built once and reused: the task objects, the requests
+    they build (copied fresh for each evaluation, since lm-eval writes the responses into them), the
+    tokenisation of every context and continuation, and the `HFLM` wrapper around the live model. Only
+    the model's forwards and the scoring run again, so the scores are those of a fresh `evaluate` call.
+    """
 
     def __init__(
         self,
@@ -109,20 +117,104 @@ class LiveEvaluation:
             self.task_dict = get_task_dict(tasks, _task_manager(include_dir, tasks, local))
         except NETWORK_ERRORS as exc:
             raise _unreachable(tasks, exc) from None
-        if num_fewshot is not None:
-            for task in self.task_dict.values():
-                if hasattr(task, "set_config"):
-                    task.set_config(key="num_fewshot", value=num_fewshot)
+        for task in leaf_tasks(self.task_dict):
+            if num_fewshot is not None and hasattr(task, "set_config"):
+                task.set_config(key="num_fewshot", value=num_fewshot)
+            _build_requests_once(task)
         self.limit, self.batch_size, self.max_length = limit, batch_size, max_length
         self.chance = chance_levels(self.task_dict, limit)
+        self._lm = None
+
+    def language_model(self, model, tokenizer):
+        """The cached lm-eval wrapper of `model` (rebuilt only if a different model or tokenizer is passed)."""
+        lm = self._lm
+        if lm is None or lm.model is not model or lm.tokenizer is not tokenizer:
+            lm = self._lm = live_lm_class()(
+                pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=self.max_length
+            )
+        return lm
 
     def __call__(self, model, tokenizer) -> dict:
         from lm_eval.evaluator import evaluate
-        from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(
-            pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=self.max_length
-        )
         return evaluate(
-            lm=lm, task_dict=self.task_dict, limit=self.limit, log_samples=False, verbosity="WARNING"
+            lm=self.language_model(model, tokenizer),
+            task_dict=self.task_dict,
+            limit=self.limit,
+            log_samples=False,
+            verbosity="WARNING",
         )
+
+
+def leaf_tasks(task_dict: dict):
+    """The task objects of a `get_task_dict` result (current `{"tasks": ...}` layout or the older nesting)."""
+    values = task_dict["tasks"].values() if "tasks" in task_dict else task_dict.values()
+    for value in values:
+        if isinstance(value, dict):  # a group holds its subtasks
+            yield from leaf_tasks(value)
+        elif value is not None and hasattr(value, "build_all_requests"):
+            yield value
+
+
+def _build_requests_once(task) -> None:
+    """Make `task.build_all_requests` build (render the prompts of) each request set once.
+
+    `evaluate` calls it at every evaluation with the same arguments; later calls hand out fresh copies
+    of the first build's requests: lm-eval appends the model's responses to the instances it is given,
+    so they are never shared between two evaluations.
+    """
+    build = task.build_all_requests
+    built: dict[str, list] = {}
+
+    def build_all_requests(**kwargs) -> None:
+        key = repr(sorted(kwargs.items()))
+        if key not in built:
+            build(**kwargs)
+            built[key] = list(task._instances)
+        task._instances = [dataclasses.replace(inst, resps=[], filtered_resps={}) for inst in built[key]]
+
+    task.build_all_requests = build_all_requests
+
+
+@functools.cache
+def live_lm_class():
+    """`HFLM` for a model that keeps training: tokenisations are remembered, forwards skip the KV cache.
+
+    Defined on first use so that importing this module does not import lm-eval (CLI start-up time).
+    """
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    class LiveHFLM(HFLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._encoded: dict[tuple, list[int]] = {}
+
+        def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
+            # the tasks' texts are the same at every evaluation; kwargs are part of the key in case they matter
+            key = (string, add_special_tokens, left_truncate_len, tuple(sorted(kwargs.items())))
+            ids = self._encoded.get(key)
+            if ids is None:
+                ids = self._encoded[key] = super().tok_encode(
+                    string,
+                    add_special_tokens=add_special_tokens,
+                    left_truncate_len=left_truncate_len,
+                    **kwargs,
+                )
+            return list(ids)  # callers slice and concatenate; never hand out the cached list itself
+
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            if attn_mask is not None or labels is not None or self.backend != "causal":
+                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+            # the trained model's config keeps use_cache on (for generate); scoring needs no KV cache
+            with (
+                torch.no_grad(),
+                torch.autocast(
+                    device_type=self.device.type,
+                    dtype=self.mixed_precision_dtype,
+                    enabled=self.mixed_precision_dtype is not None,
+                ),
+            ):
+                return self.model(inps, use_cache=False).logits
+
+    return LiveHFLM

@@ -113,7 +113,9 @@ class Trainer:
             group["lr"] = base * lr_multiplier(state.step, s.total_steps, cfg.schedule)
         state.attempts += 1
         fault = self.faults.for_step(state.attempts)
-        loss, data_wait = forward_backward(s.model, s.train_iter, s.accum, s.accelerator, fault)
+        loss, data_wait, z_loss = forward_backward(
+            s.model, s.train_iter, s.accum, s.accelerator, fault, z_loss=cfg.z_loss
+        )
         grad_norm = clip_gradients(s.model, s.accelerator, cfg.grad_clip)
         loss_value = float(loss)
         skip_reason = self.stability.skip_reason(state, loss_value, grad_norm)
@@ -123,7 +125,11 @@ class Trainer:
         state.step += 1
         state.tokens_seen += s.tokens_per_step
         return StepOutput(
-            loss=loss_value, grad_norm=grad_norm, data_wait_s=data_wait, skip_reason=skip_reason
+            loss=loss_value,
+            grad_norm=grad_norm,
+            data_wait_s=data_wait,
+            skip_reason=skip_reason,
+            z_loss=float(z_loss) if z_loss is not None else None,
         )
 
 

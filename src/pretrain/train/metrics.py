@@ -65,6 +65,7 @@ class MetricsLog:
         mem_gb: float | None,
         eta_s: float,
         skipped_updates: int,
+        z_loss: float | None = None,
     ) -> None:
         self._write(
             {
@@ -80,6 +81,7 @@ class MetricsLog:
                 "mem_gb": mem_gb,
                 "eta_s": eta_s,
                 "skipped_updates": skipped_updates,
+                **({"z_loss": z_loss} if z_loss is not None else {}),  # only when train.z_loss > 0
             }
         )
 

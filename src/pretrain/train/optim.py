@@ -1,25 +1,55 @@
-"""AdamW with weight decay only on matrices that are not norms, biases or embeddings (configurable).
+"""The optimizer: AdamW, or Muon for the hidden matrices with AdamW for everything else.
 
-Decaying norm gains and biases pulls them towards zero for no benefit; embeddings are excluded by
-default as in most LLM recipes (OLMo, SmolLM). Fused AdamW is used on CUDA (one kernel for all
-parameters), foreach elsewhere.
+AdamW decays only matrices that are not norms, biases or embeddings (configurable): decaying norm gains
+and biases pulls them towards zero for no benefit; embeddings are excluded by default as in most LLM
+recipes (OLMo, SmolLM). Fused AdamW is used on CUDA (one kernel for all parameters), foreach elsewhere.
+
+`name: muon` trains the 2-D hidden matrices (attention and MLP projections) with `torch.optim.Muon`
+(momentum, then an update orthogonalised by Newton-Schulz iterations, Keller Jordan's recipe as used by
+modded-nanogpt and nanochat) and the rest with AdamW: the input embedding and the LM head (Muon is not
+meant for them: their rows are looked up one token at a time), norm gains and biases. The two run as one
+`MuonAdamW` optimizer, so the loop, the lr schedule, accelerate and the checkpoints see one object.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from pretrain.config.train import OptimizerConfig
+from pretrain.core.errors import StageError
 
 
-def param_groups(model: torch.nn.Module, cfg: OptimizerConfig) -> list[dict]:
-    """Two groups: decayed matrices, and the rest (1-D norm gains, biases, embeddings per `no_decay`)."""
-    embedding_ids = {
-        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
-    }
+def _embedding_ids(model: torch.nn.Module) -> set[int]:
+    """Parameters of every nn.Embedding (a tied LM head shares the input embedding's parameter)."""
+    return {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+
+
+def _head_ids(model: torch.nn.Module) -> set[int]:
+    """Parameters of the LM head (the output embedding), tied or not."""
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    return {id(p) for p in head.parameters()} if head is not None else set()
+
+
+def muon_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The hidden matrices Muon trains: 2-D weights that are neither an embedding nor the LM head."""
+    excluded = _embedding_ids(model) | _head_ids(model)
+    return [p for p in model.parameters() if p.requires_grad and p.ndim == 2 and id(p) not in excluded]
+
+
+def param_groups(
+    model: torch.nn.Module, cfg: OptimizerConfig, exclude: Iterable[torch.nn.Parameter] = ()
+) -> list[dict]:
+    """Two AdamW groups: decayed matrices, and the rest (1-D norm gains, biases, embeddings per `no_decay`).
+
+    Parameters in `exclude` (those Muon trains) are left out."""
+    embedding_ids = _embedding_ids(model)
+    skip_ids = {id(p) for p in exclude}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or id(p) in skip_ids:
             continue
         is_bias = name.endswith(".bias")
         is_norm = p.ndim == 1 and not is_bias  # norm gains are the only other 1-D weights in a transformer
@@ -33,9 +63,84 @@ def param_groups(model: torch.nn.Module, cfg: OptimizerConfig) -> list[dict]:
     return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, device_type: str) -> torch.optim.Optimizer:
+def _adamw(params: list[dict], cfg: OptimizerConfig, device_type: str) -> torch.optim.AdamW:
     fused = cfg.fused is True or (cfg.fused == "auto" and device_type == "cuda")
     kwargs = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(
-        param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, device_type: str) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `model`'s trainable parameters (see the module docstring)."""
+    if cfg.name == "adamw":
+        return _adamw(param_groups(model, cfg), cfg, device_type)
+    matrices = muon_parameters(model)
+    m = cfg.muon
+    muon = torch.optim.Muon(
+        [{"params": matrices}],
+        lr=m.lr,
+        weight_decay=m.weight_decay,
+        momentum=m.momentum,
+        nesterov=m.nesterov,
+        ns_steps=m.ns_steps,
+        adjust_lr_fn=m.adjust_lr,
     )
+    adamw = _adamw([g for g in param_groups(model, cfg, exclude=matrices) if g["params"]], cfg, device_type)
+    return MuonAdamW(muon, adamw)
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """Muon and AdamW over disjoint parameters, stepped together and presented as one optimizer.
+
+    `param_groups` lists AdamW's groups first (so `param_groups[0]["lr"]`, the logged lr, is AdamW's), then
+    Muon's: the same dicts, so the schedule's lr changes reach both; `state_dict` holds both optimizers' state dicts, so checkpoints resume both exactly.
+    The torch base class is not initialised: every method the loop, accelerate and the checkpoints use
+    is defined here and delegates to the two optimizers.
+    """
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):  # noqa: D107
+        self.muon, self.adamw = muon, adamw
+        self.defaults = {"muon": muon.defaults, "adamw": adamw.defaults}
+
+    @property
+    def optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        return self.adamw, self.muon
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {**self.muon.state, **self.adamw.state}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if set(state_dict) != {"muon", "adamw"}:
+            raise StageError(
+                "the checkpoint's optimizer state was not written by muon (train.optimizer.name); "
+                "resume with the optimizer the checkpoint was trained with"
+            )
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+
+    def add_param_group(self, param_group: dict) -> None:
+        raise NotImplementedError("MuonAdamW: parameters are split between Muon and AdamW when it is built")
+
+    def __repr__(self) -> str:
+        return f"MuonAdamW(muon={self.muon!r}, adamw={self.adamw!r})"

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
-from pretrain.config.checks import UNSUPPORTED_DEEPSPEED
+from pretrain.config.checks import MUON_UNDER_FSDP, UNSUPPORTED_DEEPSPEED
 from pretrain.core.dist import force_cpu
 from pretrain.core.errors import PretrainError, StageError
 from pretrain.evaluation.loop import LoopEvaluator
@@ -154,6 +154,8 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         _apply_liger(model)
     model.to(acc.device)
 
+    if cfg.optimizer.name == "muon" and is_sharded(acc):
+        raise StageError(f"train.optimizer.name: {MUON_UNDER_FSDP}")
     optimizer = build_optimizer(model, cfg.optimizer, acc.device.type)
     if cfg.compile:
         model = torch.compile(model)
@@ -186,7 +188,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         lock=lock,
         evaluator=evaluator,
         pusher=pusher,
-        base_lrs=[cfg.optimizer.lr for _ in optimizer.param_groups],
+        base_lrs=[group["lr"] for group in optimizer.param_groups],  # peak lrs (Muon's differs from AdamW's)
     )
 
 

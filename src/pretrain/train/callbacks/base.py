@@ -16,6 +16,7 @@ class StepOutput:
     data_wait_s: float
     skip_reason: str | None = None
     seconds: float = 0.0  # wall time of the step, set once it is done (after a CUDA sync)
+    z_loss: float | None = None  # mean z-loss over micro batches and ranks, when train.z_loss > 0
 
 
 class Callback:

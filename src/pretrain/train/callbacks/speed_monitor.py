@@ -38,6 +38,7 @@ class SpeedMonitor(Callback):
     def _reset_window(self) -> None:
         self.window_tokens, self.window_time, self.window_wait = 0, 0.0, 0.0
         self.window_losses: list[float] = []
+        self.window_z: list[float] = []
 
     def on_train_start(self, state: TrainState) -> None:
         s, acc = self.setup, self.setup.accelerator
@@ -77,6 +78,8 @@ class SpeedMonitor(Callback):
         self.window_time += out.seconds
         self.window_wait += out.data_wait_s
         self.window_losses.append(out.loss)
+        if out.z_loss is not None:
+            self.window_z.append(out.z_loss)
         if state.step % s.recipe.train.log_every and state.step != total:
             self.progress.update_to(state.step)
             return
@@ -100,6 +103,7 @@ class SpeedMonitor(Callback):
             mem_gb=memory_gb(s.device),
             eta_s=eta_s,
             skipped_updates=state.guard.skipped,
+            z_loss=sum(self.window_z) / len(self.window_z) if self.window_z else None,
         )
         fields = {
             "loss": f"{loss:.4f}",
