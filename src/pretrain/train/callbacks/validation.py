@@ -59,7 +59,9 @@ class Validation(Callback):
     def __init__(self, setup: TrainSetup, metrics: MetricsLog):
         self.setup, self.metrics = setup, metrics
         self.steps = fraction_steps(setup.total_steps, setup.recipe.train.validation.every_fraction, None)
+        self.last: dict = {}  # the newest pass's `val/...` values (the forecast check reads them)
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         if state.step in self.steps:
-            self.metrics.log_validation(state.step, state.tokens_seen, validate(self.setup))
+            self.last = validate(self.setup)
+            self.metrics.log_validation(state.step, state.tokens_seen, self.last)
