@@ -3,6 +3,7 @@
     pretrain validate recipes/*/config.yaml
     pretrain plan recipes/smollm2-135m/config.yaml [--json]
     pretrain plan --budget-gpu-hours 1000 --gpu h100
+    pretrain ladder recipes/tiny/config.yaml               # small runs -> the recipe's own scaling law
     pretrain run recipes/tiny/config.yaml                  # every stage, skipping current ones
     pretrain curate|tokenizer|pack RECIPE                  # one data stage
     accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain train RECIPE [--resume auto]
@@ -31,6 +32,7 @@ from pretrain.evaluation.command import run_eval_command
 from pretrain.hub.command import run_push_command
 from pretrain.launch import plan_launch, relaunch, strip_launch_flags
 from pretrain.pipeline import run_all, run_stage
+from pretrain.planning.ladder_run import run_ladder_command
 from pretrain.planning.report import run_plan_command
 from pretrain.stages import STAGES
 
@@ -66,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-gpu-hours", type=float, default=None, help="propose a size for H GPU-hours")
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
     p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
+    _common(p)
+
+    p = sub.add_parser(
+        "ladder",
+        help="train a ladder of small models of the recipe's family and fit its scaling law (ladder/)",
+    )
+    p.add_argument("recipe", type=Path)
+    p.add_argument(
+        "--budget-flops", type=float, default=None, help="forecast the compute-optimal run of C FLOPs"
+    )
+    p.add_argument("--budget-gpu-hours", type=float, default=None, help="... of H GPU-hours (with --gpu)")
+    p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours (h100, a100, ...)")
+    _launch_options(p)
     _common(p)
 
     for stage in STAGES.values():  # one command per registered stage
@@ -171,6 +186,8 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return _validate(args)
     if cmd == "plan":
         return run_plan_command(args, _load(args) if args.recipe else None)
+    if cmd == "ladder":
+        return run_ladder_command(args, _load(args))
     if cmd in STAGES:
         options = {o.dest: getattr(args, o.dest) for o in STAGES[cmd].options}
         recipe = _load(args)

@@ -26,6 +26,7 @@ from pretrain.config.checks import (
 from pretrain.config.data import DataConfig
 from pretrain.config.evals import EvalConfig, LocalTask
 from pretrain.config.hub import HubConfig
+from pretrain.config.ladder import LadderConfig
 from pretrain.config.model import ModelConfig
 from pretrain.config.plan import PlanConfig
 from pretrain.config.sources import BuiltinSource, HubSource, LocalSource
@@ -47,6 +48,7 @@ __all__ = [
     "EvalConfig",
     "HubConfig",
     "PlanConfig",
+    "LadderConfig",
     "HubSource",
     "LocalSource",
     "BuiltinSource",
@@ -91,6 +93,10 @@ class Recipe(Section):
     hub: HubConfig = Field(default_factory=HubConfig, description="model card and Hub upload")
     plan: PlanConfig = Field(
         default_factory=PlanConfig, description="hardware assumed by `pretrain plan` for estimates"
+    )
+    ladder: LadderConfig = Field(
+        default_factory=LadderConfig,
+        description="the small runs `pretrain ladder` trains to fit the recipe's own scaling law",
     )
 
     _path: Path | None = PrivateAttr(None)

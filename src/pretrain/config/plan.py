@@ -21,3 +21,9 @@ class PlanConfig(Section):
         description="assumed model-FLOPs utilisation (0-1) for the GPU-hour estimate; "
         "set it from a measured run (metrics.jsonl reports mfu)",
     )
+    usd_per_gpu_hour: float | None = Field(
+        None,
+        gt=0,
+        description="price of one GPU-hour in US dollars; `pretrain plan` prices the run with it "
+        "(null = no cost shown). On-demand H100s rent for roughly 2-4 $/h",
+    )

@@ -86,6 +86,40 @@ class RunLayout:
         """The data files those task YAMLs point at."""
         return self.evals / "data"
 
+    # ------------------------------------------------------------------ scaling-law ladder
+    @property
+    def ladder(self) -> Path:
+        """`pretrain ladder`: the rungs' runs, the fitted law, its report and plot."""
+        return self.root / "ladder"
+
+    def ladder_rung(self, name: str) -> Path:
+        """One rung: an ordinary run folder (its data stages link to this run's)."""
+        return self.ladder / "rungs" / name
+
+    @property
+    def ladder_fit(self) -> Path:
+        """The fitted law of the rungs' final validation losses (planning/fit_law.py owns the format)."""
+        return self.ladder / "fit.json"
+
+    @property
+    def ladder_stable_fit(self) -> Path:
+        """The law of the stable-phase (peak-lr) validation losses, for checks mid-run."""
+        return self.ladder / "fit_stable.json"
+
+    @property
+    def ladder_record(self) -> Path:
+        """The rungs (shape, tokens, losses) and the target (planning/ladder_record.py owns the format)."""
+        return self.ladder / "ladder.json"
+
+    @property
+    def ladder_report(self) -> Path:
+        return self.ladder / "report.md"
+
+    @property
+    def ladder_plot(self) -> Path:
+        """Loss against compute: the rungs and the fitted compute-optimal frontier."""
+        return self.ladder / "loss_vs_compute.png"
+
     # ------------------------------------------------------------------ run-level files
     @property
     def metrics(self) -> Path:

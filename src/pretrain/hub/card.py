@@ -23,10 +23,14 @@ from pretrain.core.layout import RunLayout
 from pretrain.core.progress import human
 from pretrain.core.recipe_files import find_card_template
 from pretrain.evaluation.metrics import is_reported, split_key
+from pretrain.evaluation.records import read_eval_records
+from pretrain.evaluation.regressions import find_regressions
 from pretrain.modeling import count_parameters
 from pretrain.planning.flops import flops_per_token
+from pretrain.planning.forecast import Forecast
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.train.metrics import (
+    forecast_records,
     last_validation,
     mean_measured,
     read_records,
@@ -99,6 +103,26 @@ def eval_results(summary: dict) -> list[EvalResult]:
     return results
 
 
+def forecast_and_regressions(layout: RunLayout, records: list[dict], non_emb: int, tokens: int) -> dict:
+    """The card's forecast row (predicted vs actual final loss), its departures, and the eval regressions.
+
+    `forecast` is None without a ladder fit; `regressions` maps "step:metric" to what regressed.
+    """
+    forecast, fit = Forecast.load(layout), None
+    if forecast is not None and tokens:
+        predicted = forecast.final(non_emb, tokens)
+        fit = {
+            "fit": str(layout.ladder_fit),
+            "predicted": predicted.value,
+            "low": predicted.low,
+            "high": predicted.high,
+            "actual": last_validation(records).get("val/loss"),
+            "departures": [r for r in forecast_records(records) if r.get("outside")],
+        }
+    regressions = {f"{r.step}:{r.metric}": r.describe() for r in find_regressions(read_eval_records(layout))}
+    return {"forecast": fit, "regressions": regressions}
+
+
 def handbook_version() -> str:
     """The installed pretraining-handbook's version (the card names what trained the model)."""
     try:
@@ -146,6 +170,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
         "handbook_version": handbook_version(),
+        **forecast_and_regressions(layout, records, non_emb, tokens),
         "front_matter": ModelCardData(
             model_name=recipe.name,
             license=recipe.hub.license,

@@ -88,3 +88,12 @@ def flops_per_token(config: PretrainedConfig, non_embedding_params: int, seq_len
 
 def training_flops(config: PretrainedConfig, non_embedding_params: int, seq_len: int, tokens: int) -> float:
     return flops_per_token(config, non_embedding_params, seq_len) * tokens
+
+
+def budget_flops(flops: float | None, gpu_hours: float | None, gpu: str | None, mfu: float) -> float:
+    """A compute budget in FLOPs: `flops` as given, or `gpu_hours` on `gpu` at `mfu` of its bf16 peak."""
+    if flops is not None:
+        return float(flops)
+    if gpu_hours is None or not gpu:
+        raise PretrainError("a budget needs --budget-flops C, or --budget-gpu-hours H with --gpu NAME")
+    return gpu_hours * 3600 * gpu_spec(gpu).bf16_tflops * 1e12 * mfu

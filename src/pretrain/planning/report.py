@@ -1,8 +1,14 @@
 """`pretrain plan`: the compute plan of a recipe, or a compute-optimal proposal for a budget.
 
 pretrain plan recipes/smollm2-135m/config.yaml [--json] [--gpu a100 --mfu 0.35]
+pretrain plan recipes/tiny/config.yaml --budget-flops 1e15     # with a ladder fit: the fit's optimum
 pretrain plan --budget-flops 1e21
 pretrain plan --budget-gpu-hours 1000 --gpu h100 [--mfu 0.4]
+
+When the recipe's run folder holds a ladder fit (`pretrain ladder`), the plan adds the recipe's own
+law: the compute-optimal split of the budget (the recipe's compute, or --budget-*) beside Chinchilla's
+20 tokens per parameter, a shape of the recipe's family for it, the predicted final validation loss and
+bits per byte with intervals, GPU-hours and dollars (`plan.usd_per_gpu_hour`).
 """
 
 from __future__ import annotations
@@ -13,17 +19,84 @@ from pretrain.config import Recipe
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import human
 from pretrain.modeling import build_hf_config, count_parameters
-from pretrain.planning.flops import flops_per_token, gpu_spec
+from pretrain.planning.fit_law import Estimate
+from pretrain.planning.fit_law import compute_optimal as fitted_optimum
+from pretrain.planning.flops import budget_flops, flops_per_token, gpu_spec
+from pretrain.planning.forecast import Forecast
+from pretrain.planning.ladder import Family, LadderError, recipe_vocab, rung_config
 from pretrain.planning.memory import memory_per_device, strategy_from_accelerate
-from pretrain.planning.scaling import chinchilla_tokens, compute_optimal, propose_shape
-from pretrain.tokens.tokenizer import load_tokenizer, rounded_vocab
+from pretrain.planning.scaling import TOKENS_PER_PARAM, chinchilla_tokens, compute_optimal, propose_shape
+
+_vocab = recipe_vocab
 
 
-def _vocab(recipe: Recipe) -> tuple[int, str]:
-    tok = recipe.layout.tokenizer
-    if (tok / "tokenizer.json").exists():
-        return len(load_tokenizer(tok)), f"from {tok}"
-    return rounded_vocab(recipe.tokenizer.vocab_size), "tokenizer.vocab_size rounded to a multiple of 64"
+def _estimate(e: Estimate) -> dict:
+    return {"value": e.value, "low": e.low, "high": e.high}
+
+
+def _dollars(usd: float) -> str:
+    return f"${usd:,.0f}" if usd >= 100 else f"${usd:.2g}"
+
+
+def _usd(recipe: Recipe, gpu_hours: float) -> float | None:
+    price = recipe.plan.usd_per_gpu_hour
+    return gpu_hours * price if price else None
+
+
+def forecast_plan(
+    recipe: Recipe, forecast: Forecast, flops: float, gpu: str | None, mfu: float | None
+) -> dict:
+    """The ladder fit's view of a budget of `flops` (6·N·D, N non-embedding) for this recipe's family."""
+    spec, mfu = gpu_spec(gpu or recipe.plan.gpu), mfu or recipe.plan.mfu
+    record = forecast.record
+    if record is not None and flops < record.smallest_rung_flops:
+        raise LadderError(
+            f"plan: the budget {flops:.3g} FLOPs is below the ladder's smallest rung "
+            f"({record.smallest_rung_flops:.3g} FLOPs, {recipe.layout.ladder_record}); the fit does not "
+            "reach down there: raise the budget or run a ladder of smaller rungs"
+        )
+    optimum = fitted_optimum(forecast.fit, flops)
+    vocab, _ = recipe_vocab(recipe)
+    _, recipe_non_emb = count_parameters(build_hf_config(recipe, vocab))
+    shape = Family.of(recipe).closest(optimum.params.value, recipe_non_emb)
+    config = rung_config(recipe, shape, vocab)
+    total, non_emb = count_parameters(config)
+    tokens = flops / (6.0 * non_emb)
+    loss = forecast.final(non_emb, tokens)
+    gpu_hours = (
+        flops_per_token(config, non_emb, recipe.train.seq_len)
+        * tokens
+        / (spec.bf16_tflops * 1e12 * mfu)
+        / 3600
+    )
+    chinchilla_params, chinchilla_d = compute_optimal(flops)
+    law = forecast.fit.law
+    return {
+        "fit": str(recipe.layout.ladder_fit),
+        "law": {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta},
+        "intervals": {name: _estimate(e) for name, e in forecast.fit.intervals.items()},
+        "budget_flops": flops,
+        "optimal_non_embedding_params": _estimate(optimum.params),
+        "optimal_tokens": _estimate(optimum.tokens),
+        "optimal_tokens_per_param": _estimate(optimum.tokens_per_param),
+        "chinchilla": {
+            "params": chinchilla_params,
+            "tokens": chinchilla_d,
+            "tokens_per_param": TOKENS_PER_PARAM,
+        },
+        "shape": {"model_type": recipe.model.model_type, **shape.model_fields()},
+        "shape_params": total,
+        "shape_non_embedding_params": non_emb,
+        "shape_tokens": tokens,
+        "predicted_loss": _estimate(loss),
+        "predicted_bpb": {k: forecast.bpb(v) for k, v in _estimate(loss).items()}
+        if forecast.bpb(1.0)
+        else None,
+        "gpu": spec.name,
+        "mfu": mfu,
+        "gpu_hours": gpu_hours,
+        "usd": _usd(recipe, gpu_hours),
+    }
 
 
 def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None) -> dict:
@@ -53,6 +126,8 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         strategy,
     )
     optimal = chinchilla_tokens(total)
+    forecast = Forecast.load(recipe.layout)
+    predicted = forecast.final(non_emb, tokens) if forecast else None
     try:
         accum = cfg.grad_accum_steps(strategy.world_size)
     except ValueError:
@@ -85,14 +160,21 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         },
         "gpu_hours": gpu_hours,
         "wall_clock_hours": gpu_hours / n_gpus,
+        "usd": _usd(recipe, gpu_hours),
         "fits_in_memory": memory["total_gb"] < spec.memory_gb * 0.9,
+        "predicted_loss": _estimate(predicted) if predicted else None,
+        "predicted_bpb": (
+            {k: forecast.bpb(v) for k, v in _estimate(predicted).items()}
+            if predicted and forecast.bpb(1.0)
+            else None
+        ),
+        "ladder": forecast_plan(recipe, forecast, 6.0 * non_emb * tokens, gpu, mfu) if forecast else None,
     }
 
 
 def propose(flops: float | None, gpu_hours: float | None, gpu: str, mfu: float) -> dict:
     spec = gpu_spec(gpu)
-    if flops is None:
-        flops = gpu_hours * 3600 * spec.bf16_tflops * 1e12 * mfu
+    flops = budget_flops(flops, gpu_hours, gpu, mfu)
     n_opt, d_opt = compute_optimal(flops)
     shape = propose_shape(n_opt)
     from transformers import AutoConfig
@@ -152,13 +234,66 @@ def _fmt_recipe(p: dict) -> str:
         (
             "GPU-hours",
             f"{p['gpu_hours']:.3g} on {hw['gpu']} at {hw['mfu']:.0%} MFU -> {p['wall_clock_hours']:.3g} h on "
-            f"{hw['num_gpus']} GPU(s)",
+            f"{hw['num_gpus']} GPU(s)" + (f", {_dollars(p['usd'])}" if p["usd"] is not None else ""),
+        ),
+    ]
+    if p["predicted_loss"]:
+        rows.append(("forecast", "final val loss " + _fmt_estimate(p["predicted_loss"], p["predicted_bpb"])))
+    else:
+        rows.append(("forecast", "none (run `pretrain ladder` on this recipe to fit its own scaling law)"))
+    width = max(len(k) for k, _ in rows)
+    text = f"plan for {p['recipe']} ({p['model_type']})\n" + "\n".join(
+        f"  {k:<{width}}  {v}" for k, v in rows
+    )
+    return text + ("\n" + _fmt_ladder(p["ladder"]) if p["ladder"] else "")
+
+
+def _fmt_estimate(loss: dict, bpb: dict | None) -> str:
+    text = f"{loss['value']:.4f} [{loss['low']:.4f}, {loss['high']:.4f}] nats/token"
+    if bpb:
+        text += f", {bpb['value']:.4f} [{bpb['low']:.4f}, {bpb['high']:.4f}] bits/byte"
+    return text
+
+
+def _fmt_ladder(f: dict) -> str:
+    law, s = f["law"], f["shape"]
+    n, d, tpp = f["optimal_non_embedding_params"], f["optimal_tokens"], f["optimal_tokens_per_param"]
+    c = f["chinchilla"]
+    rows = [
+        (
+            "law",
+            f"L = {law['E']:.4g} + {law['A']:.4g}/N^{law['alpha']:.3f} + {law['B']:.4g}/D^{law['beta']:.3f}  ({f['fit']})",
+        ),
+        (
+            "compute-optimal",
+            f"{human(n['value'])} [{human(n['low'])}, {human(n['high'])}] non-embedding params on "
+            f"{human(d['value'])} [{human(d['low'])}, {human(d['high'])}] tokens = {tpp['value']:.3g} "
+            f"[{tpp['low']:.3g}, {tpp['high']:.3g}] tokens/param",
+        ),
+        (
+            "Chinchilla",
+            f"{human(c['params'])} params on {human(c['tokens'])} tokens = {c['tokens_per_param']:g} tokens/param",
+        ),
+        (
+            "proposed shape",
+            f"{s['num_hidden_layers']} layers x {s['hidden_size']} hidden, {s['num_attention_heads']} heads, "
+            f"mlp {s['intermediate_size']}: {f['shape_non_embedding_params']:,} non-embedding "
+            f"({f['shape_params']:,} total) on {human(f['shape_tokens'])} tokens",
+        ),
+        ("predicted loss", _fmt_estimate(f["predicted_loss"], f["predicted_bpb"])),
+        (
+            "cost",
+            f"{f['gpu_hours']:.3g} GPU-hours on {f['gpu']} at {f['mfu']:.0%} MFU"
+            + (
+                f", {_dollars(f['usd'])}"
+                if f["usd"] is not None
+                else " (set plan.usd_per_gpu_hour for dollars)"
+            ),
         ),
     ]
     width = max(len(k) for k, _ in rows)
-    return f"plan for {p['recipe']} ({p['model_type']})\n" + "\n".join(
-        f"  {k:<{width}}  {v}" for k, v in rows
-    )
+    head = f"under this recipe's ladder fit, for {f['budget_flops']:.3g} FLOPs (6·N·D, N non-embedding):"
+    return head + "\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
 def _fmt_proposal(p: dict) -> str:
@@ -181,6 +316,13 @@ def run_plan_command(args, recipe: Recipe | None) -> int:
             value = getattr(args, name)
             if value is not None and value <= 0:
                 raise PretrainError(f"plan: --{name.replace('_', '-')} must be positive, got {value}")
+        forecast = Forecast.load(recipe.layout) if recipe is not None else None
+        if forecast is not None:  # the recipe's own law for this budget
+            mfu = args.mfu or recipe.plan.mfu
+            flops = budget_flops(args.budget_flops, args.budget_gpu_hours, args.gpu, mfu)
+            result = forecast_plan(recipe, forecast, flops, args.gpu, args.mfu)
+            print(json.dumps(result, indent=2) if args.json else _fmt_ladder(result))
+            return 0
         result = propose(args.budget_flops, args.budget_gpu_hours, args.gpu or "h100", args.mfu or 0.4)
         print(json.dumps(result, indent=2) if args.json else _fmt_proposal(result))
         return 0

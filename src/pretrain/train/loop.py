@@ -24,6 +24,7 @@ from pretrain.core.markers import StageOutput
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.callbacks.checkpointing import Checkpointing
 from pretrain.train.callbacks.evaluation import InLoopEvaluation
+from pretrain.train.callbacks.forecast import ForecastCheck
 from pretrain.train.callbacks.preemption import Preemption
 from pretrain.train.callbacks.speed_monitor import SpeedMonitor
 from pretrain.train.callbacks.stability import SpikeGuardCallback
@@ -77,9 +78,11 @@ class Trainer:
         """In the order they run after each step (see `callbacks/__init__.py`)."""
         s = self.setup
         evaluation = [InLoopEvaluation(s, metrics, s.evaluator)] if s.evaluator else []
+        validation = Validation(s, metrics)
         return [
             SpeedMonitor(s, metrics),
-            Validation(s, metrics),
+            validation,
+            ForecastCheck(s, metrics, validation),
             *evaluation,
             Preemption(s, metrics),
             Checkpointing(s, metrics, self.checkpointer, s.pusher),

@@ -8,7 +8,8 @@ One JSON object per line, each with `time` (unix seconds) and `step`. Record kin
 - validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`;
 - eval record: `tokens_seen` and `eval/<task>/<metric>` values;
 - events, with an `event` key: `start` (device, world_size, params, precision as run, torch), `skip` (reason, loss),
-  `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`.
+  `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`, `forecast` (phase, actual,
+  predicted, low, high, outside: a validation pass against the ladder's forecast).
 
 Numeric values also go to the accelerate trackers (`train.trackers`).
 """
@@ -30,6 +31,7 @@ EVENT_SKIP = "skip"
 EVENT_ROLLBACK = "rollback"
 EVENT_CHECKPOINT = "checkpoint"
 EVENT_PREEMPTED = "preempted"
+EVENT_FORECAST = "forecast"
 
 
 class MetricsLog:
@@ -166,6 +168,11 @@ def validation_records(records: list[dict]) -> list[dict]:
 def last_validation(records: list[dict]) -> dict:
     """The newest validation record ({} when there is none)."""
     return next(reversed(validation_records(records)), {})
+
+
+def forecast_records(records: list[dict]) -> list[dict]:
+    """The `forecast` events (one per validation pass of a run with a ladder fit), in order."""
+    return [r for r in records if r.get("event") == EVENT_FORECAST]
 
 
 def start_record(records: list[dict]) -> dict:

@@ -6,12 +6,17 @@ it runs inside `preserved_rng`. Every rank calls it (FSDP evaluates collectively
 
 from __future__ import annotations
 
+from pretrain.core.progress import get_logger
 from pretrain.evaluation.loop import LoopEvaluator
+from pretrain.evaluation.records import read_eval_records
+from pretrain.evaluation.regressions import find_regressions
 from pretrain.train.callbacks.base import Callback, StepOutput, fraction_steps
 from pretrain.train.metrics import MetricsLog
 from pretrain.train.rng import preserved_rng
 from pretrain.train.setup import TrainSetup
 from pretrain.train.state import TrainState
+
+log = get_logger("pretrain.train")
 
 
 class InLoopEvaluation(Callback):
@@ -30,3 +35,7 @@ class InLoopEvaluation(Callback):
         s.model.train()
         if results:
             self.metrics.log_eval(state.step, state.tokens_seen, results)
+        if s.accelerator.is_main_process:  # a score worse than the last checkpoint's beyond its noise
+            for regression in find_regressions(read_eval_records(s.recipe.layout)):
+                if regression.step == state.step:
+                    log.warning("step %d: evaluation regression: %s", state.step, regression.describe())

@@ -75,6 +75,7 @@ class Validation(Callback):
         self.setup, self.metrics = setup, metrics
         self.steps = fraction_steps(setup.total_steps, setup.recipe.train.validation.every_fraction, None)
         self._batches: tuple[list[dict], float | None] | None = None  # read at the first validation
+        self.last: dict = {}  # the newest pass's `val/...` values (the forecast check reads them)
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         if state.step in self.steps:
@@ -85,6 +86,7 @@ class Validation(Callback):
             # reading the batches is part of the first validation's cost (the bench counts it as evaluation)
             values["val/seconds"] = round(values["val/seconds"] + time.perf_counter() - start, 3)
             self.metrics.log_validation(state.step, state.tokens_seen, values)
+            self.last = values
             if self.setup.accelerator.is_main_process:
                 bpb = f", {values['val/bpb']:.4f} bits/byte" if values["val/bpb"] else ""
                 log.info(

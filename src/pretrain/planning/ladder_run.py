@@ -1,0 +1,322 @@
+"""`pretrain ladder RECIPE`: train the ladder's rungs as ordinary runs, fit the recipe's law, report it.
+
+    pretrain ladder recipes/tiny/config.yaml                       # forecast the recipe's own run
+    pretrain ladder RECIPE --budget-flops 1e21                     # ... or the Chinchilla optimum of a budget
+    pretrain ladder RECIPE --budget-gpu-hours 5000 --gpu h100
+
+Each rung is the recipe with its model rescaled and its length, batch and schedule set by the design
+(planning/ladder.py), in its own run folder `ladder/rungs/<name>/` whose data stages are links to the
+recipe's `mix/`, `tokenizer/` and `tokens/`: same documents, tokenizer and packed tokens, curated once.
+Rungs go through the train stage (`pipeline.run_stage`), so they are cached and resumable like any
+run: a finished rung (current `final/STAGE.json`) is skipped, an interrupted one resumes from its
+newest checkpoint. A branch resumes from its long run's checkpoint at its decay start. Under
+`accelerate launch` every rank runs the rungs together (as `pretrain run` does); rungs run one after
+another. Slurm job arrays for rungs are not implemented: training has no Slurm launcher here.
+
+Outputs (core/layout.py): `ladder/fit.json` (final losses), `ladder/fit_stable.json` (peak-lr losses of
+the long runs, for mid-run checks), `ladder/ladder.json`, `ladder/report.md`, `ladder/loss_vs_compute.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from pretrain.config import Recipe, validate_recipe
+from pretrain.core.atomic import write_text_atomic
+from pretrain.core.dist import partial_state, world_size
+from pretrain.core.errors import DataError, PretrainError
+from pretrain.core.markers import read_marker
+from pretrain.core.progress import format_seconds, get_logger, human
+from pretrain.pipeline import run_stage
+from pretrain.planning.fit import fit_scaling_law
+from pretrain.planning.flops import budget_flops
+from pretrain.planning.ladder import LadderDesign, LadderError, Run, design_ladder
+from pretrain.planning.ladder_record import LadderRecord, RungResult, write_record
+from pretrain.planning.ladder_report import write_plot, write_report
+from pretrain.stages import STAGES, fingerprint, is_current, stage_path
+from pretrain.tokens.manifest import TokenManifest
+from pretrain.train import checkpoint as ckpt
+from pretrain.train.metrics import read_records, validation_records
+
+log = get_logger("pretrain.ladder")
+
+BRANCH_RECORD = (
+    "BRANCH.json"  # in a branch rung's folder: the long run (and its fingerprint) it branched from
+)
+BOOTSTRAP = 200
+
+
+def rung_recipe(recipe: Recipe, design: LadderDesign, run: Run) -> Recipe:
+    """The recipe of one rung: same data, tokenizer and family; the design's shape, length and schedule."""
+    raw = recipe.model_dump(mode="json")
+    raw["output_dir"] = str(recipe.layout.ladder_rung(run.name))
+    raw["model"].update(run.shape.model_fields())
+    train = raw["train"]
+    train.update(
+        steps=run.steps,
+        tokens=None,
+        tokens_per_param=None,
+        global_batch_tokens=design.global_batch_tokens,
+        micro_batch_size=design.micro_batch_size,
+    )
+    # every run of a size shares its warmup, so a branch's lr equals its long run's up to the branch point
+    train["schedule"].update(name="wsd", warmup_steps=run.warmup_steps, decay_fraction=design.decay_fraction)
+    if run.branch_of is None:  # keep every branch point: checkpoints every quantum steps, none pruned
+        train["checkpoint"].update(
+            every_steps=run.checkpoint_every,
+            every_fraction=None,
+            keep_last=run.steps // run.checkpoint_every + 1,
+            save_optimizer=True,
+        )
+    raw["eval"]["enabled"] = False  # the fit needs the val loss; benchmarks would only cost time
+    raw["hub"]["push_checkpoints"] = False
+    return validate_recipe(raw, source=recipe.path or "<recipe>", check_files=False)
+
+
+def _data_stages() -> list[str]:
+    return [name for name, stage in STAGES.items() if stage.main_process_only]
+
+
+def _link_data(recipe: Recipe, rung: Recipe) -> None:
+    """The rung's data stage folders are links to the recipe's: nothing is curated or packed twice."""
+    for name in _data_stages():
+        source, link = stage_path(recipe, name), stage_path(rung, name)
+        if not source.exists():
+            continue
+        if link.is_symlink() and link.resolve() == source.resolve():
+            continue
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.exists():
+            shutil.rmtree(link)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source.resolve(), target_is_directory=True)
+
+
+def _branch_resume(recipe: Recipe, design: LadderDesign, run: Run, rung: Recipe) -> str:
+    """`--resume` for a branch: its own newest checkpoint, else its long run's checkpoint at the decay start."""
+    long_run = next(r for r in design.runs if r.name == run.branch_of)
+    long_recipe = rung_recipe(recipe, design, long_run)
+    parent = {"long_run": long_run.name, "fingerprint": fingerprint(long_recipe, "train")}
+    record = rung.layout.root / BRANCH_RECORD
+    try:
+        previous = json.loads(record.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if previous != parent:  # a new or changed long run: this branch starts over from it
+        for stale in (rung.layout.final, rung.layout.checkpoints, rung.layout.evals):
+            shutil.rmtree(stale, ignore_errors=True)
+        rung.layout.metrics.unlink(missing_ok=True)
+        write_text_atomic(record, json.dumps(parent))
+    if ckpt.list_checkpoints(rung.layout.checkpoints):
+        return "auto"
+    start = long_recipe.layout.checkpoint(run.decay_start)
+    if not ckpt.is_complete(start):
+        raise LadderError(
+            f"ladder rung {run.name}: branch point {start} of long run {long_run.name} is missing; "
+            f"delete {long_recipe.layout.final} and re-run `pretrain ladder` to retrain it"
+        )
+    return str(start)
+
+
+def _final_validation(rung: Recipe, run: Run) -> dict:
+    records = [r for r in validation_records(read_records(rung.layout.metrics)) if r["step"] == run.steps]
+    if not records:
+        raise LadderError(
+            f"ladder rung {run.name}: {rung.layout.metrics} has no validation at its last step {run.steps}; "
+            f"delete {rung.layout.final} and re-run `pretrain ladder`"
+        )
+    return records[-1]
+
+
+def _train_rung(recipe: Recipe, design: LadderDesign, run: Run) -> tuple[Recipe, bool]:
+    """Train one rung unless it is current; returns its recipe and whether it trained now."""
+    rung = rung_recipe(recipe, design, run)
+    if world_size() > 1:
+        state = partial_state()
+        if state.is_main_process:
+            _link_data(recipe, rung)
+        state.wait_for_everyone()
+    else:
+        _link_data(recipe, rung)
+    resume = _branch_resume(recipe, design, run, rung) if run.branch_of else "auto"
+    if is_current(rung, "train"):
+        return rung, False
+    try:
+        run_stage(rung, "train", resume=resume)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a rung is reported as that rung's
+        detail = str(exc) if isinstance(exc, PretrainError) else f"{type(exc).__name__}: {exc}"
+        raise LadderError(
+            f"ladder rung {run.name} ({run.shape.describe()}, {run.steps} steps) failed in "
+            f"{rung.layout.root}: {detail}. Finished rungs are kept; fix the cause and re-run `pretrain ladder`"
+        ) from exc
+    return rung, True
+
+
+def _stable_points(rung: Recipe, run: Run) -> list[dict]:
+    """The long run's validations at the peak lr (after warmup, before its decay)."""
+    return [
+        {"params": run.non_embedding_params, "tokens": r["tokens_seen"], "loss": r["val/loss"]}
+        for r in validation_records(read_records(rung.layout.metrics))
+        if run.warmup_steps < r["step"] <= run.decay_start
+    ]
+
+
+def _seconds(rung: Recipe) -> float | None:
+    records = read_records(rung.layout.metrics)
+    times = [r["time"] for r in records if "time" in r]
+    return round(times[-1] - times[0], 1) if len(times) > 1 else None
+
+
+def run_ladder(
+    recipe: Recipe,
+    budget: float | None = None,
+    gpu_hours: float | None = None,
+    gpu: str | None = None,
+) -> Path | None:
+    """Design, train and fit the ladder; returns `ladder/fit.json` (None on non-main ranks)."""
+    flops = budget_flops(budget, gpu_hours, gpu, recipe.plan.mfu) if budget or gpu_hours else None
+    for name in _data_stages():  # the recipe's own data stages, once, for every rung
+        run_stage(recipe, name)
+    design = design_ladder(recipe, flops)
+    runs = design.runs
+    log.info(
+        "ladder: %d runs (%d sizes, %s to %s non-embedding params) forecasting %s (%s params, %s tokens); "
+        "%.3g FLOPs in all",
+        len(runs),
+        len(design.long_runs()),
+        human(design.sizes()[0]),
+        human(design.sizes()[-1]),
+        design.target_source,
+        human(design.target_non_embedding_params),
+        human(design.target_tokens),
+        design.flops,
+    )
+    start = time.monotonic()
+    trained_flops, trained_seconds = 0.0, 0.0
+    results, stable = [], []
+    for index, run in enumerate(runs):
+        remaining = sum(r.flops for r in runs[index:])
+        eta = (
+            f"~{format_seconds(remaining * trained_seconds / trained_flops)} left"
+            if trained_flops
+            else "time left known after the first rung"
+        )
+        log.info(
+            "ladder: rung %d/%d %s — %s, %s params, %s tokens%s — %s",
+            index + 1,
+            len(runs),
+            run.name,
+            run.shape.describe(),
+            human(run.non_embedding_params),
+            human(run.tokens),
+            f", branch of {run.branch_of} at step {run.decay_start}" if run.branch_of else "",
+            eta,
+        )
+        began = time.monotonic()
+        rung, trained = _train_rung(recipe, design, run)
+        if trained:
+            trained_flops += run.flops
+            trained_seconds += time.monotonic() - began
+        else:
+            log.info("ladder: rung %s is up to date (%s) — skipping", run.name, rung.layout.final)
+        if world_size() > 1 and not partial_state().is_main_process:
+            continue
+        final = _final_validation(rung, run)
+        results.append(RungResult(run, final["val/loss"], final.get("val/bpb"), _seconds(rung)))
+        if run.branch_of is None:
+            stable += _stable_points(rung, run)
+    if world_size() > 1:
+        state = partial_state()
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return None
+    return _fit_and_report(recipe, design, results, stable, time.monotonic() - start)
+
+
+def _fit_and_report(
+    recipe: Recipe, design: LadderDesign, results: list[RungResult], stable: list[dict], seconds: float
+) -> Path:
+    layout = recipe.layout
+    try:
+        fit = fit_scaling_law(
+            [r.run.non_embedding_params for r in results],
+            [r.run.tokens for r in results],
+            [r.final_loss for r in results],
+            bootstrap=BOOTSTRAP,
+            seed=recipe.seed,
+        )
+    except DataError as exc:
+        raise LadderError(f"ladder fit ({len(results)} rungs): {exc}") from exc
+    try:
+        stable_fit = fit_scaling_law(
+            [p["params"] for p in stable],
+            [p["tokens"] for p in stable],
+            [p["loss"] for p in stable],
+            bootstrap=BOOTSTRAP,
+            seed=recipe.seed,
+        )
+    except DataError as exc:  # mid-run checks then compare the final loss only
+        log.warning("ladder: no peak-lr law (%s); the run's checks will use the final forecast only", exc)
+        stable_fit = None
+    manifest = TokenManifest.read_optional(layout.tokens)
+    val = manifest.splits.get("val") if manifest else None
+    record = LadderRecord(
+        target={
+            "non_embedding_params": design.target_non_embedding_params,
+            "tokens": design.target_tokens,
+            "source": design.target_source,
+        },
+        design={
+            "global_batch_tokens": design.global_batch_tokens,
+            "micro_batch_size": design.micro_batch_size,
+            "decay_fraction": design.decay_fraction,
+            "flops": design.flops,
+        },
+        rungs=results,
+        stable_points=stable,
+        bytes_per_token=val.bytes_per_token if val else None,
+        seconds=round(seconds, 1),
+        data_fingerprint=(read_marker(layout.tokens) or {}).get("fingerprint"),
+    )
+    layout.ladder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(layout.ladder_fit, fit.to_json())
+    if stable_fit is not None:
+        write_text_atomic(layout.ladder_stable_fit, stable_fit.to_json())
+    else:
+        layout.ladder_stable_fit.unlink(missing_ok=True)
+    write_record(layout, record)
+    write_plot(fit, record, layout.ladder_plot)
+    write_report(recipe, fit, stable_fit, record, layout)
+    law = fit.law
+    log.info(
+        "ladder: done in %s — L(N, D) = %.3f + %.4g/N^%.3f + %.4g/D^%.3f -> %s",
+        format_seconds(seconds),
+        law.E,
+        law.A,
+        law.alpha,
+        law.B,
+        law.beta,
+        layout.ladder_report,
+    )
+    return layout.ladder_fit
+
+
+def run_ladder_command(args, recipe: Recipe) -> int:
+    for name in ("budget_flops", "budget_gpu_hours"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise PretrainError(f"ladder: --{name.replace('_', '-')} must be positive, got {value}")
+    if args.budget_flops is not None and args.budget_gpu_hours is not None:
+        raise PretrainError("ladder: give --budget-flops or --budget-gpu-hours, not both")
+    if args.budget_gpu_hours is not None and not args.gpu:
+        raise PretrainError("ladder: --budget-gpu-hours needs --gpu (e.g. --gpu h100)")
+    path = run_ladder(recipe, args.budget_flops, args.budget_gpu_hours, args.gpu)
+    if path is not None:
+        print(f"ladder: fit {path}, report {recipe.layout.ladder_report}")
+    return 0
