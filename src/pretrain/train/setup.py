@@ -138,6 +138,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         seed=recipe.seed,
         document_positions=cfg.document_masking,
         expected_tokenizer_hash=tokenizer_hash(tok_dir),
+        windows_per_step=cfg.global_batch_tokens // cfg.seq_len,
     )
     model = build_model(recipe, tokenizer)
     n_params, non_emb = count_parameters(model.config)
