@@ -87,6 +87,18 @@ def model_index(name: str, final: dict) -> list[dict]:
     return [{"name": name, "results": results}] if results else []
 
 
+def parent_model(records: list[dict]) -> dict | None:
+    """Continued pretraining: the parent model, the revision asked for and the commit it resolved to."""
+    return start_record(records).get("parent")
+
+
+def parent_front_matter(parent: dict | None) -> dict:
+    """The Hub's `base_model` metadata (links the model tree) for a model continued from a Hub model."""
+    if not parent or parent.get("revision") is None:  # a local folder has no Hub id to link
+        return {}
+    return {"base_model": parent["model"], "base_model_relation": "finetune"}
+
+
 def handbook_version() -> str:
     """The installed pretraining-handbook's version (the card names what trained the model)."""
     try:
@@ -110,6 +122,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     world = start.get("world_size", 1)
     on_gpu = "CPU" not in start.get("device", "CPU")
     summary = _json(layout.eval_summary_json)
+    parent = parent_model(records)
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
@@ -133,6 +146,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
         "handbook_version": handbook_version(),
+        "parent": parent,
         "front_matter": yaml.safe_dump(
             {
                 "license": recipe.hub.license,
@@ -141,6 +155,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
                 "language": recipe.hub.language,
                 "tags": ["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
                 **({"datasets": hub_sources} if hub_sources else {}),
+                **parent_front_matter(parent),
                 "model-index": model_index(recipe.name, summary.get("final", {})),
             },
             sort_keys=False,

@@ -39,7 +39,7 @@ class SpeedMonitor(Callback):
     def on_train_start(self, state: TrainState) -> None:
         s, acc = self.setup, self.setup.accelerator
         if state.step == 0:
-            self.metrics.log_start(device_label(s.device), acc.num_processes, s.n_params)
+            self.metrics.log_start(device_label(s.device), acc.num_processes, s.n_params, s.parent)
         if state.step == 0 and acc.is_main_process:
             log.info(
                 "training %s params for %d steps (%d tokens/step, accum %d x %d ranks)",
