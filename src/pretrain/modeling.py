@@ -1,20 +1,26 @@
-"""Random-init model from the recipe's `model` section (`AutoConfig` + `from_config`).
+"""The model to train: random init from the recipe's `model` section, or a parent model (`model.init_from`).
 
     config = build_hf_config(recipe, vocab_size=len(tokenizer))
-    model = build_model(recipe, vocab_size)          # random init, documented scheme
+    model = build_model(recipe, tokenizer)           # random init (documented scheme), or the parent's weights
+    parent = load_parent(recipe, tokenizer)          # continued pretraining: ParentModel(model, source)
 
-`vocab_size` always comes from the tokenizer (never from the recipe).
+`vocab_size` always comes from the tokenizer (never from the recipe). A parent's config and safetensors
+weights are loaded as they are; the recipe's architecture keys must agree with them, and a tokenizer
+extended beyond the parent's vocabulary gets new embedding rows (see `tokens/tokenizer.py`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 from transformers.pytorch_utils import Conv1D
 
 from pretrain.config import Recipe
+from pretrain.core.errors import PretrainError, RecipeError
+from pretrain.hub.pull import MODEL_FILES, REMOTE_CODE_FILES, parse_pretrained_ref
 
 
 def build_hf_config(
@@ -120,21 +126,96 @@ def _scales_by_one_plus(norm: torch.nn.Module) -> bool:
             p.copy_(value)
 
 
+def _attn_implementation(recipe: Recipe) -> str:
+    attn = recipe.model.attn_implementation
+    return "sdpa" if attn == "flash_attention_2" and not torch.cuda.is_available() else attn
+
+
 def build_model(recipe: Recipe, tokenizer) -> torch.nn.Module:
-    """Random-init causal LM for the recipe, sized by the tokenizer, with the recipe's init scheme."""
+    """The causal LM to train: the parent's weights with `model.init_from`, else a random init for the
+    recipe, sized by the tokenizer, with the recipe's init scheme."""
+    if recipe.model.init_from:
+        return load_parent(recipe, tokenizer).model
     config = build_hf_config(
         recipe, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
     )
-    attn = recipe.model.attn_implementation
-    if attn == "flash_attention_2" and not torch.cuda.is_available():
-        attn = "sdpa"
     model = AutoModelForCausalLM.from_config(
-        config, attn_implementation=attn, trust_remote_code=recipe.model.trust_remote_code
+        config,
+        attn_implementation=_attn_implementation(recipe),
+        trust_remote_code=recipe.model.trust_remote_code,
     )
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
     init_weights(model, recipe.model.init_std, recipe.model.scaled_residual_init, layers)
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
+    _training_options(recipe, model)
+    return model
+
+
+def _training_options(recipe: Recipe, model: torch.nn.Module) -> None:
     if recipe.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model
+
+
+class ParentModel(NamedTuple):
+    model: torch.nn.Module
+    source: dict[str, str | None]  # model id (or folder), revision asked for, commit it resolved to
+
+
+def parent_conflicts(recipe: Recipe, parent: PretrainedConfig) -> list[str]:
+    """`file: model.key: ...` for every key of the recipe's model section the parent's config disagrees with."""
+    label, spec = recipe.source_label, recipe.model.init_from
+    fix = "remove the key (the parent's value is used) or make it match"
+    problems = []
+    if parent.model_type != recipe.model.model_type:
+        problems.append(
+            f"{label}: model.model_type: {recipe.model.model_type!r}, but model.init_from {spec} is a "
+            f"{parent.model_type!r} model; set model_type: {parent.model_type}"
+        )
+    for key, value in recipe.model.hf_fields.items():
+        if not hasattr(parent, key):
+            problems.append(f"{label}: model.{key}: the parent ({spec}) has no such config field; remove it")
+        elif getattr(parent, key) != value:
+            problems.append(
+                f"{label}: model.{key}: {value!r}, but the parent ({spec}) has {getattr(parent, key)!r}; {fix}"
+            )
+    return problems
+
+
+def load_parent(recipe: Recipe, tokenizer) -> ParentModel:
+    """`model.init_from`: the parent's config and safetensors weights (fp32), checked against the recipe and
+    the tokenizer; raises before any training when they disagree."""
+    from transformers import AutoConfig
+
+    m = recipe.model
+    ref = parse_pretrained_ref(m.init_from, recipe.resolve_path, "model.init_from")
+    folder = ref.fetch(MODEL_FILES + (REMOTE_CODE_FILES if m.trust_remote_code else []), "model.init_from")
+    if not any(folder.glob("*.safetensors")):
+        raise PretrainError(
+            f"model.init_from: {m.init_from}: no .safetensors weights in {folder} (pickled .bin weights are "
+            "never loaded: they can run code); save the parent with save_pretrained(safe_serialization=True)"
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise PretrainError(f"model.init_from: {m.init_from}: cannot read its config.json ({exc})") from None
+    problems = parent_conflicts(recipe, config)
+    if problems:
+        raise RecipeError(problems)
+    vocab = len(tokenizer)
+    if vocab > config.vocab_size:
+        raise PretrainError(
+            f"model.init_from: {m.init_from}: the tokenizer has {vocab} tokens but the parent's embeddings only "
+            f"{config.vocab_size}; use the parent's tokenizer (tokenizer.pretrained) or extend it with "
+            "tokenizer.extend"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        folder,
+        config=config,
+        use_safetensors=True,
+        dtype=torch.float32,
+        attn_implementation=_attn_implementation(recipe),
+        trust_remote_code=m.trust_remote_code,
+    )
+    _training_options(recipe, model)
+    return ParentModel(model, ref.describe(folder))

@@ -84,7 +84,7 @@ STAGES: dict[str, Stage] = {
             folder=lambda layout: layout.tokenizer,
             inputs=tokenizer.fingerprint_inputs,
             # a reused pretrained tokenizer reads no mix
-            upstream=lambda recipe: () if recipe.tokenizer.pretrained else ("curate",),
+            upstream=lambda recipe: () if tokenizer.pretrained_spec(recipe) else ("curate",),
             run=_publishing(tokenizer.build_tokenizer),
         ),
         Stage(

@@ -30,6 +30,13 @@ class HubState:
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
 
+    @staticmethod
+    def branch(repo: dict, revision: str) -> dict | None:
+        """A branch by name or by its head commit."""
+        return repo["branches"].get(revision) or next(
+            (b for b in repo["branches"].values() if b["sha"] == revision), None
+        )
+
     def commit(self, repo_id: str, branch: str, files: dict[str, bytes], message: str) -> str:
         repo = self.repos[repo_id]
         head = repo["branches"].setdefault(branch, {"sha": "0" * 40, "files": {}})
@@ -187,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
                         404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
                     )
                 if rest and rest[0] == "tree":  # list_repo_tree: /api/models/{repo}/tree/{revision}[/{path}]
-                    branch = repo["branches"].get(unquote(rest[1]))
+                    branch = self.state.branch(repo, unquote(rest[1]))  # snapshot_download lists by commit
                     if branch is None:
                         return self._send(
                             404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"}
@@ -226,9 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(
                         404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
                     )
-                branch = repo["branches"].get(revision) or next(
-                    (b for b in repo["branches"].values() if b["sha"] == revision), None
-                )
+                branch = self.state.branch(repo, revision)
                 if branch is None:
                     return self._send(
                         404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"}

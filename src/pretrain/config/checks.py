@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pretrain.config.sources import LocalSource
 from pretrain.core.recipe_files import card_template_names, find_card_template
+from pretrain.hub.pull import PullError, parse_pretrained_ref
 
 if TYPE_CHECKING:
     from pretrain.config import Recipe
@@ -173,10 +174,17 @@ def file_problems(recipe: Recipe, label: str) -> list[str]:
             problems.append(
                 f"{label}: eval.local_tasks.{i}.path: file not found: {recipe.resolve_path(task.path)}"
             )
-    if recipe.tokenizer.pretrained and not recipe.resolve_path(recipe.tokenizer.pretrained).is_dir():
-        problems.append(
-            f"{label}: tokenizer.pretrained: not a tokenizer folder: {recipe.tokenizer.pretrained}"
-        )
+    for key, spec in (
+        ("tokenizer.pretrained", recipe.tokenizer.pretrained),
+        ("model.init_from", recipe.model.init_from),
+    ):
+        if spec:
+            try:  # a folder that exists, or a Hub id (downloaded when the stage runs)
+                parse_pretrained_ref(spec, recipe.resolve_path, key)
+            except PullError:
+                problems.append(
+                    f"{label}: {key}: {spec!r} is neither an existing folder nor a Hub id (`owner/name[@revision]`)"
+                )
     if recipe.accelerate_config and not recipe.resolve_path(recipe.accelerate_config).is_file():
         problems.append(f"{label}: accelerate_config: file not found: {recipe.accelerate_config}")
     if find_card_template(recipe.hub.card_template, recipe.resolve_path) is None:

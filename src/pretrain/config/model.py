@@ -1,5 +1,8 @@
 """Recipe section `model`: any `AutoConfig` model_type plus its fields, and how to initialise it.
 
+With `init_from`, the architecture and weights come from the parent model; the keys of this section
+must then agree with it (they describe the parent, so `pretrain plan` stays right).
+
 Keys that are not ours are passed to `AutoConfig.for_model(model_type, **fields)` and must be
 attributes of that config class (checked in `Recipe` validation, so a typo is an error, not a
 silently ignored kwarg). `vocab_size` is never set here: it always comes from the tokenizer.
@@ -46,6 +49,12 @@ class ModelConfig(Section):
     )
     trust_remote_code: bool = Field(
         False, description="allow model code from the Hub for model types transformers does not ship"
+    )
+    init_from: str | None = Field(
+        None,
+        description="continued pretraining: start from this model instead of a random init — a Hub id or a "
+        "folder (relative to the recipe), optionally `@revision`; its config and safetensors weights are "
+        "loaded, and every architecture key this section sets must equal the parent's (else an error)",
     )
 
     @model_validator(mode="after")

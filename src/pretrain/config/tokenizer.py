@@ -12,8 +12,9 @@ from pretrain.config.base import Section
 class TokenizerConfig(Section):
     pretrained: str | None = Field(
         None,
-        description="tokenizer folder (relative to the recipe) to reuse instead of training one; "
-        "set it to share a vocabulary with another model",
+        description="tokenizer to reuse instead of training one: a folder (relative to the recipe) or a Hub "
+        "id, optionally `@revision`; set it to share a vocabulary with another model. Unset with "
+        "model.init_from: the parent model's tokenizer",
     )
     vocab_size: int = Field(
         8192,

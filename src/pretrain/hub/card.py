@@ -123,6 +123,18 @@ def forecast_and_regressions(layout: RunLayout, records: list[dict], non_emb: in
     return {"forecast": fit, "regressions": regressions}
 
 
+def parent_model(records: list[dict]) -> dict | None:
+    """Continued pretraining: the parent model, the revision asked for and the commit it resolved to."""
+    return start_record(records).get("parent")
+
+
+def parent_front_matter(parent: dict | None) -> dict:
+    """The Hub's `base_model` metadata (links the model tree) for a model continued from a Hub model."""
+    if not parent or parent.get("revision") is None:  # a local folder has no Hub id to link
+        return {}
+    return {"base_model": parent["model"], "base_model_relation": "finetune"}
+
+
 def handbook_version() -> str:
     """The installed pretraining-handbook's version (the card names what trained the model)."""
     try:
@@ -146,6 +158,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     world = start.get("world_size", 1)
     on_gpu = "CPU" not in start.get("device", "CPU")
     summary = _json(layout.eval_summary_json)
+    parent = parent_model(records)
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
@@ -170,6 +183,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "evals": summary,
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
         "handbook_version": handbook_version(),
+        "parent": parent,
         **forecast_and_regressions(layout, records, non_emb, tokens),
         "front_matter": ModelCardData(
             model_name=recipe.name,
@@ -180,6 +194,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
             tags=["pretrained", "base-model", "pretraining-handbook", *recipe.hub.tags],
             datasets=hub_sources or None,
             eval_results=eval_results(summary) or None,
+            **parent_front_matter(parent),
         )
         .to_yaml()
         .strip(),

@@ -9,6 +9,11 @@ The split is one virtual token stream (shards concatenated). Window k covers tok
 permutation drawn from (seed, epoch); each optimizer micro-step consumes `world_size * batch_size`
 consecutive entries of that permutation and rank r takes its slice, so ranks never overlap and the
 global order does not depend on how far each rank has got. The val split is read in order, once.
+
+Elastic resume: an optimizer step always consumes the same `windows_per_step` (the global batch)
+entries of the permutation, however they are split into ranks and micro batches, and an epoch ends
+after its last whole global batch. The saved position therefore means the same thing on any world
+size: a checkpoint written by 2 ranks resumes on 1 (or 4) with exactly the windows not yet consumed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class TokenLoader:
         shuffle: bool = True,
         document_positions: bool = False,
         expected_tokenizer_hash: str | None = None,
+        windows_per_step: int | None = None,
     ):
         self.dir, self.split = Path(tokens_dir), split
         self.seq_len, self.batch_size, self.rank, self.world_size = seq_len, batch_size, rank, world_size
@@ -48,12 +54,20 @@ class TokenLoader:
         self._shards, self._starts = _open_shards(self.dir, self.manifest, split)
         self.total_tokens = int(self._starts[-1])
         self.n_windows = (self.total_tokens - 1) // seq_len
-        self.step_windows = batch_size * world_size
-        if self.n_windows < self.step_windows:
+        self.step_windows = batch_size * world_size  # one micro step, all ranks
+        # one optimizer step (micro steps x ranks x micro batch): the unit an epoch is cut in
+        self.windows_per_step = windows_per_step or self.step_windows
+        if self.windows_per_step % self.step_windows:
+            raise DataError(
+                f"{self.dir}: a global batch of {self.windows_per_step} sequences is not a multiple of "
+                f"micro batch {batch_size} x {world_size} processes; change the batch or the number of processes"
+            )
+        if self.n_windows < self.windows_per_step:
             raise DataError(
                 f"{self.dir}: the {split} split has {self.total_tokens:,} tokens, fewer than one global batch of "
-                f"{self.step_windows} x {seq_len + 1}; add data or lower the batch / seq_len"
+                f"{self.windows_per_step} x {seq_len + 1}; add data or lower the batch / seq_len"
             )
+        self.last_windows: np.ndarray | None = None  # window ids of the last batch (for data accounting)
         self.epoch, self.position = 0, 0
         self._perm: np.ndarray | None = None
         self._perm_epoch = -1
@@ -61,7 +75,21 @@ class TokenLoader:
     # ------------------------------------------------------------------ geometry
     @property
     def batches_per_epoch(self) -> int:
-        return self.n_windows // self.step_windows
+        """Micro batches per epoch (each rank reads one per micro step)."""
+        return self.usable_windows // self.step_windows
+
+    @property
+    def usable_windows(self) -> int:
+        """Windows per epoch: whole global batches only (the rest of the permutation is dropped)."""
+        return self.n_windows // self.windows_per_step * self.windows_per_step
+
+    def _advance(self) -> int:
+        """Start of this micro step's entries in the permutation, moving to the next epoch when needed."""
+        if self.position + self.step_windows > self.usable_windows:
+            self.epoch, self.position = self.epoch + 1, 0
+        first = self.position
+        self.position += self.step_windows
+        return first
 
     def _order(self) -> np.ndarray:
         if self._perm_epoch != self.epoch:
@@ -89,14 +117,11 @@ class TokenLoader:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
-        if self.position + self.step_windows > self.n_windows:
-            if self.split != "train":
-                raise StopIteration
-            self.epoch, self.position = self.epoch + 1, 0
-        order = self._order()
-        first = self.position + self.rank * self.batch_size
-        windows = order[first : first + self.batch_size]
-        self.position += self.step_windows
+        if self.split != "train" and self.position + self.step_windows > self.usable_windows:
+            raise StopIteration
+        first = self._advance() + self.rank * self.batch_size
+        windows = self._order()[first : first + self.batch_size]
+        self.last_windows = windows
         rows = np.stack([self._tokens(int(w) * self.seq_len, self.seq_len + 1) for w in windows])
         batch = {
             "input_ids": torch.from_numpy(rows[:, :-1].copy()),
@@ -107,14 +132,13 @@ class TokenLoader:
         return batch
 
     def skip(self, n_batches: int) -> None:
-        """Advance by `n_batches` global steps without reading (used to skip a bad data window)."""
+        """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""
         for _ in range(n_batches):
-            if self.position + self.step_windows > self.n_windows:
-                self.epoch, self.position = self.epoch + 1, 0
-            self.position += self.step_windows
+            self._advance()
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
+        """The global position (the same on every rank); `world_size` and `batch_size` are informative."""
         return {
             "split": self.split,
             "epoch": self.epoch,
@@ -124,16 +148,39 @@ class TokenLoader:
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,
             "n_windows": self.n_windows,
+            "windows_per_step": self.windows_per_step,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("world_size", "batch_size", "seq_len", "n_windows", "seed"):
-            if state.get(key) != getattr(self, key):
+        """Continue where `state` stopped, on this loader's world size and micro batch.
+
+        The data (`n_windows`), `seq_len`, `seed` and the global batch must be those of the saved run; ranks
+        and micro batch may differ as long as the saved position falls on a micro step of this geometry
+        (checkpoints are taken between optimizer steps, which always do).
+        """
+        saved_step = state.get("windows_per_step")
+        if saved_step is None:  # written before elastic resume: only the same geometry is known to match
+            same = (state.get("world_size"), state.get("batch_size")) == (self.world_size, self.batch_size)
+            saved_step = self.windows_per_step if same else "unknown (an older checkpoint)"
+        for key, saved in (
+            ("seq_len", state.get("seq_len")),
+            ("n_windows", state.get("n_windows")),
+            ("seed", state.get("seed")),
+            ("windows_per_step", saved_step),
+        ):
+            if saved != getattr(self, key):
                 raise DataError(
-                    f"{self.dir}: loader state was saved with {key}={state.get(key)}, now {getattr(self, key)}; "
-                    "resume with the same data, batch geometry and number of processes"
+                    f"{self.dir}: loader state was saved with {key}={saved}, now {getattr(self, key)}; "
+                    "resume with the same data, seq_len, seed and global batch"
                 )
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        position = int(state["position"])
+        if position % self.step_windows:
+            raise DataError(
+                f"{self.dir}: loader state stopped at position {position}, inside a micro step of "
+                f"{self.step_windows} windows ({self.world_size} processes x micro batch {self.batch_size}); "
+                "resume from a checkpoint (taken between optimizer steps)"
+            )
+        self.epoch, self.position = int(state["epoch"]), position
 
 
 def document_position_ids(rows: np.ndarray, eos_id: int) -> np.ndarray:

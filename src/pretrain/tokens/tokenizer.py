@@ -26,6 +26,7 @@ from pretrain.core.errors import DataError, StageError
 from pretrain.core.markers import files_signature
 from pretrain.core.progress import get_logger
 from pretrain.data.mixio import MANIFEST, iter_documents, read_manifest
+from pretrain.hub.pull import TOKENIZER_FILES, parse_pretrained_ref
 from pretrain.tokens.report import write_report
 
 log = get_logger("pretrain.tokens.tokenizer")
@@ -99,20 +100,38 @@ def wrap(tok: Tokenizer, recipe: Recipe) -> PreTrainedTokenizerFast:
     )
 
 
+def pretrained_spec(recipe: Recipe) -> tuple[str, str] | None:
+    """(spec, recipe key) of the tokenizer to reuse: `tokenizer.pretrained`, else the parent model's own
+    (`model.init_from`: its embeddings only make sense with its tokenizer); None = train one."""
+    if recipe.tokenizer.pretrained:
+        return recipe.tokenizer.pretrained, "tokenizer.pretrained"
+    if recipe.model.init_from:
+        return recipe.model.init_from, "model.init_from"
+    return None
+
+
 def fingerprint_inputs(recipe: Recipe) -> dict:
-    """The tokenizer section, the sequence length (model_max_length) and a reused tokenizer's files."""
+    """The tokenizer section, the sequence length (model_max_length) and a reused tokenizer's files (or Hub id)."""
     # the packing encoder changes speed, not the tokenizer or the token ids (tested)
     tokenizer = recipe.tokenizer.model_dump(mode="json", exclude={"encoder"})
     inputs = {"tokenizer": tokenizer, "model_max_length": recipe.train.seq_len}
-    if recipe.tokenizer.pretrained:
-        inputs["files"] = files_signature([str(recipe.resolve_path(recipe.tokenizer.pretrained) / "*")])
+    reused = pretrained_spec(recipe)
+    if reused:
+        local = recipe.resolve_path(reused[0])
+        inputs["files"] = files_signature([str(local / "*")]) if local.is_dir() else reused[0]
     return inputs
+
+
+def fetch_pretrained(recipe: Recipe, spec: str, key: str) -> Path:
+    """The local folder of a tokenizer to reuse: a folder, or a Hub id[@revision] downloaded (tokenizer files only)."""
+    return parse_pretrained_ref(spec, recipe.resolve_path, key).fetch(TOKENIZER_FILES, key)
 
 
 def build_tokenizer(recipe: Recipe, out: Path) -> dict:
     """Stage function: train (or copy) the tokenizer into `out` and write its report."""
-    if recipe.tokenizer.pretrained:
-        hf = load_tokenizer(recipe.resolve_path(recipe.tokenizer.pretrained))
+    reused = pretrained_spec(recipe)
+    if reused:
+        hf = load_tokenizer(fetch_pretrained(recipe, *reused))
         hf.model_max_length = recipe.train.seq_len
         hf.save_pretrained(out)
         heldout = _sample(recipe)[1] if (recipe.layout.mix / MANIFEST).exists() else {}

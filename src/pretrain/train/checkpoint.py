@@ -191,11 +191,19 @@ def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
         optimizer.load_state_dict(torch.load(ts / OPTIMIZER_PT, map_location="cpu", weights_only=True))
 
 
-def load_rank_state(folder: Path, rank: int) -> dict:
-    """What `write_rank_state` wrote for `rank`: {"rng": ..., "loader": ...}."""
-    path = folder / TRAINER_STATE / rank_state_name(rank)
+def load_rank_state(folder: Path, rank: int, world_size: int) -> dict:
+    """What `write_rank_state` wrote, for `rank` of a resume on `world_size` processes: {"rng", "loader"}.
+
+    On the world size that wrote the checkpoint each rank takes its own file. On another one every rank
+    takes rank 0's: the loader position in it is global (the same in every rank's file), and the RNG
+    streams are replicated — every rank is seeded alike and draws alike — so rank 0's stands for all.
+    """
+    saved_world = json.loads((folder / TRAINER_STATE / STATE_JSON).read_text()).get("world_size", 1)
+    source = rank if world_size == saved_world else 0
+    path = folder / TRAINER_STATE / rank_state_name(source)
     if not path.exists():
         raise StageError(
-            f"{path}: missing — the checkpoint was written by fewer processes; resume with the same world size"
+            f"{path}: missing — the checkpoint was written by {saved_world} processes but lacks this rank's "
+            "state; resume from an earlier checkpoint"
         )
     return json.loads(path.read_text())

@@ -82,14 +82,28 @@ class Checkpointer:
 
     def restore(self, folder: Path, state: TrainState, with_data: bool) -> None:
         """Weights, optimizer and counters from `folder`; with_data: also this rank's loader position and RNG."""
-        s = self.setup
-        model = s.model if s.sharded else s.accelerator.unwrap_model(s.model)
+        s, acc = self.setup, self.setup.accelerator
+        model = s.model if s.sharded else acc.unwrap_model(s.model)
         saved = ckpt.load_main_state(folder, model, s.optimizer, s.sharded)
         if with_data:
-            rank_state = ckpt.load_rank_state(folder, s.accelerator.process_index)
+            rank_state = ckpt.load_rank_state(folder, acc.process_index, acc.num_processes)
             s.train_iter.load_state_dict(rank_state["loader"])
             set_rng_state(rank_state["rng"])
-        state.load_state_dict(saved, folder, s.accelerator.num_processes)
+            saved_world = saved.get("world_size", acc.num_processes)
+            if saved_world != acc.num_processes:
+                saved_micro = rank_state["loader"]["batch_size"]
+                log.info(
+                    "%s was written by %d processes (micro batch %d, grad accumulation %d); resuming on %d "
+                    "(micro batch %d, grad accumulation %d), same global batch and data position",
+                    folder,
+                    saved_world,
+                    saved_micro,
+                    s.train_iter.windows_per_step // (saved_world * saved_micro),
+                    acc.num_processes,
+                    s.train_iter.batch_size,
+                    s.accum,
+                )
+        state.load_state_dict(saved, folder)
         log.info("resumed from %s (step %d, %s tokens)", folder, state.step, f"{state.tokens_seen:,}")
 
     def save_final(self, out: StageOutput, state: TrainState) -> None:

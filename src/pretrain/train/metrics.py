@@ -7,7 +7,8 @@ One JSON object per line, each with `time` (unix seconds) and `step`. Record kin
   skipped_updates`;
 - validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`;
 - eval record: `tokens_seen` and `eval/<task>/<metric>` values;
-- events, with an `event` key: `start` (device, world_size, params, precision as run, torch), `skip` (reason, loss),
+- events, with an `event` key: `start` (device, world_size, params, precision as run, torch; `parent` {model, revision,
+  commit} when continuing from a pretrained model), `skip` (reason, loss),
   `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`, `forecast` (phase, actual,
   predicted, low, high, outside: a validation pass against the ladder's forecast).
 
@@ -41,7 +42,10 @@ class MetricsLog:
         self.path, self.accelerator, self.enabled = path, accelerator, enabled
         self._fh = open(path, "a", encoding="utf-8") if enabled else None
 
-    def log_start(self, device: str, world_size: int, params: int, precision: str) -> None:
+    def log_start(
+        self, device: str, world_size: int, params: int, precision: str, parent: dict | None = None
+    ) -> None:
+        extra = {"parent": parent} if parent else {}
         self.log_event(
             0,
             EVENT_START,
@@ -50,6 +54,7 @@ class MetricsLog:
             params=params,
             precision=precision,
             torch=torch.__version__,
+            **extra,
         )
 
     def log_step(

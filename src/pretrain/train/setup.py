@@ -24,7 +24,7 @@ from pretrain.core.dist import force_cpu
 from pretrain.core.errors import PretrainError, StageError
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
-from pretrain.modeling import build_model, count_parameters
+from pretrain.modeling import build_model, count_parameters, load_parent
 from pretrain.planning.flops import device_peak_flops, flops_per_token
 from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
@@ -83,6 +83,7 @@ class TrainSetup:
     evaluator: LoopEvaluator | None = None
     pusher: CheckpointPusher | None = None  # main process only
     base_lrs: list[float] = field(default_factory=list)
+    parent: dict | None = None  # continued pretraining: the parent model, revision and commit (model card)
 
     @property
     def device(self) -> torch.device:
@@ -144,8 +145,10 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         seed=recipe.seed,
         document_positions=cfg.document_masking,
         expected_tokenizer_hash=tokenizer_hash(tok_dir),
+        windows_per_step=cfg.global_batch_tokens // cfg.seq_len,
     )
-    model = build_model(recipe, tokenizer)
+    parent = load_parent(recipe, tokenizer) if recipe.model.init_from else None
+    model = parent.model if parent else build_model(recipe, tokenizer)
     n_params, non_emb = count_parameters(model.config)
     fpt = flops_per_token(model.config, non_emb, cfg.seq_len)
     if cfg.precision == "bf16-true":
@@ -189,6 +192,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         evaluator=evaluator,
         pusher=pusher,
         base_lrs=[group["lr"] for group in optimizer.param_groups],  # peak lrs (Muon's differs from AdamW's)
+        parent=parent.source if parent else None,
     )
 
 

@@ -32,13 +32,9 @@ class TrainState:
             "total_steps": total_steps,
         }
 
-    def load_state_dict(self, saved: dict, folder: Path, world_size: int) -> None:
-        """Back to a checkpoint's counters; rollbacks already used by this process stay counted."""
-        if saved.get("world_size") != world_size:
-            raise TrainingError(
-                f"{folder}: saved with {saved.get('world_size')} processes, resuming with "
-                f"{world_size}; resume with the same number of processes"
-            )
+    def load_state_dict(self, saved: dict, folder: Path) -> None:
+        """Back to a checkpoint's counters (they do not depend on the world size that wrote them); rollbacks
+        already used by this process stay counted."""
         self.step, self.tokens_seen = saved["step"], saved["tokens_seen"]
         rollbacks = self.guard.rollbacks
         self.guard.load_state_dict(saved["guard"])

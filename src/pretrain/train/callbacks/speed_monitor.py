@@ -44,7 +44,7 @@ class SpeedMonitor(Callback):
         s, acc = self.setup, self.setup.accelerator
         if state.step == 0:
             self.metrics.log_start(
-                device_label(s.device), acc.num_processes, s.n_params, precision_that_runs(s.recipe)
+                device_label(s.device), acc.num_processes, s.n_params, precision_that_runs(s.recipe), s.parent
             )
         if state.step == 0 and acc.is_main_process:
             log.info(
