@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pretrain.core.layout import RunLayout
-from pretrain.core.progress import DEFAULT_INTERVAL_S
+from pretrain.core.progress import interval_after
 from pretrain.testing import SMOKE_SHAPE
 from pretrain.train.metrics import read_records, validation_records
 
@@ -143,13 +143,21 @@ def _console_problems(text: str, out: Path) -> list[str]:
     progress = [line for line in lines if "pretrain.progress: train: " in line]
     times = [datetime.strptime(line[:8], "%H:%M:%S") for line in lines if OUR_LINE.match(line)]
     span = (times[-1] - times[0]).total_seconds() % 86400 if times else 0
-    if not progress or len(progress) > span / DEFAULT_INTERVAL_S + 2:
+    if not progress or len(progress) > _most_progress_lines(span) + 1:  # + the last step's line
         problems.append(f"{len(progress)} training progress lines in {span:.0f} s")
     kept = layout.log_file.read_text(encoding="utf-8") if layout.log_file.exists() else ""
     for noise in ("Running loglikelihood requests", "Generating test split"):  # lm-eval's and datasets' bars
         if noise not in kept:
             problems.append(f"{noise!r} missing from {layout.log_file.name}")
     return problems
+
+
+def _most_progress_lines(seconds: float) -> int:
+    """The most periodic progress lines a stage of `seconds` can print (core/progress.py `interval_after`)."""
+    t, lines = 0.0, 0
+    while (t := t + interval_after(t)) <= seconds + 1:  # + 1: lines carry whole seconds
+        lines += 1
+    return lines
 
 
 @pytest.fixture(scope="session")

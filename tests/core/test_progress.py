@@ -51,6 +51,22 @@ def test_off_a_terminal_one_line_per_interval_with_rate_and_eta(clock, lines):
     assert "ETA" not in logged[-1]
 
 
+def test_lines_thin_out_on_long_stages_to_one_per_ten_minutes(clock, lines):
+    """30 s apart for the first 5 minutes, then a tenth of the time elapsed, at most 10 minutes apart."""
+    bar = Progress("train", total=8 * 3600, unit="steps", interval_s=30)
+    times = []
+    for step in range(1, 8 * 3600 + 1):  # 8 hours at 1 step/s
+        clock.now += 1.0
+        before = len(lines())
+        bar.update_to(step)
+        if len(lines()) > before:
+            times.append(step)
+    gaps = [b - a for a, b in zip([0, *times], times)]
+    assert gaps[:10] == [30] * 10
+    assert gaps == sorted(gaps) and max(gaps) == 600 and gaps[-1] == 600
+    assert len(times) < 80  # an 8-hour stage: ~75 lines, not 960
+
+
 def test_iterating_logs_at_the_interval_only(clock, lines):
     def slow(n):
         for i in range(n):
