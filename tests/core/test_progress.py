@@ -127,3 +127,20 @@ def test_capture_ends_when_the_block_raises(tmp_path, capfd):
         raise RuntimeError("boom")
     os.write(2, b"visible again\n")
     assert "visible again" in capfd.readouterr().err
+
+
+def test_on_a_terminal_a_bar_with_our_lines_above_it(monkeypatch, capfd):
+    import io
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress_module, "_console", screen)
+    monkeypatch.setattr(progress_module, "interactive", lambda: True)
+    bar = Progress("train", total=4, unit="steps")
+    bar.update_to(2, fields={"loss": "6.19"})
+    get_logger("pretrain.test").info("validation at step 2")
+    bar.update_to(4)
+    bar.close()
+    drawn = screen.getvalue()
+    assert "train: 100%" in drawn and "4/4" in drawn and "loss 6.19" in drawn
+    assert "validation at step 2\n" in drawn
+    assert "train:" not in capfd.readouterr().err  # nothing beside the console
