@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from pretrain.core.layout import RunLayout
+from pretrain.core.progress import interval_after
 from pretrain.testing import SMOKE_SHAPE
+from pretrain.train.metrics import read_records, validation_records
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PRETRAIN_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -110,3 +115,52 @@ def fresh_run(make_run, tmp_path):
         return make_run(out, *overrides), out
 
     return make
+
+
+# a console line of ours: time, level, a `pretrain.*` logger
+OUR_LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR) pretrain(\.\w+)*: ")
+# README: the whole tiny run prints at most this many lines (tests/slow/test_tiny_recipe.py checks it)
+CONSOLE_BUDGET = 80
+
+
+def _console_problems(text: str, out: Path) -> list[str]:
+    """What is wrong with the console output of a `pretrain run` into `out` (non-TTY); [] when it is right.
+
+    Every line is ours; one line per validation pass and per evaluation; progress lines at most one per
+    interval (plus the last step's); libraries' progress bars and warnings in `pretrain.log`, not here.
+    """
+    lines = text.splitlines()
+    problems = [f"not ours: {line[:120]!r}" for line in lines if not OUR_LINE.match(line)]
+    if len(lines) > CONSOLE_BUDGET:
+        problems.append(f"{len(lines)} lines > {CONSOLE_BUDGET}")
+    layout = RunLayout(out)
+    evals = len(list(layout.evals.glob("step-*.json")))
+    validations = len(validation_records(read_records(layout.metrics)))
+    if sum(" eval at step " in line for line in lines) != evals:
+        problems.append(f"not one console line per evaluation ({evals} evaluations)")
+    if sum(" validation at step " in line for line in lines) != validations:
+        problems.append(f"not one console line per validation pass ({validations} passes)")
+    progress = [line for line in lines if "pretrain.progress: train: " in line]
+    times = [datetime.strptime(line[:8], "%H:%M:%S") for line in lines if OUR_LINE.match(line)]
+    span = (times[-1] - times[0]).total_seconds() % 86400 if times else 0
+    if not progress or len(progress) > _most_progress_lines(span) + 1:  # + the last step's line
+        problems.append(f"{len(progress)} training progress lines in {span:.0f} s")
+    kept = layout.log_file.read_text(encoding="utf-8") if layout.log_file.exists() else ""
+    for noise in ("Running loglikelihood requests", "Generating test split"):  # lm-eval's and datasets' bars
+        if noise not in kept:
+            problems.append(f"{noise!r} missing from {layout.log_file.name}")
+    return problems
+
+
+def _most_progress_lines(seconds: float) -> int:
+    """The most periodic progress lines a stage of `seconds` can print (core/progress.py `interval_after`)."""
+    t, lines = 0.0, 0
+    while (t := t + interval_after(t)) <= seconds + 1:  # + 1: lines carry whole seconds
+        lines += 1
+    return lines
+
+
+@pytest.fixture(scope="session")
+def console_problems():
+    """console_problems(console_text, run_dir) -> [] when a `pretrain run`'s non-TTY console output is right."""
+    return _console_problems

@@ -103,6 +103,9 @@ def test_card_template_path_relative_to_the_recipe(tmp_path, repo_root):
     recipe_file.write_text((repo_root / "recipes" / "tiny" / "config.yaml").read_text())
     recipe = load_recipe(recipe_file, overrides=["hub.card_template=cards/mine.md.j2"], check_files=False)
     assert template_path(recipe) == tmp_path / "cards" / "mine.md.j2"
+    # an edited copy of the shipped template next to the recipe wins over the shipped one, as a recipe file does
+    (tmp_path / "base_model.md.j2").write_text("# mine\n")
+    assert template_path(load_recipe(recipe_file, check_files=False)) == tmp_path / "base_model.md.j2"
     missing = load_recipe(recipe_file, overrides=["hub.card_template=gone.md.j2"], check_files=False)
     with pytest.raises(
         RecipeError, match=r"hub\.card_template: template 'gone\.md\.j2' not found.*base_model"

@@ -105,3 +105,9 @@ def test_rerun_skips_current_stages_and_reruns_affected(reduced_run, repo_root):
     # pack depends on val_fraction only through its own fingerprint; curate/tokenizer stay current
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert "pack: done" in changed.stderr
+
+
+def test_console_is_short_and_ours_library_output_in_the_run_log(reduced_run, console_problems):
+    """README command 1's promise on the reduced run: quiet, readable, every line ours."""
+    out, _, _, proc = reduced_run
+    assert console_problems(proc.stdout + proc.stderr, out) == [], proc.stderr[-3000:]

@@ -51,6 +51,22 @@ def test_off_a_terminal_one_line_per_interval_with_rate_and_eta(clock, lines):
     assert "ETA" not in logged[-1]
 
 
+def test_lines_thin_out_on_long_stages_to_one_per_ten_minutes(clock, lines):
+    """30 s apart for the first 5 minutes, then a tenth of the time elapsed, at most 10 minutes apart."""
+    bar = Progress("train", total=8 * 3600, unit="steps", interval_s=30)
+    times = []
+    for step in range(1, 8 * 3600 + 1):  # 8 hours at 1 step/s
+        clock.now += 1.0
+        before = len(lines())
+        bar.update_to(step)
+        if len(lines()) > before:
+            times.append(step)
+    gaps = [b - a for a, b in zip([0, *times], times)]
+    assert gaps[:10] == [30] * 10
+    assert gaps == sorted(gaps) and max(gaps) == 600 and gaps[-1] == 600
+    assert len(times) < 80  # an 8-hour stage: ~75 lines, not 960
+
+
 def test_iterating_logs_at_the_interval_only(clock, lines):
     def slow(n):
         for i in range(n):
@@ -111,3 +127,20 @@ def test_capture_ends_when_the_block_raises(tmp_path, capfd):
         raise RuntimeError("boom")
     os.write(2, b"visible again\n")
     assert "visible again" in capfd.readouterr().err
+
+
+def test_on_a_terminal_a_bar_with_our_lines_above_it(monkeypatch, capfd):
+    import io
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress_module, "_console", screen)
+    monkeypatch.setattr(progress_module, "interactive", lambda: True)
+    bar = Progress("train", total=4, unit="steps")
+    bar.update_to(2, fields={"loss": "6.19"})
+    get_logger("pretrain.test").info("validation at step 2")
+    bar.update_to(4)
+    bar.close()
+    drawn = screen.getvalue()
+    assert "train: 100%" in drawn and "4/4" in drawn and "loss 6.19" in drawn
+    assert "validation at step 2\n" in drawn
+    assert "train:" not in capfd.readouterr().err  # nothing beside the console

@@ -105,7 +105,13 @@ def test_live_model_matches_checkpoint(trained):
     assert live.keys() == saved.keys()
     for k in live:
         assert live[k] == pytest.approx(saved[k], rel=1e-6), k
-    assert json.loads((out / "evals" / "step-0000099.json").read_text())["metrics"] == live
+    record = json.loads((out / "evals" / "step-0000099.json").read_text())
+    assert record["metrics"] == live
+    # both paths record each task's facts: local data (no Hub id), the cloze's chance from its 4 choices
+    saved_facts = json.loads((ckpt / "eval_results.json").read_text())["task_facts"]
+    assert record["task_facts"] == saved_facts
+    assert saved_facts["stdlib_cloze"] == {"split": "test", "num_fewshot": 0, "chance": 0.25}
+    assert "chance" not in saved_facts["val_bpb"]
 
 
 def test_eval_over_run_makes_learning_curves(trained, capsys):

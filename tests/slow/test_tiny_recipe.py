@@ -1,4 +1,5 @@
-"""The full tiny recipe exactly as README quick-start command 1 runs it (minus the install)."""
+"""The full tiny recipe exactly as README quick-start command 1 runs it (minus the install, `pip install -q`,
+which prints nothing when it succeeds)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_recipe_end_to_end(tmp_path, repo_root):
+def test_tiny_recipe_end_to_end(tmp_path, repo_root, console_problems):
     out = tmp_path / "tiny"
     start = time.monotonic()
     proc = subprocess.run(
@@ -25,6 +26,8 @@ def test_tiny_recipe_end_to_end(tmp_path, repo_root):
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-4000:]
     print(f"tiny run: {elapsed:.0f}s")
+    print(proc.stdout + proc.stderr)
+    assert console_problems(proc.stdout + proc.stderr, out) == []  # <= 80 lines, all ours
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

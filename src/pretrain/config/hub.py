@@ -22,8 +22,8 @@ class HubConfig(Section):
     )
     card_template: str = Field(
         "base_model.md.j2",
-        description="Jinja template of the model card: a name shipped in pretrain/hub/templates/, "
-        "else a path relative to the recipe",
+        description="Jinja template of the model card: a file (absolute, or relative to the recipe), else the "
+        "name of a template shipped in pretrain/hub/templates/",
     )
     license: str = Field("apache-2.0", description="license id in the model card's front matter")
     language: list[str] = Field(

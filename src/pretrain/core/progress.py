@@ -3,8 +3,9 @@
 - `get_logger(name)`: the `pretrain.*` loggers. Their lines go to the console (the terminal's stderr) on the
   main process, and also to the run's log file while `capture_run_output` is active.
 - `Progress` / `progress()`: one long stage's progress. A tqdm bar (rate + ETA) on an interactive main
-  process; otherwise — stderr not a terminal, `PRETRAIN_NO_TQDM` set — one log line every `interval_s`
-  seconds (count, rate, ETA), so CI logs and `nohup` files stay short; nothing on non-main ranks.
+  process; otherwise — stderr not a terminal, `PRETRAIN_NO_TQDM` set — a log line (count, rate, ETA) every
+  30 s, then every tenth of the time elapsed, at most every 10 minutes (`interval_after`), so CI logs and
+  `nohup` files stay short whether a stage takes minutes or days; nothing on non-main ranks.
 - `capture_run_output(log_file)`: while a command works on a run folder, file descriptor 2 points at the
   run's log file (`RunLayout.log_file`). Whatever libraries print there — lm-eval's and datasets' progress
   bars, transformers' and Python warnings, datatrove's loguru lines, accelerate's notices, also from the
@@ -26,7 +27,11 @@ from typing import TextIO, TypeVar
 T = TypeVar("T")
 
 DEFAULT_INTERVAL_S = 30.0
-"""Seconds between two progress lines when no bar is drawn."""
+"""Shortest time between two progress lines when no bar is drawn (`PRETRAIN_PROGRESS_INTERVAL_S`)."""
+INTERVAL_GROWTH = 10
+"""After the first minutes, a progress line every 1/INTERVAL_GROWTH of the time elapsed..."""
+MAX_INTERVAL_FACTOR = 20
+"""... but at least one every MAX_INTERVAL_FACTOR x the shortest interval (10 minutes by default)."""
 
 _CONFIGURED = False
 _console: TextIO | None = None  # the terminal while fd 2 is captured; None: sys.stderr
@@ -148,15 +153,23 @@ def _interval() -> float:
         return DEFAULT_INTERVAL_S
 
 
+def interval_after(elapsed_s: float, shortest_s: float = DEFAULT_INTERVAL_S) -> float:
+    """Seconds until the next progress line, `elapsed_s` into a stage: `shortest_s` for the first minutes,
+    then a tenth of the time elapsed, capped at 20 x `shortest_s` — a 3-minute stage logs ~6 lines, a 2-hour
+    one ~40, a week-long one a line every 10 minutes."""
+    return min(max(shortest_s, elapsed_s / INTERVAL_GROWTH), MAX_INTERVAL_FACTOR * shortest_s)
+
+
 class Progress:
     """Progress of one long stage: `update(n)` / `update_to(n)`, with optional fields shown beside it.
 
         with Progress("train", total=200, unit="steps", initial=step) as bar:
             bar.update_to(step, fields={"loss": "6.19", "lr": "3.0e-03"})
 
-    A tqdm bar on an interactive main process; else, on the main process, a log line at most every
-    `interval_s` seconds (default 30 s, `PRETRAIN_PROGRESS_INTERVAL_S`) and one when `update_to(...,
-    final=True)` is called: `train: 120/200 steps (60%), loss 6.19, lr 3.0e-03, 0.41 steps/s, ETA 3m15s`.
+    A tqdm bar on an interactive main process; else, on the main process, a log line when
+    `interval_after(elapsed, interval_s)` has passed since the last one (`interval_s` default 30 s,
+    `PRETRAIN_PROGRESS_INTERVAL_S`) and one when `update_to(..., final=True)` is called:
+    `train: 120/200 steps (60%), loss 6.19, lr 3.0e-03, 0.41 steps/s, ETA 3m15s`.
     The rate and ETA count wall time since the bar started, pauses (evaluations, checkpoints) included.
     """
 
@@ -203,7 +216,7 @@ class Progress:
             self.bar.update(delta)
             return
         now = time.monotonic()
-        if final or now - self.last_line >= self.interval_s:
+        if final or now - self.last_line >= interval_after(self.last_line - self.start, self.interval_s):
             self.last_line = now
             self.log.info("%s", self.line(now))
 

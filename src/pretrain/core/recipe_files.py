@@ -5,8 +5,8 @@ wheel carries the same two folders inside the package (`pretrain/recipes/`, `pre
 copied there at build time by setup.py), so a recipe's `accelerate_config: ../../accelerate_configs/cpu.yaml`
 resolves the same way in a clone and in a non-editable install.
 
-The model-card templates ship inside the package (`pretrain/hub/templates/`); `hub.card_template` names one
-of them or a file relative to the recipe.
+The model-card templates ship inside the package (`pretrain/hub/templates/`); `hub.card_template` is a file
+(relative to the recipe, like every path of a recipe) or else the name of a shipped template.
 
 A recipe argument is a path when that file exists (or a folder holding `config.yaml`), else a shipped recipe's
 name; an unknown name is a `RecipeError` that lists the shipped names.
@@ -83,10 +83,11 @@ def card_template_names() -> list[str]:
 
 
 def find_card_template(name: str, resolve: Callable[[str], Path]) -> Path | None:
-    """`hub.card_template`: a shipped template of that name, else `resolve(name)` (relative to the recipe)
-    when that file exists, else None."""
-    shipped = CARD_TEMPLATES / name
-    if Path(name).name == name and shipped.is_file():
-        return shipped
+    """`hub.card_template`, resolved like a recipe argument: an existing file at `resolve(name)` (the recipe's
+    path rule: absolute, else relative to the recipe, else to the working directory) wins, else a shipped
+    template of that name, else None. An edited copy of a shipped template next to the recipe is used."""
     candidate = resolve(name)
-    return candidate if candidate.is_file() else None
+    if candidate.is_file():
+        return candidate
+    shipped = CARD_TEMPLATES / name
+    return shipped if Path(name).name == name and shipped.is_file() else None

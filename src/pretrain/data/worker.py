@@ -4,7 +4,8 @@ Task `rank` of `world` reads every source in order and takes the documents whose
 satisfies `ordinal % world == rank`, so the shards partition the corpus whatever the number of tasks.
 It writes the shard's pass file and then its stats file, whose presence marks the shard complete
 (the format: records.py). Reading is repeated by every task; it costs a small fraction of the filtering
-(spaCy word splitting, MinHash) that is divided among them.
+(spaCy word splitting, MinHash) that is divided among them. Since every task reads every document, task 0's
+position is the pass's: it alone reports progress (documents read, rate).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from pretrain.core.progress import Progress
 from pretrain.data.curation_report import EXAMPLE_CHARS
 from pretrain.data.decontam import ContaminationIndex
 from pretrain.data.dedup import MinHasher, exact_key
@@ -59,8 +61,17 @@ def document_pass(recipe, work: Path, rank: int, world: int) -> None:
     work = Path(work)
     task_texts = json.loads((work / TASK_TEXTS).read_text(encoding="utf-8"))
     stats = [ReadStats() for _ in recipe.data.sources]
-    write_pass(work, rank, _shard_records(recipe, DocumentProcessor(recipe, task_texts), stats, rank, world))
+    records = _shard_records(recipe, DocumentProcessor(recipe, task_texts), stats, rank, world)
+    write_pass(work, rank, _reporting(records, recipe, rank))
     write_stats(work, rank, stats)
+
+
+def _reporting(records: Iterator[PassRecord], recipe, rank: int) -> Iterator[PassRecord]:
+    """Task 0 reports the pass's progress: a record's ordinal + 1 is the number of documents read so far."""
+    with Progress("curate", unit="docs", disable=rank != 0) as bar:
+        for record in records:
+            bar.update_to(record.ordinal + 1, fields={"source": recipe.data.sources[record.source_idx].name})
+            yield record
 
 
 def _shard_records(
