@@ -114,7 +114,7 @@ def calibrated_steps(args, work: Path) -> int:
     return max(10, int(args.seconds * TRAIN_SHARE / step_s))
 
 
-def run_ours(args, work: Path, scorer_recipe) -> dict:
+def run_ours(args, work: Path, scorer_recipe, final_only: bool = False) -> dict:
     extra = ["train.checkpoint.every_fraction=0.1", "train.checkpoint.keep_last=100"]
     if args.seconds:
         extra.append(f"train.steps={calibrated_steps(args, work)}")
@@ -126,7 +126,7 @@ def run_ours(args, work: Path, scorer_recipe) -> dict:
     start = next(r["time"] for r in read_records(recipe.layout.metrics) if r.get("event") == EVENT_START)
     scorer = Scorer(scorer_recipe)
     curve = []
-    for ckpt in list_checkpoints(recipe.layout.checkpoints):
+    for ckpt in [] if final_only else list_checkpoints(recipe.layout.checkpoints):
         step = int(ckpt.name.split("-")[-1])
         model = AutoModelForCausalLM.from_pretrained(ckpt)
         # a checkpoint folder is renamed into place when complete: its mtime is when ours had reached it
@@ -213,13 +213,18 @@ def main() -> None:
     )
     p.add_argument("--seconds", type=float, default=None, help="wall-time budget for ours (approximate)")
     p.add_argument("--baseline-lrs", default=BASELINE_LRS, help="comma-separated; '' skips the baselines")
+    p.add_argument(
+        "--final-only",
+        action="store_true",
+        help="score only ours' final model (lever sweeps; time_to_baseline_fraction needs the checkpoints)",
+    )
     p.add_argument("--work-dir", type=Path, default=None, help="keep the runs here (data stages are reused)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         data = prepare_data(args, work)
-        ours = run_ours(args, work, data)
+        ours = run_ours(args, work, data, final_only=args.final_only)
         tokenizer = load_tokenizer(data.layout.tokenizer)
         params, _ = count_parameters(build_hf_config(data, len(tokenizer)))
         print(f"ours: {ours['steps']} steps in {ours['seconds']:.1f} s, held-out {ours['bpb']:.4f} bits/byte")
