@@ -168,3 +168,11 @@ def test_saved_model_loads_and_generates_without_project_code(lever_run, tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got == {"type": "qwen3", "new": 8, "pretrain": False, "tied": False}
+
+
+def test_muon_under_fsdp_is_a_clear_error(repo_root, tmp_path):
+    recipe = repo_root / "recipes" / "llama-1b" / "config.yaml"  # launched with accelerate_configs/fsdp.yaml
+    with pytest.raises(RecipeError, match="train.optimizer.name: muon needs whole weight matrices"):
+        load_recipe(
+            recipe, overrides=["train.optimizer.name=muon"], output_dir=str(tmp_path), check_files=False
+        )
