@@ -103,8 +103,9 @@ class Family:
             kv_ratio=max(1, heads // kv) if isinstance(kv, int) and kv > 0 else None,
             mlp_ratio=fields["intermediate_size"] / hidden,
             aspect=hidden / layers,
-            max_heads=heads,
-            max_layers=layers,
+            # room above the recipe's model: a budget's optimum (plan, --budget-*) may be larger
+            max_heads=max(4 * heads, 32),
+            max_layers=max(2 * layers, 48),
         )
 
     def shape(self, heads: int, layers: int) -> Shape:
@@ -241,6 +242,13 @@ def design_ladder(recipe: Recipe, budget_flops: float | None = None) -> LadderDe
             f"micro_batch_size*seq_len={micro * train.seq_len}"
         )
     decay = train.schedule.decay_fraction
+    floor = family.approx_non_embedding(family.shape(1, 1))  # one layer, one head: the smallest model
+    if budget_flops is not None and cfg.smallest * target_params < floor:
+        raise LadderError(
+            f"--budget-flops {budget_flops:.3g}: its compute-optimal model has {target_params:.3g} parameters, "
+            f"so the smallest rung ({cfg.smallest:g} of it, {cfg.smallest * target_params:.3g}) is below the "
+            f"smallest model of this family (1 layer of {family.head_dim} hidden, {floor:.3g}); raise the budget"
+        )
     ratios = [cfg.smallest * (cfg.largest / cfg.smallest) ** (i / (cfg.sizes - 1)) for i in range(cfg.sizes)]
     shapes = [family.closest(r * target_params, target_params) for r in ratios]
     if len(set(shapes)) < len(shapes):

@@ -54,7 +54,7 @@ def write_plot(fit: ScalingFit, record: LadderRecord, path: Path) -> None:
     ax.errorbar(
         [target_c],
         [forecast.value],
-        yerr=[[forecast.value - forecast.low], [forecast.high - forecast.value]],
+        yerr=[[max(0.0, forecast.value - forecast.low)], [max(0.0, forecast.high - forecast.value)]],
         fmt="*",
         color="crimson",
         ms=12,
