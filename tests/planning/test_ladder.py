@@ -167,6 +167,7 @@ def fake(monkeypatch, tmp_path):
     recipe = tiny(tmp_path, "ladder.sizes=4")
     training = FakeTraining(design_ladder(recipe))
     monkeypatch.setattr(ladder_run, "run_stage", training)
+    monkeypatch.setattr(ladder_run, "BOOTSTRAP", 30)  # intervals are tested in test_fit.py; keep this fast
     return recipe, training
 
 
