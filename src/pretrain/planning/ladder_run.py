@@ -291,7 +291,8 @@ def _fit_and_report(
         rungs=results,
         stable_points=stable,
         bytes_per_token=val.bytes_per_token if val else None,
-        seconds=round(seconds, 1),
+        # the rungs' own wall time (from their logs): a re-run that finds them current takes seconds
+        seconds=round(sum(r.seconds or 0.0 for r in results), 1),
         data_fingerprint=(read_marker(layout.tokens) or {}).get("fingerprint"),
     )
     layout.ladder.mkdir(parents=True, exist_ok=True)
