@@ -82,7 +82,8 @@ class Family:
     max_layers: int
 
     @classmethod
-    def of(cls, recipe: Recipe) -> Family:
+    def of(cls, recipe: Recipe, grow: bool = False) -> Family:
+        """The recipe's family; `grow`: also shapes wider and deeper than the recipe's (a bigger budget)."""
         fields = recipe.model.hf_fields
         missing = [k for k in SHAPE_KEYS if not isinstance(fields.get(k), int)]
         if missing:
@@ -103,8 +104,8 @@ class Family:
             kv_ratio=max(1, heads // kv) if isinstance(kv, int) and kv > 0 else None,
             mlp_ratio=fields["intermediate_size"] / hidden,
             aspect=hidden / layers,
-            max_heads=heads,
-            max_layers=layers,
+            max_heads=max(4 * heads, 32) if grow else heads,
+            max_layers=max(2 * layers, 48) if grow else layers,
         )
 
     def shape(self, heads: int, layers: int) -> Shape:
@@ -231,8 +232,9 @@ def design_ladder(recipe: Recipe, budget_flops: float | None = None) -> LadderDe
     """The ladder for `recipe` (or for the Chinchilla optimum of `budget_flops`); raises LadderError."""
     cfg, train = recipe.ladder, recipe.train
     target_params, target_tokens, source = target_of(recipe, budget_flops)
-    family = Family.of(recipe)
     vocab, _ = recipe_vocab(recipe)
+    _, recipe_non_emb = count_parameters(build_hf_config(recipe, vocab))
+    family = Family.of(recipe, grow=target_params * cfg.largest > recipe_non_emb)
     batch = cfg.global_batch_tokens or train.global_batch_tokens
     micro = cfg.micro_batch_size or train.micro_batch_size
     if batch % (micro * train.seq_len):
@@ -241,6 +243,13 @@ def design_ladder(recipe: Recipe, budget_flops: float | None = None) -> LadderDe
             f"micro_batch_size*seq_len={micro * train.seq_len}"
         )
     decay = train.schedule.decay_fraction
+    floor = family.approx_non_embedding(family.shape(1, 1))  # one layer, one head: the smallest model
+    if budget_flops is not None and cfg.smallest * target_params < floor:
+        raise LadderError(
+            f"--budget-flops {budget_flops:.3g}: its compute-optimal model has {target_params:.3g} parameters, "
+            f"so the smallest rung ({cfg.smallest:g} of it, {cfg.smallest * target_params:.3g}) is below the "
+            f"smallest model of this family (1 layer of {family.head_dim} hidden, {floor:.3g}); raise the budget"
+        )
     ratios = [cfg.smallest * (cfg.largest / cfg.smallest) ** (i / (cfg.sizes - 1)) for i in range(cfg.sizes)]
     shapes = [family.closest(r * target_params, target_params) for r in ratios]
     if len(set(shapes)) < len(shapes):

@@ -54,7 +54,7 @@ def write_plot(fit: ScalingFit, record: LadderRecord, path: Path) -> None:
     ax.errorbar(
         [target_c],
         [forecast.value],
-        yerr=[[forecast.value - forecast.low], [forecast.high - forecast.value]],
+        yerr=[[max(0.0, forecast.value - forecast.low)], [max(0.0, forecast.high - forecast.value)]],
         fmt="*",
         color="crimson",
         ms=12,
@@ -86,7 +86,7 @@ def report_markdown(
         "",
         f"{len(record.rungs)} runs of {len({r.run.size for r in record.rungs})} sizes of the recipe's model "
         f"family, trained on the recipe's own mix, tokenizer and packed tokens ({record.launcher}; "
-        f"{format_seconds(record.seconds or 0)} wall time, {record.design['flops']:.3g} training FLOPs).",
+        f"{format_seconds(record.seconds or 0)} of training wall time, {record.design['flops']:.3g} training FLOPs).",
         f"Target: {record.target['source']}: {human(target_n)} non-embedding parameters on {human(target_d)} "
         f"tokens ({target_c:.3g} FLOPs as 6ND).",
         "Slurm: rungs run one after another on this machine (or its `accelerate launch`); submitting them "

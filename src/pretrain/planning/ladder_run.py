@@ -43,9 +43,7 @@ from pretrain.train.metrics import read_records, validation_records
 
 log = get_logger("pretrain.ladder")
 
-BRANCH_RECORD = (
-    "BRANCH.json"  # in a branch rung's folder: the long run (and its fingerprint) it branched from
-)
+RUNG_RECORD = "RUNG.json"  # in a rung's folder: its train fingerprint (and a branch's long run's)
 BOOTSTRAP = 200
 
 
@@ -96,27 +94,34 @@ def _link_data(recipe: Recipe, rung: Recipe) -> None:
         link.symlink_to(source.resolve(), target_is_directory=True)
 
 
-def _branch_resume(recipe: Recipe, design: LadderDesign, run: Run, rung: Recipe) -> str:
-    """`--resume` for a branch: its own newest checkpoint, else its long run's checkpoint at the decay start."""
-    long_run = next(r for r in design.runs if r.name == run.branch_of)
-    long_recipe = rung_recipe(recipe, design, long_run)
-    parent = {"long_run": long_run.name, "fingerprint": fingerprint(long_recipe, "train")}
-    record = rung.layout.root / BRANCH_RECORD
+def _rung_resume(recipe: Recipe, design: LadderDesign, run: Run, rung: Recipe) -> str:
+    """`--resume` for a rung: its own newest checkpoint, or for a new branch its long run's at the decay start.
+
+    A rung folder records what it is being trained as (its train fingerprint, and a branch its long
+    run's): when that changed, the folder's checkpoints and results belong to another run and go.
+    """
+    long_recipe = None
+    identity: dict = {"fingerprint": fingerprint(rung, "train")}
+    if run.branch_of:
+        long_run = next(r for r in design.runs if r.name == run.branch_of)
+        long_recipe = rung_recipe(recipe, design, long_run)
+        identity["branch_of"] = {"run": long_run.name, "fingerprint": fingerprint(long_recipe, "train")}
+    record = rung.layout.root / RUNG_RECORD
     try:
         previous = json.loads(record.read_text())
     except (OSError, ValueError):
         previous = None
-    if previous != parent:  # a new or changed long run: this branch starts over from it
+    if previous != identity:
         for stale in (rung.layout.final, rung.layout.checkpoints, rung.layout.evals):
             shutil.rmtree(stale, ignore_errors=True)
         rung.layout.metrics.unlink(missing_ok=True)
-        write_text_atomic(record, json.dumps(parent))
-    if ckpt.list_checkpoints(rung.layout.checkpoints):
+        write_text_atomic(record, json.dumps(identity))
+    if long_recipe is None or ckpt.list_checkpoints(rung.layout.checkpoints):
         return "auto"
     start = long_recipe.layout.checkpoint(run.decay_start)
     if not ckpt.is_complete(start):
         raise LadderError(
-            f"ladder rung {run.name}: branch point {start} of long run {long_run.name} is missing; "
+            f"ladder rung {run.name}: branch point {start} of long run {run.branch_of} is missing; "
             f"delete {long_recipe.layout.final} and re-run `pretrain ladder` to retrain it"
         )
     return str(start)
@@ -142,7 +147,12 @@ def _train_rung(recipe: Recipe, design: LadderDesign, run: Run) -> tuple[Recipe,
         state.wait_for_everyone()
     else:
         _link_data(recipe, rung)
-    resume = _branch_resume(recipe, design, run, rung) if run.branch_of else "auto"
+    if world_size() > 1:  # the main process tidies the folder first; then every rank finds it tidy
+        state = partial_state()
+        if state.is_main_process:
+            _rung_resume(recipe, design, run, rung)
+        state.wait_for_everyone()
+    resume = _rung_resume(recipe, design, run, rung)
     if is_current(rung, "train"):
         return rung, False
     try:
@@ -281,7 +291,8 @@ def _fit_and_report(
         rungs=results,
         stable_points=stable,
         bytes_per_token=val.bytes_per_token if val else None,
-        seconds=round(seconds, 1),
+        # the rungs' own wall time (from their logs): a re-run that finds them current takes seconds
+        seconds=round(sum(r.seconds or 0.0 for r in results), 1),
         data_fingerprint=(read_marker(layout.tokens) or {}).get("fingerprint"),
     )
     layout.ladder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,283 @@
+"""`pretrain ladder`: the design (shapes, budgets, branch points), the orchestration (rungs cached,
+branches resumed from their long run's checkpoint, a failed rung named), the fit and its outputs.
+
+Training is replaced by a fake train stage that writes what a run writes (validations in metrics.jsonl,
+checkpoints, a published final/) with losses from a known law, so these tests take seconds; the real
+tiny ladder is measured in the closing note (and `test_tiny_ladder_trains_end_to_end`, slow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pretrain.cli import main
+from pretrain.config import load_recipe
+from pretrain.core.errors import PretrainError, RecipeError
+from pretrain.planning import ladder_run
+from pretrain.planning.fit_law import ScalingFit, ScalingLaw, predict
+from pretrain.planning.ladder import Family, LadderError, decay_steps, design_ladder, steps_for_decay_start
+from pretrain.planning.ladder_record import read_record
+from pretrain.stages import stage_output
+from pretrain.train import checkpoint as ckpt
+from pretrain.train.metrics import EVENT_CHECKPOINT
+from pretrain.train.schedules import lr_multiplier
+
+LAW = ScalingLaw(E=1.8, A=60.0, B=300.0, alpha=0.3, beta=0.3)
+TINY_LADDER = ["ladder.budget_unit=target_fraction", "ladder.budgets=[0.1,0.2,0.4]"]
+
+
+def tiny(tmp_path, *overrides: str):
+    return load_recipe(
+        "recipes/tiny/config.yaml", overrides=[*TINY_LADDER, *overrides], output_dir=str(tmp_path)
+    )
+
+
+# ---------------------------------------------------------------------------------------------- design
+def test_design_spans_ten_x_in_the_recipes_family(tmp_path):
+    recipe = tiny(tmp_path, "ladder.sizes=4")
+    design = design_ladder(recipe)
+    sizes = design.sizes()
+    assert len(sizes) == 4 and sizes[-1] / sizes[0] >= 10
+    assert sizes[-1] < design.target_non_embedding_params  # every rung is smaller than the target
+    family = Family.of(recipe)
+    for run in design.runs:
+        shape = run.shape
+        assert (
+            shape.hidden_size == shape.num_attention_heads * family.head_dim == shape.num_attention_heads * 32
+        )
+        assert shape.intermediate_size == 3 * shape.hidden_size  # the recipe's MLP ratio (384 / 128)
+        assert run.tokens == run.steps * recipe.train.global_batch_tokens
+    # budgets are fractions of the target's tokens: the same three lengths for every size
+    assert sorted({r.tokens for r in design.runs}) == sorted({r.tokens for r in design.runs if r.size == 0})
+
+
+def test_branches_share_the_long_runs_lr_up_to_their_decay(tmp_path):
+    recipe = tiny(tmp_path)
+    design = design_ladder(recipe)
+    schedule = recipe.train.schedule
+    for run in design.runs:
+        long_run = next(r for r in design.runs if r.size == run.size and r.branch_of is None)
+        # the long run of a size comes first: its checkpoints exist when its branches start
+        assert design.runs.index(long_run) <= design.runs.index(run)
+        assert run.steps - decay_steps(run.steps, design.decay_fraction) == run.decay_start
+        assert run.decay_start % long_run.checkpoint_every == 0  # a checkpoint exists at every branch point
+        branch = schedule.model_copy(update={"warmup_steps": run.warmup_steps})
+        long_schedule = schedule.model_copy(update={"warmup_steps": long_run.warmup_steps})
+        lrs = [lr_multiplier(t, run.steps, branch) for t in range(run.decay_start)]
+        assert lrs == [lr_multiplier(t, long_run.steps, long_schedule) for t in range(run.decay_start)]
+        assert lr_multiplier(run.decay_start, run.steps, branch) < 1.0  # and decays from there
+
+
+@pytest.mark.parametrize("start,fraction", [(14, 0.3), (56, 0.3), (50, 0.2), (7, 0.5), (1, 0.1)])
+def test_steps_for_decay_start_is_exact(start, fraction):
+    steps = steps_for_decay_start(start, fraction)
+    assert steps - decay_steps(steps, fraction) == start
+
+
+def test_gpu_recipes_have_ladders_within_a_fraction_of_their_compute():
+    for name in ("smollm2-135m", "smollm2-360m", "llama-1b"):
+        recipe = load_recipe(f"recipes/{name}/config.yaml", check_files=False)
+        design = design_ladder(recipe)
+        target = 6 * design.target_non_embedding_params * design.target_tokens
+        assert 3 <= len(design.long_runs()) <= 6
+        assert design.sizes()[-1] / design.sizes()[0] >= 10
+        assert design.flops < 0.2 * target, name  # the forecast costs a small part of the run
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "override,problem",
+    [
+        ("ladder.sizes=2", r"ladder\.sizes: .*greater than or equal to 3"),
+        ("ladder.budgets=[0.4]", r"ladder\.budgets: .*at least 2"),
+        ("ladder.smallest=0.1", r"must span at least 10x"),
+        ("ladder.budgets=[0.2,0.2]", r"must be distinct"),
+    ],
+)
+def test_too_few_rungs_is_a_recipe_error(tmp_path, override, problem):
+    with pytest.raises(RecipeError, match=problem):
+        tiny(tmp_path, override)
+
+
+def test_a_budget_too_short_for_min_steps_names_the_rung(tmp_path):
+    with pytest.raises(LadderError, match=r"budget 0\.01 .* of size s0 .* under ladder\.min_steps=10"):
+        design_ladder(tiny(tmp_path, "ladder.budgets=[0.01,0.4]"))
+
+
+def test_a_budget_below_the_smallest_rung_is_an_error(tmp_path):
+    with pytest.raises(
+        LadderError, match=r"--budget-flops 1e\+10: .* the smallest rung .* is below the smallest model"
+    ):
+        design_ladder(tiny(tmp_path), budget_flops=1e10)
+    assert design_ladder(tiny(tmp_path), budget_flops=1e15).target_source.startswith("Chinchilla-optimal")
+
+
+def test_a_model_without_llama_keys_is_an_error(tmp_path):
+    recipe = tiny(tmp_path)
+    recipe.model = recipe.model.model_copy(update={"model_type": "gpt2"})
+    recipe.model.__pydantic_extra__ = {"n_embd": 64, "n_layer": 2, "n_head": 2}
+    with pytest.raises(LadderError, match=r"model_type gpt2 sets none of hidden_size"):
+        design_ladder(recipe)
+
+
+# ---------------------------------------------------------------------------------------------- orchestration
+class FakeTraining:
+    """Stands in for the train stage: writes a run's metrics, checkpoints and final/ with losses from LAW."""
+
+    def __init__(self, design, fail: str | None = None, error: Exception | None = None):
+        self.runs = {r.name: r for r in design.runs}
+        self.calls: list[tuple[str, str]] = []
+        self.fail, self.error = fail, error
+
+    def __call__(self, recipe, name, force=False, **options):
+        if name != "train":
+            return None  # data stages: nothing to build in these tests
+        run = self.runs[recipe.layout.root.name]
+        self.calls.append((run.name, options["resume"]))
+        if run.name == self.fail:
+            raise self.error
+        layout, batch = recipe.layout, recipe.train.global_batch_tokens
+        first = run.decay_start if run.branch_of else 0
+        lines = []
+        for step in range(first + 1, run.steps + 1):
+            tokens = step * batch
+            if step % 4 == 0 or step == run.steps:
+                decayed = step == run.steps
+                loss = float(LAW.loss(run.non_embedding_params, tokens)) * (1.0 if decayed else 1.05)
+                lines.append(
+                    {"time": step, "step": step, "tokens_seen": tokens, "val/loss": loss, "val/bpb": loss / 2}
+                )
+            if run.checkpoint_every and step % run.checkpoint_every == 0:
+                folder = layout.checkpoint(step)
+                (folder / ckpt.TRAINER_STATE).mkdir(parents=True)
+                (folder / ckpt.WEIGHTS).write_text("")
+                (folder / ckpt.TRAINER_STATE / ckpt.COMPLETE).write_text("ok")
+                lines.append({"time": step, "step": step, "event": EVENT_CHECKPOINT})
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+        stage_output(recipe, "train").publish(lambda tmp: {"steps": run.steps})
+        return layout.final
+
+
+@pytest.fixture()
+def fake(monkeypatch, tmp_path):
+    recipe = tiny(tmp_path, "ladder.sizes=4")
+    training = FakeTraining(design_ladder(recipe))
+    monkeypatch.setattr(ladder_run, "run_stage", training)
+    monkeypatch.setattr(ladder_run, "BOOTSTRAP", 30)  # intervals are tested in test_fit.py; keep this fast
+    return recipe, training
+
+
+def test_ladder_trains_every_rung_once_and_fits_the_law(fake):
+    recipe, training = fake
+    path = ladder_run.run_ladder(recipe)
+    design = design_ladder(recipe)
+    assert [name for name, _ in training.calls] == [r.name for r in design.runs]
+    for run in design.runs:  # branches resume from their long run's checkpoint at the decay start
+        resume = dict(training.calls)[run.name]
+        if run.branch_of:
+            assert resume == str(
+                recipe.layout.ladder_rung(run.branch_of) / "checkpoints" / f"step-{run.decay_start:07d}"
+            )
+        else:
+            assert resume == "auto"
+    fit = ScalingFit.from_json(path.read_text())
+    assert len(fit.losses) == len(design.runs)
+    # noiseless points from LAW: the fit predicts them (and the target) closely
+    target = LAW.loss(design.target_non_embedding_params, design.target_tokens)
+    assert predict(fit, design.target_non_embedding_params, design.target_tokens).value == pytest.approx(
+        target, rel=0.01
+    )
+    layout = recipe.layout
+    assert layout.ladder_report.exists() and layout.ladder_plot.stat().st_size > 10_000
+    assert layout.ladder_stable_fit.exists()  # long runs validated at the peak lr before their decay
+    record = read_record(layout)
+    assert {r.run.name for r in record.rungs} == {r.name for r in design.runs}
+    report = layout.ladder_report.read_text()
+    assert (
+        "Forecast of the target's final validation loss" in report
+        and "job array is not implemented" in report
+    )
+
+    training.calls.clear()  # a second ladder finds every rung current and trains nothing
+    ladder_run.run_ladder(recipe)
+    assert training.calls == []
+
+
+def test_a_changed_long_run_retrains_its_branches(fake, tmp_path):
+    recipe, training = fake
+    ladder_run.run_ladder(recipe)
+    training.calls.clear()
+    # a different lr changes every rung's fingerprint: all retrain, branches from the new long runs
+    changed = load_recipe(
+        "recipes/tiny/config.yaml",
+        overrides=[*TINY_LADDER, "ladder.sizes=4", "train.optimizer.lr=0.002"],
+        output_dir=str(tmp_path),
+    )
+    ladder_run.run_ladder(changed)
+    assert len(training.calls) == len(design_ladder(changed).runs)
+
+
+@pytest.mark.parametrize(
+    "error,detail",
+    [
+        (PretrainError("loss spiked for 3 consecutive steps"), "loss spiked for 3 consecutive steps"),
+        (RuntimeError("CUDA out of memory"), "RuntimeError: CUDA out of memory"),
+    ],
+)
+def test_a_failed_rung_is_an_error_naming_it(fake, error, detail):
+    recipe, training = fake
+    training.fail, training.error = "s1-b0", error
+    with pytest.raises(
+        LadderError, match=rf"ladder rung s1-b0 \(.*\) failed in .*s1-b0: {detail}\. Finished rungs are kept"
+    ):
+        ladder_run.run_ladder(recipe)
+    assert recipe.layout.ladder_rung("s0-b2").joinpath("final").exists()  # finished rungs stay
+
+
+def test_too_few_rungs_for_the_fit_is_an_error(fake):
+    recipe, _ = fake
+    design = design_ladder(recipe)
+    results = [
+        ladder_run.RungResult(run, float(LAW.loss(run.non_embedding_params, run.tokens)), None)
+        for run in design.runs[:4]
+    ]
+    with pytest.raises(LadderError, match=r"ladder fit \(4 rungs\): .*4 points; the law has 5 parameters"):
+        ladder_run._fit_and_report(recipe, design, results, [], 1.0)
+
+
+def test_ladder_cli_rejects_bad_budgets(tmp_path, capsys):
+    base = ["ladder", "recipes/tiny/config.yaml", "--output-dir", str(tmp_path), "--no-relaunch"]
+    assert main([*base, "--budget-flops", "-1"]) == 1
+    assert "--budget-flops must be positive" in capsys.readouterr().err
+    assert main([*base, "--budget-gpu-hours", "3"]) == 1
+    assert "--budget-gpu-hours needs --gpu" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_ladder_trains_end_to_end(make_run, tmp_path):
+    """Real training through the train stage: 3 sizes x 2 budgets on the small run's data (~1-2 min)."""
+    recipe = make_run(
+        tmp_path / "run",
+        "model.hidden_size=128",
+        "model.intermediate_size=256",
+        "model.num_hidden_layers=4",
+        "model.num_attention_heads=4",
+        "model.num_key_value_heads=4",
+        "train.tokens=51200",
+        "ladder.sizes=3",
+        "ladder.budget_unit=target_fraction",
+        "ladder.budgets=[0.2,0.4]",
+    )
+    fit = ScalingFit.from_json(ladder_run.run_ladder(recipe).read_text())
+    assert len(fit.losses) == 6 and all(math.isfinite(v) for v in fit.losses)
+    record = read_record(recipe.layout)
+    for rung in record.rungs:  # a branch ends where a run of its length would: the same step count
+        metrics = recipe.layout.ladder_rung(rung.run.name) / "metrics.jsonl"
+        steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+        assert max(steps) == rung.run.steps
+        if rung.run.branch_of:
+            assert min(steps) > rung.run.decay_start  # it trained only its decay
