@@ -6,6 +6,7 @@ each `train.validation.every_fraction` of training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -17,6 +18,27 @@ from pretrain.train.metrics import MetricsLog
 from pretrain.train.setup import TrainSetup
 from pretrain.train.state import TrainState
 from pretrain.train.step import causal_lm_loss
+
+
+@torch.no_grad()
+def summed_val_loss(
+    model, val: TokenLoader, batches: int, device: torch.device, autocast=contextlib.nullcontext
+) -> tuple[torch.Tensor, int]:
+    """(sum of the per-batch mean losses, batches read) over the first `batches` val micro batches."""
+    total, n = torch.zeros((), device=device), 0
+    for i, batch in enumerate(val):
+        if i >= batches:
+            break
+        with autocast():
+            total += causal_lm_loss(model, {k: v.to(device) for k, v in batch.items()})
+        n += 1
+    return total, n
+
+
+def bits_per_byte(loss: float, val: TokenLoader) -> float | None:
+    """Mean loss (nats/token) in bits per byte of the val split's text."""
+    bytes_per_token = val.manifest.splits["val"].bytes_per_token
+    return loss / math.log(2) / bytes_per_token if bytes_per_token else None
 
 
 @torch.no_grad()
@@ -35,17 +57,10 @@ def validate(setup: TrainSetup) -> dict:
         document_positions=cfg.document_masking,
     )
     model.eval()
-    total, n = torch.zeros((), device=setup.device), 0
-    for i, batch in enumerate(val):
-        if i >= cfg.validation.batches:
-            break
-        with acc.autocast():
-            total += causal_lm_loss(model, {k: v.to(setup.device) for k, v in batch.items()})
-        n += 1
+    total, n = summed_val_loss(model, val, cfg.validation.batches, setup.device, acc.autocast)
     model.train()
     loss = float(acc.reduce(total / max(n, 1), reduction="mean"))
-    bytes_per_token = val.manifest.splits["val"].bytes_per_token
-    bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
+    bpb = bits_per_byte(loss, val)
     seconds = round(time.perf_counter() - start, 3)  # counted as evaluation overhead by the bench
     return {
         "val/loss": round(loss, 5),
