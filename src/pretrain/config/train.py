@@ -256,6 +256,13 @@ class TrainConfig(Section):
         description="pass position_ids that restart at each document of a packed sequence; "
         "flash_attention_2 then keeps attention within documents (with sdpa/eager only positions restart)",
     )
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        description="when a process of a multi-process run dies (crash, lost node), the launcher restarts all "
+        "of them this many times at most (accelerate launch --max_restarts, set by the relaunch); each "
+        "restart resumes from the last complete checkpoint and is counted in metrics and the model card",
+    )
     collective_timeout_s: int = Field(
         600,
         gt=0,

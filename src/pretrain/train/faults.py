@@ -31,11 +31,12 @@ class FaultInjector:
         self.plan, self.scale = plan, scale
 
     @classmethod
-    def from_config(cls, cfg: FaultInjectionConfig, rank: int) -> FaultInjector:
+    def from_config(cls, cfg: FaultInjectionConfig, rank: int, restarts: int = 0) -> FaultInjector:
         plan = {step: "nan" for step in cfg.nan_at}
         plan.update({step: "spike" for step in cfg.spike_at})
         plan.update({step: "grad_spike" for step in cfg.grad_spike_at})
-        if cfg.die_at is not None and cfg.die_rank in (None, rank):
+        # a crashed node is replaced: the processes the launcher restarts do not die again
+        if cfg.die_at is not None and cfg.die_rank in (None, rank) and restarts == 0:
             plan[cfg.die_at] = "die"
         return cls(plan, cfg.spike_scale)
 

@@ -8,7 +8,7 @@ One JSON object per line, each with `time` (unix seconds) and `step`. Record kin
 - validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`;
 - eval record: `tokens_seen` and `eval/<task>/<metric>` values;
 - events, with an `event` key: `start` (device, world_size, params, torch; `parent` {model, revision,
-  commit} when continuing from a pretrained model), `skip` (reason, loss),
+  commit} when continuing from a pretrained model), `restart` (restarts: the launcher's count, resumed_from), `skip` (reason, loss),
   `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`.
 
 Numeric values also go to the accelerate trackers (`train.trackers`).
@@ -31,6 +31,7 @@ EVENT_SKIP = "skip"
 EVENT_ROLLBACK = "rollback"
 EVENT_CHECKPOINT = "checkpoint"
 EVENT_PREEMPTED = "preempted"
+EVENT_RESTART = "restart"  # the launcher restarted the job after a process died
 
 
 class MetricsLog:
@@ -166,6 +167,11 @@ def validation_records(records: list[dict]) -> list[dict]:
 def last_validation(records: list[dict]) -> dict:
     """The newest validation record ({} when there is none)."""
     return next(reversed(validation_records(records)), {})
+
+
+def restart_count(records: list[dict]) -> int:
+    """Times the launcher restarted the run after a process died (0 when it never did)."""
+    return max((r.get("restarts", 0) for r in records if r.get("event") == EVENT_RESTART), default=0)
 
 
 def start_record(records: list[dict]) -> dict:
