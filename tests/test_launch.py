@@ -32,14 +32,15 @@ def test_which_configs_relaunch(config, relaunched, tiny_recipe_path, tmp_path, 
     launch = plan_launch(_recipe(tiny_recipe_path, tmp_path, path), ["run", "R"], environ={})
     assert (launch is not None) == relaunched
     if launch:
-        assert launch.shown == f"accelerate launch --config_file {path} -m pretrain run R"
+        # max_restarts: the tiny recipe's train.max_restarts (a dead rank restarts the job from its checkpoint)
+        assert launch.shown == f"accelerate launch --config_file {path} --max_restarts 3 -m pretrain run R"
         assert launch.argv[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
 
 
 def test_process_count_override_and_launcher_trust(tiny_recipe_path, tmp_path, repo_root):
     recipe = _recipe(tiny_recipe_path, tmp_path, str(repo_root / "accelerate_configs" / "cpu.yaml"))
     launch = plan_launch(recipe, ["train", "R"], num_processes=2, environ={})
-    assert "--num_processes 2 -m pretrain train R" in launch.shown
+    assert "--num_processes 2 --max_restarts 3 -m pretrain train R" in launch.shown
     # under accelerate / torchrun (or once relaunched) the launcher is trusted
     for env in ({"LOCAL_RANK": "0"}, {"ACCELERATE_MIXED_PRECISION": "no"}, {"PRETRAIN_RELAUNCHED": "1"}):
         assert under_launcher(env)
@@ -68,7 +69,9 @@ def test_train_relaunches_itself_with_two_cpu_ranks(make_run, small_run_override
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"accelerate launch --config_file {config} -m pretrain train {recipe}" in proc.stdout
+    assert (
+        f"accelerate launch --config_file {config} --max_restarts 3 -m pretrain train {recipe}" in proc.stdout
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert next(r for r in records if r.get("event") == "start")["world_size"] == 2
     assert (out / "final" / "model.safetensors").exists()

@@ -9,6 +9,7 @@
     accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain train RECIPE [--resume auto]
     pretrain eval outputs/tiny/final --tasks val_bpb       # or OUTPUT_DIR for every checkpoint
     pretrain push outputs/tiny/final --repo-id me/tiny [--dry-run DIR]
+    pretrain average outputs/tiny/checkpoints/step-0000180 .../step-0000200 --output outputs/tiny/avg
     pretrain explain train.optimizer.lr [--recipe RECIPE]  # type, default, description of a recipe key
 
 Every command takes `--set dotted.key=value` (typed and validated like the YAML) and `--output-dir`.
@@ -35,6 +36,7 @@ from pretrain.pipeline import run_all, run_stage
 from pretrain.planning.ladder_run import run_ladder_command
 from pretrain.planning.report import run_plan_command
 from pretrain.stages import STAGES
+from pretrain.train.average import average_checkpoints
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -119,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", type=Path, default=None)
     _common(p)
 
+    p = sub.add_parser("average", help="average the weights of checkpoints of one run into an HF folder")
+    p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoint (or final/) folders, oldest first")
+    p.add_argument("--output", type=Path, required=True, help="folder to write the averaged model to")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="comma-separated positive weights, one per checkpoint (normalised; default: uniform)",
+    )
+
     p = sub.add_parser(
         "explain", help="type, default and description of a recipe key (a section lists its keys)"
     )
@@ -198,6 +209,8 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return run_eval_command(args)
     if cmd == "push":
         return run_push_command(args)
+    if cmd == "average":
+        return _average(args)
     if cmd == "explain":
         print(explain(args.key, _load(args) if args.recipe else None))
         return 0
@@ -207,6 +220,20 @@ def _dispatch(args: argparse.Namespace) -> int | None:
             run_all(recipe, force=args.force, skip_eval=args.skip_eval)
         return 0
     raise AssertionError(cmd)
+
+
+def _average(args: argparse.Namespace) -> int:
+    try:
+        weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    except ValueError:
+        raise PretrainError(f"--weights: {args.weights!r} is not a comma-separated list of numbers") from None
+    report = average_checkpoints(args.checkpoints, args.output, weights)
+    rows = [*report["ingredients"], {"checkpoint": f"average -> {args.output}", **report.get("average", {})}]
+    for row in rows:
+        val = f"val/loss {row['val/loss']:.5f}  val/bpb {row['val/bpb']}" if "val/loss" in row else ""
+        weight = f"w={row['weight']:.3f}" if "weight" in row else ""
+        print(f"{row['checkpoint']}  {weight}  {val}".rstrip())
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

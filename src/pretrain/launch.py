@@ -9,6 +9,10 @@ process or machine, or for a GPU, re-executes itself as
 `accelerate launch --config_file <that config> -m pretrain <the same arguments>` and prints that command
 first: a GPU user who forgets `accelerate launch` would otherwise train on one device for days. Under a
 launcher (accelerate, torchrun, Slurm's srun with torchrun) the launcher is trusted and nothing happens.
+
+The relaunch also passes `--max_restarts` (`train.max_restarts`): when a rank dies, torchrun's elastic
+agent stops the others and starts the whole group again, and training resumes from the last complete
+checkpoint (`--resume auto`) with exact data accounting.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pretrain.core.errors import RecipeError
 
 # set by accelerate launch / torchrun in every process they start
 LAUNCHER_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_CPU")
+RESTART_COUNT = "TORCHELASTIC_RESTART_COUNT"  # set by torchrun's elastic agent in every worker
 RELAUNCHED = "PRETRAIN_RELAUNCHED"  # our own mark, so a relaunched process never relaunches again
 
 
@@ -64,10 +69,18 @@ def plan_launch(
     launcher = ["accelerate", "launch", "--config_file", str(config)]
     if num_processes is not None:
         launcher += ["--num_processes", str(num_processes)]
+    if recipe.train.max_restarts:  # a dead rank restarts the job, which resumes from its last checkpoint
+        launcher += ["--max_restarts", str(recipe.train.max_restarts)]
     command = [*launcher, "-m", "pretrain", *argv]
     return Launch(
         argv=[sys.executable, "-m", "accelerate.commands.launch", *command[2:]], shown=shlex.join(command)
     )
+
+
+def launcher_restarts(environ: dict[str, str] | None = None) -> int:
+    """How many times the launcher (torchrun elastic, under accelerate launch) has restarted this job."""
+    env = os.environ if environ is None else environ
+    return int(env.get(RESTART_COUNT, "0") or 0)
 
 
 def relaunch(launch: Launch) -> None:

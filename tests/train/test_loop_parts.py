@@ -120,3 +120,25 @@ def test_importing_the_loop_changes_no_process_setting():
     code = "import os, pretrain.train.loop; print(os.environ.get('TOKENIZERS_PARALLELISM'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_spike_guard_grad_norm_history_and_state():
+    from pretrain.config.train import StabilityConfig
+    from pretrain.train.stability import SpikeGuard
+
+    guard = SpikeGuard(StabilityConfig(min_history=5, window=10))
+    for i in range(9):
+        assert guard.check(3.0 + 0.01 * (i % 2), 1.0 + 0.01 * (i % 3)) is None
+    fresh = SpikeGuard(guard.cfg)
+    fresh.load_state_dict(guard.state_dict())
+    assert fresh.check(3.0, 50.0) is None  # 9 norms: less than a window, not judged yet
+    assert guard.check(3.0, 1.0) is None
+    assert guard.check(3.0, 50.0).startswith("grad_norm_spike(z=")
+    assert guard.check(3.0, 1.01) is None and len(guard.grad_norms) == 10  # the skipped norm is not history
+    restored = SpikeGuard(guard.cfg)
+    restored.load_state_dict(guard.state_dict())
+    assert list(restored.grad_norms) == list(guard.grad_norms)
+    off = SpikeGuard(StabilityConfig(min_history=5, window=10, grad_norm_zscore=None))
+    for i in range(10):
+        off.check(3.0 + 0.01 * (i % 2), 1.0 + 0.01 * (i % 3))
+    assert off.check(3.0, 50.0) is None

@@ -143,3 +143,26 @@ def test_grad_accumulation_equivalence(fresh_run):
     run_train_stage(rb, resume="never")
     for (sa, la), (sb, lb) in zip(_losses(a), _losses(b)):
         assert sa == sb and la == pytest.approx(lb, rel=1e-4)
+
+
+def test_spike_guard_watches_the_gradient_norm(fresh_run):
+    """A gradient-norm spike with an ordinary loss is skipped (reason grad_norm_spike); with
+    train.stability.grad_norm_zscore=null the same update is applied."""
+    overrides = (
+        "eval.enabled=false",
+        "train.stability.min_history=5",
+        "train.stability.window=10",
+        "train.fault_injection.grad_spike_at=[18]",
+    )
+    recipe, out = fresh_run("watched", *overrides)
+    run_train_stage(recipe, resume="never")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    skips = [r for r in records if r.get("event") == "skip"]
+    assert [(s["step"], s["reason"].split("(")[0]) for s in skips] == [(18, "grad_norm_spike")]
+    steps = {r["step"]: r for r in records if "loss" in r and "event" not in r}
+    assert steps[18]["loss"] < max(steps[s]["loss"] for s in range(10, 18)) + 0.5  # the loss shows nothing
+    assert steps[18]["grad_norm"] > 10 * steps[17]["grad_norm"]
+
+    unwatched, out2 = fresh_run("unwatched", *overrides, "train.stability.grad_norm_zscore=null")
+    run_train_stage(unwatched, resume="never")
+    assert '"skip"' not in (out2 / "metrics.jsonl").read_text()

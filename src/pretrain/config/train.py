@@ -147,6 +147,13 @@ class StabilityConfig(Section):
         description="skip the update when the loss is more than this many standard deviations above the "
         "running mean; raise it if normal noise is being skipped",
     )
+    grad_norm_zscore: float | None = Field(
+        6.0,
+        gt=0,
+        description="also skip the update when the gradient norm (before clipping) is more than this many "
+        "standard deviations above the mean of the last `window` accepted steps' norms (checked once there are "
+        "`window` of them): it often blows up a step before the loss does; null watches the loss only",
+    )
     min_history: int = Field(
         20,
         ge=2,
@@ -192,7 +199,14 @@ class FaultInjectionConfig(Section):
     spike_at: list[int] = Field(
         default_factory=list, description="attempts whose loss is multiplied by spike_scale before backward"
     )
-    spike_scale: float = Field(50.0, gt=0, description="loss multiplier of a spike_at attempt")
+    grad_spike_at: list[int] = Field(
+        default_factory=list,
+        description="attempts whose gradients (not loss value) are multiplied by spike_scale: a gradient-norm "
+        "spike the loss does not show",
+    )
+    spike_scale: float = Field(
+        50.0, gt=0, description="loss multiplier of a spike_at / grad_spike_at attempt"
+    )
     die_at: int | None = Field(
         None, gt=0, description="attempt at which the process exits at once (code 17), as a crashed node"
     )
@@ -284,6 +298,13 @@ class TrainConfig(Section):
         False,
         description="pass position_ids that restart at each document of a packed sequence; "
         "flash_attention_2 then keeps attention within documents (with sdpa/eager only positions restart)",
+    )
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        description="when a process of a multi-process run dies (crash, lost node), the launcher restarts all "
+        "of them this many times at most (accelerate launch --max_restarts, set by the relaunch); each "
+        "restart resumes from the last complete checkpoint and is counted in metrics and the model card",
     )
     collective_timeout_s: int = Field(
         600,

@@ -34,6 +34,7 @@ from pretrain.train.metrics import (
     last_validation,
     mean_measured,
     read_records,
+    restart_count,
     start_record,
     step_records,
     train_seconds,
@@ -159,6 +160,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     on_gpu = "CPU" not in start.get("device", "CPU")
     summary = _json(layout.eval_summary_json)
     parent = parent_model(records)
+    restarts = restart_count(records)
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
@@ -184,6 +186,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "repo_id": recipe.hub.repo_id or f"your-name/{recipe.name}",
         "handbook_version": handbook_version(),
         "parent": parent,
+        "restarts": restarts,
         **forecast_and_regressions(layout, records, non_emb, tokens),
         "front_matter": ModelCardData(
             model_name=recipe.name,

@@ -3,7 +3,8 @@
     --set 'train.fault_injection.nan_at=[12]' --set 'train.fault_injection.spike_at=[20,21]'
 
 makes the 12th attempted step's loss NaN and multiplies the losses of attempts 20-21 by `spike_scale`
-*before* backward, so the spike guard sees real non-finite / exploding gradients. Attempts count like
+*before* backward, so the spike guard sees real non-finite / exploding gradients; `grad_spike_at` scales
+the gradients alone (the loss value is unchanged), as a gradient-norm spike the loss does not show yet. Attempts count like
 steps but are not rewound by a rollback, so a fault is injected once, as a bad data window would be.
 `die_at=7` ends the process at attempt 7 without cleanup (as a crashed node would), on rank `die_rank`
 (default: every rank). Empty in normal runs: it costs one dict lookup per step.
@@ -30,10 +31,12 @@ class FaultInjector:
         self.plan, self.scale = plan, scale
 
     @classmethod
-    def from_config(cls, cfg: FaultInjectionConfig, rank: int) -> FaultInjector:
+    def from_config(cls, cfg: FaultInjectionConfig, rank: int, restarts: int = 0) -> FaultInjector:
         plan = {step: "nan" for step in cfg.nan_at}
         plan.update({step: "spike" for step in cfg.spike_at})
-        if cfg.die_at is not None and cfg.die_rank in (None, rank):
+        plan.update({step: "grad_spike" for step in cfg.grad_spike_at})
+        # a crashed node is replaced: the processes the launcher restarts do not die again
+        if cfg.die_at is not None and cfg.die_rank in (None, rank) and restarts == 0:
             plan[cfg.die_at] = "die"
         return cls(plan, cfg.spike_scale)
 
@@ -46,4 +49,6 @@ class FaultInjector:
             return lambda loss: loss * float("nan")
         if kind == "spike":
             return lambda loss: loss * self.scale
+        if kind == "grad_spike":  # same value, gradient times scale
+            return lambda loss: loss + (self.scale - 1) * (loss - loss.detach())
         return None

@@ -21,6 +21,8 @@ import torch
 
 from pretrain.config import Recipe
 from pretrain.core.markers import StageOutput
+from pretrain.core.progress import get_logger
+from pretrain.launch import launcher_restarts
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.callbacks.checkpointing import Checkpointing
 from pretrain.train.callbacks.evaluation import InLoopEvaluation
@@ -31,12 +33,14 @@ from pretrain.train.callbacks.stability import SpikeGuardCallback
 from pretrain.train.callbacks.validation import Validation
 from pretrain.train.checkpointer import Checkpointer
 from pretrain.train.faults import FaultInjector
-from pretrain.train.metrics import MetricsLog, truncate_after
+from pretrain.train.metrics import EVENT_RESTART, MetricsLog, truncate_after
 from pretrain.train.schedules import lr_multiplier
 from pretrain.train.setup import TrainSetup, build_setup, prepare_process
 from pretrain.train.stability import SpikeGuard
 from pretrain.train.state import TrainingError, TrainState
 from pretrain.train.step import clip_gradients, forward_backward
+
+log = get_logger("pretrain.train")
 
 
 class Trainer:
@@ -46,7 +50,7 @@ class Trainer:
         self.state = TrainState(guard=SpikeGuard(recipe.train.stability))
         self.checkpointer = Checkpointer(self.setup)
         self.faults = FaultInjector.from_config(
-            recipe.train.fault_injection, self.setup.accelerator.process_index
+            recipe.train.fault_injection, self.setup.accelerator.process_index, launcher_restarts()
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -60,6 +64,15 @@ class Trainer:
         if s.accelerator.is_main_process:
             truncate_after(s.recipe.layout.metrics, state.step)
         metrics = MetricsLog(s.recipe.layout.metrics, s.accelerator, enabled=s.accelerator.is_main_process)
+        restarts = launcher_restarts()
+        if restarts:
+            metrics.log_event(state.step, EVENT_RESTART, restarts=restarts, resumed_from=str(start_from))
+            log.warning(
+                "restart %d of at most %d by the launcher after a process died: resumed from %s",
+                restarts,
+                self.recipe.train.max_restarts,
+                start_from or "the start (no checkpoint yet)",
+            )
         self.stability = SpikeGuardCallback(s, metrics, self.checkpointer)
         self.callbacks = self._callbacks(metrics)
         try:

@@ -8,9 +8,9 @@ One JSON object per line, each with `time` (unix seconds) and `step`. Record kin
 - validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`;
 - eval record: `tokens_seen` and `eval/<task>/<metric>` values;
 - events, with an `event` key: `start` (device, world_size, params, precision as run, torch; `parent` {model, revision,
-  commit} when continuing from a pretrained model), `skip` (reason, loss),
-  `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`, `forecast` (phase, actual,
-  predicted, low, high, outside: a validation pass against the ladder's forecast).
+  commit} when continuing from a pretrained model), `restart` (restarts: the launcher's count, resumed_from),
+  `skip` (reason, loss), `rollback` (from_step, to, rollbacks), `checkpoint` (path), `preempted`, `forecast` (phase,
+  actual, predicted, low, high, outside: a validation pass against the ladder's forecast).
 
 Numeric values also go to the accelerate trackers (`train.trackers`).
 """
@@ -33,6 +33,7 @@ EVENT_ROLLBACK = "rollback"
 EVENT_CHECKPOINT = "checkpoint"
 EVENT_PREEMPTED = "preempted"
 EVENT_FORECAST = "forecast"
+EVENT_RESTART = "restart"  # the launcher restarted the job after a process died
 
 
 class MetricsLog:
@@ -178,6 +179,11 @@ def last_validation(records: list[dict]) -> dict:
 def forecast_records(records: list[dict]) -> list[dict]:
     """The `forecast` events (one per validation pass of a run with a ladder fit), in order."""
     return [r for r in records if r.get("event") == EVENT_FORECAST]
+
+
+def restart_count(records: list[dict]) -> int:
+    """Times the launcher restarted the run after a process died (0 when it never did)."""
+    return max((r.get("restarts", 0) for r in records if r.get("event") == EVENT_RESTART), default=0)
 
 
 def start_record(records: list[dict]) -> dict:

@@ -28,8 +28,10 @@ class SpikeGuardCallback(Callback):
         reason = state.guard.check(loss, grad_norm)
         if reason:
             step = state.step + 1  # the step being taken
-            self.metrics.log_event(step, EVENT_SKIP, reason=reason, loss=loss)
-            log.warning("step %d: update skipped (%s, loss %.4f)", step, reason, loss)
+            self.metrics.log_event(step, EVENT_SKIP, reason=reason, loss=loss, grad_norm=grad_norm)
+            log.warning(
+                "step %d: update skipped (%s, loss %.4f, grad norm %.3g)", step, reason, loss, grad_norm
+            )
         return reason
 
     def wants_rollback(self, state: TrainState, skip_reason: str | None) -> bool:

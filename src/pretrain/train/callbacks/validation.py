@@ -6,6 +6,7 @@ each `train.validation.every_fraction` of training; one console line per pass on
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -20,6 +21,27 @@ from pretrain.train.state import TrainState
 from pretrain.train.step import causal_lm_loss
 
 log = get_logger("pretrain.train")
+
+
+@torch.no_grad()
+def summed_val_loss(
+    model, batches, limit: int, device: torch.device, autocast=contextlib.nullcontext
+) -> tuple[torch.Tensor, int]:
+    """(sum of the per-batch mean losses, batches read) over the first `limit` of `batches` (a val loader or
+    a list of micro batches)."""
+    total, n = torch.zeros((), device=device), 0
+    for i, batch in enumerate(batches):
+        if i >= limit:
+            break
+        with autocast():
+            total += causal_lm_loss(model, {k: v.to(device) for k, v in batch.items()})
+        n += 1
+    return total, n
+
+
+def bits_per_byte(loss: float, bytes_per_token: float | None) -> float | None:
+    """Mean loss (nats/token) in bits per byte of the val split's text (None when its bytes per token are unknown)."""
+    return loss / math.log(2) / bytes_per_token if bytes_per_token else None
 
 
 def validation_batches(setup: TrainSetup) -> tuple[list[dict[str, torch.Tensor]], float | None]:
@@ -53,14 +75,10 @@ def validate(setup: TrainSetup, batches: tuple[list[dict], float | None] | None 
     start = time.perf_counter()
     val_batches, bytes_per_token = batches if batches is not None else validation_batches(setup)
     model.eval()
-    total, n = torch.zeros((), device=setup.device), 0
-    for batch in val_batches:
-        with acc.autocast():
-            total += causal_lm_loss(model, batch)
-        n += 1
+    total, n = summed_val_loss(model, val_batches, len(val_batches), setup.device, acc.autocast)
     model.train()
     loss = float(acc.reduce(total / max(n, 1), reduction="mean"))
-    bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
+    bpb = bits_per_byte(loss, bytes_per_token)
     seconds = round(time.perf_counter() - start, 3)  # counted as evaluation overhead by the bench
     return {
         "val/loss": round(loss, 5),
