@@ -38,8 +38,6 @@ from pretrain.data.records import (
 )
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_PRIME = np.uint64((1 << 61) - 1)
-_MASK32 = np.uint64(0xFFFFFFFF)
 BUCKET_BYTES = 256 << 20  # signature bytes one bucket task holds at most (sets the number of buckets)
 
 
@@ -56,6 +54,26 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: the powers below are distinct mod 2^64
+
+
+def word_hashes(tokens: list[str]) -> np.ndarray:
+    """One 64-bit hash per word: n-gram hashes are then combined arithmetically, never from joined strings."""
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens)
+    )
+
+
+def window_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit hash of every run of `n` consecutive words: sum of h[i+k] * B^(n-1-k), wrapping mod 2^64."""
+    if len(hashes) < n or n <= 0:
+        return np.empty(0, dtype=np.uint64)
+    powers = np.array([pow(int(_WINDOW_BASE), n - 1 - k, 1 << 64) for k in range(n)], dtype=np.uint64)
+    windows = np.lib.stride_tricks.sliding_window_view(hashes, n)
+    with np.errstate(over="ignore"):
+        return (windows * powers).sum(axis=1, dtype=np.uint64)
+
+
 class MinHasher:
     """Signatures of word n-gram shingles; `band_keys` gives one hashable key per LSH band."""
 
@@ -63,27 +81,26 @@ class MinHasher:
         self.ngram, self.bands, self.rows = ngram, bands, rows
         rng = np.random.default_rng(seed)
         n = bands * rows
-        # 32-bit coefficients keep a*h + b inside uint64 for 32-bit shingle hashes
-        self.a = rng.integers(1, 1 << 32, size=n, dtype=np.uint64)
-        self.b = rng.integers(0, 1 << 32, size=n, dtype=np.uint64)
+        # multiply-shift hashing (a odd, wrapping mod 2^64, keep the high 32 bits): a 2-universal family
+        # without the modulo by a prime, which cost more than the rest of the signature together
+        self.a = rng.integers(0, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self.b = rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
 
-    def shingles(self, tokens: list[str]) -> np.ndarray:
-        n = self.ngram
-        if len(tokens) < n:
-            grams = [" ".join(tokens)] if tokens else []
-        else:
-            grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-        unique = set(grams)
-        return np.fromiter(
-            (xxhash.xxh32_intdigest(g.encode()) for g in unique), dtype=np.uint64, count=len(unique)
-        )
+    def shingles(self, tokens: list[str], hashes: np.ndarray | None = None) -> np.ndarray:
+        """The distinct 32-bit hashes of the word n-grams (the whole text when it has fewer words)."""
+        if not tokens:
+            return np.empty(0, dtype=np.uint64)
+        hashes = word_hashes(tokens) if hashes is None else hashes
+        grams = window_hashes(hashes, min(self.ngram, len(tokens)))
+        return np.unique(grams)
 
-    def signature(self, text: str) -> np.ndarray | None:
-        shingles = self.shingles(words(text))
+    def signature(self, text: str, tokens: list[str] | None = None, hashes: np.ndarray | None = None):
+        shingles = self.shingles(words(text) if tokens is None else tokens, hashes)
         if shingles.size == 0:
             return None
-        values = (shingles[:, None] * self.a[None, :] + self.b[None, :]) % _PRIME
-        return (values & _MASK32).min(axis=0)
+        with np.errstate(over="ignore"):
+            values = shingles[:, None] * self.a[None, :] + self.b[None, :]
+        return (values >> np.uint64(32)).min(axis=0)
 
     def band_keys(self, text: str) -> list[bytes]:
         sig = self.signature(text)
@@ -92,9 +109,13 @@ class MinHasher:
         sig = sig.astype(np.uint32).reshape(self.bands, self.rows)
         return [xxhash.xxh64_digest(band.tobytes(), seed=i) for i, band in enumerate(sig)]
 
-    def band_keys64(self, text: str) -> np.ndarray:
-        """The band keys as uint64 (band i's key is seeded by i, so equal keys mean the same band)."""
-        sig = self.signature(text)
+    def band_keys64(
+        self, text: str, tokens: list[str] | None = None, hashes: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The band keys as uint64 (band i's key is seeded by i, so equal keys mean the same band).
+
+        `tokens` / `hashes`: the text's `words` and their `word_hashes`, when the caller has them already."""
+        sig = self.signature(text, tokens, hashes)
         if sig is None:
             return np.empty(0, dtype=np.uint64)
         sig = sig.astype(np.uint32).reshape(self.bands, self.rows)

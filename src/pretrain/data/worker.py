@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pretrain.data.curation_report import EXAMPLE_CHARS, EXAMPLES_PER_CLASS
 from pretrain.data.decontam import ContaminationIndex
-from pretrain.data.dedup import MinHasher, exact_key64
+from pretrain.data.dedup import MinHasher, exact_key64, word_hashes, words
 from pretrain.data.filters import apply_filters, build_filters
 from pretrain.data.normalize import normalize
 from pretrain.data.records import (
@@ -61,9 +61,11 @@ class DocumentProcessor:
         dropped = apply_filters(text, filters)
         if dropped:
             return f"filter:{dropped[0]}", dropped[1], text
-        task = self.contam.match(text) if self.contam else None
-        if task:
-            return "contamination", task, text
+        if self.contam:
+            tokens = words(text)
+            task = self.contam.match(text, tokens, word_hashes(tokens))
+            if task:
+                return "contamination", task, text
         return "ok", "", text
 
 
@@ -122,7 +124,8 @@ def document_pass(recipe, work: Path, rank: int, world: int) -> None:
                     if process.exact:
                         sigs.add([exact_key64(text)], key, KIND_EXACT)
                     if process.hasher:
-                        bands = process.hasher.band_keys64(text)
+                        tokens = words(text)
+                        bands = process.hasher.band_keys64(text, tokens, word_hashes(tokens))
                         if len(bands):
                             sigs.add(bands, key, KIND_NEAR)
             entry["read"] = {
