@@ -119,8 +119,8 @@ def main() -> None:
     for s in report["sources"]:
         drops = {k: v["docs"] for k, v in s["dropped"].items()}
         print(
-            f"{s['name']:12s} read {s['read']['docs']:6d} docs {s['read']['bytes'] / 1e6:6.2f} MB -> mixed "
-            f"{s['mixed']['bytes'] / 1e6:6.2f} MB ({s['achieved_share']:.1%} vs {s['requested_share']:.1%}); dropped {drops}"
+            f"{s['name']:12s} read {s['read']['docs']:6d} docs {s['read']['bytes'] / 1e6:6.2f} MB -> kept "
+            f"{s['kept']['bytes'] / 1e6:6.2f} MB ({s['achieved_share']:.1%} of clean bytes); dropped {drops}"
         )
     print(f"contamination hits: {report['contamination']}")
     peak = max(
@@ -136,7 +136,7 @@ def main() -> None:
                 "mb_per_s": round(read_mb / seconds, 3),
                 "workers": args.workers,
                 "peak_rss_mb": round(peak / 1024, 1),
-                "mixed_mb": round(report["totals"]["mixed_bytes"] / 1e6, 2),
+                "kept_mb": round(report["totals"]["kept_bytes"] / 1e6, 2),
             }
         )
     )

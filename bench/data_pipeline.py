@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
-from pretrain.data.mixio import MixWriter  # noqa: E402
+from pretrain.data.mixio import MixWriter, write_manifest  # noqa: E402
+from pretrain.stages import stage_output  # noqa: E402
 from pretrain.tokens.loader import TokenLoader  # noqa: E402
 from pretrain.tokens.manifest import TokenManifest  # noqa: E402
 from pretrain.tokens.pack import pack  # noqa: E402
@@ -101,10 +102,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         (run / "mix").mkdir(parents=True)
-        writer = MixWriter(run / "mix")
+        writer = MixWriter(run / "mix", "shared", 0)
         for i, t in enumerate(texts):
-            writer.write({"id": f"doc{i}", "source": "shared", "text": t})
-        writer.close({"total_docs": len(texts), "total_bytes": int(mb * 1e6), "sources": {}})
+            writer.write({"key": i, "id": f"doc{i}", "source": "shared", "text": t})
+        shards = writer.close()
+        entry = {"weight": 1, "share": 1.0, "docs": len(texts), "bytes": sum(s["bytes"] for s in shards)}
+        write_manifest(run / "mix", {"shared": {**entry, "shards": shards}}, seed=0)
         tok = gpt2_tokenizer(args.shared, run / "tokenizer")
         recipe = load_recipe(
             REPO / "recipes" / "tiny" / "config.yaml",
@@ -113,12 +116,12 @@ def main() -> None:
                 f"data.workers={args.workers}",
                 "data.val_fraction=0.01",
                 f"tokenizer.encoder={args.encoder}",
+                "data.mixture.target_bytes=null",  # every document once
             ],
         )
         out = run / "tokens"
-        out.mkdir()
         start = time.perf_counter()
-        summary = pack(recipe, out)
+        summary = pack(recipe, stage_output(recipe, "pack"))
         ours = time.perf_counter() - start
         encoder = TokenManifest.read(out).encoder
         base = baseline(texts, tok, args.workers)

@@ -93,7 +93,7 @@ STAGES: dict[str, Stage] = {
             folder=lambda layout: layout.tokens,
             inputs=pack.fingerprint_inputs,
             upstream=lambda recipe: ("tokenizer", "curate"),
-            run=_publishing(pack.pack),
+            run=pack.pack,
         ),
         Stage(
             name="train",

@@ -14,8 +14,8 @@ import yaml
 
 from pretrain.config import load_recipe
 from pretrain.core.errors import CurationSubmitted, DataError, RecipeError
-from pretrain.data.curate import publish_mix
-from pretrain.data.executor import prepare_work, slurm_executors, submit_slurm
+from pretrain.data.curate import curation_steps, prepare_inputs, publish_mix
+from pretrain.data.executor import slurm_jobs, submit_slurm
 from pretrain.data.mixio import iter_documents, read_manifest
 from pretrain.pipeline import run_stage
 from pretrain.stages import is_current, stage_output
@@ -227,21 +227,27 @@ def test_boilerplate_and_encoding_normalised(planted):
     assert "\r" not in book and not book.startswith("\ufeff")
 
 
-def test_mixture_shares_within_two_percent(planted):
-    recipe, report, _, _ = planted
+def test_manifest_and_report_agree(planted):
+    recipe, report, docs, _ = planted
     manifest = read_manifest(recipe.out / "mix")
     for s in report["sources"]:
-        assert abs(s["achieved_share"] - s["requested_share"]) < 0.02, s["name"]
-        assert manifest["sources"][s["name"]]["bytes"] == s["mixed"]["bytes"]
+        entry = manifest["sources"][s["name"]]
+        assert entry["bytes"] == s["kept"]["bytes"] and entry["docs"] == s["kept"]["docs"]
+        assert entry["docs"] == sum(1 for d in docs if d["source"] == s["name"])
+        assert abs(entry["share"] - s["requested_share"]) < 1e-3
     assert (recipe.out / "curation_report.md").read_text().startswith("# Curation report")
+
+
+def _mix_files(recipe) -> dict[str, bytes]:
+    mix = recipe.out / "mix"
+    return {str(p.relative_to(mix)): p.read_bytes() for p in sorted(mix.rglob("*.jsonl"))}
 
 
 def test_curation_is_deterministic(planted, tmp_path):
     recipe, *_ = planted
     again = load_recipe(recipe.path, output_dir=str(tmp_path / "again"))
     run_stage(again, "curate")
-    a = (recipe.out / "mix" / "part-00000.jsonl").read_bytes()
-    assert a == (again.out / "mix" / "part-00000.jsonl").read_bytes()
+    assert _mix_files(again) == _mix_files(recipe)
 
 
 def test_hub_source_through_datasets_loader(tmp_path):
@@ -390,12 +396,12 @@ def _report(recipe) -> dict:
 
 
 def test_same_mix_for_any_number_of_shards(planted, tmp_path):
-    recipe, *_ = planted
+    recipe, report, docs, _ = planted
     three = _variant(recipe, tmp_path, "three", {"type": "local", "tasks": 3})
     run_stage(three, "curate")
-    assert (three.out / "mix" / "part-00000.jsonl").read_bytes() == (
-        recipe.out / "mix" / "part-00000.jsonl"
-    ).read_bytes()
+    # the same documents in the same (corpus) order, from differently split files
+    assert list(iter_documents(three.out / "mix")) == docs
+    assert read_manifest(three.out / "mix")["shards"] != read_manifest(recipe.out / "mix")["shards"]
     assert _report(three) == _report(recipe)
     assert not three.layout.curate_work.exists()
 
@@ -413,27 +419,29 @@ def test_slurm_pipeline_publishes_the_same_mix(planted, tmp_path, monkeypatch):
         recipe,
         tmp_path,
         "slurm",
-        {"type": "slurm", "tasks": 3, "slurm": {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2}},
+        {"type": "slurm", "tasks": 2, "slurm": {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2}},
     )
     work = slurm.layout.curate_work
-    prepare_work(slurm, work)
-    publish = functools.partial(publish_mix, slurm, work, 3, stage_output(slurm, "curate"))
-    pass_job, publish_job = slurm_executors(slurm, work, publish)
-    script = pass_job.get_launch_file_contents(pass_job.get_sbatch_args(max_array=3), "srun ...")
+    out = stage_output(slurm, "curate")
+    prepare_inputs(slurm, work, out.fingerprint)
+    jobs = slurm_jobs(
+        slurm, work, "curate", curation_steps(slurm, work), functools.partial(publish_mix, slurm, work, out)
+    )
+    script = jobs[0].get_launch_file_contents(jobs[0].get_sbatch_args(max_array=2), "srun ...")
     assert "--partition=cpu" in script and "--time=01:00:00" in script and "--cpus-per-task=2" in script
-    assert publish_job.depends is pass_job and publish_job.tasks == 1
+    assert [job.tasks for job in jobs] == [2, 2, 1, 2, 1]  # pass, dedup buckets, cluster, mix files, publish
+    assert all(later.depends is earlier for earlier, later in zip(jobs, jobs[1:]))
 
-    pass_job, publish_job = dill.loads(dill.dumps(pass_job)), dill.loads(dill.dumps(publish_job))
-    for rank in (2, 0, 1):  # array tasks finish in any order
-        pass_job._run_for_rank(rank)
+    for job in jobs[:-1]:
+        job = dill.loads(dill.dumps(job))
+        for rank in reversed(range(job.tasks)):  # array tasks finish in any order
+            job._run_for_rank(rank)
     assert not (slurm.out / "mix").exists()  # nothing is published before the publish job
-    publish_job._run_for_rank(0)
+    dill.loads(dill.dumps(jobs[-1]))._run_for_rank(0)
     assert is_current(slurm, "curate")
-    assert (slurm.out / "mix" / "part-00000.jsonl").read_bytes() == (
-        recipe.out / "mix" / "part-00000.jsonl"
-    ).read_bytes()
+    assert list(iter_documents(slurm.out / "mix")) == list(iter_documents(recipe.out / "mix"))
     assert _report(slurm) == _report(recipe)
-    assert [p.name for p in work.iterdir()] == ["logs"]  # shards removed, the jobs' logs kept
+    assert [p.name for p in work.iterdir()] == ["logs"]  # scratch removed, the jobs' logs kept
     run_stage(slurm, "curate")  # a later `pretrain run` finds the mix current and submits nothing
 
 
@@ -451,15 +459,91 @@ def test_second_submission_while_queued_is_refused(planted, tmp_path, monkeypatc
         submitted.append(self.tasks)
 
     monkeypatch.setattr(SlurmPipelineExecutor, "run", fake_run)
-    with pytest.raises(CurationSubmitted, match=r"job 100\) then the mix \(job 101\)"):
+    with pytest.raises(
+        CurationSubmitted, match=r"planted-curate-pass \(2 tasks, job 100\).*publish \(1 tasks, job 104\)"
+    ):
         run_stage(slurm, "curate")
-    assert submitted == [2, 1]  # data.workers shards by default, then the publish job
+    assert submitted == [2, 2, 1, 2, 1]  # data.workers tasks by default; cluster and publish are single tasks
     with pytest.raises(CurationSubmitted, match="were submitted at .* wait for them"):
-        submit_slurm(slurm, slurm.layout.curate_work, publish=lambda: None)
-    assert submitted == [2, 1]
+        submit_slurm(slurm, slurm.layout.curate_work, "curate", [], publish=lambda: None)
+    assert submitted == [2, 2, 1, 2, 1]
 
 
 def test_slurm_needs_its_settings(planted, tmp_path):
     recipe, *_ = planted
     with pytest.raises(RecipeError, match=r"data.executor: .*needs a `slurm:` block"):
         _variant(recipe, tmp_path, "bad", {"type": "slurm"})
+
+
+def _sharded_corpus(tmp_path):
+    """A jsonl file read in byte ranges and a parquet file of 6 row groups, with duplicates across units."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(3)
+    docs = [prose(rng, 6) for _ in range(120)]
+    lines = docs + docs[:10]  # exact duplicates in later units
+    with open(tmp_path / "web.jsonl", "w") as fh:
+        for d in lines:
+            fh.write(json.dumps({"text": d}) + "\n")
+    table = pa.table({"text": [prose(rng, 6) for _ in range(60)] + docs[50:60]})
+    pq.write_table(table, tmp_path / "books.parquet", row_group_size=12)
+    return [
+        {
+            "name": "web",
+            "type": "local",
+            "paths": [str(tmp_path / "web.jsonl")],
+            "weight": 1,
+            "filters": {"preset": "none"},
+        },
+        {
+            "name": "books",
+            "type": "local",
+            "paths": [str(tmp_path / "books.parquet")],
+            "weight": 1,
+            "filters": {"preset": "none"},
+        },
+    ]
+
+
+def test_tasks_read_only_their_units_and_keep_the_same_set(tmp_path, monkeypatch):
+    from pretrain.data import sources as sources_mod
+
+    monkeypatch.setattr(sources_mod, "UNIT_BYTES", 4096)  # web.jsonl (~85 KB) becomes ~20 byte ranges
+    corpus = _sharded_corpus(tmp_path)
+    runs = {}
+    for tasks in (1, 4):
+        sub = tmp_path / f"t{tasks}"
+        sub.mkdir()
+        recipe = write_recipe(sub, corpus)
+        recipe = _variant(recipe, sub, f"tasks{tasks}", {"type": "local", "tasks": tasks})
+        run_stage(recipe, "curate")
+        runs[tasks] = (list(iter_documents(recipe.out / "mix")), _report(recipe))
+    (docs1, rep1), (docs4, rep4) = runs[1], runs[4]
+    assert docs1 == docs4 and rep1 == rep4  # no budget: the same kept documents for any number of tasks
+    web, books = rep4["sources"]
+    assert (
+        web["dropped"]["exact_dup"]["docs"] == 10 and books["dropped"]["exact_dup"]["docs"] == 10
+    )  # across sources
+    size = (tmp_path / "web.jsonl").stat().st_size
+    assert web["read"]["input_bytes"] == size and web["read"]["docs"] == 130  # each byte range read once
+    assert books["read"]["docs"] == 70
+
+
+def test_budgets_are_split_over_tasks_deterministically(tmp_path, monkeypatch):
+    from pretrain.data import sources as sources_mod
+
+    monkeypatch.setattr(sources_mod, "UNIT_BYTES", 4096)
+    corpus = _sharded_corpus(tmp_path)
+    corpus[0]["budget"] = {"docs": 50}
+    reads = []
+    for attempt in range(2):
+        recipe = _variant(
+            write_recipe(tmp_path, corpus), tmp_path, f"b{attempt}", {"type": "local", "tasks": 4}
+        )
+        run_stage(recipe, "curate")
+        reads.append((list(iter_documents(recipe.out / "mix")), _report(recipe)))
+    assert reads[0] == reads[1]
+    web = reads[0][1]["sources"][0]
+    assert web["read"]["docs"] == 50
+    assert web["read"]["input_bytes"] < 0.8 * (tmp_path / "web.jsonl").stat().st_size  # stopped early

@@ -1,11 +1,23 @@
-"""Dedup keys (data/dedup.py): exact keys ignore case and spacing; MinHash LSH pairs near-duplicates only."""
+"""Dedup (data/dedup.py): exact keys ignore case and spacing; MinHash LSH pairs near-duplicates only; bucketed\nedges and clustering keep the earliest copy whatever the number of buckets."""
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from pretrain.config.data import DedupConfig
-from pretrain.data.dedup import MinHasher, NearDupIndex, exact_key, words
+from pretrain.data.dedup import (
+    MinHasher,
+    bucket_count,
+    cluster_duplicates,
+    duplicate_edges,
+    exact_key,
+    exact_key64,
+    find_duplicates,
+    words,
+)
+from pretrain.data.records import KIND_EXACT, KIND_NEAR, SIG_DTYPE, SignatureRuns
 
 VOCAB = [f"w{i}" for i in range(3000)]
 
@@ -61,10 +73,71 @@ def test_short_and_empty_texts():
     assert hasher.band_keys("two words") == hasher.band_keys("Two, words!")  # fewer words than the n-gram
 
 
-def test_index_returns_the_first_kept_copy():
-    hasher, index = _hasher(), NearDupIndex()
+def _signatures(tmp_path, docs: dict[int, str], runs_per_task: int = 2) -> None:
+    """Write the sorted signature runs two pass tasks would write for `docs` (key -> text)."""
+    hasher = _hasher()
+    keys = sorted(docs)
+    for task in range(2):
+        folder = tmp_path / "pass" / f"t{task:05d}"
+        folder.mkdir(parents=True)
+        runs = SignatureRuns(folder, run_records=(len(keys) // 2 * (hasher.bands + 1)) // runs_per_task + 1)
+        for key in keys[task::2]:
+            runs.add(np.array([exact_key64(docs[key])], dtype=np.uint64), key, KIND_EXACT)
+            runs.add(hasher.band_keys64(docs[key]), key, KIND_NEAR)
+        runs.flush()
+
+
+def _removed(tmp_path, docs, buckets: int) -> dict[int, tuple[int, int]]:
+    work = tmp_path / f"b{buckets}"
+    _signatures(work, docs)
+    (work / "dedup").mkdir()
+    for bucket in range(buckets):
+        find_duplicates(work, bucket, buckets)
+    removed = cluster_duplicates(work, buckets)
+    return {int(r["doc"]): (int(r["root"]), int(r["kind"])) for r in removed}
+
+
+def test_clusters_keep_the_earliest_document_for_any_number_of_buckets(tmp_path):
     original = _doc(4)
-    assert index.check_and_add("a", hasher.band_keys(original)) is None
-    assert index.check_and_add("b", hasher.band_keys(_doc(5))) is None
-    assert index.check_and_add("c", hasher.band_keys(_edited(original, 3))) == "a"
-    assert index.check_and_add("d", hasher.band_keys(_edited(original, 4, seed=1))) == "a"
+    docs = {
+        10: _doc(1),
+        20: original,
+        30: _doc(2),
+        40: _edited(original, 3),
+        50: original.upper(),
+        60: _doc(3),
+    }
+    docs[70] = _edited(docs[40], 3, seed=5)  # near 40, so in 20's cluster (transitively)
+    docs[5] = _doc(2)  # an exact copy of 30, earlier in corpus order
+    expected = {40: (20, KIND_NEAR), 50: (20, KIND_EXACT), 70: (20, KIND_NEAR), 30: (5, KIND_EXACT)}
+    for buckets in (1, 3, 7):
+        assert _removed(tmp_path, docs, buckets) == expected, buckets
+
+
+def test_a_bucket_reads_only_its_key_range(tmp_path):
+    docs = {k: _doc(k) for k in range(200)}
+    _signatures(tmp_path, docs, runs_per_task=3)
+    total = sum(len(np.load(f)) for f in (tmp_path / "pass").glob("t*/sig-*.npy"))
+    assert total == 200 * (DedupConfig().bands + 1)
+    (tmp_path / "dedup").mkdir()
+    held = []
+    real_concat = np.concatenate
+
+    def recording(parts, *args, **kwargs):
+        out = real_concat(parts, *args, **kwargs)
+        held.append(len(out))
+        return out
+
+    np.concatenate = recording
+    try:
+        find_duplicates(tmp_path, 2, 8)
+    finally:
+        np.concatenate = real_concat
+    assert held and max(held) < total / 8 * 1.5  # about 1/8 of the signatures, not all of them
+
+
+def test_duplicate_edges_point_at_the_first_of_each_group():
+    records = np.array([(7, 3, 1), (7, 1, 1), (7, 2, 1), (9, 4, 0), (9, 4, 0), (7, 5, 0)], dtype=SIG_DTYPE)
+    edges = duplicate_edges(records)
+    assert sorted((int(e["doc"]), int(e["first"]), int(e["kind"])) for e in edges) == [(2, 1, 1), (3, 1, 1)]
+    assert bucket_count(10, 4) == 4 and bucket_count(10**9, 1) > 1

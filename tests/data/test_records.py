@@ -1,84 +1,73 @@
-"""Curation pass records (data/records.py): the compact on-disk encoding, shard merge order, stats, errors."""
+"""Curation scratch formats (data/records.py): kept documents, sorted signature runs, atomic task folders, stats."""
 
 from __future__ import annotations
 
-import json
-
+import numpy as np
 import pytest
 
 from pretrain.core.errors import DataError
 from pretrain.data.records import (
-    PassRecord,
-    ShardReadCounts,
-    iter_merged,
-    iter_pass,
-    pass_file,
+    KIND_NEAR,
+    SignatureRuns,
+    is_done,
+    iter_kept,
+    publishing_dir,
     read_stats,
-    stats_file,
-    write_pass,
+    read_units,
+    write_kept,
     write_stats,
+    write_units,
 )
-from pretrain.data.sources import ReadStats
+from pretrain.data.sources import Unit
 
 
-def _record(ordinal: int, status: str = "ok", text: str = "x") -> PassRecord:
-    return PassRecord(
-        ordinal=ordinal,
-        source_idx=ordinal % 2,
-        doc_id=f"doc{ordinal}",
-        status=status,
-        detail="" if status == "ok" else "why",
-        text=text,
-        bytes=len(text.encode("utf-8")),
-        exact_key="ab" * 16 if status == "ok" else "",
-        band_keys=["0011223344556677"] if status == "ok" else [],
-    )
+def test_kept_documents_round_trip(tmp_path):
+    path = tmp_path / "kept-0.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        write_kept(fh, 7, "doc7", "é\n")
+        write_kept(fh, 2**63 + 5, "big", "ünï")
+    assert path.read_text(encoding="utf-8").splitlines()[0] == '[7, "doc7", "é\\n"]'
+    assert list(iter_kept(path)) == [(7, "doc7", "é\n"), (2**63 + 5, "big", "ünï")]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("[1, \n")
+    with pytest.raises(DataError, match=r"kept-0\.jsonl:3: corrupt"):
+        list(iter_kept(path))
 
 
-def test_a_record_is_one_compact_json_array_in_field_order(tmp_path):
-    write_pass(tmp_path, 3, [_record(7, text="é\n")])
-    line = pass_file(tmp_path, 3).read_text(encoding="utf-8")
-    assert pass_file(tmp_path, 3).name == "pass-00003.jsonl"
-    assert line == (
-        '[7, 1, "doc7", "ok", "", "é\\n", 3, "abababababababababababababababab", ["0011223344556677"]]\n'
-    )
+def test_signature_runs_are_sorted_and_bounded(tmp_path):
+    runs = SignatureRuns(tmp_path, run_records=10)
+    rng = np.random.default_rng(0)
+    for doc in range(7):
+        runs.add(rng.integers(0, 2**63, size=4, dtype=np.uint64), doc, KIND_NEAR)
+    runs.flush()
+    files = sorted(tmp_path.glob("sig-*.npy"))
+    assert runs.records == 28 and len(files) == 3  # flushed at 12 and 24 records, then the rest
+    for f in files:
+        run = np.load(f)
+        assert len(run) <= 12 and np.all(np.diff(run["key"].astype(np.float64)) >= 0)
+    assert sum(len(np.load(f)) for f in files) == 28
 
 
-def test_records_round_trip(tmp_path):
-    records = [_record(0), _record(2, status="filter:length", text="too short"), _record(4, text="ünï")]
-    write_pass(tmp_path, 0, records)
-    assert list(iter_pass(tmp_path, 0)) == records
-    assert not list(tmp_path.glob("*.tmp-*")), "the temporary file is renamed into place"
+def test_a_failed_task_publishes_nothing_and_a_finished_one_is_done(tmp_path):
+    final = tmp_path / "pass" / "t00000"
+    with pytest.raises(RuntimeError), publishing_dir(final) as tmp:
+        (tmp / "part").write_text("half")
+        raise RuntimeError("killed")
+    assert not is_done(final) and not list((tmp_path / "pass").iterdir())
+    with publishing_dir(final) as tmp:
+        write_stats(tmp, {"sources": []})
+    assert is_done(final) and read_stats(final) == {"sources": []}
 
 
-def test_merge_yields_every_shard_in_ordinal_order(tmp_path):
-    world = 3
-    for rank in range(world):
-        write_pass(tmp_path, rank, [_record(i) for i in range(20) if i % world == rank])
-    assert [r.ordinal for r in iter_merged(tmp_path, world)] == list(range(20))
-
-
-def test_stats_round_trip(tmp_path):
-    stats = [ReadStats(docs=4, bytes=100, undecodable_bytes=2, files=["a", "b"]), ReadStats()]
-    write_stats(tmp_path, 1, stats)
-    assert stats_file(tmp_path, 1).name == "pass-00001.stats.json"
-    assert json.loads(stats_file(tmp_path, 1).read_text())[0] == {
-        "docs": 4,
-        "bytes": 100,
-        "undecodable_bytes": 2,
-        "files": 2,
-    }
-    assert read_stats(tmp_path, 1) == [ShardReadCounts(4, 100, 2, 2), ShardReadCounts(0, 0, 0, 0)]
-
-
-def test_corrupt_or_missing_files_name_themselves(tmp_path):
-    write_pass(tmp_path, 0, [_record(0)])
-    with open(pass_file(tmp_path, 0), "a", encoding="utf-8") as fh:
-        fh.write("[1, 0, \n")
-    with pytest.raises(DataError, match=r"pass-00000\.jsonl:2: corrupt"):
-        list(iter_pass(tmp_path, 0))
-    with pytest.raises(DataError, match=r"pass-00004\.stats\.json: missing"):
-        read_stats(tmp_path, 4)
-    stats_file(tmp_path, 0).write_text("[{}]")
-    with pytest.raises(DataError, match=r"pass-00000\.stats\.json: corrupt"):
-        read_stats(tmp_path, 0)
+def test_units_round_trip_and_stats_errors_name_the_file(tmp_path):
+    plans = [
+        [Unit(0, 0, "a.jsonl", 0, 64, 64, whole_file=False), Unit(0, 1, "a.jsonl", 64, 100, 36, False)],
+        [],
+    ]
+    write_units(tmp_path, plans)
+    assert read_units(tmp_path) == plans
+    with pytest.raises(DataError, match=r"stats\.json: missing"):
+        read_stats(tmp_path / "nowhere")
+    (tmp_path / "stats.json").write_text("{")
+    with pytest.raises(DataError, match=r"stats\.json: corrupt"):
+        read_stats(tmp_path)

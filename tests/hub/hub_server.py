@@ -5,6 +5,10 @@ git-blob oid so unchanged files are skipped), NDJSON commit, repo/revision info,
 X-Repo-Commit + ETag, and `whoami-v2`. Writes and `whoami` need an `Authorization: Bearer` token not in
 `rejected_tokens` (else 401, like the Hub); `token_role` is what `whoami` reports. `fail_commits` makes the next N commits answer 500 (a network failure mid-push);
 `requests` records every request (method, path, headers) for the token-leak check. Everything is in memory.
+
+Dataset repos (read-only, for `datasets` streaming; `add_dataset`): repo/revision info, the recursive tree
+WITH directory entries, `paths-info`, and GET/HEAD resolve honouring `Range` (206 + Content-Range), with
+X-Repo-Commit and ETag. `dataset_bytes_served` counts the file bytes sent (the read-amplification checks).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 
 def git_blob_sha(data: bytes) -> str:
@@ -29,6 +33,16 @@ class HubState:
         self.token_role = "write"
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
+        self.datasets: dict[str, dict] = {}  # repo_id -> {"sha", "files": {path: bytes}}
+        self.dataset_bytes_served = 0
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes]) -> str:
+        """A dataset repo with `files` on `main`; returns its commit sha."""
+        sha = hashlib.sha1(
+            json.dumps(sorted((k, git_blob_sha(v)) for k, v in files.items())).encode()
+        ).hexdigest()
+        self.datasets[repo_id] = {"sha": sha, "files": dict(files)}
+        return sha
 
     @staticmethod
     def branch(repo: dict, revision: str) -> dict | None:
@@ -88,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ POST
     def do_POST(self) -> None:  # noqa: N802 - http.server API
+        if urlparse(self.path).path.startswith("/api/datasets/"):
+            self._record()
+            return self._dataset_post(urlparse(self.path).path)
         self._record()
         path = urlparse(self.path).path
         body = self._body()
@@ -170,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self._record()
         path = urlparse(self.path).path
+        if path.startswith(("/api/datasets/", "/datasets/")):
+            return self._dataset_get(path)
         if path == "/api/whoami-v2":
             if not self._authorized():
                 return None
@@ -255,6 +274,130 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
         self._send(404, {"error": "not found"})
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+def _dataset_entries(files: dict[str, bytes], prefix: str, recursive: bool) -> list[dict]:
+    """Tree entries under `prefix`: files and directories (the Hub lists both; `datasets` needs the latter)."""
+    prefix = prefix.strip("/")
+    base = f"{prefix}/" if prefix else ""
+    entries: dict[str, dict] = {}
+    for name, data in sorted(files.items()):
+        if not name.startswith(base):
+            continue
+        rest = name[len(base) :].split("/")
+        for depth in range(1, len(rest)):
+            directory = base + "/".join(rest[:depth])
+            if depth == 1 or recursive:
+                entries.setdefault(
+                    directory,
+                    {"type": "directory", "path": directory, "oid": git_blob_sha(directory.encode())},
+                )
+            if not recursive:
+                break
+        if len(rest) == 1 or recursive:
+            entries[name] = {"type": "file", "path": name, "size": len(data), "oid": git_blob_sha(data)}
+    return [entries[k] for k in sorted(entries)]
+
+
+def _dataset_repo(handler: _Handler, parts: list[str]) -> tuple[str, dict | None, list[str]]:
+    repo_id, rest = "/".join(parts[:2]), parts[2:]
+    repo = handler.state.datasets.get(repo_id)
+    if repo is None:
+        handler._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+    return repo_id, repo, rest
+
+
+def _dataset_info(repo_id: str, repo: dict) -> dict:
+    return {
+        "id": repo_id,
+        "_id": repo_id,
+        "sha": repo["sha"],
+        "private": False,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "cardData": {},
+        "lastModified": "2026-01-01T00:00:00.000Z",
+        "siblings": [{"rfilename": f} for f in sorted(repo["files"])],
+    }
+
+
+def _dataset_get(handler: _Handler, path: str) -> None:
+    """GET/HEAD on a dataset repo: info, revision info, tree, resolve (with Range)."""
+    query = parse_qs(urlparse(handler.path).query)
+    with handler.state.lock:
+        if path.startswith("/api/datasets/"):
+            repo_id, repo, rest = _dataset_repo(handler, path.removeprefix("/api/datasets/").split("/"))
+            if repo is None:
+                return None
+            if rest and rest[0] == "tree":  # /tree/{rev}[/{path}]?recursive=...
+                recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
+                prefix = unquote("/".join(rest[2:]))
+                return handler._send(200, _dataset_entries(repo["files"], prefix, recursive))
+            return handler._send(200, _dataset_info(repo_id, repo))  # info, or /revision/{rev}
+        parts = path.removeprefix("/datasets/").split("/")
+        repo_id, repo, rest = _dataset_repo(handler, parts)
+        if repo is None:
+            return None
+        if len(rest) < 3 or rest[0] != "resolve":
+            return handler._send(404, {"error": "not found"})
+        filename = unquote("/".join(rest[2:]))
+        data = repo["files"].get(filename)
+        if data is None:
+            return handler._send(
+                404,
+                {"error": "Entry not found"},
+                {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo["sha"]},
+            )
+        headers = {
+            "X-Repo-Commit": repo["sha"],
+            "ETag": f'"{git_blob_sha(data)}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
+        code, body = 200, data
+        ranged = handler.headers.get("Range", "")
+        if ranged.startswith("bytes="):
+            first, _, last = ranged.removeprefix("bytes=").partition("-")
+            if first == "":  # suffix range: the last N bytes
+                start, end = max(0, len(data) - int(last)), len(data) - 1
+            else:
+                start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+            code, body = 206, data[start : end + 1]
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        if handler.command == "GET":
+            handler.state.dataset_bytes_served += len(body)
+    if handler.command == "HEAD":
+        handler.send_response(code)
+        for k, v in {**headers, "Content-Length": str(len(body))}.items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        return None
+    return handler._send(code, body, headers)
+
+
+def _dataset_post(handler: _Handler, path: str) -> None:
+    """POST /api/datasets/{repo}/paths-info/{rev} (form or JSON `paths`): the entries of those paths."""
+    body = handler._body()
+    try:
+        paths = json.loads(body)["paths"]
+    except (ValueError, KeyError, TypeError):
+        paths = parse_qs(body.decode()).get("paths", [])
+    with handler.state.lock:
+        repo_id, repo, rest = _dataset_repo(handler, path.removeprefix("/api/datasets/").split("/"))
+        if repo is None:
+            return None
+        if not rest or rest[0] != "paths-info":
+            return handler._send(404, {"error": "not found"})
+        everything = {e["path"]: e for e in _dataset_entries(repo["files"], "", recursive=True)}
+        return handler._send(200, [everything[p.strip("/")] for p in paths if p.strip("/") in everything])
+
+
+_Handler._dataset_get = _dataset_get
+_Handler._dataset_post = _dataset_post
 
 
 class HubServer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -15,11 +16,12 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from pretrain.config import Recipe
 from pretrain.core.errors import RecipeError
 from pretrain.data.builtin import BUILTIN
-from pretrain.data.mixio import MixWriter
+from pretrain.data.mixio import MixWriter, write_manifest
+from pretrain.pipeline import run_stage
 from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
 from pretrain.tokens.manifest import TokenManifest
-from pretrain.tokens.pack import _choose_encoder, pack
+from pretrain.tokens.pack import _choose_encoder
 from pretrain.tokens.tokenizer import fingerprint_inputs, load_tokenizer
 
 # digits next to spaces, tabs, runs of whitespace, contractions, unicode letters/numbers, emoji, CRLF, code
@@ -85,12 +87,18 @@ def _some_files(shared_data):
 def test_packed_bytes_identical_with_either_encoder(small_run, make_small_recipe, tmp_path):
     _, out = small_run
     assert TokenManifest.read(out / "tokens").encoder == "tiktoken"
-    slow = tmp_path / "tokens"
-    slow.mkdir()
-    pack(make_small_recipe(out, "tokenizer.encoder=tokenizers"), slow)
+    run = tmp_path / "run"
+    run.mkdir()
+    for stage in ("mix", "tokenizer"):
+        shutil.copytree(out / stage, run / stage)
+    run_stage(make_small_recipe(run, "tokenizer.encoder=tokenizers"), "pack")
+    slow = run / "tokens"
     assert TokenManifest.read(slow).encoder == "tokenizers"
-    for f in sorted((out / "tokens").glob("*.bin")) + sorted((out / "tokens").glob("*.npy")):
-        assert f.read_bytes() == (slow / f.name).read_bytes(), f.name
+    files = sorted((out / "tokens").rglob("*.bin")) + sorted((out / "tokens").rglob("*.npy"))
+    assert files
+    for f in files:
+        rel = f.relative_to(out / "tokens")
+        assert f.read_bytes() == (slow / rel).read_bytes(), rel
 
 
 def test_unconvertible_tokenizers_fall_back(small_run):
@@ -136,10 +144,13 @@ def _byte_level_bpe(normalizer=None) -> SimpleNamespace:
 
 def _mix(folder) -> object:
     folder.mkdir()
-    writer = MixWriter(folder)
+    writer = MixWriter(folder, "s", 0)
     for i, text in enumerate(EDGES):
-        writer.write({"id": f"d{i}", "source": "s", "text": text})
-    writer.close({})
+        writer.write({"key": i, "id": f"d{i}", "source": "s", "text": text})
+    shards = writer.close()
+    write_manifest(
+        folder, {"s": {"weight": 1, "share": 1.0, "docs": len(EDGES), "bytes": 1, "shards": shards}}, 0
+    )
     return folder
 
 

@@ -4,31 +4,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from pretrain.core.errors import DataError
+from pretrain.pipeline import run_stage
+from pretrain.tokens import pack as pack_mod
 from pretrain.tokens.loader import TokenLoader
-from pretrain.tokens.pack import pack, write_packed
+from pretrain.tokens.manifest import TokenManifest
+from pretrain.tokens.pack import write_packed
 
 
 def _digest(folder):
     h = hashlib.sha256()
-    for p in sorted(folder.glob("*")):
+    for p in sorted(folder.rglob("*")):
         if p.suffix in (".bin", ".npy") or p.name in ("val_docs.jsonl",):
-            h.update(p.name.encode() + p.read_bytes())
+            h.update(str(p.relative_to(folder)).encode() + p.read_bytes())
     return h.hexdigest()
 
 
-def test_deterministic_and_split_by_document(small_run, tmp_path):
+def _copy_inputs(src, out):
+    out.mkdir(parents=True)
+    for stage in ("mix", "tokenizer"):
+        shutil.copytree(src / stage, out / stage)
+
+
+def test_deterministic_for_any_number_of_tasks_and_split_by_document(small_run, tmp_path, make_small_recipe):
     recipe, out = small_run
-    again = tmp_path / "tokens"
-    again.mkdir()
-    pack(recipe, again)
-    assert _digest(out / "tokens") == _digest(again)
+    _copy_inputs(out, tmp_path / "three")
+    three = make_small_recipe(tmp_path / "three", "data.executor.tasks=3")
+    run_stage(three, "pack")
+    assert _digest(out / "tokens") == _digest(tmp_path / "three" / "tokens")
     manifest = json.loads((out / "tokens" / "manifest.json").read_text())
     assert manifest["dtype"] == "uint16" and manifest["vocab_size"] == 512
+    assert (
+        manifest["splits"]
+        == json.loads((tmp_path / "three" / "tokens" / "manifest.json").read_text())["splits"]
+    )
     val_ids = {
         json.loads(line)["id"] for line in (out / "tokens" / "val_docs.jsonl").read_text().splitlines()
     }
@@ -36,6 +50,59 @@ def test_deterministic_and_split_by_document(small_run, tmp_path):
 
     train_bases = {d["id"].split("#rep")[0] for d in iter_documents(out / "mix")} - val_ids
     assert val_ids and not (val_ids & train_bases)
+
+
+def test_weights_are_token_shares_and_shards_stay_per_source(small_run):
+    recipe, out = small_run
+    manifest = TokenManifest.read(out / "tokens")
+    weights = {s.name: s.weight for s in recipe.data.sources}
+    total_w = sum(weights.values())
+    for name, src in manifest.sources.items():
+        requested = weights[name] / total_w
+        assert src.requested_share == pytest.approx(requested, abs=1e-4)
+        assert abs(src.token_share - requested) <= 0.02 * requested, (name, src.token_share, requested)
+        assert src.train_tokens == sum(s.tokens for s in src.shards["train"])
+        assert all(s.file.startswith(f"{name}/") for split in ("train", "val") for s in src.shards[split])
+    for split in ("train", "val"):  # the splits list every source's shards, source by source
+        listed = [s.file for s in manifest.splits[split].shards]
+        assert listed == [s.file for src in manifest.sources.values() for s in src.shards[split]]
+    assert len(manifest.splits["train"].shards) >= len(manifest.sources)
+
+
+def test_a_killed_task_publishes_nothing_and_a_rerun_resumes(
+    small_run, tmp_path, make_small_recipe, monkeypatch
+):
+    _, out = small_run
+    _copy_inputs(out, tmp_path / "run")
+    recipe = make_small_recipe(tmp_path / "run", "data.executor.tasks=3", "data.workers=1")
+    work = recipe.layout.pack_work
+    real_sample = pack_mod._sample_file
+
+    def dies_midway(path, *args):
+        for n, item in enumerate(real_sample(path, *args)):
+            if "pydoc_topics" in str(path) and n == 2:
+                raise RuntimeError("killed")
+            yield item
+
+    monkeypatch.setattr(pack_mod, "_sample_file", dies_midway)
+    with pytest.raises(DataError, match="tokenize tasks .* did not finish"):
+        run_stage(recipe, "pack")
+    assert not (recipe.out / "tokens").exists()
+    finished = sorted(p.name for p in (work / "tasks").iterdir())
+    assert ".tmp-" not in "".join(finished) and len(finished) < 3
+    monkeypatch.setattr(pack_mod, "_sample_file", real_sample)
+    real_task, redone = pack_mod.pack_task, []
+
+    def recording_task(recipe, work, rank, world):
+        if not (work / "tasks" / f"t{rank:05d}").exists():
+            redone.append(rank)
+        real_task(recipe, work, rank, world)
+
+    monkeypatch.setattr(pack_mod, "pack_task", recording_task)
+    run_stage(recipe, "pack")
+    assert _digest(recipe.out / "tokens") == _digest(out / "tokens")
+    assert sorted(redone) == sorted({0, 1, 2} - {int(name[1:]) for name in finished})  # the rest was kept
+    assert not work.exists()
 
 
 def test_documents_end_with_eos(small_run):

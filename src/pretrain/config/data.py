@@ -80,22 +80,26 @@ class MixtureConfig(Section):
     target_tokens: int | None = Field(
         None,
         gt=0,
-        description="mix size in (estimated) tokens, via bytes_per_token; usually the training tokens "
-        "(one epoch). Null with target_bytes null = the largest mix that needs no upsampling",
+        description="mix size in tokens (packed to within about a document per mix file); usually the "
+        "training tokens (one epoch). Null with target_bytes null = the largest mix that needs no upsampling",
     )
     target_bytes: int | None = Field(
         None,
         gt=0,
-        description="mix size in bytes of text; the alternative to target_tokens (set one, not both)",
+        description="mix size in bytes of text, turned into tokens with each source's measured bytes per "
+        "token; the alternative to target_tokens (set one, not both)",
     )
     bytes_per_token: float = Field(
         4.0,
         gt=0,
-        description="bytes of text per token assumed to turn target_tokens into bytes before the tokenizer "
-        "exists; ~4 for English BPE, lower for code. `pretrain tokenizer` reports the real value",
+        description="unused since packing measures bytes per token on each source (kept so older recipes "
+        "validate); `pretrain pack` records the real values in tokens/manifest.json",
     )
     shard_docs: int = Field(
-        20_000, gt=0, description="documents per mix/part-*.jsonl file; changes file sizes, not the mix"
+        20_000,
+        gt=0,
+        description="documents per mix/<source>/part-*.jsonl file, the unit packing tasks share out; "
+        "changes file sizes and which documents a downsampled source keeps, not the shares",
     )
 
     @model_validator(mode="after")
@@ -131,18 +135,19 @@ class SlurmConfig(Section):
 
 
 class ExecutorConfig(Section):
-    """Where curation's per-document pass runs (datatrove executors); the merge + mixture is one task after it."""
+    """Where the data stages' tasks run (datatrove executors): curation's pass, dedup and mix files, and packing."""
 
     type: Literal["local", "slurm", "ray"] = Field(
         "local",
-        description="`local` (data.workers processes on this machine), `slurm` (a job array plus a "
-        "dependent mix job; needs `slurm:`, a shared filesystem) or `ray` (`pip install ray`, a running cluster)",
+        description="`local` (data.workers processes on this machine), `slurm` (a chain of dependent job "
+        "arrays; needs `slurm:`, a shared filesystem) or `ray` (`pip install ray`; RAY_ADDRESS or a local cluster)",
     )
     tasks: int | None = Field(
         None,
         ge=1,
-        description="shards (tasks) of the document pass; null = data.workers. Raise it to spread "
-        "curation over a cluster; any value gives the same mix",
+        description="tasks of each data step; null = data.workers. Raise it to spread curation and packing "
+        "over a cluster; each task reads only its files / row groups / Hub shards. Any value gives the same "
+        "documents, except that source budgets are split over the tasks",
     )
     slurm: SlurmConfig | None = Field(None, description="Slurm settings; required when type is slurm")
     ray_cpus_per_task: int = Field(1, ge=1, description="type ray: CPUs reserved per task")

@@ -95,8 +95,8 @@ class _SourceBase(Section):
     )
     weight: float = Field(
         gt=0,
-        description="relative share of the mix (in bytes, a proxy for tokens); normalised over all sources, "
-        "so 0.7/0.15/0.15 and 14/3/3 are the same mix. Raise it to see more of this source",
+        description="relative share of the mix in TOKENS (applied by `pretrain pack`); normalised over all "
+        "sources, so 0.7/0.15/0.15 and 14/3/3 are the same mix. Raise it to see more of this source",
     )
     budget: Budget = Field(
         default_factory=Budget,

@@ -148,8 +148,13 @@ class RunLayout:
 
     @property
     def curate_work(self) -> Path:
-        """Scratch space of a curation submitted to Slurm (shared filesystem); removed once published."""
+        """Scratch space of curation's tasks (a shared filesystem on Slurm); removed once published."""
         return self.root / ".curate-work"
+
+    @property
+    def pack_work(self) -> Path:
+        """Scratch space of packing's tasks; removed once published."""
+        return self.root / ".pack-work"
 
     @property
     def lock(self) -> Path:

@@ -13,6 +13,7 @@ Order is deterministic (sorted paths) so a recipe gives the same mix on the same
 from __future__ import annotations
 
 import ast
+import functools
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3"}
 
 
+@functools.lru_cache(maxsize=1)
 def stdlib_files() -> list[Path]:
     root = Path(sysconfig.get_paths()["stdlib"])
     files = []
@@ -38,9 +40,17 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def iter_stdlib_code() -> Iterator[tuple[str, str]]:
+FILES_PER_UNIT = 64  # stdlib files per unit: the corpora are split across tasks in chunks of this many
+
+
+def _chunk(chunk: int | None) -> list[Path]:
+    files = stdlib_files()
+    return files if chunk is None else files[chunk * FILES_PER_UNIT : (chunk + 1) * FILES_PER_UNIT]
+
+
+def iter_stdlib_code(chunk: int | None = None) -> Iterator[tuple[str, str]]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    for path in stdlib_files():
+    for path in _chunk(chunk):
         text = _read(path)
         if text:
             yield f"stdlib:{path.relative_to(root)}", text
@@ -56,9 +66,9 @@ def _docstrings(tree: ast.AST) -> list[str]:
     return out
 
 
-def iter_stdlib_docs() -> Iterator[tuple[str, str]]:
+def iter_stdlib_docs(chunk: int | None = None) -> Iterator[tuple[str, str]]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    for path in stdlib_files():
+    for path in _chunk(chunk):
         text = _read(path)
         if not text:
             continue
@@ -71,7 +81,7 @@ def iter_stdlib_docs() -> Iterator[tuple[str, str]]:
             yield f"stdlib-doc:{path.relative_to(root)}", "\n\n".join(docs)
 
 
-def iter_pydoc_topics() -> Iterator[tuple[str, str]]:
+def iter_pydoc_topics(chunk: int | None = None) -> Iterator[tuple[str, str]]:
     from pydoc_data.topics import topics
 
     for name in sorted(topics):
@@ -85,5 +95,13 @@ BUILTIN = {
 }
 
 
-def iter_builtin(corpus: str) -> Iterator[tuple[str, str]]:
-    return BUILTIN[corpus]()
+def builtin_units(corpus: str) -> int:
+    """How many units (chunks read by one task each) the corpus has: the help topics are one."""
+    if corpus == "python_pydoc_topics":
+        return 1
+    return max(1, -(-len(stdlib_files()) // FILES_PER_UNIT))
+
+
+def iter_builtin(corpus: str, chunk: int | None = None) -> Iterator[tuple[str, str]]:
+    """The corpus's documents in order; `chunk`: only that unit's."""
+    return BUILTIN[corpus](chunk)

@@ -1,41 +1,62 @@
-"""`pretrain curate RECIPE`: sources -> normalise -> filter -> dedup -> decontaminate -> weighted mix.
+"""`pretrain curate RECIPE`: sources -> normalise -> filter -> decontaminate -> dedup -> the clean mix.
 
     pretrain curate recipes/tiny/config.yaml            # writes <output_dir>/mix/ + curation_report.{json,md}
 
-The per-document work (worker.py) runs as `data.executor.tasks` shards on a datatrove executor
-(executor.py: local processes, Ray, or a Slurm job array). `merge_and_mix` then reads the shards back in
-document order, keeps the first copy of every exact or near-duplicate cluster (so the result is
-deterministic and independent of the number of shards), and samples/upsamples the survivors to the
-requested shares. Memory holds only dedup keys and document sizes, never the corpus.
+Curation runs as sharded steps on the recipe's datatrove executor (executor.py), none of which holds the
+corpus: the document pass (worker.py: each task reads only its units of each source), dedup in key-range
+buckets and one clustering step over the duplicate edges (dedup.py), and the filter step that writes each
+task's surviving documents as mix files (mixio.py). The publish step only moves those files and writes the
+manifest and the reports from the tasks' statistics. Within a cluster of duplicates the document first in
+corpus order is kept, so — budgets aside, which are split over the tasks — the mix is the same for any number
+of tasks. The mixture weights are applied in tokens by `pretrain pack`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from pretrain.config import LocalSource, Recipe
 from pretrain.core.errors import DataError
 from pretrain.core.markers import StageOutput, files_signature
-from pretrain.core.progress import get_logger, human, progress
+from pretrain.core.progress import get_logger
 from pretrain.data.curation_report import REPORT_FILES, SourceReport, write_reports
-from pretrain.data.dedup import NearDupIndex
-from pretrain.data.executor import pass_tasks, prepare_work, run_document_pass, submit_slurm
-from pretrain.data.mixio import MixWriter
-from pretrain.data.mixture import plan_mixture, select
-from pretrain.data.records import iter_merged, read_stats
-from pretrain.data.worker import TASK_TEXTS, UNCHECKED
+from pretrain.data.dedup import bucket_count, cluster_duplicates, find_duplicates, is_removed, load_removed
+from pretrain.data.executor import TaskStep, pass_tasks, prepare_work, run_steps, submit_slurm
+from pretrain.data.mixio import MixWriter, write_manifest
+from pretrain.data.records import (
+    REMOVED_DTYPE,
+    dedup_dir,
+    final_dir,
+    is_done,
+    iter_kept,
+    kept_file,
+    pass_dir,
+    publishing_dir,
+    read_stats,
+    removed_file,
+    write_stats,
+    write_units,
+)
+from pretrain.data.sources import plan_units
+from pretrain.data.worker import TASK_TEXTS, UNCHECKED, count_drop, document_pass
+from pretrain.evaluation.benchmarks import decontamination_texts
 
 log = get_logger("pretrain.curate")
+DUP_CLASSES = {0: "exact_dup", 1: "near_dup"}
 
 
 def fingerprint_inputs(recipe: Recipe) -> dict:
     """What curation reads: the data section (less what only later stages or the speed depend on),
     the local files' sizes and mtimes, and the evaluation tasks it decontaminates against."""
-    # val_fraction is read by `pack`; workers and the executor change speed, not output (tested)
-    data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers", "executor"})
+    # val_fraction and the mixture are read by `pack`; workers and the executor change speed, not output
+    # (tested) — except that budgets are split over the tasks
+    data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers", "executor", "mixture"})
     patterns = [
         str(recipe.resolve_path(p))
         for s in recipe.data.sources
@@ -43,34 +64,152 @@ def fingerprint_inputs(recipe: Recipe) -> dict:
         for p in s.paths
     ]
     patterns += [str(recipe.resolve_path(t.path)) for t in recipe.eval.local_tasks]
-    return {
+    out = {
         "seed": recipe.seed,
         "data": data,
         "files": files_signature(patterns),
         "eval_tasks": recipe.eval.tasks,
     }
+    if any(s.budget.docs or s.budget.bytes for s in recipe.data.sources):
+        out["tasks"] = pass_tasks(recipe)
+    return out
+
+
+def _dedup_on(recipe: Recipe) -> bool:
+    return recipe.data.dedup.exact or recipe.data.dedup.near
+
+
+def curation_steps(recipe: Recipe, work: Path) -> list[TaskStep]:
+    tasks = pass_tasks(recipe)
+    steps = [
+        TaskStep(
+            "pass", tasks, functools.partial(document_pass, recipe, work), functools.partial(_pass_done, work)
+        )
+    ]
+    if _dedup_on(recipe):
+        steps += [
+            TaskStep(
+                "dedup-buckets",
+                tasks,
+                functools.partial(dedup_buckets, work),
+                functools.partial(_buckets_done, work),
+            ),
+            TaskStep(
+                "dedup-cluster",
+                1,
+                functools.partial(dedup_cluster, work),
+                lambda rank: removed_file(work).exists(),
+            ),
+        ]
+    steps.append(
+        TaskStep(
+            "mix-files",
+            tasks,
+            functools.partial(write_mix_files, recipe, work),
+            functools.partial(_final_done, work),
+        )
+    )
+    return steps
+
+
+def _pass_done(work: Path, rank: int) -> bool:
+    return is_done(pass_dir(work, rank))
+
+
+def _final_done(work: Path, rank: int) -> bool:
+    return is_done(final_dir(work, rank))
+
+
+def _buckets_marker(work: Path, rank: int) -> Path:
+    return dedup_dir(work) / f"buckets-t{rank:05d}.done"
+
+
+def _buckets_done(work: Path, rank: int) -> bool:
+    return _buckets_marker(work, rank).exists()
+
+
+def _signature_buckets(work: Path, tasks: int) -> int:
+    records = sum(read_stats(pass_dir(work, r))["signatures"] for r in range(tasks))
+    return bucket_count(records, tasks)
+
+
+def dedup_buckets(work: Path, rank: int, world: int) -> None:
+    """Task `rank`: buckets rank, rank + world, ... of the key space, one at a time (bounded memory)."""
+    if _buckets_done(work, rank):
+        return
+    dedup_dir(work).mkdir(exist_ok=True)
+    buckets = _signature_buckets(work, world)
+    for bucket in range(rank, buckets, world):
+        find_duplicates(work, bucket, buckets)
+    _buckets_marker(work, rank).write_text(str(buckets))
+
+
+def dedup_cluster(work: Path, rank: int = 0, world: int = 1) -> None:
+    if removed_file(work).exists():
+        return
+    tasks = len(list((work / "pass").glob("t*")))
+    cluster_duplicates(work, _signature_buckets(work, tasks))
+
+
+def write_mix_files(recipe: Recipe, work: Path, rank: int, world: int) -> None:
+    """Task `rank`: its kept documents less the removed duplicates, as mix files (+ stats.json)."""
+    final = final_dir(work, rank)
+    if is_done(final):
+        return
+    removed = load_removed(work) if _dedup_on(recipe) else np.empty(0, dtype=REMOVED_DTYPE)
+    with publishing_dir(final) as tmp:
+        stats = []
+        for idx, src in enumerate(recipe.data.sources):
+            writer = MixWriter(tmp, src.name, rank, recipe.data.mixture.shard_docs)
+            entry: dict = {"dropped": {}}
+            for key, doc_id, text in iter_kept(kept_file(pass_dir(work, rank), idx)):
+                kind = is_removed(removed, key)
+                if kind is not None:
+                    count_drop(entry, DUP_CLASSES[kind], "", key, doc_id, text, len(text.encode("utf-8")))
+                    continue
+                writer.write({"key": key, "id": doc_id, "source": src.name, "text": text})
+            entry["shards"] = writer.close()
+            stats.append(entry)
+        write_stats(tmp, {"sources": stats})
+
+
+def prepare_inputs(recipe: Recipe, work: Path, fingerprint: str) -> None:
+    """The work folder with the evaluation tasks' texts and the sources' units (kept when resuming)."""
+    if not prepare_work(work, fingerprint) and (work / "units.json").exists():
+        return
+    texts, unchecked = {}, {}
+    if recipe.data.decontaminate.enabled:
+        texts, unchecked = decontamination_texts(recipe)
+    for task, why in unchecked.items():
+        log.warning("decontamination: task %r not checked (%s)", task, why)
+    (work / TASK_TEXTS).write_text(json.dumps(texts), encoding="utf-8")
+    (work / UNCHECKED).write_text(json.dumps(unchecked), encoding="utf-8")
+    write_units(work, plan_units(recipe))
 
 
 def curate(recipe: Recipe, out: StageOutput) -> dict:
-    """Stage function: the document pass on the recipe's executor, then merge, mix and publish `out`.
+    """Stage function: the curation steps on the recipe's executor, then publish `out`.
 
     On Slurm this submits the jobs (the last one publishes) and raises `CurationSubmitted`.
     """
     work = recipe.layout.curate_work
+    steps = curation_steps(recipe, work)
     if recipe.data.executor.type == "slurm":
-        submit_slurm(recipe, work, functools.partial(publish_mix, recipe, work, pass_tasks(recipe), out))
-    prepare_work(recipe, work)
-    tasks = run_document_pass(recipe, work)
-    return publish_mix(recipe, work, tasks, out)
+        if not (work / "submitted.json").exists():
+            prepare_inputs(recipe, work, out.fingerprint)
+        submit_slurm(recipe, work, "curate", steps, functools.partial(publish_mix, recipe, work, out))
+    prepare_inputs(recipe, work, out.fingerprint)
+    run_steps(recipe, work, "curate", steps)
+    return publish_mix(recipe, work, out)
 
 
-def publish_mix(recipe: Recipe, work: Path, tasks: int, out: StageOutput) -> dict:
-    """Step 2: merge the finished shards, publish mix/ with its marker, copy the reports to the run folder."""
-    summary = out.publish(lambda tmp: merge_and_mix(recipe, work, tasks, tmp))
+def publish_mix(recipe: Recipe, work: Path, out: StageOutput) -> dict:
+    """The last step: move the mix files into place, write manifest and reports, publish with the marker."""
+    summary = out.publish(lambda tmp: assemble_mix(recipe, work, pass_tasks(recipe), tmp))
     layout = recipe.layout
     for name, copy in zip(REPORT_FILES, (layout.curation_report_json, layout.curation_report_md)):
         shutil.copy2(out.folder / name, copy)
-    # shards and survivors go; a Slurm run keeps its jobs' logs for inspection
+    # scratch goes; a Slurm run keeps its jobs' logs for inspection
     for path in work.iterdir():
         if path.name != "logs" or recipe.data.executor.type != "slurm":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -79,115 +218,78 @@ def publish_mix(recipe: Recipe, work: Path, tasks: int, out: StageOutput) -> dic
     return summary
 
 
-def merge_and_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
-    """Step 2: dedup across shards in document order, write the mix and the reports into `out`."""
-    data = recipe.data
-    sources = data.sources
+def _merge_dropped(into: dict, dropped: dict) -> None:
+    for cls, d in dropped.items():
+        entry = into.setdefault(cls, {"docs": 0, "bytes": 0, "reasons": {}, "examples": []})
+        entry["docs"] += d["docs"]
+        entry["bytes"] += d["bytes"]
+        for reason, n in d["reasons"].items():
+            entry["reasons"][reason] = entry["reasons"].get(reason, 0) + n
+        entry["examples"] += d["examples"]
+
+
+def assemble_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
+    """Move every task's mix files into `out`; manifest and reports from the tasks' statistics only."""
+    sources = recipe.data.sources
     reports = [SourceReport(s.name, s.type, s.weight) for s in sources]
+    dropped: list[dict] = [{} for _ in sources]
+    shards: list[list[dict]] = [[] for _ in sources]
+    for rank in range(tasks):
+        passed, final = read_stats(pass_dir(work, rank)), read_stats(final_dir(work, rank))
+        for idx, (p, f) in enumerate(zip(passed["sources"], final["sources"])):
+            rep = reports[idx]
+            rep.read_docs += p["read"]["docs"]
+            rep.read_bytes += p["read"]["bytes"]
+            rep.undecodable_bytes += p["read"]["undecodable_bytes"]
+            rep.files += len(p["read"]["files"])
+            rep.input_bytes += p["read"].get("input_bytes", 0)
+            _merge_dropped(dropped[idx], p["dropped"])
+            _merge_dropped(dropped[idx], f["dropped"])
+            for shard in f["shards"]:
+                (out / shard["file"]).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(final_dir(work, rank) / shard["file"], out / shard["file"])
+                shards[idx].append(shard)
+    total_w = sum(s.weight for s in sources)
+    manifest_sources = {}
+    for idx, (src, rep) in enumerate(zip(sources, reports)):
+        for entry in dropped[
+            idx
+        ].values():  # the same examples for any number of tasks: first in corpus order
+            entry["examples"] = [
+                {k: v for k, v in e.items() if k != "key"}
+                for e in sorted(entry["examples"], key=lambda e: e["key"])[:3]
+            ]
+        rep.dropped = dropped[idx]
+        docs, nbytes = sum(s["docs"] for s in shards[idx]), sum(s["bytes"] for s in shards[idx])
+        rep.set_kept(docs, nbytes, src.weight / total_w)
+        manifest_sources[src.name] = {
+            "weight": src.weight,
+            "share": round(src.weight / total_w, 6),
+            "max_epochs": src.max_epochs,
+            "docs": docs,
+            "bytes": nbytes,
+            "shards": shards[idx],
+        }
+    _check_nonempty(recipe, reports)
+    total = sum(r.kept_bytes for r in reports)
+    for rep in reports:
+        rep.achieved_share = rep.kept_bytes / total if total else 0.0
+    write_manifest(out, manifest_sources, recipe.seed)
     texts = json.loads((work / TASK_TEXTS).read_text(encoding="utf-8"))
     unchecked = json.loads((work / UNCHECKED).read_text(encoding="utf-8"))
-    spill = [open(work / f"kept-{i}.jsonl", "w", encoding="utf-8") for i in range(len(sources))]
-    sizes: list[list[int]] = [[] for _ in sources]
-    seen_exact: set[str] = set()
-    near = NearDupIndex()
-    try:
-        for record in progress(iter_merged(work, tasks), desc="merge", unit="doc"):
-            rep, status, detail = reports[record.source_idx], record.status, record.detail
-            if status == "ok" and data.dedup.exact and record.exact_key in seen_exact:
-                status, detail = "exact_dup", ""
-            elif (
-                status == "ok"
-                and data.dedup.near
-                and record.band_keys
-                and (twin := near.check_and_add(record.doc_id, record.band_keys))
-            ):
-                status, detail = "near_dup", twin
-            if status != "ok":
-                rep.drop(status, detail, record.doc_id, record.text, record.bytes)
-                continue
-            seen_exact.add(record.exact_key)
-            kept = {"id": record.doc_id, "text": record.text}
-            spill[record.source_idx].write(json.dumps(kept, ensure_ascii=False) + "\n")
-            sizes[record.source_idx].append(record.bytes)
-    finally:
-        for fh in spill:
-            fh.close()
-    # every shard read the same documents, so shard 0's counts are the sources'
-    for rep, counts in zip(reports, read_stats(work, 0)):
-        rep.read_docs, rep.read_bytes = counts.docs, counts.bytes
-        rep.undecodable_bytes, rep.files = counts.undecodable_bytes, counts.files
-    _check_nonempty(recipe, reports, sizes)
-    summary = _write_mix(recipe, out, work, reports, sizes)
     write_reports(out, recipe, reports, texts, unchecked)
-    return summary
+    return {"docs": sum(r.kept_docs for r in reports), "bytes": total, "sources": len(reports)}
 
 
-def _check_nonempty(recipe: Recipe, reports: list[SourceReport], sizes: list[list[int]]) -> None:
-    for src, rep, s in zip(recipe.data.sources, reports, sizes):
+def _check_nonempty(recipe: Recipe, reports: list[SourceReport]) -> None:
+    for idx, (src, rep) in enumerate(zip(recipe.data.sources, reports)):
         if rep.read_docs == 0:
             raise DataError(f"source {src.name!r}: produced no documents (check its paths / split / budget)")
-        if not s:
+        if not rep.kept_docs:
             top = ", ".join(
                 f"{k}: {v['docs']}" for k, v in sorted(rep.dropped.items(), key=lambda kv: -kv[1]["docs"])[:3]
             )
             raise DataError(
                 f"source {src.name!r}: all {rep.read_docs} documents were removed ({top}); "
-                f"relax data.sources.{recipe.data.sources.index(src)}.filters or remove the source"
+                f"relax data.sources.{idx}.filters or remove the source"
             )
-
-
-def _target_bytes(recipe: Recipe) -> int | None:
-    mix = recipe.data.mixture
-    if mix.target_bytes:
-        return mix.target_bytes
-    if mix.target_tokens:
-        return int(mix.target_tokens * mix.bytes_per_token)
-    return None
-
-
-def _write_mix(
-    recipe: Recipe, out: Path, work: Path, reports: list[SourceReport], sizes: list[list[int]]
-) -> dict:
-    sources = recipe.data.sources
-    plans = plan_mixture(
-        {s.name: s.weight for s in sources},
-        {s.name: sum(sz) for s, sz in zip(sources, sizes)},
-        {s.name: s.max_epochs for s in sources},
-        _target_bytes(recipe),
-    )
-    writer = MixWriter(out, shard_docs=recipe.data.mixture.shard_docs)
-    total_bytes = 0
-    for idx, (src, plan) in enumerate(zip(sources, plans)):
-        picks = select(sizes[idx], plan.target_bytes, seed=recipe.seed + idx)
-        by_rep: dict[int, set[int]] = {}
-        for doc_index, rep in picks:
-            by_rep.setdefault(rep, set()).add(doc_index)
-        written = 0
-        for rep in sorted(by_rep):
-            wanted = by_rep[rep]
-            with open(work / f"kept-{idx}.jsonl", encoding="utf-8") as fh:
-                for i, line in enumerate(fh):
-                    if i in wanted:
-                        rec = json.loads(line)
-                        doc_id = rec["id"] if rep == 0 else f"{rec['id']}#rep{rep}"
-                        writer.write({"id": doc_id, "source": src.name, "text": rec["text"]})
-                        written += sizes[idx][i]
-        reports[idx].set_mixed(len(picks), written, plan)
-        total_bytes += written
-    for rep in reports:
-        rep.achieved_share = rep.mixed_bytes / total_bytes if total_bytes else 0.0
-        if rep.capped:
-            log.warning(
-                "source %r: only %s clean bytes; capped at max_epochs, its share falls short",
-                rep.name,
-                human(rep.kept_bytes, "B"),
-            )
-    writer.close(
-        {
-            "seed": recipe.seed,
-            "total_docs": sum(r.mixed_docs for r in reports),
-            "total_bytes": total_bytes,
-            "sources": {r.name: r.mixture_entry() for r in reports},
-        }
-    )
-    return {"docs": sum(r.mixed_docs for r in reports), "bytes": total_bytes, "sources": len(reports)}

@@ -1,9 +1,11 @@
 """The curation report: per source and per stage, docs/bytes in -> out, why, and the achieved mix.
 
 `curation_report.json` keys (read by the model card): `sources[]` with `name, type, weight,
-requested_share, achieved_share, read {docs, bytes, undecodable_bytes, files}, dropped {class:
-{docs, bytes, reasons{}, examples[]}}, kept {docs, bytes}, mixed {docs, bytes, epochs, capped}`;
-`contamination {task: hits}`; `totals {read_docs, read_bytes, mixed_docs, mixed_bytes}`.
+requested_share, achieved_share, read {docs, bytes, undecodable_bytes, files, input_bytes}, dropped {class:
+{docs, bytes, reasons{}, examples[]}}, kept {docs, bytes}`; `contamination {task: hits}`;
+`totals {read_docs, read_bytes, kept_docs, kept_bytes}`. `requested_share` is the normalised weight (a share
+of the training tokens, realised by `pretrain pack`: tokens/manifest.json); `achieved_share` here is the
+source's share of the clean bytes, before mixing.
 """
 
 from __future__ import annotations
@@ -28,42 +30,17 @@ class SourceReport:
     read_bytes: int = 0
     undecodable_bytes: int = 0
     files: int = 0
+    input_bytes: int = 0
     dropped: dict = field(default_factory=dict)
+    kept_docs: int = 0
     kept_bytes: int = 0
-    mixed_docs: int = 0
-    mixed_bytes: int = 0
-    epochs: float = 0.0
-    capped: bool = False
     requested_share: float = 0.0
     achieved_share: float = 0.0
 
-    def drop(self, cls: str, detail: str, doc_id: str, text: str, nbytes: int | None = None) -> None:
-        """Count a dropped document (`nbytes`: its full size when `text` is only the example excerpt)."""
-        entry = self.dropped.setdefault(cls, {"docs": 0, "bytes": 0, "reasons": {}, "examples": []})
-        entry["docs"] += 1
-        entry["bytes"] += len(text.encode("utf-8")) if nbytes is None else nbytes
-        if detail:
-            entry["reasons"][detail] = entry["reasons"].get(detail, 0) + 1
-        if len(entry["examples"]) < EXAMPLES_PER_CLASS:
-            entry["examples"].append({"id": doc_id, "detail": detail, "text": text[:EXAMPLE_CHARS]})
-
-    def set_mixed(self, docs: int, nbytes: int, plan) -> None:
-        self.mixed_docs, self.mixed_bytes = docs, nbytes
-        self.kept_bytes = plan.available_bytes
-        self.epochs, self.capped, self.requested_share = round(plan.epochs, 3), plan.capped, plan.share
-
-    def mixture_entry(self) -> dict:
-        return {
-            "weight": self.weight,
-            "requested_share": round(self.requested_share, 4),
-            "achieved_share": round(self.achieved_share, 4),
-            "docs": self.mixed_docs,
-            "bytes": self.mixed_bytes,
-            "epochs": self.epochs,
-        }
+    def set_kept(self, docs: int, nbytes: int, share: float) -> None:
+        self.kept_docs, self.kept_bytes, self.requested_share = docs, nbytes, share
 
     def to_json(self) -> dict:
-        dropped_docs = sum(v["docs"] for v in self.dropped.values())
         return {
             "name": self.name,
             "type": self.type,
@@ -75,15 +52,10 @@ class SourceReport:
                 "bytes": self.read_bytes,
                 "undecodable_bytes": self.undecodable_bytes,
                 "files": self.files,
+                "input_bytes": self.input_bytes,
             },
             "dropped": self.dropped,
-            "kept": {"docs": self.read_docs - dropped_docs, "bytes": self.kept_bytes},
-            "mixed": {
-                "docs": self.mixed_docs,
-                "bytes": self.mixed_bytes,
-                "epochs": self.epochs,
-                "capped": self.capped,
-            },
+            "kept": {"docs": self.kept_docs, "bytes": self.kept_bytes},
         }
 
 
@@ -109,8 +81,8 @@ def write_reports(
         "totals": {
             "read_docs": sum(r.read_docs for r in reports),
             "read_bytes": sum(r.read_bytes for r in reports),
-            "mixed_docs": sum(r.mixed_docs for r in reports),
-            "mixed_bytes": sum(r.mixed_bytes for r in reports),
+            "kept_docs": sum(r.kept_docs for r in reports),
+            "kept_bytes": sum(r.kept_bytes for r in reports),
         },
     }
     json_name, md_name = REPORT_FILES
@@ -124,13 +96,13 @@ def render_markdown(data: dict) -> str:
         "",
         "## Mixture",
         "",
-        "| source | type | docs read | bytes read | kept docs | mixed bytes | epochs | requested | achieved |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| source | type | docs read | bytes read | kept docs | kept bytes | share of clean bytes | requested token share |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in data["sources"]:
         lines.append(
             f"| {s['name']} | {s['type']} | {s['read']['docs']:,} | {human(s['read']['bytes'], 'B')} | {s['kept']['docs']:,} | "
-            f"{human(s['mixed']['bytes'], 'B')} | {s['mixed']['epochs']:.2f} | {s['requested_share']:.1%} | {s['achieved_share']:.1%} |"
+            f"{human(s['kept']['bytes'], 'B')} | {s['achieved_share']:.1%} | {s['requested_share']:.1%} |"
         )
     lines += [
         "",
@@ -155,7 +127,7 @@ def render_markdown(data: dict) -> str:
     lines += [
         "",
         f"Total: {t['read_docs']:,} documents ({human(t['read_bytes'], 'B')}) read → "
-        f"{t['mixed_docs']:,} documents ({human(t['mixed_bytes'], 'B')}) in the mix.",
+        f"{t['kept_docs']:,} clean documents ({human(t['kept_bytes'], 'B')}); `pretrain pack` mixes them by token share.",
         "",
     ]
     return "\n".join(lines)

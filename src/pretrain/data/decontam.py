@@ -8,42 +8,56 @@ its windows of those lengths is in the index; hits are counted per task.
 
 from __future__ import annotations
 
-import xxhash
+import numpy as np
 
-from pretrain.data.dedup import words
+from pretrain.data.dedup import window_hashes, word_hashes, words
 
 MIN_SHORT = 8
 
 
 class ContaminationIndex:
+    """Window hashes of the eval items, as sorted arrays: a document's windows are looked up all at once."""
+
     def __init__(self, task_texts: dict[str, list[str]], ngram: int):
         self.ngram = ngram
-        self.lengths: set[int] = set()
-        self.hashes: dict[int, str] = {}  # ngram hash -> first task that has it
-        for task, texts in sorted(task_texts.items()):
-            for text in texts:
+        self.tasks = sorted(task_texts)
+        first_task: dict[
+            int, dict[int, int]
+        ] = {}  # window length -> hash -> first task (sorted order) having it
+        for t, task in enumerate(self.tasks):
+            for text in task_texts[task]:
                 tokens = words(text)
-                if len(tokens) >= ngram:
-                    self._add(task, tokens, ngram)
-                elif len(tokens) >= MIN_SHORT:
-                    self._add(task, tokens, len(tokens))
-
-    def _add(self, task: str, tokens: list[str], n: int) -> None:
-        self.lengths.add(n)
-        for i in range(len(tokens) - n + 1):
-            self.hashes.setdefault(xxhash.xxh64_intdigest(" ".join(tokens[i : i + n]).encode()), task)
+                n = ngram if len(tokens) >= ngram else (len(tokens) if len(tokens) >= MIN_SHORT else 0)
+                if n:
+                    index = first_task.setdefault(n, {})
+                    for h in window_hashes(word_hashes(tokens), n).tolist():
+                        index.setdefault(h, t)
+        self.lengths = sorted(first_task)
+        self._keys, self._task = {}, {}
+        for n, index in first_task.items():
+            keys = np.fromiter(index, dtype=np.uint64, count=len(index))
+            order = np.argsort(keys)
+            self._keys[n] = keys[order]
+            self._task[n] = np.fromiter(index.values(), dtype=np.int32, count=len(index))[order]
 
     def __bool__(self) -> bool:
-        return bool(self.hashes)
+        return bool(self.lengths)
 
-    def match(self, text: str) -> str | None:
-        """Name of the task whose item the text overlaps, or None."""
-        if not self.hashes:
+    def match(
+        self, text: str, tokens: list[str] | None = None, hashes: np.ndarray | None = None
+    ) -> str | None:
+        """Name of the task whose item the text overlaps, or None (`tokens`/`hashes`: precomputed words)."""
+        if not self.lengths:
             return None
-        tokens = words(text)
-        for n in sorted(self.lengths):
-            for i in range(len(tokens) - n + 1):
-                task = self.hashes.get(xxhash.xxh64_intdigest(" ".join(tokens[i : i + n]).encode()))
-                if task:
-                    return task
+        tokens = words(text) if tokens is None else tokens
+        hashes = word_hashes(tokens) if hashes is None else hashes
+        for n in self.lengths:
+            windows = window_hashes(hashes, n)
+            if not len(windows):
+                continue
+            keys = self._keys[n]
+            pos = np.minimum(np.searchsorted(keys, windows), len(keys) - 1)
+            found = np.flatnonzero(keys[pos] == windows)
+            if len(found):
+                return self.tasks[int(self._task[n][pos[found[0]]])]
         return None

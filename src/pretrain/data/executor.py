@@ -1,15 +1,17 @@
-"""Where curation runs: datatrove executors over one two-step pipeline.
+"""Where the data stages run: datatrove executors over a chain of sharded steps.
 
-    step 1  DocumentPass   `data.executor.tasks` shards in parallel (worker.py): normalise, filter,
-                           decontaminate, hash -> <work>/pass-<rank>.jsonl
-    step 2  PublishMix     one task after all shards: merge in document order, drop duplicate clusters,
-                           build the mixture and reports, publish <output_dir>/mix/ atomically
+A data stage is a list of `TaskStep`s, each `tasks` wide, that run one after the other:
 
-`local` runs step 1 on datatrove's LocalPipelineExecutor (`data.workers` processes) and step 2 in this
-process. `ray` runs step 1 on RayPipelineExecutor (`pip install ray`, a running cluster) and step 2 here.
-`slurm` submits step 1 as a job array and step 2 as a job depending on it (SlurmPipelineExecutor), then
-returns: the work folder and the output dir must be on a filesystem the nodes share, and `pretrain run`
-picks the mix up once the jobs are done. The mix is the same for any executor and number of tasks.
+    curate   pass (N) -> dedup buckets (N) -> dedup cluster (1) -> filter + write mix files (N) -> publish
+    pack     tokenize + sample towards the token targets (N) -> publish manifest and report
+
+`local` runs each step on datatrove's LocalPipelineExecutor (`data.workers` processes) and the publish step
+in this process; `ray` runs each step on RayPipelineExecutor (`pip install ray`, a running cluster or a
+local one); `slurm` submits each step as a job array depending on the previous one, the publish step last,
+and returns (the work folder and the output dir must be on a filesystem the nodes share; `pretrain run`
+picks the output up once the jobs are done). Every task writes its output through a temporary name renamed
+into place, so a killed task publishes nothing, and a task whose output exists is skipped: a rerun resumes.
+The output is the same for any executor.
 """
 
 from __future__ import annotations
@@ -20,34 +22,34 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pretrain.config import Recipe
 from pretrain.core.errors import CurationSubmitted, DataError
 from pretrain.core.progress import get_logger
-from pretrain.data.records import stats_file
-from pretrain.data.worker import TASK_TEXTS, UNCHECKED, document_pass
-from pretrain.evaluation.benchmarks import decontamination_texts
+from pretrain.data.taskprogress import TotalProgress
 
-log = get_logger("pretrain.curate")
+log = get_logger("pretrain.data")
+WORK_FINGERPRINT = "FINGERPRINT"
 
 
-class DocumentPass:
-    """Datatrove pipeline step 1: shard `rank` of `world_size` of the per-document work."""
+@dataclass
+class TaskStep:
+    """A datatrove pipeline step: `run(rank, world)` for task `rank` of `tasks`; `done(rank)` once finished."""
 
-    def __init__(self, recipe: Recipe, work: Path):
-        self.recipe, self.work = recipe, work
+    name: str
+    tasks: int
+    run: Callable[[int, int], object]
+    done: Callable[[int], bool]
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
-        document_pass(self.recipe, self.work, rank, world_size)
+        self.run(rank, world_size)
         return data
 
 
-class PublishMix:
-    """Datatrove pipeline step 2 (one task, Slurm path): `publish()` merges the shards and publishes `mix/`.
-
-    `publish` is a picklable callable (curate.publish_mix bound to the recipe, work folder and stage output).
-    """
+class PublishStep:
+    """The last step (one task): `publish()` writes the stage's output from the tasks' statistics."""
 
     def __init__(self, publish: Callable[[], object]):
         self.publish = publish
@@ -101,63 +103,84 @@ def pass_tasks(recipe: Recipe) -> int:
     return recipe.data.executor.tasks or recipe.data.workers
 
 
-def prepare_work(recipe: Recipe, work: Path) -> None:
-    """Create the work folder with the texts of the evaluation tasks to decontaminate against."""
-    texts, unchecked = {}, {}
-    if recipe.data.decontaminate.enabled:
-        texts, unchecked = decontamination_texts(recipe)
-    for task, why in unchecked.items():
-        log.warning("decontamination: task %r not checked (%s)", task, why)
+def prepare_work(work: Path, fingerprint: str) -> bool:
+    """Keep `work` when it was started for the same inputs (a rerun resumes it), else start it afresh.
+
+    Returns True when the folder was (re)created.
+    """
+    stamp = work / WORK_FINGERPRINT
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        return False
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    (work / TASK_TEXTS).write_text(json.dumps(texts), encoding="utf-8")
-    (work / UNCHECKED).write_text(json.dumps(unchecked), encoding="utf-8")
+    stamp.write_text(fingerprint)
+    return True
 
 
-def run_document_pass(recipe: Recipe, work: Path) -> int:
-    """Step 1 on the local or Ray executor (blocking); returns the number of shards."""
-    cfg, tasks = recipe.data.executor, pass_tasks(recipe)
-    step, logs = DocumentPass(recipe, work), work / "logs"
+def _executor(recipe: Recipe, step: TaskStep, logs: Path):
+    cfg = recipe.data.executor
     if cfg.type == "ray":
         try:
-            import ray  # noqa: F401
+            import ray
         except ImportError:
             raise DataError("data.executor.type: ray needs Ray installed (`pip install ray`)") from None
         from datatrove.executor import RayPipelineExecutor
 
-        executor = RayPipelineExecutor(
+        if not ray.is_initialized():
+            # connects to the cluster named by RAY_ADDRESS, or starts a local one on this machine
+            ray.init(log_to_driver=False, include_dashboard=False)
+        return RayPipelineExecutor(
             pipeline=[step],
-            tasks=tasks,
+            tasks=step.tasks,
             cpus_per_task=cfg.ray_cpus_per_task,
             logging_dir=str(logs),
             skip_completed=False,
         )
-    else:
-        from datatrove.executor import LocalPipelineExecutor
+    from datatrove.executor import LocalPipelineExecutor
 
-        executor = LocalPipelineExecutor(
-            pipeline=[step],
-            tasks=tasks,
-            workers=min(tasks, recipe.data.workers),
-            logging_dir=str(logs),
-            skip_completed=False,
-            start_method="fork",
-        )
-    with _datatrove_logs_to_files(logs):
-        executor.run()
-    missing = [r for r in range(tasks) if not stats_file(work, r).exists()]
-    if missing:
-        raise DataError(f"curation shards {missing[:5]} did not finish; their logs are under {logs}")
-    return tasks
+    return LocalPipelineExecutor(
+        pipeline=[step],
+        tasks=step.tasks,
+        workers=min(step.tasks, recipe.data.workers),
+        logging_dir=str(logs),
+        skip_completed=False,
+        start_method="fork",
+    )
 
 
-def slurm_executors(recipe: Recipe, work: Path, publish: Callable[[], object]):
-    """(document pass job array, publish job depending on it) — built, not submitted."""
+def run_steps(recipe: Recipe, work: Path, stage: str, steps: list[TaskStep]) -> None:
+    """Run the steps in order on the local or Ray executor (blocking), skipping tasks already done."""
+    for step in steps:
+        todo = [r for r in range(step.tasks) if not step.done(r)]
+        if not todo:
+            continue
+        logs = work / "logs" / step.name
+        if logs.exists():
+            shutil.rmtree(logs)  # datatrove's own completion records: ours (step.done) decide what reruns
+        failure = ""
+        with _datatrove_logs_to_files(logs), TotalProgress(work / "progress", step.name, step.tasks):
+            try:
+                _executor(recipe, step, logs).run()
+            except DataError:
+                raise
+            except Exception as exc:  # a task failed: what is done stays done, the rest reruns next time
+                failure = f" ({type(exc).__name__}: {exc})"
+        missing = [r for r in range(step.tasks) if not step.done(r)]
+        if missing:
+            raise DataError(
+                f"{stage}: {step.name} tasks {missing[:5]} did not finish{failure}; their logs are under {logs}; "
+                "run again to resume (finished tasks are kept)"
+            )
+
+
+def slurm_jobs(
+    recipe: Recipe, work: Path, stage: str, steps: list[TaskStep], publish: Callable[[], object]
+) -> list:
+    """One SlurmPipelineExecutor per step, each depending on the previous one, the publish job last (not submitted)."""
     from datatrove.executor import SlurmPipelineExecutor
 
-    cfg, tasks = recipe.data.executor, pass_tasks(recipe)
-    s = cfg.slurm
+    s = recipe.data.executor.slurm
     common = {
         "time": s.time,
         "partition": s.partition,
@@ -166,49 +189,42 @@ def slurm_executors(recipe: Recipe, work: Path, publish: Callable[[], object]):
         "venv_path": s.venv_path,
         "sbatch_args": dict(s.sbatch_args),
     }
-    document_pass_job = SlurmPipelineExecutor(
-        pipeline=[DocumentPass(recipe, work)],
-        tasks=tasks,
-        cpus_per_task=s.cpus_per_task,
-        job_name=f"{recipe.name}-curate",
-        logging_dir=str(work / "logs" / "pass"),
-        **common,
-    )
-    publish_job = SlurmPipelineExecutor(
-        pipeline=[PublishMix(publish)],
-        tasks=1,
-        cpus_per_task=1,
-        job_name=f"{recipe.name}-mix",
-        logging_dir=str(work / "logs" / "publish"),
-        depends=document_pass_job,
-        **common,
-    )
-    return document_pass_job, publish_job
+    jobs, previous = [], None
+    for name, tasks, pipeline in [
+        *((step.name, step.tasks, [step]) for step in steps),
+        ("publish", 1, [PublishStep(publish)]),
+    ]:
+        previous = SlurmPipelineExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            cpus_per_task=s.cpus_per_task if tasks > 1 else 1,
+            job_name=f"{recipe.name}-{stage}-{name}",
+            logging_dir=str(work / "logs" / name),
+            depends=previous,
+            **common,
+        )
+        jobs.append(previous)
+    return jobs
 
 
-def submit_slurm(recipe: Recipe, work: Path, publish: Callable[[], object]) -> None:
-    """Submit the document pass as a job array and `publish` as a job depending on it; raises CurationSubmitted."""
+def submit_slurm(
+    recipe: Recipe, work: Path, stage: str, steps: list[TaskStep], publish: Callable[[], object]
+) -> None:
+    """Submit every step as a job array depending on the previous one, and `publish` last; raises CurationSubmitted."""
     submitted = work / "submitted.json"
     if submitted.exists():  # a second `pretrain run` while the jobs are queued must not resubmit them
         jobs = json.loads(submitted.read_text())
         raise CurationSubmitted(
-            f"curation jobs {jobs['pass_job']} and {jobs['publish_job']} were submitted at {jobs['at']} and have not "
-            f"published {recipe.layout.mix} yet; wait for them (squeue), or delete {work} to submit again"
+            f"{stage} jobs {', '.join(jobs['jobs'])} were submitted at {jobs['at']} and have not "
+            f"published yet; wait for them (squeue), or delete {work} to submit again"
         )
-    prepare_work(recipe, work)
-    document_pass_job, publish_job = slurm_executors(recipe, work, publish)
-    publish_job.run()  # submits its dependency first
-    submitted.write_text(
-        json.dumps(
-            {
-                "pass_job": document_pass_job.job_id,
-                "publish_job": publish_job.job_id,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-        )
-    )
+    jobs = slurm_jobs(recipe, work, stage, steps, publish)
+    previous = jobs[-1]
+    previous.run()  # submits its dependencies first
+    ids = [str(job.job_id) for job in jobs]
+    submitted.write_text(json.dumps({"jobs": ids, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    steps_text = ", then ".join(f"{job.job_name} ({job.tasks} tasks, job {job.job_id})" for job in jobs)
     raise CurationSubmitted(
-        f"curation submitted to Slurm: {document_pass_job.tasks} document-pass tasks (job {document_pass_job.job_id}) "
-        f"then the mix (job {publish_job.job_id}); logs under {work / 'logs'}. When they finish, run "
-        f"`pretrain run {recipe.source_label}` again — curate is then up to date and skipped"
+        f"{stage} submitted to Slurm: {steps_text}; logs under {work / 'logs'}. When they finish, run "
+        f"`pretrain run {recipe.source_label}` again — {stage} is then up to date and skipped"
     )

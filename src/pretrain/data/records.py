@@ -1,117 +1,174 @@
-"""The on-disk format of curation's document pass (`<work>/pass-*`), shared by its writer and reader.
+"""The on-disk formats of curation's scratch work (`<work>/`), shared by the stages that write and read them.
 
-    pass-00003.jsonl         one `PassRecord` per document of shard 3, in ordinal order, as a JSON array:
-                             [ordinal, source_idx, doc_id, status, detail, text, bytes, exact_key, band_keys]
-    pass-00003.stats.json    [{"docs", "bytes", "undecodable_bytes", "files"}] per source, as that shard
-                             read them; written last, so its presence marks the shard complete
+    units.json                    every source's input units (sources.Unit), planned once before the tasks run
+    pass/t00003/                  task 3's document pass, renamed into place when complete:
+        kept-<s>.jsonl            source s's documents that passed the filters, in document-key order:
+                                  one JSON array [key, doc_id, text] per line
+        sig-0000.npy ...          dedup signatures, sorted runs of SIG_DTYPE records (key, doc, kind), each at
+                                  most SIG_RUN_RECORDS long: memory per task is bounded whatever its share
+        stats.json                per source: read counts, dropped classes (with examples), kept docs/bytes
+    dedup/edges-00007.npy         bucket 7's duplicate edges (EDGE_DTYPE: doc -> the first doc of its group)
+    dedup/removed.npy             the documents to drop (REMOVED_DTYPE, sorted by doc): every non-first member
+                                  of a duplicate cluster
+    final/t00003/                 task 3's deduplicated mix files and stats.json (mixio writes the files)
 
-Arrays rather than objects keep the scratch files compact (a pass holds the whole corpus once). The
-worker (worker.py) writes them; the merge (curate.py) reads every shard back in document order.
+A task writes into `<name>.tmp-<pid>` and renames it: a killed task leaves no partial output, and a rerun
+treats an existing folder (or file) as done (`is_done`), so it skips completed tasks with the same result.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+
+import numpy as np
 
 from pretrain.core.errors import DataError
-from pretrain.data.sources import ReadStats
+from pretrain.data.sources import Unit
+
+SIG_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8"), ("kind", "u1")])
+"""One dedup signature: a hash `key` shared by candidate duplicates, the document key, KIND_EXACT/KIND_NEAR."""
+EDGE_DTYPE = np.dtype([("doc", "<u8"), ("first", "<u8"), ("kind", "u1")])
+REMOVED_DTYPE = np.dtype([("doc", "<u8"), ("root", "<u8"), ("kind", "u1")])
+KIND_EXACT, KIND_NEAR = 0, 1
+SIG_RUN_RECORDS = 1 << 20  # 17 MB per sorted run held in memory before it is written
+STATS = "stats.json"
 
 
-class PassRecord(NamedTuple):
-    """One document after the per-document pass."""
-
-    ordinal: int
-    """Position of the document in the whole corpus (all sources, in order): the merge order."""
-    source_idx: int
-    doc_id: str
-    status: str
-    """"ok", or the drop class: "empty", "filter:<name>", "contamination"."""
-    detail: str
-    """Why it was dropped (the filter's reason, the contaminated task); "" when kept."""
-    text: str
-    """The normalised text; a dropped document's is cut to the report's example length."""
-    bytes: int
-    """UTF-8 size of the whole normalised text (even when `text` is cut)."""
-    exact_key: str
-    """Hex of the exact-dedup key ("" unless kept)."""
-    band_keys: list[str]
-    """Hex of the MinHash LSH band keys ([] unless kept and near-dedup is on)."""
+def units_file(work: Path) -> Path:
+    return Path(work) / "units.json"
 
 
-class ShardReadCounts(NamedTuple):
-    """What a shard read from one source (every shard reads every document, so all shards agree)."""
-
-    docs: int
-    bytes: int
-    undecodable_bytes: int
-    files: int
+def write_units(work: Path, plans: list[list[Unit]]) -> None:
+    units_file(work).write_text(json.dumps([[asdict(u) for u in units] for units in plans]), encoding="utf-8")
 
 
-def pass_file(work: Path, rank: int) -> Path:
-    return Path(work) / f"pass-{rank:05d}.jsonl"
+def read_units(work: Path) -> list[list[Unit]]:
+    return [[Unit(**u) for u in units] for units in json.loads(units_file(work).read_text(encoding="utf-8"))]
 
 
-def stats_file(work: Path, rank: int) -> Path:
-    return Path(work) / f"pass-{rank:05d}.stats.json"
+def pass_dir(work: Path, rank: int) -> Path:
+    return Path(work) / "pass" / f"t{rank:05d}"
 
 
-def write_pass(work: Path, rank: int, records: Iterable[PassRecord]) -> None:
-    """Write shard `rank`'s records through a temporary file, so a killed task leaves no partial shard."""
-    out = pass_file(work, rank)
-    tmp = out.with_suffix(f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+def final_dir(work: Path, rank: int) -> Path:
+    return Path(work) / "final" / f"t{rank:05d}"
 
 
-def _read_pass(path: Path, fh) -> Iterator[PassRecord]:
-    for lineno, line in enumerate(fh, 1):
-        try:
-            yield PassRecord(*json.loads(line))
-        except (ValueError, TypeError):
-            raise DataError(
-                f"{path}:{lineno}: corrupt curation pass record; re-run `pretrain curate`"
-            ) from None
+def dedup_dir(work: Path) -> Path:
+    return Path(work) / "dedup"
 
 
-def iter_pass(work: Path, rank: int) -> Iterator[PassRecord]:
-    """The records of shard `rank`, in ordinal order."""
-    path = pass_file(work, rank)
-    with open(path, encoding="utf-8") as fh:
-        yield from _read_pass(path, fh)
+def edges_file(work: Path, bucket: int) -> Path:
+    return dedup_dir(work) / f"edges-{bucket:05d}.npy"
 
 
-def iter_merged(work: Path, tasks: int) -> Iterator[PassRecord]:
-    """Every shard's records in document (ordinal) order; each shard file is already sorted."""
-    with ExitStack() as stack:
-        shards = []
-        for rank in range(tasks):
-            path = pass_file(work, rank)
-            shards.append(_read_pass(path, stack.enter_context(open(path, encoding="utf-8"))))
-        yield from heapq.merge(*shards, key=lambda record: record.ordinal)
+def removed_file(work: Path) -> Path:
+    return dedup_dir(work) / "removed.npy"
 
 
-def write_stats(work: Path, rank: int, stats: list[ReadStats]) -> None:
-    """Mark shard `rank` complete with what it read from each source (after `write_pass`)."""
-    counts = [
-        {"docs": s.docs, "bytes": s.bytes, "undecodable_bytes": s.undecodable_bytes, "files": len(s.files)}
-        for s in stats
-    ]
-    stats_file(work, rank).write_text(json.dumps(counts), encoding="utf-8")
+def kept_file(folder: Path, source_idx: int) -> Path:
+    return Path(folder) / f"kept-{source_idx}.jsonl"
 
 
-def read_stats(work: Path, rank: int) -> list[ShardReadCounts]:
-    path = stats_file(work, rank)
+def progress_file(work: Path, stage: str, rank: int) -> Path:
+    """Where task `rank` of `stage` records its counts for the total progress line (taskprogress.py)."""
+    return Path(work) / "progress" / f"{stage}-t{rank:05d}.json"
+
+
+def is_done(path: Path) -> bool:
+    """A task's output exists only once complete (renamed into place)."""
+    return Path(path).exists()
+
+
+@contextmanager
+def publishing_dir(final: Path) -> Iterator[Path]:
+    """A temporary sibling folder renamed to `final` when the block succeeds (removed when it fails)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
-        return [ShardReadCounts(**entry) for entry in json.loads(path.read_text(encoding="utf-8"))]
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """np.save through a temporary file, so a reader never sees a partial array."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def write_kept(fh, key: int, doc_id: str, text: str) -> None:
+    fh.write(json.dumps([key, doc_id, text], ensure_ascii=False) + "\n")
+
+
+def iter_kept(path: Path) -> Iterator[tuple[int, str, str]]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                key, doc_id, text = json.loads(line)
+            except (ValueError, TypeError):
+                raise DataError(
+                    f"{path}:{lineno}: corrupt curation pass record; re-run `pretrain curate`"
+                ) from None
+            yield key, doc_id, text
+
+
+def write_stats(folder: Path, stats: object) -> None:
+    (Path(folder) / STATS).write_text(json.dumps(stats, ensure_ascii=False), encoding="utf-8")
+
+
+def read_stats(folder: Path) -> object:
+    path = Path(folder) / STATS
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: missing — curation shard {rank} did not finish") from None
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: corrupt shard statistics ({exc}); re-run `pretrain curate`") from None
+        raise DataError(
+            f"{path}: missing — that curation task did not finish; re-run `pretrain curate`"
+        ) from None
+    except ValueError as exc:
+        raise DataError(f"{path}: corrupt task statistics ({exc}); re-run `pretrain curate`") from None
+
+
+class SignatureRuns:
+    """Collect signature records; every SIG_RUN_RECORDS they are sorted by key and written as one run."""
+
+    def __init__(self, folder: Path, run_records: int = SIG_RUN_RECORDS):
+        self.folder, self.run_records = Path(folder), run_records
+        self._parts: list[np.ndarray] = []
+        self._held = 0
+        self.runs = 0
+        self.records = 0
+
+    def add(self, keys: np.ndarray, doc: int, kind: int) -> None:
+        part = np.empty(len(keys), dtype=SIG_DTYPE)
+        part["key"], part["doc"], part["kind"] = keys, doc, kind
+        self._parts.append(part)
+        self._held += len(keys)
+        self.records += len(keys)
+        if self._held >= self.run_records:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._parts:
+            return
+        run = np.concatenate(self._parts)
+        run.sort(order=("key", "kind", "doc"))
+        np.save(self.folder / f"sig-{self.runs:04d}.npy", run)
+        self.runs += 1
+        self._parts, self._held = [], 0
+
+
+def signature_runs(work: Path) -> list[Path]:
+    return sorted((Path(work) / "pass").glob("t*/sig-*.npy"))

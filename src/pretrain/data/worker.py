@@ -1,27 +1,38 @@
-"""The per-document pass of curation: normalise, filter, decontaminate, hash — one shard per task.
+"""The per-document pass of curation: normalise, filter, decontaminate, hash — task `rank` of `world`.
 
-Task `rank` of `world` reads every source in order and takes the documents whose running ordinal
-satisfies `ordinal % world == rank`, so the shards partition the corpus whatever the number of tasks.
-It writes the shard's pass file and then its stats file, whose presence marks the shard complete
-(the format: records.py). Reading is repeated by every task; it costs a small fraction of the filtering
-(spaCy word splitting, MinHash) that is divided among them. Since every task reads every document, task 0's
-position is the pass's: it alone reports progress (documents read, rate).
+A task reads only its units of every source (sources.task_units: dealt round-robin, so no file, row group
+or Hub shard is read twice) and its part of each source's budget (sources.split_budget). For every kept
+document it writes the text (records.kept_file, in document-key order) and its dedup signatures
+(records.SignatureRuns); per source it counts what it read and dropped (records.write_stats). All of it is
+written into a temporary folder renamed into place at the end, so a killed task publishes nothing and a
+rerun skips a task whose folder exists.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-from pretrain.core.progress import Progress
-from pretrain.data.curation_report import EXAMPLE_CHARS
+from pretrain.data.curation_report import EXAMPLE_CHARS, EXAMPLES_PER_CLASS
 from pretrain.data.decontam import ContaminationIndex
-from pretrain.data.dedup import MinHasher, exact_key
+from pretrain.data.dedup import MinHasher, exact_key64, word_hashes, words
 from pretrain.data.filters import apply_filters, build_filters
 from pretrain.data.normalize import normalize
-from pretrain.data.records import PassRecord, write_pass, write_stats
-from pretrain.data.sources import ReadStats, iter_source
+from pretrain.data.records import (
+    KIND_EXACT,
+    KIND_NEAR,
+    SignatureRuns,
+    is_done,
+    kept_file,
+    pass_dir,
+    progress_file,
+    publishing_dir,
+    read_units,
+    write_kept,
+    write_stats,
+)
+from pretrain.data.sources import ReadStats, doc_key, read_budgeted, split_budget, task_units
+from pretrain.data.taskprogress import TaskProgress
 
 TASK_TEXTS = "task_texts.json"  # in the work folder: the evaluation tasks' texts, read by every task
 UNCHECKED = "unchecked.json"  # the tasks that could not be checked, and why (for the report)
@@ -37,61 +48,94 @@ class DocumentProcessor:
         ]
         self.normalize_cfg = data.normalize
         d = data.dedup
+        self.exact = d.exact
         self.hasher = MinHasher(d.ngram, d.bands, d.rows, d.seed) if d.near else None
         self.contam = ContaminationIndex(task_texts, data.decontaminate.ngram)
 
-    def __call__(self, idx: int, raw: str) -> tuple[str, str, str, bytes, list[bytes]]:
-        """-> (status, detail, text, exact_key, band_keys)."""
+    def __call__(self, idx: int, raw: str) -> tuple[str, str, str]:
+        """-> (status, detail, normalised text): status "ok", "empty", "filter:<name>" or "contamination"."""
         filters, patterns = self.filters[idx]
         text = normalize(raw, self.normalize_cfg, patterns)
         if not text.strip():
-            return "empty", "", raw, b"", []
+            return "empty", "", raw
         dropped = apply_filters(text, filters)
         if dropped:
-            return f"filter:{dropped[0]}", dropped[1], text, b"", []
-        task = self.contam.match(text) if self.contam else None
-        if task:
-            return "contamination", task, text, b"", []
-        bands = self.hasher.band_keys(text) if self.hasher else []
-        return "ok", "", text, exact_key(text), bands
+            return f"filter:{dropped[0]}", dropped[1], text
+        if self.contam:
+            tokens = words(text)
+            task = self.contam.match(text, tokens, word_hashes(tokens))
+            if task:
+                return "contamination", task, text
+        return "ok", "", text
+
+
+def new_source_stats() -> dict:
+    return {"read": {}, "dropped": {}, "kept_docs": 0, "kept_bytes": 0}
+
+
+def count_drop(entry: dict, cls: str, detail: str, key: int, doc_id: str, text: str, nbytes: int) -> None:
+    """Count a dropped document; keep the first EXAMPLES_PER_CLASS in key order as examples."""
+    d = entry["dropped"].setdefault(cls, {"docs": 0, "bytes": 0, "reasons": {}, "examples": []})
+    d["docs"] += 1
+    d["bytes"] += nbytes
+    if detail:
+        d["reasons"][detail] = d["reasons"].get(detail, 0) + 1
+    if len(d["examples"]) < EXAMPLES_PER_CLASS:
+        d["examples"].append({"key": key, "id": doc_id, "detail": detail, "text": text[:EXAMPLE_CHARS]})
 
 
 def document_pass(recipe, work: Path, rank: int, world: int) -> None:
-    """Process shard `rank` of `world` into its pass and stats files under `work`."""
+    """Task `rank` of `world`: process its units into `pass/t<rank>/` (skipped when already there)."""
     work = Path(work)
+    final = pass_dir(work, rank)
+    if is_done(final):
+        return
     task_texts = json.loads((work / TASK_TEXTS).read_text(encoding="utf-8"))
-    stats = [ReadStats() for _ in recipe.data.sources]
-    records = _shard_records(recipe, DocumentProcessor(recipe, task_texts), stats, rank, world)
-    write_pass(work, rank, _reporting(records, recipe, rank))
-    write_stats(work, rank, stats)
-
-
-def _reporting(records: Iterator[PassRecord], recipe, rank: int) -> Iterator[PassRecord]:
-    """Task 0 reports the pass's progress: a record's ordinal + 1 is the number of documents read so far."""
-    with Progress("curate", unit="docs", disable=rank != 0) as bar:
-        for record in records:
-            bar.update_to(record.ordinal + 1, fields={"source": recipe.data.sources[record.source_idx].name})
-            yield record
-
-
-def _shard_records(
-    recipe, process: DocumentProcessor, stats: list[ReadStats], rank: int, world: int
-) -> Iterator[PassRecord]:
-    """Read every source (filling `stats`) and process the documents of shard `rank`."""
-    ordinal = 0
-    for idx, src in enumerate(recipe.data.sources):
-        for doc_id, raw in iter_source(recipe, src, stats[idx]):
-            if ordinal % world == rank:
-                status, detail, text, ekey, bands = process(idx, raw)
-                yield PassRecord(
-                    ordinal=ordinal,
-                    source_idx=idx,
-                    doc_id=doc_id,
-                    status=status,
-                    detail=detail,
-                    text=text if status == "ok" else text[:EXAMPLE_CHARS],
-                    bytes=len(text.encode("utf-8")),
-                    exact_key=ekey.hex(),
-                    band_keys=[b.hex() for b in bands],
-                )
-            ordinal += 1
+    process = DocumentProcessor(recipe, task_texts)
+    plans = read_units(work)
+    mine = task_units(plans, world, rank)
+    sources = recipe.data.sources
+    total_input = sum(u.size for units in mine for u in units)
+    meter = TaskProgress(
+        f"curate task {rank}/{world}", total_input or None, progress_file(work, "curate", rank)
+    )
+    stats = []
+    with publishing_dir(final) as tmp:
+        sigs = SignatureRuns(tmp)
+        for idx, src in enumerate(sources):
+            held = [len(task_units(plans, world, r)[idx]) for r in range(world)]
+            max_docs = split_budget(src.budget.docs, held, rank)
+            max_bytes = split_budget(src.budget.bytes, held, rank)
+            read, entry = ReadStats(), new_source_stats()
+            with open(kept_file(tmp, idx), "w", encoding="utf-8") as kept:
+                for unit, row, doc_id, raw in read_budgeted(
+                    recipe, src, mine[idx], read, max_docs, max_bytes
+                ):
+                    key = doc_key(idx, unit.index, row)
+                    status, detail, text = process(idx, raw)
+                    nbytes = len(text.encode("utf-8"))
+                    meter.update(1, len(raw.encode("utf-8")))
+                    if status != "ok":
+                        count_drop(entry, status, detail, key, doc_id, text, nbytes)
+                        continue
+                    write_kept(kept, key, doc_id, text)
+                    entry["kept_docs"] += 1
+                    entry["kept_bytes"] += nbytes
+                    if process.exact:
+                        sigs.add([exact_key64(text)], key, KIND_EXACT)
+                    if process.hasher:
+                        tokens = words(text)
+                        bands = process.hasher.band_keys64(text, tokens, word_hashes(tokens))
+                        if len(bands):
+                            sigs.add(bands, key, KIND_NEAR)
+            entry["read"] = {
+                "docs": read.docs,
+                "bytes": read.bytes,
+                "undecodable_bytes": read.undecodable_bytes,
+                "files": sorted(set(read.files)),
+                "input_bytes": read.input_bytes,
+            }
+            stats.append(entry)
+        sigs.flush()
+        write_stats(tmp, {"sources": stats, "signatures": sigs.records})
+    meter.done()

@@ -4,7 +4,12 @@
      "tokenizer_hash", "encoder", "seed", "val_fraction",            (written by `pretrain pack`)
      "splits": {"train": {"shards": [{"file", "index", "tokens", "docs"}], "tokens", "docs", "bytes"},
                 "val": {...}},
-     "sources": {name: {"train_tokens", "val_tokens", "docs", "bytes", "token_share", "bytes_per_token"}}}
+     "sources": {name: {"train_tokens", "val_tokens", "docs", "bytes", "token_share", "bytes_per_token",
+                        "requested_share", "target_tokens", "epochs", "capped",
+                        "shards": {"train": [{"file", "index", "tokens", "docs"}], "val": [...]}}}}
+
+Token shards are kept per source (`<source>/{train,val}-NNNNN-NNN.bin`): the splits list them all (source by
+source) for the loader, and each source lists its own, so a staged mix can be drawn at load time.
 
 The packer (pack.py) writes it; the data loader, validation (bits per byte from the val split's bytes and
 tokens) and the model card read it through `TokenManifest.read`. Keys that a writer leaves unset (the
@@ -68,9 +73,18 @@ class SourceTokens:
     bytes: int = 0
     token_share: float = 0.0
     bytes_per_token: float = 0.0
+    requested_share: float | None = None
+    """The source's normalised weight: the share of the tokens the mix aims at."""
+    target_tokens: int | None = None
+    epochs: float | None = None
+    """Tokens packed / clean tokens available (above 1: repeated)."""
+    capped: bool | None = None
+    """True when max_epochs stopped the source short of its share."""
+    shards: dict[str, list[TokenShard]] | None = None
+    """The source's own shards per split (a subset of the splits' shards)."""
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "train_tokens": self.train_tokens,
             "val_tokens": self.val_tokens,
             "docs": self.docs,
@@ -78,6 +92,20 @@ class SourceTokens:
             "token_share": self.token_share,
             "bytes_per_token": self.bytes_per_token,
         }
+        for key in ("requested_share", "target_tokens", "epochs", "capped"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.shards is not None:
+            out["shards"] = {split: [s.to_json() for s in shards] for split, shards in self.shards.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict) -> SourceTokens:
+        raw = dict(raw)
+        shards = raw.pop("shards", None)
+        if shards is not None:
+            shards = {split: [TokenShard(**s) for s in items] for split, items in shards.items()}
+        return cls(**raw, shards=shards)
 
 
 @dataclass
@@ -177,6 +205,6 @@ class TokenManifest:
             encoder=raw.get("encoder"),
             seed=raw.get("seed"),
             val_fraction=raw.get("val_fraction"),
-            sources=None if sources is None else {k: SourceTokens(**v) for k, v in sources.items()},
+            sources=None if sources is None else {k: SourceTokens.from_json(v) for k, v in sources.items()},
             version=raw.get("version", VERSION),
         )

@@ -1,45 +1,60 @@
-"""`pretrain pack RECIPE`: tokenize the mix into packed token shards with a train/val split.
+"""`pretrain pack RECIPE`: mix the clean documents by token share and tokenize them into per-source shards.
 
     pretrain pack recipes/tiny/config.yaml               # -> <output_dir>/tokens/
 
 Layout of `tokens/`:
-    manifest.json              dtype, vocab/eos/bos ids, tokenizer hash, per split shard list, per source
-                               counts (the format: manifest.py)
-    {train,val}-NNNNN.bin      raw little-endian uint16 (vocab <= 65,535) or uint32 token ids
-    {train,val}-NNNNN.idx.npy  int64 start offset of every document inside its shard
-    val_docs.jsonl             the val split's documents as text (for held-out bits-per-byte in lm-eval)
+    manifest.json                           dtype, vocab/eos/bos ids, tokenizer hash, per split shard list,
+                                            per source counts, shares and shards (the format: manifest.py)
+    <source>/{train,val}-FFFFF-NNN.bin      raw little-endian uint16 (vocab <= 65,535) or uint32 token ids
+                                            of mix file FFFFF of that source
+    <source>/{train,val}-FFFFF-NNN.idx.npy  int64 start offset of every document inside its shard
+    val_docs.jsonl                          the val split's documents as text (held-out bits-per-byte in lm-eval)
+
+Packing runs as executor tasks (data/executor.py), each taking whole mix files (dealt round-robin). The
+weights are shares of TOKENS: before the tasks start, `plan_tokens` (cheap: it tokenizes a small sample per
+source) turns the weights and the mixture size into a token target per source and per mix file (in
+proportion to its bytes). A task visits a file's documents in a seeded random order and tokenizes them until
+the file's target is reached — whole passes again when a source is repeated (max_epochs caps it) — so each
+source's realised token count is its target to within about one document per file. The last step writes the
+manifest from the tasks' statistics (no pass over the text).
 
 Every document is `[BOS] tokens EOS` (BOS when the tokenizer adds one), so EOS separates documents.
-The split is by document: a hash of (seed, document id) decides, so upsampled copies of a document
-land in the same split and val never shares a document with train. Encoding runs in `data.workers`
-processes — with tiktoken when it reproduces the tokenizer exactly (fast_encode.py), else HF `tokenizers`;
-`tokenizer.encoder` can force either — and the output bytes depend only on the inputs (deterministic).
+The split is by document: a hash of (seed, document id) decides, so repeated copies of a document
+land in the same split and val never shares a document with train. Encoding uses tiktoken when it
+reproduces the tokenizer exactly (fast_encode.py), else HF `tokenizers`; `tokenizer.encoder` can force
+either. The output depends only on the inputs, not on the number of tasks (deterministic).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import multiprocessing as mp
-from collections.abc import Iterable, Iterator
+import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from pretrain.config import Recipe
 from pretrain.core.errors import DataError, RecipeError
-from pretrain.core.progress import get_logger, progress
-from pretrain.data.mixio import iter_documents
+from pretrain.core.markers import StageOutput
+from pretrain.core.progress import get_logger
+from pretrain.data.executor import TaskStep, pass_tasks, prepare_work, run_steps, submit_slurm
+from pretrain.data.mixio import iter_documents, read_at, read_manifest, shard_offsets
+from pretrain.data.records import is_done, progress_file, publishing_dir, read_stats, write_stats
+from pretrain.data.taskprogress import TaskProgress
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
 from pretrain.tokens.manifest import SourceTokens, TokenManifest, TokenShard, TokenSplit
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 
 log = get_logger("pretrain.pack")
 SHARD_TOKENS = 1 << 27  # 128M tokens per shard: 256 MB as uint16
-CHUNK_DOCS = 256
-CHUNK_BYTES = 1 << 20
+CHUNK_DOCS = 64  # documents encoded per batch
 SAMPLE_CHECK_CHARS = 1 << 20  # the encoders must agree on this much of the mix before tiktoken is used
-_WORKER: dict = {}
+BPT_SAMPLE_BYTES = 1 << 18  # per source: text tokenized up front to estimate its bytes per token
+PLAN = "plan.json"
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -53,14 +68,14 @@ def is_val(doc_id: str, seed: int, fraction: float) -> bool:
 
 
 class ShardWriter:
-    """Append documents to numbered shards of one split, recording document offsets."""
+    """Append documents to numbered shards `<prefix>-NNNNN`, recording document offsets."""
 
-    def __init__(self, out: Path, split: str, dtype: np.dtype):
-        self.out, self.split, self.dtype = Path(out), split, dtype
+    def __init__(self, out: Path, prefix: str, dtype: np.dtype):
+        self.out, self.prefix, self.dtype = Path(out), prefix, dtype
         self.shards: list[TokenShard] = []
         self._fh, self._offsets, self._n = None, [], 0
 
-    def add(self, ids: list[int]) -> None:
+    def add(self, ids) -> None:
         if self._fh is None or self._n >= SHARD_TOKENS:
             self._roll()
         self._offsets.append(self._n)
@@ -69,8 +84,9 @@ class ShardWriter:
 
     def _roll(self) -> None:
         self._finish()
-        name = f"{self.split}-{len(self.shards):05d}"
+        name = f"{self.prefix}-{len(self.shards):05d}"
         self.shards.append(TokenShard(file=f"{name}.bin", index=f"{name}.idx.npy"))
+        (self.out / name).parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.out / f"{name}.bin", "wb")
         self._offsets, self._n = [], 0
 
@@ -83,9 +99,10 @@ class ShardWriter:
         shard.tokens, shard.docs = self._n, len(self._offsets)
         self._fh = None
 
-    def close(self, text_bytes: int | None = None) -> TokenSplit:
-        """Finish the last shard; `text_bytes`: the split's UTF-8 size, for bits per byte."""
-        if not self.shards:
+    def close(self, text_bytes: int | None = None, empty_shard: bool = True) -> TokenSplit:
+        """Finish the last shard (`empty_shard`: write one even when nothing was added); `text_bytes`: the
+        split's UTF-8 size, for bits per byte."""
+        if not self.shards and empty_shard:
             self._roll()
         self._finish()
         return TokenSplit(
@@ -128,48 +145,6 @@ def write_packed(
     return manifest
 
 
-def _init(tokenizer_dir: str, seed: int = 0, val_fraction: float = 0.0, use_tiktoken: bool = False) -> None:
-    tok = load_tokenizer(Path(tokenizer_dir))
-    _WORKER["dtype"], _WORKER["seed"], _WORKER["val_fraction"] = dtype_for(len(tok)), seed, val_fraction
-    backend = tok.backend_tokenizer
-    _WORKER["encoder"] = FastEncoder(backend, tiktoken_encoding(backend) if use_tiktoken else None)
-    _WORKER["bos"], _WORKER["eos"] = tok.bos_token_id, tok.eos_token_id
-    _WORKER["add_bos"] = (
-        bool(tok("a")["input_ids"][:1] == [tok.bos_token_id]) if tok.bos_token_id is not None else False
-    )
-
-
-def _encode(chunk: list[dict]) -> list[tuple[dict, np.ndarray]]:
-    """Encode in the worker and return compact arrays: pickling Python int lists back costs more than encoding."""
-    encs = _WORKER["encoder"].encode_batch([r["text"] for r in chunk])
-    dtype, bos, eos, add_bos = _WORKER["dtype"], _WORKER["bos"], _WORKER["eos"], _WORKER["add_bos"]
-    out = []
-    for r, e in zip(chunk, encs):
-        ids = np.empty(len(e) + 1 + int(add_bos), dtype=dtype)
-        if add_bos:
-            ids[0] = bos
-        ids[int(add_bos) : -1] = e
-        ids[-1] = eos
-        meta = {"id": r["id"], "source": r["source"], "bytes": len(r["text"].encode("utf-8"))}
-        if is_val(r["id"], _WORKER["seed"], _WORKER["val_fraction"]):
-            meta["text"] = r["text"]  # val documents are also written out as text
-        out.append((meta, ids))
-    return out
-
-
-def _chunks(records: Iterator[dict]) -> Iterator[list[dict]]:
-    """At most CHUNK_DOCS documents or CHUNK_BYTES characters, so one huge book doesn't hold up a whole chunk."""
-    chunk, size = [], 0
-    for rec in records:
-        chunk.append(rec)
-        size += len(rec["text"])
-        if len(chunk) >= CHUNK_DOCS or size >= CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
 def _choose_encoder(tok, mix: Path, requested: str) -> str:
     """The encoder to pack with: "tiktoken" or "tokenizers" (the ids are the same; only the speed differs).
 
@@ -209,62 +184,286 @@ def _choose_encoder(tok, mix: Path, requested: str) -> str:
     return "tiktoken"
 
 
+class DocumentEncoder:
+    """Documents -> `[BOS] ids EOS` arrays in the shards' dtype (tiktoken or HF tokenizers)."""
+
+    def __init__(self, tokenizer_dir: Path, use_tiktoken: bool):
+        tok = load_tokenizer(Path(tokenizer_dir))
+        self.dtype = dtype_for(len(tok))
+        backend = tok.backend_tokenizer
+        self.encoder = FastEncoder(backend, tiktoken_encoding(backend) if use_tiktoken else None)
+        self.bos, self.eos = tok.bos_token_id, tok.eos_token_id
+        self.add_bos = (
+            bool(tok("a")["input_ids"][:1] == [tok.bos_token_id]) if tok.bos_token_id is not None else False
+        )
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        out = []
+        for e in self.encoder.encode_batch(texts):
+            ids = np.empty(len(e) + 1 + int(self.add_bos), dtype=self.dtype)
+            if self.add_bos:
+                ids[0] = self.bos
+            ids[int(self.add_bos) : -1] = e
+            ids[-1] = self.eos
+            out.append(ids)
+        return out
+
+
 def fingerprint_inputs(recipe: Recipe) -> dict:
-    """The split seed and fraction, and the mix shard size (document order within shards)."""
+    """The split seed and fraction and the mixture (weights in tokens, size, repeats)."""
     return {
         "seed": recipe.seed,
         "val_fraction": recipe.data.val_fraction,
-        "shard_docs": recipe.data.mixture.shard_docs,
+        "mixture": recipe.data.mixture.model_dump(mode="json", exclude={"shard_docs"}),
+        "weights": {s.name: [s.weight, s.max_epochs] for s in recipe.data.sources},
     }
 
 
-def pack(recipe: Recipe, out: Path) -> dict:
-    """Stage function: tokenize the mix into `out`."""
+def plan_tokens(recipe: Recipe, encoder: DocumentEncoder) -> dict:
+    """Token targets per source and per mix file, from the weights, the mixture size and sampled bytes/token."""
+    manifest = read_manifest(recipe.layout.mix)
+    sources = manifest["sources"]
+    bpt = {}
+    for name in sources:
+        texts, size = [], 0
+        for rec in iter_documents(recipe.layout.mix, {name}):
+            texts.append(rec["text"])
+            size += len(rec["text"].encode("utf-8"))
+            if size >= BPT_SAMPLE_BYTES:
+                break
+        tokens = sum(len(ids) for ids in encoder.encode(texts)) if texts else 0
+        bpt[name] = size / tokens if tokens else 1.0
+    total_w = sum(e["weight"] for e in sources.values())
+    share = {name: e["weight"] / total_w for name, e in sources.items()}
+    available = {name: e["bytes"] / bpt[name] for name, e in sources.items()}
+    mix = recipe.data.mixture
+    if mix.target_tokens:
+        total = mix.target_tokens
+    elif mix.target_bytes:  # bytes of text in the mix: tokens * the share-weighted bytes per token
+        total = mix.target_bytes / sum(share[n] * bpt[n] for n in sources)
+    else:  # the largest mix that repeats nothing
+        total = min(available[n] / share[n] for n in sources)
+    plan = {"total_tokens": int(total), "sources": {}, "files": []}
+    for idx, (name, e) in enumerate(sources.items()):
+        target = share[name] * total
+        max_tokens = e.get("max_epochs", 4.0) * available[name]
+        capped = target > max_tokens * 1.0001
+        if capped:
+            log.warning(
+                "source %r: only ~%d clean tokens; capped at max_epochs, its share falls short",
+                name,
+                available[name],
+            )
+            target = max_tokens
+        plan["sources"][name] = {
+            "share": share[name],
+            "target_tokens": int(round(target)),
+            "bytes_per_token": bpt[name],
+            "available_tokens": int(available[name]),
+            "capped": capped,
+        }
+        for shard in e["shards"]:
+            plan["files"].append(
+                {
+                    "source": name,
+                    "source_idx": idx,
+                    "file": shard["file"],
+                    "target_tokens": target * shard["bytes"] / max(e["bytes"], 1),
+                }
+            )
+    return plan
+
+
+def _file_seed(seed: int, file: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{file}".encode(), digest_size=8).digest(), "little")
+
+
+def _sample_file(path: Path, target: float, seed: int, encoder: DocumentEncoder):
+    """Yield `(record, ids, repeat)` in a seeded order until the tokens reach about `target`.
+
+    Each pass visits the documents in a new seeded order and takes every one that still fits under the
+    target; the smallest one that did not fit is added at the end of the pass when that lands closer to the
+    target than stopping short. Passes repeat (repeat = 1, 2, ...) while they add anything and the target is
+    not reached: a source short of its share is repeated in whole passes, then sampled.
+    """
+    offsets = shard_offsets(path)
+    if not offsets or target <= 0:
+        return
+    got, repeat = 0, 0
+    with open(path, encoding="utf-8") as fh:
+        while got < target:
+            order = np.random.default_rng([seed, repeat]).permutation(len(offsets))
+            added, smallest = 0, None
+            for start in range(0, len(order), CHUNK_DOCS):
+                records = [read_at(fh, offsets[i]) for i in order[start : start + CHUNK_DOCS]]
+                for rec, ids in zip(records, encoder.encode([r["text"] for r in records])):
+                    if got + len(ids) <= target:
+                        yield rec, ids, repeat
+                        got, added = got + len(ids), added + len(ids)
+                    elif smallest is None or len(ids) < len(smallest[1]):
+                        smallest = (rec, ids)
+                if got >= target:
+                    return
+            if smallest is not None and got + len(smallest[1]) - target < target - got:
+                yield smallest[0], smallest[1], repeat
+                return
+            if added == 0:
+                return
+            repeat += 1
+
+
+def _val_docs_name(file_index: int) -> str:
+    return f"val_docs-{file_index:05d}.jsonl"
+
+
+def pack_task(recipe: Recipe, work: Path, rank: int, world: int) -> None:
+    """Task `rank`: sample and tokenize its mix files into per-source shards under `tasks/t<rank>/`."""
+    final = work / "tasks" / f"t{rank:05d}"
+    if is_done(final):
+        return
+    plan = json.loads((work / PLAN).read_text())
+    encoder = DocumentEncoder(recipe.layout.tokenizer, plan["encoder"] == "tiktoken")
+    mine = [(i, f) for i, f in enumerate(plan["files"]) if i % world == rank]
+    mix = recipe.layout.mix
+    total = int(sum(f["target_tokens"] for _, f in mine))
+    meter = TaskProgress(f"pack task {rank}/{world}", None, progress_file(work, "tokenize", rank))
+    seed, fraction = recipe.seed, recipe.data.val_fraction
+    stats = []
+    with publishing_dir(final) as tmp:
+        for i, f in mine:
+            val_docs = open(tmp / _val_docs_name(i), "w", encoding="utf-8")
+            writers = {
+                s: ShardWriter(tmp, f"{f['source']}/{s}-{i:05d}", encoder.dtype) for s in ("train", "val")
+            }
+            counts = {"train": [0, 0], "val": [0, 0]}  # docs, bytes
+            for rec, ids, repeat in _sample_file(
+                mix / f["file"], f["target_tokens"], _file_seed(seed, f["file"]), encoder
+            ):
+                doc_id = rec["id"] if repeat == 0 else f"{rec['id']}#rep{repeat}"
+                split = "val" if is_val(doc_id, seed, fraction) else "train"
+                writers[split].add(ids)
+                nbytes = len(rec["text"].encode("utf-8"))
+                counts[split][0] += 1
+                counts[split][1] += nbytes
+                meter.update(1, nbytes)
+                if split == "val" and repeat == 0:
+                    record = {"id": rec["id"], "source": rec["source"], "text": rec["text"]}
+                    val_docs.write(json.dumps(record, ensure_ascii=False) + "\n")
+            val_docs.close()
+            stats.append(
+                {
+                    "file": i,
+                    "source": f["source"],
+                    **{
+                        s: {**w.close(counts[s][1], empty_shard=False).to_json(), "docs_in": counts[s][0]}
+                        for s, w in writers.items()
+                    },
+                }
+            )
+        write_stats(tmp, {"files": stats, "planned_tokens": total})
+    meter.done()
+
+
+def pack(recipe: Recipe, out: StageOutput) -> dict:
+    """Stage function: plan the token targets, run the pack tasks on the executor, publish `out`."""
+    work = recipe.layout.pack_work
+    tasks = pass_tasks(recipe)
+    steps = [
+        TaskStep(
+            "tokenize",
+            tasks,
+            functools.partial(pack_task, recipe, work),
+            lambda rank: is_done(work / "tasks" / f"t{rank:05d}"),
+        )
+    ]
+    if prepare_work(work, out.fingerprint) or not (work / PLAN).exists():
+        tok = load_tokenizer(recipe.layout.tokenizer)
+        encoder_name = _choose_encoder(tok, recipe.layout.mix, recipe.tokenizer.encoder)
+        plan = plan_tokens(recipe, DocumentEncoder(recipe.layout.tokenizer, encoder_name == "tiktoken"))
+        plan["encoder"] = encoder_name
+        (work / PLAN).write_text(json.dumps(plan, indent=1))
+    publish = functools.partial(publish_tokens, recipe, work, out)
+    if recipe.data.executor.type == "slurm":
+        submit_slurm(recipe, work, "pack", steps, publish)
+    run_steps(recipe, work, "pack", steps)
+    return publish()
+
+
+def publish_tokens(recipe: Recipe, work: Path, out: StageOutput) -> dict:
+    summary = out.publish(lambda tmp: assemble_tokens(recipe, work, tmp))
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def assemble_tokens(recipe: Recipe, work: Path, out: Path) -> dict:
+    """Move the tasks' shards into `out` and write the manifest from their statistics."""
+    plan = json.loads((work / PLAN).read_text())
+    tasks = sorted((work / "tasks").iterdir())
+    files: dict[int, dict] = {}
+    folder_of: dict[int, Path] = {}
+    for task in tasks:
+        if ".tmp-" in task.name:
+            continue
+        for entry in read_stats(task)["files"]:
+            files[entry["file"]] = entry
+            folder_of[entry["file"]] = task
+            for split in ("train", "val"):
+                for shard in entry[split]["shards"]:
+                    for name in (shard["file"], shard["index"]):
+                        (out / name).parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(task / name, out / name)
+    with open(out / "val_docs.jsonl", "wb") as val_docs:  # the val split's text only: a small fraction
+        for name in plan["sources"]:
+            for i in sorted(k for k, e in files.items() if e["source"] == name):
+                with open(folder_of[i] / _val_docs_name(i), "rb") as fh:
+                    shutil.copyfileobj(fh, val_docs)
     tok_dir = recipe.layout.tokenizer
     tok = load_tokenizer(tok_dir)
     dtype = dtype_for(len(tok))
-    writers = {s: ShardWriter(out, s, dtype) for s in ("train", "val")}
-    per_source: dict[str, SourceTokens] = {}
+    per_source: dict[str, SourceTokens] = {
+        name: SourceTokens(shards={"train": [], "val": []}) for name in plan["sources"]
+    }
+    split_shards: dict[str, list[TokenShard]] = {"train": [], "val": []}
     split_bytes = {"train": 0, "val": 0}
-    val_docs = open(out / "val_docs.jsonl", "w", encoding="utf-8")
-    workers = max(1, recipe.data.workers)
-    encoder = _choose_encoder(tok, recipe.layout.mix, recipe.tokenizer.encoder)
-    init_args = (str(tok_dir), recipe.seed, recipe.data.val_fraction, encoder == "tiktoken")
-    pool = mp.get_context("fork").Pool(workers, _init, init_args) if workers > 1 else None
-    if pool is None:
-        _init(*init_args)
-    try:
-        chunks = _chunks(iter_documents(recipe.layout.mix))
-        results = pool.imap(_encode, chunks) if pool else map(_encode, chunks)
-        for batch in progress(results, desc="pack", unit="chunk"):
-            for meta, ids in batch:
-                split = "val" if "text" in meta else "train"
-                writers[split].add(ids)
-                src = per_source.setdefault(meta["source"], SourceTokens())
+    for name in plan["sources"]:  # source by source, each in mix-file order: independent of the task count
+        src = per_source[name]
+        for i in sorted(k for k, e in files.items() if e["source"] == name):
+            entry = files[i]
+            for split in ("train", "val"):
+                shards = [TokenShard(**s) for s in entry[split]["shards"]]
+                src.shards[split] += shards
+                split_shards[split] += shards
+                split_bytes[split] += entry[split]["bytes"] or 0
+                src.docs += entry[split]["docs"]
+                src.bytes += entry[split]["bytes"] or 0
                 if split == "train":
-                    src.train_tokens += len(ids)
+                    src.train_tokens += entry[split]["tokens"]
                 else:
-                    src.val_tokens += len(ids)
-                src.docs += 1
-                src.bytes += meta["bytes"]
-                split_bytes[split] += meta["bytes"]
-                if split == "val" and "#rep" not in meta["id"]:
-                    record = {"id": meta["id"], "source": meta["source"], "text": meta["text"]}
-                    val_docs.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if pool:
-            pool.terminate()
-        val_docs.close()
-    splits = {s: w.close(text_bytes=split_bytes[s]) for s, w in writers.items()}
+                    src.val_tokens += entry[split]["tokens"]
+    splits = {
+        s: TokenSplit(
+            shards=split_shards[s],
+            tokens=sum(x.tokens for x in split_shards[s]),
+            docs=sum(x.docs for x in split_shards[s]),
+            bytes=split_bytes[s],
+        )
+        for s in ("train", "val")
+    }
     if splits["train"].tokens == 0 or splits["val"].tokens == 0:
         raise DataError(
             f"{recipe.layout.mix}: the {'train' if not splits['train'].tokens else 'val'} split is empty; "
             "add data or change data.val_fraction"
         )
     total = sum(s.train_tokens + s.val_tokens for s in per_source.values())
-    for s in per_source.values():
-        s.token_share = round((s.train_tokens + s.val_tokens) / total, 4)
-        s.bytes_per_token = round(s.bytes / max(s.train_tokens + s.val_tokens, 1), 3)
+    for name, s in per_source.items():
+        p = plan["sources"][name]
+        tokens = s.train_tokens + s.val_tokens
+        s.token_share = round(tokens / total, 4)
+        s.bytes_per_token = round(s.bytes / max(tokens, 1), 3)
+        s.requested_share = round(p["share"], 4)
+        s.target_tokens = p["target_tokens"]
+        s.epochs = round(tokens / max(p["available_tokens"], 1), 3)
+        s.capped = p["capped"]
     TokenManifest(
         dtype=dtype.name,
         vocab_size=len(tok),
@@ -272,7 +471,7 @@ def pack(recipe: Recipe, out: Path) -> dict:
         bos_id=tok.bos_token_id,
         splits=splits,
         tokenizer_hash=tokenizer_hash(tok_dir),
-        encoder=encoder,
+        encoder=plan["encoder"],
         seed=recipe.seed,
         val_fraction=recipe.data.val_fraction,
         sources=per_source,
@@ -281,4 +480,5 @@ def pack(recipe: Recipe, out: Path) -> dict:
         "train_tokens": splits["train"].tokens,
         "val_tokens": splits["val"].tokens,
         "dtype": dtype.name,
+        "token_shares": {n: s.token_share for n, s in per_source.items()},
     }

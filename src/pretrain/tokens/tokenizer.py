@@ -7,8 +7,8 @@ split one by one (numbers generalise better); the GPT-2 pre-tokenizer regex keep
 together, so code indentation costs one or two tokens per line. The BOS token is prepended by a
 `TemplateProcessing` post-processor (`add_bos`); packing puts EOS after every document. The vocab
 includes BOS/EOS/PAD and reserved chat tokens so post-training can add a chat template without
-resizing the embeddings. The sample is drawn uniformly from the mix, which already carries the
-mixture weights, so it follows them.
+resizing the embeddings. The sample is drawn from the mix (each clean document once) at a rate per
+source that follows the mixture weights.
 """
 
 from __future__ import annotations
@@ -43,16 +43,18 @@ def special_tokens(recipe: Recipe) -> list[str]:
 
 
 def _sample(recipe: Recipe) -> tuple[list[str], dict[str, list[str]]]:
-    """(training texts ~ sample_bytes, held-out texts per source for the report)."""
+    """(training texts ~ sample_bytes, split over the sources by their weights; held-out texts per source)."""
     mix = recipe.layout.mix
-    total = read_manifest(mix)["total_bytes"]
-    p = min(1.0, recipe.tokenizer.sample_bytes / max(total, 1))
+    sources = read_manifest(mix)["sources"]
+    # the mix holds each clean document once: sample each source at the rate that gives it its share
+    rate = {
+        name: min(1.0, e["share"] * recipe.tokenizer.sample_bytes / max(e["bytes"], 1))
+        for name, e in sources.items()
+    }
     rng = random.Random(recipe.seed)
     train, heldout, held_bytes = [], {}, {}
     for rec in iter_documents(mix):
-        if "#rep" in rec["id"]:
-            continue  # upsampled copies add no new text
-        if rng.random() < p:
+        if rng.random() < rate[rec["source"]]:
             train.append(rec["text"])
         elif held_bytes.get(rec["source"], 0) < HELDOUT_BYTES_PER_SOURCE:
             heldout.setdefault(rec["source"], []).append(rec["text"])
