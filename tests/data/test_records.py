@@ -71,3 +71,23 @@ def test_units_round_trip_and_stats_errors_name_the_file(tmp_path):
     (tmp_path / "stats.json").write_text("{")
     with pytest.raises(DataError, match=r"stats\.json: corrupt"):
         read_stats(tmp_path)
+
+
+def test_partial_outputs_of_killed_tasks_are_removed_and_finished_ones_kept(tmp_path):
+    from pretrain.data.executor import remove_partial_outputs
+
+    finished = tmp_path / "pass" / "t00000"
+    finished.mkdir(parents=True)
+    (finished / "kept-0.jsonl").write_text("x")
+    partial = tmp_path / "pass" / "t00001.tmp-4242"  # what a SIGKILLed publishing_dir leaves
+    partial.mkdir()
+    (partial / "kept-0.jsonl").write_text("half")
+    (tmp_path / "dedup").mkdir()
+    (tmp_path / "dedup" / "edges.tmp-4243.npy").write_bytes(b"half")  # a SIGKILLed save_array
+    remove_partial_outputs(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "dedup",
+        "pass",
+        "pass/t00000",
+        "pass/t00000/kept-0.jsonl",
+    ]

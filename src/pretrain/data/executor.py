@@ -118,6 +118,16 @@ def prepare_work(work: Path, fingerprint: str) -> bool:
     return True
 
 
+def remove_partial_outputs(work: Path) -> None:
+    """Delete what killed tasks left half-written (`*.tmp-<pid>` folders and files, records.publishing_dir):
+    a SIGKILL skips their clean-up. Called before tasks start, when none of this work's tasks runs."""
+    for partial in sorted(work.rglob("*.tmp-*"), reverse=True):  # children before their folders
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+
+
 def _executor(recipe: Recipe, step: TaskStep, logs: Path):
     cfg = recipe.data.executor
     if cfg.type == "ray":
@@ -151,6 +161,7 @@ def _executor(recipe: Recipe, step: TaskStep, logs: Path):
 
 def run_steps(recipe: Recipe, work: Path, stage: str, steps: list[TaskStep]) -> None:
     """Run the steps in order on the local or Ray executor (blocking), skipping tasks already done."""
+    remove_partial_outputs(work)
     for step in steps:
         todo = [r for r in range(step.tasks) if not step.done(r)]
         if not todo:
