@@ -60,6 +60,14 @@ class Trainer:
         start_from = self.checkpointer.resume_point(self.resume)
         if start_from is not None:
             self.checkpointer.restore(start_from, state, with_data=True)
+            if state.step > s.total_steps:  # e.g. `--set train.tokens=<fewer>` on a run that went further
+                if s.lock is not None:
+                    s.lock.release()
+                raise TrainingError(
+                    f"{start_from}: this checkpoint is at step {state.step}, past this recipe's end at step "
+                    f"{s.total_steps}; raise train.tokens / train.steps to train on, or start afresh with "
+                    "--resume never in another output_dir"
+                )
         state.attempts = state.step
         if s.accelerator.is_main_process:
             truncate_after(s.recipe.layout.metrics, state.step)
