@@ -14,7 +14,7 @@ import torch
 
 from pretrain.config import load_recipe
 from pretrain.config.train import OptimizerConfig
-from pretrain.core.errors import RecipeError
+from pretrain.core.errors import PretrainError, RecipeError
 from pretrain.modeling import build_model
 from pretrain.testing import run_train_stage
 from pretrain.train.metrics import step_losses
@@ -176,3 +176,12 @@ def test_muon_under_fsdp_is_a_clear_error(repo_root, tmp_path):
         load_recipe(
             recipe, overrides=["train.optimizer.name=muon"], output_dir=str(tmp_path), check_files=False
         )
+
+
+def test_resuming_muon_state_with_adamw_is_a_clear_error(lever_run, fresh_run):
+    _, ref_out = lever_run
+    adamw = [lever for lever in LEVERS if not lever.startswith("train.optimizer.name")]
+    recipe, out = fresh_run("switched", *adamw)
+    shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
+    with pytest.raises(PretrainError, match=r"optimizer state does not fit this run's optimizer \(AdamW\)"):
+        run_train_stage(recipe, resume="auto")

@@ -180,6 +180,18 @@ def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
             f"{ts}: optimizer state was written by a run sharded differently from this {kind} one; "
             "resume with the accelerate config that wrote the checkpoint"
         )
+    try:
+        _load_optimizer_state(ts, model, optimizer, sharded, has_shards, has_full)
+    except (ValueError, KeyError, RuntimeError) as exc:  # torch's words for "not this optimizer's state"
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
+        raise StageError(
+            f"{ts}: its optimizer state does not fit this run's optimizer ({type(inner).__name__}): was "
+            "train.optimizer (name, parameter groups) changed since it was written? Resume with the recipe that "
+            f"wrote it ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from None
+
+
+def _load_optimizer_state(ts: Path, model, optimizer, sharded: bool, has_shards: bool, has_full: bool) -> None:
     if sharded and has_shards:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
