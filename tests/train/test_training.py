@@ -73,7 +73,9 @@ def test_resume_from_past_the_end_is_an_error(reference, fresh_run):
     _, ref_out = reference
     recipe, out = fresh_run("run", "eval.enabled=false", "train.tokens=2048")
     shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
-    with pytest.raises(PretrainError, match=r"step-0000008: this checkpoint is at step 8, past .* end at step 4"):
+    with pytest.raises(
+        PretrainError, match=r"step-0000008: this checkpoint is at step 8, past .* end at step 4"
+    ):
         run_train_stage(recipe, resume="auto")
     assert not (out / "final").exists()
 

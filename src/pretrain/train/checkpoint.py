@@ -191,7 +191,9 @@ def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
         ) from None
 
 
-def _load_optimizer_state(ts: Path, model, optimizer, sharded: bool, has_shards: bool, has_full: bool) -> None:
+def _load_optimizer_state(
+    ts: Path, model, optimizer, sharded: bool, has_shards: bool, has_full: bool
+) -> None:
     if sharded and has_shards:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
