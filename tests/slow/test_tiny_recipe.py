@@ -1,5 +1,5 @@
-"""The full tiny recipe exactly as README quick-start command 1 runs it (minus the install, `pip install -q`,
-which prints nothing when it succeeds)."""
+"""The full tiny recipe exactly as README quick-start command 1 runs it (minus the install, `pip install -qq`,
+which prints only errors)."""
 
 from __future__ import annotations
 
