@@ -15,8 +15,10 @@ import torch
 from pretrain.config import load_recipe
 from pretrain.config.train import OptimizerConfig
 from pretrain.core.errors import PretrainError, RecipeError
+from pretrain.core.layout import RunLayout
 from pretrain.modeling import build_model
 from pretrain.testing import run_train_stage
+from pretrain.train.lock import RunLock
 from pretrain.train.metrics import step_losses
 from pretrain.train.optim import MuonAdamW, build_optimizer, muon_parameters
 from pretrain.train.step import causal_lm_losses, forward_backward
@@ -183,5 +185,12 @@ def test_resuming_muon_state_with_adamw_is_a_clear_error(lever_run, fresh_run):
     adamw = [lever for lever in LEVERS if not lever.startswith("train.optimizer.name")]
     recipe, out = fresh_run("switched", *adamw)
     shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
-    with pytest.raises(PretrainError, match=r"optimizer state does not fit this run's optimizer \(AdamW\)"):
+    with pytest.raises(
+        PretrainError, match=r"optimizer state does not fit this run's optimizer \(AdamW\)"
+    ) as failed:
         run_train_stage(recipe, resume="auto")
+    # a failed restore frees the output_dir itself (`failed` keeps the trainer's frames, so its lock, alive)
+    after = RunLock(RunLayout(out).lock)
+    after.acquire()
+    after.release()
+    del failed

@@ -75,9 +75,14 @@ def test_resume_from_past_the_end_is_an_error(reference, fresh_run):
     shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
     with pytest.raises(
         PretrainError, match=r"step-0000008: this checkpoint is at step 8, past .* end at step 4"
-    ):
+    ) as failed:
         run_train_stage(recipe, resume="auto")
     assert not (out / "final").exists()
+    # a failed restore frees the output_dir itself (`failed` keeps the trainer's frames, so its lock, alive)
+    after = RunLock(RunLayout(out).lock)
+    after.acquire()
+    after.release()
+    del failed
 
 
 def test_keep_last(fresh_run):

@@ -12,6 +12,7 @@ written to `DIR/averaging.json`, so the average is judged against what went into
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -87,7 +88,7 @@ def validation_of(folder: Path, recipe: Recipe, tokens: Path) -> dict:
         tokens, "val", cfg.seq_len, cfg.micro_batch_size, document_positions=cfg.document_masking
     )
     with torch.no_grad():
-        total, n = summed_val_loss(model, val, cfg.validation.batches, torch.device("cpu"))
+        total, n = summed_val_loss(model, itertools.islice(val, cfg.validation.batches), torch.device("cpu"))
     loss = float(total) / max(n, 1)
     bpb = bits_per_byte(loss, val.manifest.splits["val"].bytes_per_token)
     return {"val/loss": round(loss, 5), "val/bpb": round(bpb, 5) if bpb else None, "val/batches": n}

@@ -55,14 +55,38 @@ class Trainer:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> Path:
-        """Resume (per `resume`), train to the end or to a stop signal, publish `final/`; returns its path."""
+        """Resume (per `resume`), train to the end or to a stop signal, publish `final/`; returns its path.
+
+        The run lock is released however this ends, a failed restore included."""
+        s = self.setup
+        try:
+            start_from = self._restore()
+            metrics = MetricsLog(
+                s.recipe.layout.metrics, s.accelerator, enabled=s.accelerator.is_main_process
+            )
+            self._log_restart(metrics, start_from)
+            self.stability = SpikeGuardCallback(s, metrics, self.checkpointer)
+            self.callbacks = self._callbacks(metrics)
+            try:
+                for callback in self.callbacks:
+                    callback.on_train_start(self.state)
+                self._loop()
+            finally:
+                for callback in self.callbacks:
+                    callback.on_train_end()
+                metrics.close()
+        finally:
+            if s.lock is not None:
+                s.lock.release()
+        return s.recipe.layout.final
+
+    def _restore(self) -> Path | None:
+        """Load the checkpoint `resume` names (if any) and cut the metrics log back to its step."""
         s, state = self.setup, self.state
         start_from = self.checkpointer.resume_point(self.resume)
         if start_from is not None:
             self.checkpointer.restore(start_from, state, with_data=True)
             if state.step > s.total_steps:  # e.g. `--set train.tokens=<fewer>` on a run that went further
-                if s.lock is not None:
-                    s.lock.release()
                 raise TrainingError(
                     f"{start_from}: this checkpoint is at step {state.step}, past this recipe's end at step "
                     f"{s.total_steps}; raise train.tokens / train.steps to train on, or start afresh with "
@@ -71,29 +95,19 @@ class Trainer:
         state.attempts = state.step
         if s.accelerator.is_main_process:
             truncate_after(s.recipe.layout.metrics, state.step)
-        metrics = MetricsLog(s.recipe.layout.metrics, s.accelerator, enabled=s.accelerator.is_main_process)
+        return start_from
+
+    def _log_restart(self, metrics: MetricsLog, start_from: Path | None) -> None:
+        """A `restart` event and warning when the launcher restarted the job after a process died."""
         restarts = launcher_restarts()
         if restarts:
-            metrics.log_event(state.step, EVENT_RESTART, restarts=restarts, resumed_from=str(start_from))
+            metrics.log_event(self.state.step, EVENT_RESTART, restarts=restarts, resumed_from=str(start_from))
             log.warning(
                 "restart %d of at most %d by the launcher after a process died: resumed from %s",
                 restarts,
                 self.recipe.train.max_restarts,
                 start_from or "the start (no checkpoint yet)",
             )
-        self.stability = SpikeGuardCallback(s, metrics, self.checkpointer)
-        self.callbacks = self._callbacks(metrics)
-        try:
-            for callback in self.callbacks:
-                callback.on_train_start(state)
-            self._loop()
-        finally:
-            for callback in self.callbacks:
-                callback.on_train_end()
-            metrics.close()
-            if s.lock is not None:
-                s.lock.release()
-        return s.recipe.layout.final
 
     def _callbacks(self, metrics: MetricsLog) -> list[Callback]:
         """In the order they run after each step (see `callbacks/__init__.py`)."""

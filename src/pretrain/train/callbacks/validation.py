@@ -7,6 +7,7 @@ each `train.validation.every_fraction` of training; one console line per pass on
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 
@@ -25,14 +26,11 @@ log = get_logger("pretrain.train")
 
 @torch.no_grad()
 def summed_val_loss(
-    model, batches, limit: int, device: torch.device, autocast=contextlib.nullcontext
+    model, batches, device: torch.device, autocast=contextlib.nullcontext
 ) -> tuple[torch.Tensor, int]:
-    """(sum of the per-batch mean losses, batches read) over the first `limit` of `batches` (a val loader or
-    a list of micro batches)."""
+    """(sum of the per-batch mean losses, number of batches) over `batches` (micro batches of the val split)."""
     total, n = torch.zeros((), device=device), 0
-    for i, batch in enumerate(batches):
-        if i >= limit:
-            break
+    for batch in batches:
         with autocast():
             total += causal_lm_loss(model, {k: v.to(device) for k, v in batch.items()})
         n += 1
@@ -58,11 +56,9 @@ def validation_batches(setup: TrainSetup) -> tuple[list[dict[str, torch.Tensor]]
         acc.num_processes,
         document_positions=cfg.document_masking,
     )
-    batches = []
-    for i, batch in enumerate(val):
-        if i >= cfg.validation.batches:
-            break
-        batches.append({k: v.to(setup.device) for k, v in batch.items()})
+    batches = [
+        {k: v.to(setup.device) for k, v in b.items()} for b in itertools.islice(val, cfg.validation.batches)
+    ]
     return batches, val.manifest.splits["val"].bytes_per_token
 
 
@@ -75,7 +71,7 @@ def validate(setup: TrainSetup, batches: tuple[list[dict], float | None] | None 
     start = time.perf_counter()
     val_batches, bytes_per_token = batches if batches is not None else validation_batches(setup)
     model.eval()
-    total, n = summed_val_loss(model, val_batches, len(val_batches), setup.device, acc.autocast)
+    total, n = summed_val_loss(model, val_batches, setup.device, acc.autocast)
     model.train()
     loss = float(acc.reduce(total / max(n, 1), reduction="mean"))
     bpb = bits_per_byte(loss, bytes_per_token)
