@@ -57,7 +57,7 @@ def test_a_killed_task_publishes_nothing_and_the_rerun_is_identical(planted, tmp
     work = local.layout.curate_work
     assert not (local.out / "mix").exists() and not pass_dir(work, 1).exists()  # nothing of task 1 published
     # a task stopped by SIGKILL cannot clean up: plant what it leaves, which the rerun must not take for output
-    (work / "pass" / "t00001.tmp-999999").mkdir(parents=True)
+    (work / "pass" / ".t00001.tmp-999999-1").mkdir(parents=True)
     finished = {r for r in range(3) if pass_dir(work, r).exists()}
 
     def recording(recipe, work, rank, world):  # runs in forked task processes: record in files

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import DataError
 from pretrain.data.records import (
     KIND_NEAR,
     SignatureRuns,
     is_done,
     iter_kept,
-    publishing_dir,
     read_stats,
     read_units,
     write_kept,
@@ -50,11 +50,11 @@ def test_signature_runs_are_sorted_and_bounded(tmp_path):
 
 def test_a_failed_task_publishes_nothing_and_a_finished_one_is_done(tmp_path):
     final = tmp_path / "pass" / "t00000"
-    with pytest.raises(RuntimeError), publishing_dir(final) as tmp:
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
         (tmp / "part").write_text("half")
         raise RuntimeError("killed")
     assert not is_done(final) and not list((tmp_path / "pass").iterdir())
-    with publishing_dir(final) as tmp:
+    with atomic_dir(final) as tmp:
         write_stats(tmp, {"sources": []})
     assert is_done(final) and read_stats(final) == {"sources": []}
 
@@ -79,7 +79,7 @@ def test_partial_outputs_of_killed_tasks_are_removed_and_finished_ones_kept(tmp_
     finished = tmp_path / "pass" / "t00000"
     finished.mkdir(parents=True)
     (finished / "kept-0.jsonl").write_text("x")
-    partial = tmp_path / "pass" / "t00001.tmp-4242"  # what a SIGKILLed publishing_dir leaves
+    partial = tmp_path / "pass" / ".t00001.tmp-4242-1"  # what a SIGKILLed atomic_dir leaves
     partial.mkdir()
     (partial / "kept-0.jsonl").write_text("half")
     (tmp_path / "dedup").mkdir()

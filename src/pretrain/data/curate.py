@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pretrain.config import LocalSource, Recipe
+from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import DataError
 from pretrain.core.markers import StageOutput, files_signature
 from pretrain.core.progress import get_logger
@@ -37,7 +38,6 @@ from pretrain.data.records import (
     iter_kept,
     kept_file,
     pass_dir,
-    publishing_dir,
     read_stats,
     removed_file,
     write_stats,
@@ -157,7 +157,7 @@ def write_mix_files(recipe: Recipe, work: Path, rank: int, world: int) -> None:
     if is_done(final):
         return
     removed = load_removed(work) if _dedup_on(recipe) else np.empty(0, dtype=REMOVED_DTYPE)
-    with publishing_dir(final) as tmp:
+    with atomic_dir(final) as tmp:
         stats = []
         for idx, src in enumerate(recipe.data.sources):
             writer = MixWriter(tmp, src.name, rank, recipe.data.mixture.shard_docs)

@@ -119,7 +119,7 @@ def prepare_work(work: Path, fingerprint: str) -> bool:
 
 
 def remove_partial_outputs(work: Path) -> None:
-    """Delete what killed tasks left half-written (`*.tmp-<pid>` folders and files, records.publishing_dir):
+    """Delete what killed tasks left half-written (`*.tmp-*` folders and files: core/atomic.py, records.save_array):
     a SIGKILL skips their clean-up. Called before tasks start, when none of this work's tasks runs."""
     for partial in sorted(work.rglob("*.tmp-*"), reverse=True):  # children before their folders
         if partial.is_dir():

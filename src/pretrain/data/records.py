@@ -12,7 +12,7 @@
                                   of a duplicate cluster
     final/t00003/                 task 3's deduplicated mix files and stats.json (mixio writes the files)
 
-A task writes into `<name>.tmp-<pid>` and renames it: a killed task leaves no partial output, and a rerun
+A task writes into a temporary sibling `.<name>.tmp-<pid>-<ns>` (core/atomic.py `atomic_dir`) and renames it: a killed task leaves no partial output, and a rerun
 treats an existing folder (or file) as done (`is_done`), so it skips completed tasks with the same result.
 """
 
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -84,21 +82,6 @@ def progress_file(work: Path, stage: str, rank: int) -> Path:
 def is_done(path: Path) -> bool:
     """A task's output exists only once complete (renamed into place)."""
     return Path(path).exists()
-
-
-@contextmanager
-def publishing_dir(final: Path) -> Iterator[Path]:
-    """A temporary sibling folder renamed to `final` when the block succeeds (removed when it fails)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from pretrain.core.atomic import write_json_atomic
 from pretrain.core.progress import format_seconds, get_logger, human
 
 log = get_logger("pretrain.data")
@@ -46,16 +47,13 @@ class TaskProgress:
     def _emit(self, now: float, finished: bool = False) -> None:
         log.info(_line(self.label, self.docs, self.bytes, now - self.start, self.total_bytes))
         if self.record is not None:
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.record.with_name(f"{self.record.name}.tmp-{os.getpid()}")
             state = {
                 "docs": self.docs,
                 "bytes": self.bytes,
                 "total_bytes": self.total_bytes,
                 "done": finished,
             }
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, self.record)
+            write_json_atomic(self.record, state)
 
     def done(self) -> None:
         self._emit(time.monotonic(), finished=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pretrain.core.atomic import atomic_dir
 from pretrain.data.curation_report import EXAMPLE_CHARS, EXAMPLES_PER_CLASS
 from pretrain.data.decontam import ContaminationIndex
 from pretrain.data.dedup import MinHasher, exact_key64, word_hashes, words
@@ -26,7 +27,6 @@ from pretrain.data.records import (
     kept_file,
     pass_dir,
     progress_file,
-    publishing_dir,
     read_units,
     write_kept,
     write_stats,
@@ -100,7 +100,7 @@ def document_pass(recipe, work: Path, rank: int, world: int) -> None:
         f"curate task {rank}/{world}", total_input or None, progress_file(work, "curate", rank)
     )
     stats = []
-    with publishing_dir(final) as tmp:
+    with atomic_dir(final) as tmp:
         sigs = SignatureRuns(tmp)
         for idx, src in enumerate(sources):
             held = [len(task_units(plans, world, r)[idx]) for r in range(world)]

@@ -38,12 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from pretrain.config import Recipe
+from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import DataError, RecipeError
 from pretrain.core.markers import StageOutput
 from pretrain.core.progress import get_logger
 from pretrain.data.executor import TaskStep, pass_tasks, prepare_work, run_steps, submit_slurm
 from pretrain.data.mixio import iter_documents, read_at, read_manifest, shard_offsets
-from pretrain.data.records import is_done, progress_file, publishing_dir, read_stats, write_stats
+from pretrain.data.records import is_done, progress_file, read_stats, write_stats
 from pretrain.data.taskprogress import TaskProgress
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
 from pretrain.tokens.manifest import SourceTokens, TokenManifest, TokenShard, TokenSplit
@@ -329,7 +330,7 @@ def pack_task(recipe: Recipe, work: Path, rank: int, world: int) -> None:
     meter = TaskProgress(f"pack task {rank}/{world}", None, progress_file(work, "tokenize", rank))
     seed, fraction = recipe.seed, recipe.data.val_fraction
     stats = []
-    with publishing_dir(final) as tmp:
+    with atomic_dir(final) as tmp:
         for i, f in mine:
             val_docs = open(tmp / _val_docs_name(i), "w", encoding="utf-8")
             writers = {
