@@ -8,7 +8,9 @@ Both loops run in the same process on random tokens (vocab 49,152, seq 2,048 on 
 `pretrain.train.step.forward_backward` + `clip_gradients` + the optimizer from `pretrain.train.optim`,
 with the recipe's levers (`train.compile`, `train.precision`, `train.optimizer.fused`, `train.liger_kernels`);
 the baseline is `model(input_ids, labels=labels).loss.backward()` under bf16 autocast with fp32 weights and
-foreach AdamW, no compile. MFU = model FLOPs (planning.flops: 6N + attention) x tokens/s / device peak.
+foreach AdamW, no compile (fp32 without autocast on CPU). On CUDA the loops are timed one after the other;
+on CPU their steps alternate and each side's median step time counts, so a shared machine's load falls on
+both alike. MFU = model FLOPs (planning.flops: 6N + attention) x tokens/s / device peak.
 Last stdout line: {"bench": "train_throughput", "device": ..., "results": [{"shape", "ours_tok_s", "ours_mfu",
 "baseline_tok_s", "baseline_mfu", "speedup", "peak_mem_gb"}, ...]}.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -81,7 +84,22 @@ def _time(step, warmup: int, iters: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def bench_ours(recipe, vocab, device, warmup, iters):
+def _time_interleaved(steps: dict, warmup: int, iters: int) -> dict[str, float]:
+    """Median seconds per step of each loop, their steps alternating: on a shared CPU the load changes
+    between two back-to-back timings by more than the levers do, so both sides must see the same load."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(iters):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def make_ours(recipe, vocab, device):
     from accelerate import Accelerator
 
     from pretrain.train.setup import mixed_precision
@@ -103,10 +121,10 @@ def bench_ours(recipe, vocab, device, warmup, iters):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return _time(step, warmup, iters, device), config
+    return step, config
 
 
-def bench_baseline(recipe, vocab, device, warmup, iters):
+def make_baseline(recipe, vocab, device):
     model, _ = _model(recipe, vocab, device)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
@@ -123,7 +141,7 @@ def bench_baseline(recipe, vocab, device, warmup, iters):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return _time(step, warmup, iters, device)
+    return step
 
 
 def main() -> None:
@@ -135,7 +153,7 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     device = torch.device(args.device)
-    iters = args.iters or (3 if args.tiny else 20)
+    iters = args.iters or (5 if args.tiny else 20)
     warmup = 1 if args.tiny else 5
     peak = device_peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     results = []
@@ -143,11 +161,20 @@ def main() -> None:
         overrides = ["accelerate_config=null", *(TINY if args.tiny else []), *args.overrides]  # one process
         recipe = load_recipe(REPO / SHAPES[shape], overrides=overrides, check_files=False)
         vocab = 49_152
-        if device.type == "cuda":
+        mem = None
+        if device.type == "cuda":  # one loop at a time: two models of 1B may not fit beside each other
             torch.cuda.reset_peak_memory_stats(device)
-        ours_s, config = bench_ours(recipe, vocab, device, warmup, iters)
-        mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        base_s = bench_baseline(recipe, vocab, device, warmup, iters)
+            ours_step, config = make_ours(recipe, vocab, device)
+            ours_s = _time(ours_step, warmup, iters, device)
+            mem = torch.cuda.max_memory_allocated(device) / 2**30
+            del ours_step
+            base_s = _time(make_baseline(recipe, vocab, device), warmup, iters, device)
+        else:
+            ours_step, config = make_ours(recipe, vocab, device)
+            timed = _time_interleaved(
+                {"ours": ours_step, "baseline": make_baseline(recipe, vocab, device)}, warmup, iters
+            )
+            ours_s, base_s = timed["ours"], timed["baseline"]
         tokens = recipe.train.micro_batch_size * recipe.train.seq_len
         _, non_emb = count_parameters(config)
         fpt = flops_per_token(config, non_emb, recipe.train.seq_len)
