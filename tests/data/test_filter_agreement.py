@@ -43,8 +43,11 @@ SENTENCE = (
     "the board were not sure of the cost."
 )
 CRAFTED = {
-    "clean_prose": " ".join([SENTENCE] * 1).replace("plan", "new plan") + "\n" + " ".join(
-        f"Sentence {i} of the text talks about item {i * 7} and the way it is used with care." for i in range(12)
+    "clean_prose": " ".join([SENTENCE] * 1).replace("plan", "new plan")
+    + "\n"
+    + " ".join(
+        f"Sentence {i} of the text talks about item {i * 7} and the way it is used with care."
+        for i in range(12)
     ),
     "contractions": " ".join(
         "I don't think we can't; you're sure it's John's? They'll go, I'm told, and we've said we'd cannot "
@@ -72,6 +75,10 @@ CRAFTED = {
     "short_words": " ".join("a an I to be of in at it is on" for _ in range(20)),
     "long_words": " ".join("internationalization counterrevolutionaries the and" for _ in range(20)),
     "no_stop_words": " ".join(f"Alpha beta gamma delta {i}." for i in range(30)),
+    "capitalised_stop_words": " ".join(
+        f"The alpha{i} beta gamma delta epsilon, With zeta eta theta iota kappa Of lambda mu."
+        for i in range(20)
+    ),
     "numbers_only": " ".join(f"{i} {i * 3} {i * 7}." for i in range(60)) + " the and of",
     "repeated_lines": "\n".join(["the same line of the text is here."] * 20 + [SENTENCE] * 2),
     "repeated_paragraphs": "\n\n".join([SENTENCE] * 3 + [SENTENCE.upper()] * 2),
@@ -85,7 +92,9 @@ CRAFTED = {
     "short_lines": "\n".join(f"Go {i}." for i in range(40)) + "\n" + SENTENCE,
     "list_like": "\n".join(f"Item {i}: the and of." for i in range(60)),
     "whitespace_kinds": ("the\tand\u00a0of  two\u2003spaces, and\u2028a line. " * 30).strip(),
-    "unicode": " ".join("Café naïve façade — the «quoted» and „low“ marks … of 東京 and ½ ² ⅓." for _ in range(10)),
+    "unicode": " ".join(
+        "Café naïve façade — the «quoted» and „low“ marks … of 東京 and ½ ² ⅓." for _ in range(10)
+    ),
     "emoticon_free_punctuation": " ".join("(see [1]) {x} <b> & * _emph_ the and of;" for _ in range(20)),
 }
 
