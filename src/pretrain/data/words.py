@@ -21,7 +21,8 @@ import numpy as np
 
 from pretrain.data.dedup import word_hashes, words
 
-CHUNK_CACHE_SIZE = 1 << 17  # chunks whose tokens are remembered; emptied when full (~25 MB: memory stays flat)
+# chunks whose tokens are remembered; the cache is emptied when full (~25 MB: a task's memory stays flat)
+CHUNK_CACHE_SIZE = 1 << 17
 
 
 class SpacyWordSplitter:
