@@ -8,7 +8,7 @@ C4 and speech corpora; every pass over the corpora after the first rewrites 35% 
 seeded picks from the corpora's own vocabulary (so later passes are new documents, not duplicates), and 2% of
 the documents get a near-duplicate (2% of words changed) planted later in the input. Each configuration runs
 the three stages as `pretrain` subprocesses; the peak RSS is the largest process's (RUSAGE_CHILDREN of a
-wrapper per configuration), read amplification is the input bytes the tasks read (curation report) over the
+wrapper per configuration; each run also reports its seconds per stage), read amplification is the input bytes the tasks read (curation report) over the
 input's size, near_dups_found counts planted copies missing from the mix.
 
 Last stdout line: {"bench": "data_scale", "input_mb", "tasks", "read_amplification", "peak_rss_mb",
@@ -160,11 +160,14 @@ def measure(recipe: Path) -> None:
     """Wrapper mode: run the three stages; print seconds and the largest descendant's peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     start = time.perf_counter()
+    stage_seconds = {}
     for stage in ("curate", "tokenizer", "pack"):
+        begin = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pretrain", stage, str(recipe)], check=True, env=env)
+        stage_seconds[stage] = round(time.perf_counter() - begin, 1)
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "stage_seconds": stage_seconds}))
 
 
 def run(
@@ -188,6 +191,7 @@ def run(
         "input_mb": round(input_bytes / 1e6, 1),
         "tasks": tasks,
         "seconds": round(result["seconds"], 1),
+        "stage_seconds": result["stage_seconds"],
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
         "read_amplification": round(src["read"]["input_bytes"] / input_bytes, 4),
         "mb_per_s_per_core": round(input_bytes / 1e6 / result["seconds"] / min(tasks, cores), 3),

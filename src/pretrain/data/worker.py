@@ -16,7 +16,7 @@ from pathlib import Path
 from pretrain.core.atomic import atomic_dir
 from pretrain.data.curation_report import EXAMPLE_CHARS, EXAMPLES_PER_CLASS
 from pretrain.data.decontam import ContaminationIndex
-from pretrain.data.dedup import MinHasher, exact_key64, word_hashes, words
+from pretrain.data.dedup import MinHasher, exact_key64
 from pretrain.data.filters import apply_filters, build_filters
 from pretrain.data.normalize import normalize
 from pretrain.data.records import (
@@ -33,6 +33,7 @@ from pretrain.data.records import (
 )
 from pretrain.data.sources import ReadStats, doc_key, read_budgeted, split_budget, task_units
 from pretrain.data.taskprogress import TaskProgress
+from pretrain.data.words import DocumentWords
 
 TASK_TEXTS = "task_texts.json"  # in the work folder: the evaluation tasks' texts, read by every task
 UNCHECKED = "unchecked.json"  # the tasks that could not be checked, and why (for the report)
@@ -52,21 +53,33 @@ class DocumentProcessor:
         self.hasher = MinHasher(d.ngram, d.bands, d.rows, d.seed) if d.near else None
         self.contam = ContaminationIndex(task_texts, data.decontaminate.ngram)
 
-    def __call__(self, idx: int, raw: str) -> tuple[str, str, str]:
-        """-> (status, detail, normalised text): status "ok", "empty", "filter:<name>" or "contamination"."""
+    def __call__(self, idx: int, raw: str) -> tuple[str, str, DocumentWords | None]:
+        """-> (status, detail, document): status "ok", "empty", "filter:<name>" or "contamination".
+
+        The document is the normalised text with its word splits (None when empty): the filters,
+        decontamination and `signatures` share one split."""
         filters, patterns = self.filters[idx]
         text = normalize(raw, self.normalize_cfg, patterns)
         if not text.strip():
-            return "empty", "", raw
-        dropped = apply_filters(text, filters)
+            return "empty", "", None
+        doc = DocumentWords(text)
+        dropped = apply_filters(doc, filters)
         if dropped:
-            return f"filter:{dropped[0]}", dropped[1], text
+            return f"filter:{dropped[0]}", dropped[1], doc
         if self.contam:
-            tokens = words(text)
-            task = self.contam.match(text, tokens, word_hashes(tokens))
+            task = self.contam.match(text, doc.lower_words, doc.hashes)
             if task:
-                return "contamination", task, text
-        return "ok", "", text
+                return "contamination", task, doc
+        return "ok", "", doc
+
+    def signatures(self, doc: DocumentWords, key: int, sigs: SignatureRuns) -> None:
+        """Add a kept document's exact key and MinHash band keys to the task's signature runs."""
+        if self.exact:
+            sigs.add([exact_key64(doc.text)], key, KIND_EXACT)
+        if self.hasher:
+            bands = self.hasher.band_keys64(doc.text, doc.lower_words, doc.hashes)
+            if len(bands):
+                sigs.add(bands, key, KIND_NEAR)
 
 
 def new_source_stats() -> dict:
@@ -112,7 +125,8 @@ def document_pass(recipe, work: Path, rank: int, world: int) -> None:
                     recipe, src, mine[idx], read, max_docs, max_bytes
                 ):
                     key = doc_key(idx, unit.index, row)
-                    status, detail, text = process(idx, raw)
+                    status, detail, doc = process(idx, raw)
+                    text = raw if doc is None else doc.text
                     nbytes = len(text.encode("utf-8"))
                     meter.update(1, len(raw.encode("utf-8")))
                     if status != "ok":
@@ -121,13 +135,7 @@ def document_pass(recipe, work: Path, rank: int, world: int) -> None:
                     write_kept(kept, key, doc_id, text)
                     entry["kept_docs"] += 1
                     entry["kept_bytes"] += nbytes
-                    if process.exact:
-                        sigs.add([exact_key64(text)], key, KIND_EXACT)
-                    if process.hasher:
-                        tokens = words(text)
-                        bands = process.hasher.band_keys64(text, tokens, word_hashes(tokens))
-                        if len(bands):
-                            sigs.add(bands, key, KIND_NEAR)
+                    process.signatures(doc, key, sigs)
             entry["read"] = {
                 "docs": read.docs,
                 "bytes": read.bytes,
