@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py                       # CUDA: SmolLM2-135M, SmolLM2-360M, Llama-1B shapes
     python bench/train_throughput.py --device cpu --tiny   # CPU smoke version (CI checks it runs)
+    python bench/train_throughput.py --device cpu --shapes tiny   # the tiny recipe's own shape (4,096 vocab)
     python bench/train_throughput.py --set train.compile=false --set train.precision=bf16-true
 
 Both loops run in the same process on random tokens (vocab 49,152, seq 2,048 on GPU): ours is
@@ -40,6 +41,8 @@ SHAPES = {
     "smollm2-360m": "recipes/smollm2-360m/config.yaml",
     "llama-1b": "recipes/llama-1b/config.yaml",
 }
+# the tiny recipe at its own shape and vocabulary (CPU): `--shapes tiny`
+OWN_SHAPES = {"tiny": "recipes/tiny/config.yaml"}
 TINY = [
     "model.hidden_size=128",
     "model.intermediate_size=384",
@@ -158,9 +161,11 @@ def main() -> None:
     peak = device_peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     results = []
     for shape in args.shapes.split(","):
-        overrides = ["accelerate_config=null", *(TINY if args.tiny else []), *args.overrides]  # one process
-        recipe = load_recipe(REPO / SHAPES[shape], overrides=overrides, check_files=False)
-        vocab = 49_152
+        own = shape in OWN_SHAPES
+        shrink = TINY if args.tiny and not own else []
+        overrides = ["accelerate_config=null", *shrink, *args.overrides]  # one process
+        recipe = load_recipe(REPO / {**SHAPES, **OWN_SHAPES}[shape], overrides=overrides, check_files=False)
+        vocab = recipe.tokenizer.vocab_size if own else 49_152
         mem = None
         if device.type == "cuda":  # one loop at a time: two models of 1B may not fit beside each other
             torch.cuda.reset_peak_memory_stats(device)
