@@ -182,7 +182,9 @@ def test_muon_under_fsdp_is_a_clear_error(repo_root, tmp_path):
 
 def test_resuming_muon_state_with_adamw_is_a_clear_error(lever_run, fresh_run):
     _, ref_out = lever_run
-    adamw = [lever for lever in LEVERS if not lever.startswith("train.optimizer.name")] + ["train.optimizer.name=adamw"]
+    adamw = [lever for lever in LEVERS if not lever.startswith("train.optimizer.name")] + [
+        "train.optimizer.name=adamw"
+    ]
     recipe, out = fresh_run("switched", *adamw)
     shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
     with pytest.raises(
