@@ -25,6 +25,7 @@ from pretrain.core.progress import get_logger
 from pretrain.launch import launcher_restarts
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.callbacks.checkpointing import Checkpointing
+from pretrain.train.callbacks.data_stages import DataStageReport
 from pretrain.train.callbacks.evaluation import InLoopEvaluation
 from pretrain.train.callbacks.forecast import ForecastCheck
 from pretrain.train.callbacks.preemption import Preemption
@@ -116,6 +117,7 @@ class Trainer:
         validation = Validation(s, metrics)
         return [
             SpeedMonitor(s, metrics),
+            DataStageReport(s, metrics),
             validation,
             ForecastCheck(s, metrics, validation),
             *evaluation,
