@@ -42,13 +42,25 @@ def test_a_good_stage_list_validates_and_splits_the_steps(tiny_recipe_path, tmp_
     ("change", "key", "words"),
     [
         (lambda s: s[1]["weights"].update(books=1), "train.data_stages.1.weights.books", "no source named"),
-        (lambda s: s[0]["weights"].update(stdlib_code=0), "train.data_stages.0.weights.stdlib_code", "greater than 0"),
-        (lambda s: s[0]["weights"].update(stdlib_code=-1), "train.data_stages.0.weights.stdlib_code", "greater than 0"),
+        (
+            lambda s: s[0]["weights"].update(stdlib_code=0),
+            "train.data_stages.0.weights.stdlib_code",
+            "greater than 0",
+        ),
+        (
+            lambda s: s[0]["weights"].update(stdlib_code=-1),
+            "train.data_stages.0.weights.stdlib_code",
+            "greater than 0",
+        ),
         (lambda s: s[1].update(share=0.2), "train.data_stages", "add up to 0.9, not 1"),
         (lambda s: s[1].update(tokens=1000), "train.data_stages.1", "exactly one of share"),
         (lambda s: s[1].pop("share"), "train.data_stages.1", "exactly one of share"),
         (lambda s: s[1].update(weights={}), "train.data_stages.1.weights", "at least 1"),
-        (lambda s: s[0].update(share=0.999) or s[1].update(share=0.001), "train.data_stages.1", "no optimizer step"),
+        (
+            lambda s: s[0].update(share=0.999) or s[1].update(share=0.001),
+            "train.data_stages.1",
+            "no optimizer step",
+        ),
     ],
 )
 def test_bad_stages_name_the_key(tiny_recipe_path, tmp_path, change, key, words):
@@ -69,7 +81,9 @@ def test_token_counts_must_match_the_run(tiny_recipe_path, tmp_path):
     assert recipe.train.stage_end_steps(200) == [122, 200]
     stages[1]["tokens"] = 600_000
     (problem,) = _problems(tiny_recipe_path, tmp_path, stages)
-    assert "train.data_stages: the stages' tokens add up to 1,600,000, but the run trains 1,638,400" in problem
+    assert (
+        "train.data_stages: the stages' tokens add up to 1,600,000, but the run trains 1,638,400" in problem
+    )
     stages[1] = {"share": 0.5, "weights": {"stdlib_docs": 1}}
     (problem,) = _problems(tiny_recipe_path, tmp_path, stages)
     assert ": train.data_stages.0.tokens: " in problem and "every stage a share" in problem

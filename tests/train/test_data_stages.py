@@ -56,7 +56,11 @@ def test_resume_before_the_boundary_reproduces_losses_and_shares(staged, fresh_r
     _, ref_out = staged
     recipe, out = fresh_run("run", "eval.enabled=false", STAGES)
     shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
-    lines = [ln for ln in (ref_out / "metrics.jsonl").read_text().splitlines() if json.loads(ln).get("step", 0) <= 8]
+    lines = [
+        ln
+        for ln in (ref_out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(ln).get("step", 0) <= 8
+    ]
     (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     run_train_stage(recipe, resume="auto")
     assert step_losses(out / "metrics.jsonl") == step_losses(ref_out / "metrics.jsonl")

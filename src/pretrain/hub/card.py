@@ -30,11 +30,11 @@ from pretrain.planning.flops import flops_per_token
 from pretrain.planning.forecast import Forecast
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.train.metrics import (
+    data_stage_shares,
     forecast_records,
     last_validation,
     mean_measured,
     read_records,
-    data_stage_shares,
     restart_count,
     start_record,
     step_records,

@@ -34,7 +34,9 @@ EVENT_CHECKPOINT = "checkpoint"
 EVENT_PREEMPTED = "preempted"
 EVENT_FORECAST = "forecast"
 EVENT_RESTART = "restart"  # the launcher restarted the job after a process died
-EVENT_DATA_STAGE = "data_stage"  # realised token shares of a data stage (at its end, and for all at the run's end)
+EVENT_DATA_STAGE = (
+    "data_stage"  # realised token shares of a data stage (at its end, and for all at the run's end)
+)
 
 
 class MetricsLog:
