@@ -261,6 +261,12 @@ class StagedTokenLoader:
         for _ in range(n_batches):
             self._advance()
 
+    def start_at_step(self, step: int) -> None:
+        """Start drawing at optimizer step `step` with every source at its first window (a branch of another
+        run: `pretrain anneal`); stages before it stay undrawn."""
+        self.step, self.micro, self._batch = step, 0, None
+        self.epochs[:], self.positions[:], self.drawn[:] = 0, 0, 0
+
     # ------------------------------------------------------------------ state
     def _plan(self) -> list[dict]:
         return [{"name": s.name, "end_step": s.end_step, "weights": s.weights} for s in self.stages]

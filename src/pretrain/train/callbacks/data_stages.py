@@ -60,5 +60,6 @@ class DataStageReport(Callback):
             self._log(state.step, self.stage, "boundary")
             self.stage = self.loader.stage
         if state.step == self.setup.total_steps:
-            for index in range(len(self.loader.stages)):
-                self._log(state.step, index, "end")
+            for index, record in enumerate(self.loader.realised_shares()):
+                if record["tokens"]:  # a branch (`pretrain anneal`) draws nothing from stages before it
+                    self._log(state.step, index, "end")
