@@ -10,7 +10,7 @@
     pretrain eval outputs/tiny/final --tasks val_bpb       # or OUTPUT_DIR for every checkpoint
     pretrain push outputs/tiny/final --repo-id me/tiny [--dry-run DIR]
     pretrain average outputs/tiny/checkpoints/step-0000180 .../step-0000200 --output outputs/tiny/avg
-    pretrain anneal outputs/tiny/checkpoints/step-0000140 --output-dir outputs/tiny-anneal --tokens 491520 \
+    pretrain anneal outputs/tiny/checkpoints/step-0000120 --output-dir outputs/tiny-anneal --tokens 491520 \
         --weight stdlib_docs=3 --weight stdlib_code=1        # branch a decay on a new mix from a stable checkpoint
     pretrain explain train.optimizer.lr [--recipe RECIPE]  # type, default, description of a recipe key
 

@@ -90,3 +90,44 @@ def test_anneal_from_an_incomplete_checkpoint_is_refused(tmp_path, capsys):
     (tmp_path / "step-0000008").mkdir()
     assert _anneal(tmp_path / "step-0000008", tmp_path / "anneal", "--steps", "2", "--weight", "a=1") == 1
     assert "not a complete checkpoint" in capsys.readouterr().err
+
+
+def _fake_checkpoint(folder, recipe_path, step: int, total: int):
+    """A checkpoint folder as far as `anneal_recipe` reads it: the resolved recipe, state.json, COMPLETE."""
+    from pretrain.config import load_recipe
+    from pretrain.train import checkpoint as ckpt
+
+    ts = folder / ckpt.TRAINER_STATE
+    ts.mkdir(parents=True)
+    (ts / ckpt.RECIPE_YAML).write_text(ckpt.resolved_recipe_yaml(load_recipe(recipe_path)))
+    (ts / ckpt.STATE_JSON).write_text(json.dumps({"step": step, "total_steps": total}))
+    (ts / ckpt.COMPLETE).write_text("ok\n")
+    (folder / ckpt.WEIGHTS).write_bytes(b"")
+    return folder
+
+
+def test_a_mid_decay_checkpoint_decays_from_its_own_lr(tiny_recipe_path, tmp_path):
+    from pretrain.train.anneal import anneal_recipe
+    from pretrain.train.schedules import lr_multiplier
+
+    # tiny: 200 steps, WSD decaying over the last 60; step 170 is half-way down
+    ckpt = _fake_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000170", tiny_recipe_path, 170, 200)
+    parent, recipe = anneal_recipe(ckpt, tmp_path / "anneal", {"stdlib_docs": 1.0}, steps=30)
+    scale = 1 - 31 / 60
+    assert recipe.train.steps == 200 and recipe.train.stage_end_steps(200) == [170, 200]
+    assert recipe.train.optimizer.lr == pytest.approx(parent.train.optimizer.lr * scale)
+    assert recipe.train.optimizer.muon.lr == pytest.approx(parent.train.optimizer.muon.lr * scale)
+    # the anneal's lr at its first step continues the parent's decay path from the checkpoint's lr
+    sched = recipe.train.schedule
+    first = recipe.train.optimizer.lr * lr_multiplier(170, 200, sched)
+    assert first < parent.train.optimizer.lr * scale and lr_multiplier(199, 200, sched) == 0.0
+    assert [s.name for s in recipe.train.data_stages] == ["before-step-170", "anneal"]
+    assert recipe.out == (tmp_path / "anneal").absolute()
+
+
+def test_a_checkpoint_inside_the_warmup_is_refused(tiny_recipe_path, tmp_path):
+    from pretrain.train.anneal import AnnealError, anneal_recipe
+
+    ckpt = _fake_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000005", tiny_recipe_path, 5, 200)
+    with pytest.raises(AnnealError, match="inside the run's warmup"):
+        anneal_recipe(ckpt, tmp_path / "anneal", {"stdlib_docs": 1.0}, steps=30)
