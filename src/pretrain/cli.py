@@ -10,6 +10,8 @@
     pretrain eval outputs/tiny/final --tasks val_bpb       # or OUTPUT_DIR for every checkpoint
     pretrain push outputs/tiny/final --repo-id me/tiny [--dry-run DIR]
     pretrain average outputs/tiny/checkpoints/step-0000180 .../step-0000200 --output outputs/tiny/avg
+    pretrain anneal outputs/tiny/checkpoints/step-0000120 --output-dir outputs/tiny-anneal --tokens 491520 \
+        --weight stdlib_docs=3 --weight stdlib_code=1        # branch a decay on a new mix from a stable checkpoint
     pretrain explain train.optimizer.lr [--recipe RECIPE]  # type, default, description of a recipe key
 
 Every command takes `--set dotted.key=value` (typed and validated like the YAML) and `--output-dir`.
@@ -36,6 +38,7 @@ from pretrain.pipeline import run_all, run_stage
 from pretrain.planning.ladder_run import run_ladder_command
 from pretrain.planning.report import run_plan_command
 from pretrain.stages import STAGES
+from pretrain.train.anneal import run_anneal_command
 from pretrain.train.average import average_checkpoints
 
 
@@ -119,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--include-optimizer", action="store_true", help="also upload trainer_state/")
     p.add_argument("--recipe", type=Path, default=None)
+    _common(p)
+
+    p = sub.add_parser(
+        "anneal",
+        help="branch a decay from a stable checkpoint with a new mix and length (SmolLM2-style annealing)",
+    )
+    p.add_argument("checkpoint", type=Path, help="a complete checkpoint folder (checkpoints/step-NNNNNNN)")
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument(
+        "--tokens", type=int, default=None, help="anneal length in tokens (whole global batches)"
+    )
+    length.add_argument("--steps", type=int, default=None, help="anneal length in optimizer steps")
+    p.add_argument(
+        "--weight",
+        action="append",
+        metavar="SOURCE=WEIGHT",
+        help="the anneal mix: a source of the run's data.sources and its weight (repeatable)",
+    )
     _common(p)
 
     p = sub.add_parser("average", help="average the weights of checkpoints of one run into an HF folder")
@@ -209,6 +230,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return run_eval_command(args)
     if cmd == "push":
         return run_push_command(args)
+    if cmd == "anneal":
+        if not args.output_dir:
+            raise PretrainError("anneal: give --output-dir DIR (the anneal is a run of its own)")
+        return run_anneal_command(args)
     if cmd == "average":
         return _average(args)
     if cmd == "explain":

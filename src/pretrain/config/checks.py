@@ -151,6 +151,66 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
         )
     if recipe.hub.push_checkpoints and not recipe.hub.repo_id:
         problems.append(f"{label}: hub.push_checkpoints: needs hub.repo_id to be set")
+    problems += data_stage_problems(recipe, label)
+    return problems
+
+
+def data_stage_problems(recipe: Recipe, label: str) -> list[str]:
+    """train.data_stages: known sources, shares that add up to 1 (or token counts to the run's tokens), and
+    at least one optimizer step per stage when the run's length is known from the recipe alone."""
+    train = recipe.train
+    stages = train.data_stages
+    if not stages:
+        return []
+    problems = []
+    names = [src.name for src in recipe.data.sources]
+    for i, stage in enumerate(stages):
+        for source in stage.weights:
+            if source not in names:
+                problems.append(
+                    f"{label}: train.data_stages.{i}.weights.{source}: no source named {source!r} in "
+                    f"data.sources (sources: {', '.join(names)})"
+                )
+    with_share = [i for i, stage in enumerate(stages) if stage.share is not None]
+    if with_share and len(with_share) != len(stages):
+        odd = next(i for i, stage in enumerate(stages) if stage.share is None)
+        return problems + [
+            f"{label}: train.data_stages.{odd}.tokens: stages {with_share} give a share; give every stage a "
+            "share, or every stage a token count"
+        ]
+    run_tokens = train.tokens or (train.steps * train.global_batch_tokens if train.steps else None)
+    if with_share:
+        total = sum(stage.share for stage in stages)
+        if abs(total - 1.0) > 1e-6:
+            problems.append(
+                f"{label}: train.data_stages: the stages' shares add up to {total:.6g}, not 1; make them "
+                "fractions of the run's tokens that sum to 1"
+            )
+            return problems
+    else:
+        total = sum(stage.tokens for stage in stages)
+        if run_tokens is None:
+            problems.append(
+                f"{label}: train.data_stages.0.tokens: the run's length is train.tokens_per_param, so its "
+                "tokens are not known before the model is built; give each stage a share instead"
+            )
+            return problems
+        if total != run_tokens:
+            problems.append(
+                f"{label}: train.data_stages: the stages' tokens add up to {total:,}, but the run trains "
+                f"{run_tokens:,} tokens; make them add up, or give shares instead"
+            )
+            return problems
+    if run_tokens is not None:
+        total_steps = train.total_steps(0)
+        start = 0
+        for i, end in enumerate(train.stage_end_steps(total_steps)):
+            if end <= start:
+                problems.append(
+                    f"{label}: train.data_stages.{i}: gets no optimizer step of the run's {total_steps}; "
+                    "give it a larger share or remove it"
+                )
+            start = max(start, end)
     return problems
 
 

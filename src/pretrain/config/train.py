@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -213,6 +213,47 @@ class FaultInjectionConfig(Section):
     die_rank: int | None = Field(None, ge=0, description="the rank that dies at die_at (none = every rank)")
 
 
+class DataStage(Section):
+    """One stage of a staged data mix: a slice of the run's training tokens drawn with its own source weights.
+
+    Stages live under `train` (not `data`): they say when in training each mix is read, next to the run's
+    length and lr schedule, and changing them re-runs training only, never curation or packing (the
+    `data` section is the fingerprint of those stages)."""
+
+    name: str | None = Field(
+        None, description="label in metrics.jsonl, reports and the model card; null = `stage-<index>`"
+    )
+    share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="this stage's fraction of the run's training tokens (0-1]; the shares of all stages add "
+        "up to 1. Give share or tokens, not both",
+    )
+    tokens: int | None = Field(
+        None,
+        gt=0,
+        description="this stage's training tokens; the stages' tokens add up to train.tokens (or "
+        "train.steps x global_batch_tokens). Give share or tokens, not both",
+    )
+    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        min_length=1,
+        description="source name (as in data.sources) -> weight (> 0); normalised to token shares of the "
+        "stage's global batches. Sources left out are not read in this stage",
+    )
+
+    @model_validator(mode="after")
+    def _one_length(self) -> DataStage:
+        if (self.share is None) == (self.tokens is None):
+            raise ValueError("give exactly one of share (fraction of the run's tokens) or tokens")
+        return self
+
+    def weight_shares(self) -> dict[str, float]:
+        """The weights normalised to sum to 1 (the token share each source aims at)."""
+        total = sum(self.weights.values())
+        return {name: w / total for name, w in self.weights.items()}
+
+
 class TrainConfig(Section):
     seq_len: int = Field(
         gt=0,
@@ -306,6 +347,11 @@ class TrainConfig(Section):
         "of them this many times at most (accelerate launch --max_restarts, set by the relaunch); each "
         "restart resumes from the last complete checkpoint and is counted in metrics and the model card",
     )
+    data_stages: list[DataStage] = Field(
+        default_factory=list,
+        description="staged data mix drawn at load time from the per-source token shards, in order (e.g. a "
+        "last stage on high-quality sources during the WSD decay); empty = one stage, the packed mix as is",
+    )
     collective_timeout_s: int = Field(
         600,
         gt=0,
@@ -335,6 +381,23 @@ class TrainConfig(Section):
             return self.steps
         tokens = self.tokens if self.tokens else int(self.tokens_per_param * n_params)
         return max(1, tokens // self.global_batch_tokens)
+
+    def stage_shares(self) -> list[float]:
+        """Each data stage's fraction of the run's tokens (token counts normalised by their sum)."""
+        sizes = [st.share if st.share is not None else float(st.tokens) for st in self.data_stages]
+        total = sum(sizes)
+        return [size / total for size in sizes]
+
+    def stage_end_steps(self, total_steps: int) -> list[int]:
+        """Optimizer step at which each data stage ends (exclusive): cumulative shares of `total_steps`,
+        rounded; the last stage ends at `total_steps`. Empty without stages."""
+        ends, cumulative = [], 0.0
+        for share in self.stage_shares():
+            cumulative += share
+            ends.append(int(round(cumulative * total_steps)))
+        if ends:
+            ends[-1] = total_steps
+        return ends
 
     def grad_accum_steps(self, world_size: int) -> int:
         """Micro batches per optimizer step on each rank; raises ValueError if the batch does not divide."""

@@ -30,6 +30,7 @@ from pretrain.planning.flops import flops_per_token
 from pretrain.planning.forecast import Forecast
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.train.metrics import (
+    data_stage_shares,
     forecast_records,
     last_validation,
     mean_measured,
@@ -161,6 +162,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     summary = _json(layout.eval_summary_json)
     parent = parent_model(records)
     restarts = restart_count(records)
+    stages = data_stage_shares(records)
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
@@ -187,6 +189,8 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "handbook_version": handbook_version(),
         "parent": parent,
         "restarts": restarts,
+        "data_stages": stages,
+        "data_stage_sources": list(dict.fromkeys(name for st in stages for name in st["realised"])),
         **forecast_and_regressions(layout, records, non_emb, tokens),
         "front_matter": ModelCardData(
             model_name=recipe.name,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from pretrain.core.errors import DataError
-from pretrain.tokens.manifest import TokenManifest
+from pretrain.tokens.manifest import TokenManifest, TokenShard
 
 
 class TokenLoader:
@@ -102,16 +102,7 @@ class TokenLoader:
 
     # ------------------------------------------------------------------ reading
     def _tokens(self, start: int, length: int) -> np.ndarray:
-        out = np.empty(length, dtype=np.int64)
-        i = int(np.searchsorted(self._starts, start, side="right") - 1)
-        filled = 0
-        while filled < length:
-            offset = start + filled - int(self._starts[i])
-            take = min(length - filled, len(self._shards[i]) - offset)
-            out[filled : filled + take] = self._shards[i][offset : offset + take]
-            filled += take
-            i += 1
-        return out
+        return read_tokens(self._shards, self._starts, start, length)
 
     def __iter__(self) -> TokenLoader:
         return self
@@ -158,6 +149,11 @@ class TokenLoader:
         and micro batch may differ as long as the saved position falls on a micro step of this geometry
         (checkpoints are taken between optimizer steps, which always do).
         """
+        if state.get("kind") == "staged":
+            raise DataError(
+                f"{self.dir}: the checkpoint's loader state is of a run with train.data_stages; resume it with "
+                "the same train.data_stages"
+            )
         saved_step = state.get("windows_per_step")
         if saved_step is None:  # written before elastic resume: only the same geometry is known to match
             same = (state.get("world_size"), state.get("batch_size")) == (self.world_size, self.batch_size)
@@ -205,12 +201,33 @@ def read_tokens_manifest(tokens_dir: Path, expected_tokenizer_hash: str | None =
     return manifest
 
 
+def read_tokens(shards: list[np.memmap], starts: np.ndarray, start: int, length: int) -> np.ndarray:
+    """Tokens [start, start + length) of the stream formed by `shards` (`starts`: their cumulative offsets)."""
+    out = np.empty(length, dtype=np.int64)
+    i = int(np.searchsorted(starts, start, side="right") - 1)
+    filled = 0
+    while filled < length:
+        offset = start + filled - int(starts[i])
+        take = min(length - filled, len(shards[i]) - offset)
+        out[filled : filled + take] = shards[i][offset : offset + take]
+        filled += take
+        i += 1
+    return out
+
+
 def _open_shards(tokens_dir: Path, manifest: TokenManifest, split: str) -> tuple[list[np.memmap], np.ndarray]:
     if split not in manifest.splits:
         raise DataError(f"{TokenManifest.path(tokens_dir)}: no {split!r} split")
+    return open_shard_list(tokens_dir, manifest, manifest.splits[split].shards)
+
+
+def open_shard_list(
+    tokens_dir: Path, manifest: TokenManifest, listed: list[TokenShard]
+) -> tuple[list[np.memmap], np.ndarray]:
+    """Memory maps of `listed` shards (each checked against its manifest size) and their cumulative offsets."""
     dtype = np.dtype(manifest.dtype)
     shards, sizes = [], []
-    for shard in manifest.splits[split].shards:
+    for shard in listed:
         path = tokens_dir / shard.file
         if not path.exists():
             raise DataError(f"{path}: shard listed in the manifest is missing; re-run `pretrain pack RECIPE`")

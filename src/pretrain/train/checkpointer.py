@@ -115,7 +115,11 @@ class Checkpointer:
 
             def produce(tmp: Path) -> dict:
                 ckpt.save_model_folder(tmp, acc.unwrap_model(s.model), s.tokenizer, weights)
-                return {"steps": state.step, "tokens": state.tokens_seen}
+                summary = {"steps": state.step, "tokens": state.tokens_seen}
+                shares = getattr(s.train_iter, "realised_shares", None)  # a staged mix (train.data_stages)
+                if shares is not None:
+                    summary["data_stages"] = shares()
+                return summary
 
             out.publish(produce)
             log.info(

@@ -23,8 +23,10 @@ from pretrain.config import Recipe
 from pretrain.core.markers import StageOutput
 from pretrain.core.progress import get_logger
 from pretrain.launch import launcher_restarts
+from pretrain.train import checkpoint as ckpt_format
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.callbacks.checkpointing import Checkpointing
+from pretrain.train.callbacks.data_stages import DataStageReport
 from pretrain.train.callbacks.evaluation import InLoopEvaluation
 from pretrain.train.callbacks.forecast import ForecastCheck
 from pretrain.train.callbacks.preemption import Preemption
@@ -44,8 +46,11 @@ log = get_logger("pretrain.train")
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, out: StageOutput, resume: str = "auto"):
+    def __init__(
+        self, recipe: Recipe, out: StageOutput, resume: str = "auto", branch_from: str | None = None
+    ):
         self.recipe, self.out, self.resume = recipe, out, resume
+        self.branch_from = Path(branch_from) if branch_from else None
         self.setup: TrainSetup = build_setup(recipe)
         self.state = TrainState(guard=SpikeGuard(recipe.train.stability))
         self.checkpointer = Checkpointer(self.setup)
@@ -84,7 +89,9 @@ class Trainer:
         """Load the checkpoint `resume` names (if any) and cut the metrics log back to its step."""
         s, state = self.setup, self.state
         start_from = self.checkpointer.resume_point(self.resume)
-        if start_from is not None:
+        if start_from is None and self.branch_from is not None:
+            start_from = self._branch(self.branch_from)
+        elif start_from is not None:
             self.checkpointer.restore(start_from, state, with_data=True)
             if state.step > s.total_steps:  # e.g. `--set train.tokens=<fewer>` on a run that went further
                 raise TrainingError(
@@ -96,6 +103,27 @@ class Trainer:
         if s.accelerator.is_main_process:
             truncate_after(s.recipe.layout.metrics, state.step)
         return start_from
+
+    def _branch(self, folder: Path) -> Path:
+        """A branch of another run (`pretrain anneal`): its weights, optimizer and counters, but this recipe's
+        data from the branch step on (the other run's data position means nothing to this mix)."""
+        s = self.setup
+        if not ckpt_format.is_complete(folder):
+            raise TrainingError(
+                f"{folder}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
+            )
+        self.checkpointer.restore(folder, self.state, with_data=False)
+        start_at = getattr(s.train_iter, "start_at_step", None)
+        if start_at is None:
+            raise TrainingError(
+                f"{folder}: a branch reads its own data stages from the branch step on; give the recipe "
+                "train.data_stages"
+            )
+        start_at(self.state.step)
+        log.info(
+            "branched from %s at step %d: data from stage %s", folder, self.state.step, s.train_iter.stage
+        )
+        return folder
 
     def _log_restart(self, metrics: MetricsLog, start_from: Path | None) -> None:
         """A `restart` event and warning when the launcher restarted the job after a process died."""
@@ -116,6 +144,7 @@ class Trainer:
         validation = Validation(s, metrics)
         return [
             SpeedMonitor(s, metrics),
+            DataStageReport(s, metrics),
             validation,
             ForecastCheck(s, metrics, validation),
             *evaluation,
@@ -176,9 +205,14 @@ def fingerprint_inputs(recipe: Recipe) -> dict:
     return recipe.section_values("model", "train", "eval", "seed")
 
 
-def run_training(recipe: Recipe, out: StageOutput, resume: str = "auto") -> Path:
-    """Stage function: train (resuming per `resume`) and publish `final/` through `out`."""
+def run_training(
+    recipe: Recipe, out: StageOutput, resume: str = "auto", branch_from: str | None = None
+) -> Path:
+    """Stage function: train (resuming per `resume`) and publish `final/` through `out`.
+
+    `branch_from` (used by `pretrain anneal`): a checkpoint of another run to start from when `resume`
+    finds no checkpoint of this run: its weights, optimizer and step, with this recipe's data stages."""
     if resume not in ("auto", "never") and not Path(resume).exists():
         raise TrainingError(f"--resume {resume}: no such checkpoint folder")
     prepare_process()
-    return Trainer(recipe, out, resume).run()
+    return Trainer(recipe, out, resume, branch_from).run()

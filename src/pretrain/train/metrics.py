@@ -34,6 +34,9 @@ EVENT_CHECKPOINT = "checkpoint"
 EVENT_PREEMPTED = "preempted"
 EVENT_FORECAST = "forecast"
 EVENT_RESTART = "restart"  # the launcher restarted the job after a process died
+EVENT_DATA_STAGE = (
+    "data_stage"  # realised token shares of a data stage (at its end, and for all at the run's end)
+)
 
 
 class MetricsLog:
@@ -184,6 +187,12 @@ def forecast_records(records: list[dict]) -> list[dict]:
 def restart_count(records: list[dict]) -> int:
     """Times the launcher restarted the run after a process died (0 when it never did)."""
     return max((r.get("restarts", 0) for r in records if r.get("event") == EVENT_RESTART), default=0)
+
+
+def data_stage_shares(records: list[dict]) -> list[dict]:
+    """The newest realised-share record of each data stage, in stage order (empty without train.data_stages)."""
+    newest = {r["index"]: r for r in records if r.get("event") == EVENT_DATA_STAGE}
+    return [newest[i] for i in sorted(newest)]
 
 
 def start_record(records: list[dict]) -> dict:

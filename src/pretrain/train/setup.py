@@ -27,6 +27,7 @@ from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters, load_parent
 from pretrain.planning.flops import device_peak_flops, flops_per_token
 from pretrain.tokens.loader import TokenLoader
+from pretrain.tokens.stages import StagedTokenLoader, loader_stages
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 from pretrain.train.checkpoint import resolved_recipe_yaml
 from pretrain.train.lock import RunLock
@@ -72,7 +73,7 @@ class TrainSetup:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     tokenizer: PreTrainedTokenizerFast
-    train_iter: TokenLoader
+    train_iter: TokenLoader | StagedTokenLoader
     total_steps: int
     accum: int  # micro batches per optimizer step on each rank
     tokens_per_step: int
@@ -135,21 +136,11 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         raise PretrainError(f"{recipe.source_label}: train.global_batch_tokens: {exc}") from None
     tok_dir = recipe.layout.tokenizer
     tokenizer = load_tokenizer(tok_dir)
-    train_iter = TokenLoader(
-        recipe.layout.tokens,
-        "train",
-        cfg.seq_len,
-        cfg.micro_batch_size,
-        acc.process_index,
-        acc.num_processes,
-        seed=recipe.seed,
-        document_positions=cfg.document_masking,
-        expected_tokenizer_hash=tokenizer_hash(tok_dir),
-        windows_per_step=cfg.global_batch_tokens // cfg.seq_len,
-    )
     parent = load_parent(recipe, tokenizer) if recipe.model.init_from else None
     model = parent.model if parent else build_model(recipe, tokenizer)
     n_params, non_emb = count_parameters(model.config)
+    total_steps = recipe.train.total_steps(n_params)
+    train_iter = build_train_loader(recipe, acc.process_index, acc.num_processes, total_steps)
     fpt = flops_per_token(model.config, non_emb, cfg.seq_len)
     if cfg.precision == "bf16-true":
         cast_parameters_to_bf16(model)
@@ -182,7 +173,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         optimizer=optimizer,
         tokenizer=tokenizer,
         train_iter=train_iter,
-        total_steps=recipe.train.total_steps(n_params),
+        total_steps=total_steps,
         accum=accum,
         tokens_per_step=cfg.global_batch_tokens,
         n_params=n_params,
@@ -194,6 +185,27 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         base_lrs=[group["lr"] for group in optimizer.param_groups],  # peak lrs (Muon's differs from AdamW's)
         parent=parent.source if parent else None,
     )
+
+
+def build_train_loader(
+    recipe: Recipe, rank: int, world_size: int, total_steps: int
+) -> TokenLoader | StagedTokenLoader:
+    """The train split's loader: the packed mix as one stream, or with `train.data_stages` the staged mix
+    drawn from the per-source shards (its stage boundaries fall on optimizer steps of `total_steps`)."""
+    cfg = recipe.train
+    common = dict(
+        seq_len=cfg.seq_len,
+        batch_size=cfg.micro_batch_size,
+        rank=rank,
+        world_size=world_size,
+        seed=recipe.seed,
+        document_positions=cfg.document_masking,
+        expected_tokenizer_hash=tokenizer_hash(recipe.layout.tokenizer),
+        windows_per_step=cfg.global_batch_tokens // cfg.seq_len,
+    )
+    if cfg.data_stages:
+        return StagedTokenLoader(recipe.layout.tokens, loader_stages(cfg, total_steps), **common)
+    return TokenLoader(recipe.layout.tokens, "train", **common)
 
 
 # train.trackers name -> the module it needs (pip package of the same name)

@@ -1,0 +1,191 @@
+"""The staged loader: exact and elastic resume across stage boundaries, realised shares, per-source epochs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pretrain.core.errors import DataError
+from pretrain.tokens.loader import TokenLoader
+from pretrain.tokens.manifest import SourceTokens, TokenManifest
+from pretrain.tokens.pack import ShardWriter, dtype_for, write_packed
+from pretrain.tokens.stages import LoaderStage, StagedTokenLoader, quota_counts
+
+SEQ, GLOBAL = 16, 8  # a global batch of 8 windows: micro 4 x 2 ranks x accum 1, or micro 2 x 1 rank x accum 4
+# sources of different sizes: `small` runs out (and starts a new epoch) within the test runs
+SIZES = {"web": 400, "code": 250, "small": 30}  # documents per source
+STAGES = [
+    LoaderStage("main", 12, {"web": 0.6, "code": 0.3, "small": 0.1}),
+    LoaderStage("anneal", 20, {"code": 0.7, "small": 0.3}),
+]
+
+
+def write_sources(out, sizes: dict[str, int], vocab_size: int = 1000) -> TokenManifest:
+    """A tokens folder packed per source, as `pretrain pack` lays it out: `<source>/{train,val}-NNNNN.bin`."""
+    dtype = dtype_for(vocab_size)
+    rng = np.random.default_rng(0)
+    sources, splits = {}, {"train": [], "val": []}
+    for s, (name, n_docs) in enumerate(sizes.items()):
+        shards = {}
+        for split, docs in (("train", n_docs), ("val", 3)):
+            writer = ShardWriter(out, f"{name}/{split}", dtype)
+            for _ in range(docs):  # each source's ids live in its own range, so a window names its source
+                writer.add(list(rng.integers(100 * s + 1, 100 * s + 99, rng.integers(10, 40))) + [0])
+            shards[split] = writer.close().shards
+            splits[split] += shards[split]
+        sources[name] = SourceTokens(train_tokens=sum(x.tokens for x in shards["train"]), shards=shards)
+    from pretrain.tokens.manifest import TokenSplit
+
+    manifest = TokenManifest(
+        dtype=dtype.name,
+        vocab_size=vocab_size,
+        eos_id=0,
+        bos_id=None,
+        splits={
+            k: TokenSplit(shards=v, tokens=sum(x.tokens for x in v), docs=sum(x.docs for x in v))
+            for k, v in splits.items()
+        },
+        sources=sources,
+    )
+    manifest.write(out)
+    return manifest
+
+
+@pytest.fixture()
+def tokens(tmp_path):
+    write_sources(tmp_path, SIZES)
+    return tmp_path
+
+
+def _loaders(tokens, world: int, micro: int, stages=STAGES) -> list[StagedTokenLoader]:
+    return [
+        StagedTokenLoader(tokens, stages, SEQ, micro, rank, world, seed=7, windows_per_step=GLOBAL)
+        for rank in range(world)
+    ]
+
+
+def _steps(loaders: list[StagedTokenLoader], n: int) -> list[list[int]]:
+    """Global window ids each of `n` optimizer steps reads, over all ranks and micro steps, in read order."""
+    accum = GLOBAL // (loaders[0].batch_size * len(loaders))
+    steps = []
+    for _ in range(n):
+        ids = []
+        for _ in range(accum):
+            for loader in loaders:
+                next(loader)
+                ids += [int(w) for w in loader.last_windows]
+        steps.append(ids)
+    return steps
+
+
+def _resume(tokens, saved: dict, world: int, micro: int) -> list[StagedTokenLoader]:
+    loaders = _loaders(tokens, world, micro)
+    for loader in loaders:
+        loader.load_state_dict(saved)
+    return loaders
+
+
+def test_resume_mid_stage_and_across_the_boundary_equals_an_uninterrupted_run(tokens):
+    expected = _steps(_loaders(tokens, 2, 4), 24)  # 12 + 8 steps of stages, then 4 past the end (last stage)
+    # 2 ranks -> stop mid-stage 0 (step 3) -> 1 rank, micro 2, accum 4 -> stop mid-stage 1 (step 13) -> 2 ranks;
+    # neither stop falls where the weights divide the windows drawn, so the quota rule's memory matters
+    first = _loaders(tokens, 2, 4)
+    got = _steps(first, 3)
+    second = _resume(tokens, first[0].state_dict(), 1, 2)
+    got += _steps(second, 10)
+    assert second[0].stage == 1  # the boundary (step 12) was crossed after a resume
+    third = _resume(tokens, second[0].state_dict(), 2, 4)
+    got += _steps(third, 11)
+    assert got == expected
+    # none twice within a source epoch, none skipped: the big source's first-epoch windows are all distinct
+    web = [w for step in expected for w in step if w < third[0].offsets[1]]
+    assert len(web) == len(set(web))
+
+
+def test_two_ranks_cover_the_same_windows_as_one(tokens):
+    one = _steps(_loaders(tokens, 1, 8), 16)
+    two = _steps(_loaders(tokens, 2, 4), 16)
+    assert one == two
+    r0, r1 = _loaders(tokens, 2, 4)
+    for _ in range(3):
+        a, b = next(r0)["input_ids"], next(r1)["input_ids"]
+        assert not set(r0.last_windows.tolist()) & set(r1.last_windows.tolist())
+        assert a.shape == b.shape == (4, SEQ)
+
+
+def test_realised_shares_stay_within_two_percent_of_the_weights(tokens):
+    loader = _loaders(tokens, 1, 8)[0]
+    _steps([loader], 20)
+    for stage, report in zip(STAGES, loader.realised_shares()):
+        assert report["tokens"] == (stage.end_step - (12 if stage.name == "anneal" else 0)) * GLOBAL * SEQ
+        for name, weight in stage.weights.items():
+            assert abs(report["realised"][name] - weight) <= 0.02, (stage.name, name, report)
+        assert set(report["realised"]) == set(stage.weights)  # `web` is not read in the anneal stage
+
+
+def test_windows_come_from_the_stage_sources_and_tokens_match_their_source(tokens):
+    loader = _loaders(tokens, 1, 8)[0]
+    for step in range(20):
+        batch = next(loader)
+        ids = batch["input_ids"]
+        assert torch.equal(ids[:, 1:], batch["labels"][:, :-1])
+        # every non-EOS id of a window falls in its source's id range (source index * 100 ...)
+        for row, window in zip(ids, loader.last_windows):
+            source = int(np.searchsorted(loader.offsets, int(window), side="right") - 1)
+            body = row[row != 0]
+            assert ((body > 100 * source) & (body < 100 * source + 100)).all()
+            if step >= 12:
+                assert loader.source_names[source] != "web"
+
+
+def test_a_source_that_runs_out_repeats_with_a_new_permutation(tokens):
+    loader = _loaders(tokens, 1, 8)[0]
+    small = loader.source_names.index("small")
+    n = loader.sources[small].n_windows
+    seen = []
+    for _ in range(200):
+        if len(seen) >= 2 * n:
+            break
+        next(loader)
+        lo, hi = loader.offsets[small], loader.offsets[small + 1]
+        seen += [int(w) for w in loader.last_windows if lo <= w < hi]
+    assert loader.epochs[small] >= 2
+    epoch0, epoch1 = seen[:n], seen[n : 2 * n]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(lo, hi))  # each epoch: every window once
+    assert epoch0 != epoch1  # in a new order
+
+
+def test_quota_counts_follow_the_weights_cumulatively():
+    weights = np.array([0.7, 0.2, 0.1])
+    drawn = np.zeros(3, dtype=np.int64)
+    for _ in range(50):
+        drawn += quota_counts(weights, drawn, 7)
+        assert np.all(np.abs(drawn - weights * drawn.sum()) <= 1)
+    assert quota_counts(np.array([0.5, 0.0, 0.5]), np.zeros(3, dtype=np.int64), 4).tolist() == [2, 0, 2]
+
+
+def test_state_is_refused_when_the_stages_or_the_kind_changed(tokens, tmp_path):
+    loader = _loaders(tokens, 1, 8)[0]
+    next(loader)
+    saved = loader.state_dict()
+    other = [LoaderStage("main", 10, STAGES[0].weights), STAGES[1]]
+    with pytest.raises(DataError, match="data stages"):
+        _loaders(tokens, 1, 8, other)[0].load_state_dict(saved)
+    plain = TokenLoader(tokens, "train", SEQ, 8, seed=7, windows_per_step=GLOBAL)
+    with pytest.raises(DataError, match="with train.data_stages"):
+        plain.load_state_dict(saved)
+    with pytest.raises(DataError, match="without train.data_stages"):
+        loader.load_state_dict(plain.state_dict())
+
+
+def test_tokens_without_per_source_shards_are_refused(tmp_path):
+    write_packed(tmp_path, [[1, 2, 3, 0]] * 200, [[1, 0]] * 5, vocab_size=1000, eos_id=0)
+    with pytest.raises(DataError, match=r"needs per-source token shards .*re-run `pretrain pack"):
+        StagedTokenLoader(tmp_path, STAGES, SEQ, 8, windows_per_step=GLOBAL)
+
+
+def test_a_stage_source_missing_from_the_packed_tokens_is_refused(tokens):
+    stages = [LoaderStage("main", 10, {"web": 0.5, "books": 0.5})]
+    with pytest.raises(DataError, match="books"):
+        StagedTokenLoader(tokens, stages, SEQ, 8, windows_per_step=GLOBAL)

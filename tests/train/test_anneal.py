@@ -1,0 +1,133 @@
+"""`pretrain anneal CKPT`: a WSD decay branched from a stable checkpoint, on a new mix, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pretrain.cli import main
+from pretrain.testing import run_train_stage
+from pretrain.train.metrics import EVENT_DATA_STAGE, read_records, step_records
+
+# SMALL_RUN: 24 steps of 512 tokens, checkpoints every 8, WSD decaying over the last 20% (steps 19-23)
+BRANCH = "step-0000016"
+
+
+@pytest.fixture(scope="module")
+def stable(make_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stable") / "run"
+    recipe = make_run(out, "eval.enabled=false")
+    run_train_stage(recipe, resume="never")
+    return recipe, out
+
+
+def _anneal(ckpt, out, *extra: str) -> int:
+    return main(["anneal", str(ckpt), "--output-dir", str(out), "--set", "eval.enabled=false", *extra])
+
+
+def test_anneal_branches_a_decay_on_the_new_mix(stable, tmp_path, capsys):
+    recipe, src = stable
+    out = tmp_path / "anneal"
+    code = _anneal(
+        src / "checkpoints" / BRANCH,
+        out,
+        "--steps",
+        "4",
+        "--weight",
+        "stdlib_docs=3",
+        "--weight",
+        "pydoc_topics=1",
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "anneal: " in capsys.readouterr().out
+    parent = step_records(read_records(src / "metrics.jsonl"))
+    steps = step_records(read_records(out / "metrics.jsonl"))
+    assert [r["step"] for r in steps] == [17, 18, 19, 20]
+    assert steps[0]["tokens_seen"] == 17 * 512
+    peak = parent[10]["lr"]  # a plateau step of the stable run
+    assert [round(r["lr"] / peak, 6) for r in steps] == [
+        0.75,
+        0.5,
+        0.25,
+        0.0,
+    ]  # from the checkpoint's lr to 0
+    # the weights (and optimizer) came from the checkpoint: the first loss is the stable run's level, far
+    # below where a random init starts
+    assert abs(steps[0]["loss"] - parent[16]["loss"]) < 0.3
+    assert steps[0]["loss"] < parent[0]["loss"] - 0.7
+    (event,) = [r for r in read_records(out / "metrics.jsonl") if r.get("event") == EVENT_DATA_STAGE]
+    assert event["stage"] == "anneal" and event["tokens"] == 4 * 512
+    assert event["realised"] == {"stdlib_docs": 0.75, "pydoc_topics": 0.25}
+    assert (out / "tokens").is_symlink() and (out / "final" / "model.safetensors").exists()
+    assert "### Data stages" in (out / "final" / "README.md").read_text()
+    summary = json.loads((out / "final" / "STAGE.json").read_text())["summary"]
+    assert summary["steps"] == 20
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--steps", "4", "--weight", "books=1"],
+            "train.data_stages.1.weights.books: no source named 'books'",
+        ),
+        (["--steps", "4", "--weight", "stdlib_docs=0"], "--weight stdlib_docs=0: the weight must be > 0"),
+        (["--steps", "4"], "give the anneal mix as --weight SOURCE=WEIGHT"),
+        (["--tokens", "1000", "--weight", "stdlib_docs=1"], "--tokens 1000 is not a positive multiple"),
+    ],
+)
+def test_bad_anneal_input_is_one_error_line_before_any_work(stable, tmp_path, capsys, args, message):
+    _, src = stable
+    out = tmp_path / "anneal"
+    assert _anneal(src / "checkpoints" / BRANCH, out, *args) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (out / "metrics.jsonl").exists()
+
+
+def test_anneal_from_an_incomplete_checkpoint_is_refused(tmp_path, capsys):
+    (tmp_path / "step-0000008").mkdir()
+    assert _anneal(tmp_path / "step-0000008", tmp_path / "anneal", "--steps", "2", "--weight", "a=1") == 1
+    assert "not a complete checkpoint" in capsys.readouterr().err
+
+
+def _fake_checkpoint(folder, recipe_path, step: int, total: int):
+    """A checkpoint folder as far as `anneal_recipe` reads it: the resolved recipe, state.json, COMPLETE."""
+    from pretrain.config import load_recipe
+    from pretrain.train import checkpoint as ckpt
+
+    ts = folder / ckpt.TRAINER_STATE
+    ts.mkdir(parents=True)
+    (ts / ckpt.RECIPE_YAML).write_text(ckpt.resolved_recipe_yaml(load_recipe(recipe_path)))
+    (ts / ckpt.STATE_JSON).write_text(json.dumps({"step": step, "total_steps": total}))
+    (ts / ckpt.COMPLETE).write_text("ok\n")
+    (folder / ckpt.WEIGHTS).write_bytes(b"")
+    return folder
+
+
+def test_a_mid_decay_checkpoint_decays_from_its_own_lr(tiny_recipe_path, tmp_path):
+    from pretrain.train.anneal import anneal_recipe
+    from pretrain.train.schedules import lr_multiplier
+
+    # tiny: 200 steps, WSD decaying over the last 60; step 170 is half-way down
+    ckpt = _fake_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000170", tiny_recipe_path, 170, 200)
+    parent, recipe = anneal_recipe(ckpt, tmp_path / "anneal", {"stdlib_docs": 1.0}, steps=30)
+    scale = 1 - 31 / 60
+    assert recipe.train.steps == 200 and recipe.train.stage_end_steps(200) == [170, 200]
+    assert recipe.train.optimizer.lr == pytest.approx(parent.train.optimizer.lr * scale)
+    assert recipe.train.optimizer.muon.lr == pytest.approx(parent.train.optimizer.muon.lr * scale)
+    # the anneal's lr at its first step continues the parent's decay path from the checkpoint's lr
+    sched = recipe.train.schedule
+    first = recipe.train.optimizer.lr * lr_multiplier(170, 200, sched)
+    assert first < parent.train.optimizer.lr * scale and lr_multiplier(199, 200, sched) == 0.0
+    assert [s.name for s in recipe.train.data_stages] == ["before-step-170", "anneal"]
+    assert recipe.out == (tmp_path / "anneal").absolute()
+
+
+def test_a_checkpoint_inside_the_warmup_is_refused(tiny_recipe_path, tmp_path):
+    from pretrain.train.anneal import AnnealError, anneal_recipe
+
+    ckpt = _fake_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000005", tiny_recipe_path, 5, 200)
+    with pytest.raises(AnnealError, match="inside the run's warmup"):
+        anneal_recipe(ckpt, tmp_path / "anneal", {"stdlib_docs": 1.0}, steps=30)
