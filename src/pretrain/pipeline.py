@@ -57,6 +57,18 @@ def _brief(summary: dict) -> str:
     return "(" + ", ".join(f"{k}={v}" for k, v in list(keep.items())[:6]) + ")" if keep else ""
 
 
+def stopped_before_the_end(recipe: Recipe) -> bool:
+    """Training returned without publishing `final/`: a signal stopped it after a checkpoint (every rank
+    sees the same). Nothing can be summarised or carded yet; the same command resumes it."""
+    if recipe.layout.final.exists():
+        return False
+    log.warning(
+        "training stopped before its end (a checkpoint was saved); run the same command again to resume — "
+        "the eval table and the model card are written when training finishes"
+    )
+    return True
+
+
 def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Path:
     """Every registered stage in order (data stages, then training with in-loop evals), then the eval
     table/plots and the model card."""
@@ -69,6 +81,8 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
         run_stage(recipe, name, force=force, **options)
 
     final = recipe.layout.final
+    if stopped_before_the_end(recipe):
+        return final
     if world_size() > 1:
         state = partial_state()
         if not state.is_main_process:

@@ -33,7 +33,7 @@ from pretrain.config.base import apply_overrides
 from pretrain.core.dist import partial_state, world_size
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
-from pretrain.pipeline import run_stage
+from pretrain.pipeline import run_stage, stopped_before_the_end
 from pretrain.planning.ladder_run import _link_data as link_data_stages  # the ladder's one home for this
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import last_validation, read_records
@@ -184,7 +184,7 @@ def run_anneal_command(args) -> int:
         steps=args.steps,
         overrides=args.overrides,
     )
-    if world_size() > 1 and not partial_state().is_main_process:
+    if stopped_before_the_end(recipe) or (world_size() > 1 and not partial_state().is_main_process):
         return 0
     final = last_validation(read_records(recipe.layout.metrics))
     from pretrain.hub.card import write_model_card
