@@ -26,6 +26,7 @@ from pretrain.planning.fit import (
     ScalingLaw,
     _minimise,
     _refit_batch,
+    backtest_largest_size,
     compute_optimal,
     fit_scaling_law,
     predict,
@@ -222,3 +223,25 @@ def test_compute_optimal_needs_both_exponents_positive(fit):
         compute_optimal(flat, 1e21)
     with pytest.raises(PretrainError, match="flops = 0 must be a positive number"):
         compute_optimal(fit, 0.0)
+
+
+def test_backtest_forecasts_the_largest_rung_from_the_smaller_sizes():
+    params, tokens, losses = ladder(seed=1)
+    largest = params == params.max()
+    # the largest size reaches 10 % worse than the law, as a size whose lr was off would: the
+    # backtest must report that miss, from a fit that never saw the largest size
+    losses = np.where(largest, losses * 1.10, losses)
+    backtest = backtest_largest_size(params, tokens, losses, bootstrap=20, seed=0)
+    assert backtest.params == params.max() and backtest.tokens == tokens[largest].max()
+    assert backtest.actual == losses[largest][np.argmax(tokens[largest])]
+    smaller = fit_scaling_law(params[~largest], tokens[~largest], losses[~largest], bootstrap=20, seed=0)
+    assert backtest.predicted == predict(smaller, backtest.params, backtest.tokens)
+    assert backtest.predicted.value == pytest.approx(
+        CHINCHILLA.loss(backtest.params, backtest.tokens), rel=0.01
+    )
+    assert backtest.miss == pytest.approx(1 / 1.10 - 1, abs=0.01)
+
+
+def test_backtest_needs_three_sizes_without_the_largest():
+    params, tokens, losses = _points()  # 3 sizes: 2 are left, too few to fit
+    assert backtest_largest_size(params, tokens, losses, bootstrap=0) is None

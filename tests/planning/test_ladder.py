@@ -201,6 +201,12 @@ def test_ladder_trains_every_rung_once_and_fits_the_law(fake):
         "Forecast of the target's final validation loss" in report
         and "job array is not implemented" in report
     )
+    # 4 sizes: the law of the 3 smaller ones forecasts the largest one's longest run (noiseless: exactly)
+    largest = max(design.runs, key=lambda r: (r.non_embedding_params, r.tokens))
+    assert record.backtest["params"] == largest.non_embedding_params
+    assert record.backtest["tokens"] == largest.tokens
+    assert record.backtest["predicted"] == pytest.approx(record.backtest["actual"], rel=0.01)
+    assert "Backtest (the same extrapolation one rung down)" in report
 
     training.calls.clear()  # a second ladder finds every rung current and trains nothing
     ladder_run.run_ladder(recipe)

@@ -134,6 +134,15 @@ def report_markdown(
             else "."
         ),
     ]
+    if record.backtest:
+        b = record.backtest
+        miss = (b["predicted"] - b["actual"]) / b["actual"]
+        lines += [
+            "",
+            f"Backtest (the same extrapolation one rung down): fitted without the largest size, the law forecasts "
+            f"its longest run ({human(b['params'])} params, {human(b['tokens'])} tokens) at {b['predicted']:.4f} "
+            f"[{b['low']:.4f}, {b['high']:.4f}]; it reached {b['actual']:.4f} ({100 * miss:+.1f} %).",
+        ]
     if stable_fit is not None:
         s = stable_fit.law
         lines += [

@@ -31,7 +31,7 @@ from pretrain.core.errors import DataError, PretrainError
 from pretrain.core.markers import read_marker
 from pretrain.core.progress import format_seconds, get_logger, human
 from pretrain.pipeline import run_stage
-from pretrain.planning.fit import fit_scaling_law
+from pretrain.planning.fit import backtest_largest_size, fit_scaling_law
 from pretrain.planning.flops import budget_flops
 from pretrain.planning.ladder import LadderDesign, LadderError, Run, design_ladder
 from pretrain.planning.ladder_record import LadderRecord, RungResult, write_record
@@ -274,6 +274,13 @@ def _fit_and_report(
     except DataError as exc:  # mid-run checks then compare the final loss only
         log.warning("ladder: no peak-lr law (%s); the run's checks will use the final forecast only", exc)
         stable_fit = None
+    backtest = backtest_largest_size(
+        [r.run.non_embedding_params for r in results],
+        [r.run.tokens for r in results],
+        [r.final_loss for r in results],
+        bootstrap=BOOTSTRAP,
+        seed=recipe.seed,
+    )
     manifest = TokenManifest.read_optional(layout.tokens)
     val = manifest.splits.get("val") if manifest else None
     record = LadderRecord(
@@ -294,6 +301,16 @@ def _fit_and_report(
         # the rungs' own wall time (from their logs): a re-run that finds them current takes seconds
         seconds=round(sum(r.seconds or 0.0 for r in results), 1),
         data_fingerprint=(read_marker(layout.tokens) or {}).get("fingerprint"),
+        backtest=None
+        if backtest is None
+        else {
+            "params": backtest.params,
+            "tokens": backtest.tokens,
+            "actual": backtest.actual,
+            "predicted": backtest.predicted.value,
+            "low": backtest.predicted.low,
+            "high": backtest.predicted.high,
+        },
     )
     layout.ladder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(layout.ladder_fit, fit.to_json())
