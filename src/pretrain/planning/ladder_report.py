@@ -120,6 +120,12 @@ def report_markdown(
     for name in ("E", "A", "B", "alpha", "beta"):
         e = iv[name]
         lines.append(f"| {name} | {e.value:.4g} | [{e.low:.4g}, {e.high:.4g}] | {chinchilla[name]} |")
+    if fit.at_bounds:
+        lines += [
+            "",
+            f"On the fit's bounds (not determined by these rungs): {', '.join(fit.at_bounds)}; read the forecast's "
+            "interval and the backtest rather than these parameters.",
+        ]
     bpb = record.bpb(forecast.value)
     lines += [
         "",
