@@ -140,6 +140,16 @@ def report_markdown(
             else "."
         ),
     ]
+    view = record.target.get("all_params_view")
+    if view:
+        law, tpp, f = view["law"], view["tokens_per_param"], view["forecast"]
+        lines += [
+            "",
+            f"Counting all parameters (embeddings too, Chinchilla's convention; the target has {human(view['params'])}): "
+            f"L = {law['E']:.4g} + {law['A']:.4g}/N^{law['alpha']:.3f} + {law['B']:.4g}/D^{law['beta']:.3f}, "
+            f"compute-optimal at {tpp['value']:.3g} [{tpp['low']:.3g}, {tpp['high']:.3g}] tokens per parameter "
+            f"(Chinchilla: {TOKENS_PER_PARAM:g}), forecast {f['value']:.4f} [{f['low']:.4f}, {f['high']:.4f}].",
+        ]
     if record.backtest:
         b = record.backtest
         miss = (b["predicted"] - b["actual"]) / b["actual"]
