@@ -26,11 +26,13 @@ from pretrain.planning.fit import (
     ScalingLaw,
     _minimise,
     _refit_batch,
+    backtest_largest_size,
     compute_optimal,
     fit_scaling_law,
     predict,
     tokens_per_param,
 )
+from pretrain.planning.fit_solver import EXPONENT_RANGE, FLOOR_MIN
 
 CHINCHILLA = ScalingLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 NOISE = 0.005
@@ -222,3 +224,44 @@ def test_compute_optimal_needs_both_exponents_positive(fit):
         compute_optimal(flat, 1e21)
     with pytest.raises(PretrainError, match="flops = 0 must be a positive number"):
         compute_optimal(fit, 0.0)
+
+
+def test_backtest_forecasts_the_largest_rung_from_the_smaller_sizes():
+    params, tokens, losses = ladder(seed=1)
+    largest = params == params.max()
+    # the largest size reaches 10 % worse than the law, as a size whose lr was off would: the
+    # backtest must report that miss, from a fit that never saw the largest size
+    losses = np.where(largest, losses * 1.10, losses)
+    backtest = backtest_largest_size(params, tokens, losses, bootstrap=20, seed=0)
+    assert backtest.params == params.max() and backtest.tokens == tokens[largest].max()
+    assert backtest.actual == losses[largest][np.argmax(tokens[largest])]
+    smaller = fit_scaling_law(params[~largest], tokens[~largest], losses[~largest], bootstrap=20, seed=0)
+    assert backtest.predicted == predict(smaller, backtest.params, backtest.tokens)
+    assert backtest.predicted.value == pytest.approx(
+        CHINCHILLA.loss(backtest.params, backtest.tokens), rel=0.01
+    )
+    assert backtest.miss == pytest.approx(1 / 1.10 - 1, abs=0.01)
+
+
+def test_backtest_needs_three_sizes_without_the_largest():
+    params, tokens, losses = _points()  # 3 sizes: 2 are left, too few to fit
+    assert backtest_largest_size(params, tokens, losses, bootstrap=0) is None
+
+
+# The tiny recipe's first Muon ladder (4 layers x 64 no better than 2 x 64, and 50-100 steps only): final
+# validation losses of 3 sizes x 3 budgets, as measured. Unbounded, the fit made the size term a step
+# (alpha 7.6, A ~ 5e34) and E ~ 5e-5.
+NARROW_LADDER = (
+    [40160] * 3 + [106816] * 3 + [213568] * 3,
+    [393216, 598016, 794624] * 3,
+    [6.63411, 6.31734, 6.03456, 6.18541, 5.78492, 5.50278, 6.24508, 5.82829, 5.51859],
+)
+
+
+def test_a_ladder_that_cannot_pin_a_parameter_leaves_it_on_the_box_and_says_so(fit):
+    narrow = fit_scaling_law(*NARROW_LADDER, bootstrap=20, seed=0)
+    low, high = EXPONENT_RANGE
+    for law in [narrow.law, *narrow.bootstrap]:
+        assert low <= law.alpha <= high and low <= law.beta <= high and law.E >= FLOOR_MIN * (1 - 1e-9)
+    assert set(narrow.at_bounds) == {"E", "alpha"}
+    assert fit.at_bounds == []  # Chinchilla's ladder pins all five

@@ -126,6 +126,10 @@ def test_plan_adds_the_fits_optimum_shape_loss_and_cost(recipe, fits):
     assert ladder["usd"] == pytest.approx(ladder["gpu_hours"] * 3.0)
     low, value, high = (ladder["predicted_loss"][k] for k in ("low", "value", "high"))
     assert low <= value <= high
+    # the record's one rung: 20,000 non-embedding params on 163,840 tokens
+    assert ladder["extrapolation"] == pytest.approx(
+        {"params": ladder["shape_non_embedding_params"] / 20_000, "tokens": ladder["shape_tokens"] / 163_840}
+    )
 
 
 def test_plan_command_prints_the_forecast_and_refuses_budgets_below_the_ladder(recipe, capsys):
@@ -135,6 +139,7 @@ def test_plan_command_prints_the_forecast_and_refuses_budgets_below_the_ladder(r
     text = out.getvalue()
     assert "forecast         final val loss" in text and "bits/byte" in text
     assert "under this recipe's ladder fit" in text and "Chinchilla" in text and "$" in text
+    assert "x the ladder's largest size" in text and "x its longest run's tokens)" in text
     with redirect_stdout(io.StringIO()):
         code = main(
             ["plan", "recipes/tiny/config.yaml", "--output-dir", str(recipe.out), "--budget-flops", "1e9"]

@@ -17,6 +17,7 @@ from pretrain.cli import main
 from pretrain.config import load_recipe
 from pretrain.core.errors import PretrainError, RecipeError
 from pretrain.planning import ladder_run
+from pretrain.planning.fit import fit_scaling_law
 from pretrain.planning.fit_law import ScalingFit, ScalingLaw, predict
 from pretrain.planning.ladder import Family, LadderError, decay_steps, design_ladder, steps_for_decay_start
 from pretrain.planning.ladder_record import read_record
@@ -201,6 +202,26 @@ def test_ladder_trains_every_rung_once_and_fits_the_law(fake):
         "Forecast of the target's final validation loss" in report
         and "job array is not implemented" in report
     )
+    # 4 sizes: the law of the 3 smaller ones forecasts the largest one's longest run (noiseless: exactly)
+    largest = max(design.runs, key=lambda r: (r.non_embedding_params, r.tokens))
+    assert record.backtest["params"] == largest.non_embedding_params
+    assert record.backtest["tokens"] == largest.tokens
+    assert record.backtest["predicted"] == pytest.approx(record.backtest["actual"], rel=0.01)
+    assert "Backtest (the same extrapolation one rung down)" in report
+    # beside the law of record, the same points with N counting embeddings too (Chinchilla's convention)
+    view = record.target["all_params_view"]
+    assert view["params"] == 1_377_408  # the tiny model, embeddings included
+    refit = fit_scaling_law(
+        [r.run.params for r in record.rungs],
+        [r.run.tokens for r in record.rungs],
+        [r.final_loss for r in record.rungs],
+        bootstrap=0,
+    )
+    assert view["law"]["alpha"] == pytest.approx(refit.law.alpha, rel=1e-6)
+    assert view["forecast"]["value"] == pytest.approx(
+        float(refit.law.loss(view["params"], design.target_tokens)), rel=1e-6
+    )
+    assert "Counting all parameters (embeddings too, Chinchilla's convention" in report
 
     training.calls.clear()  # a second ladder finds every rung current and trains nothing
     ladder_run.run_ladder(recipe)

@@ -29,6 +29,7 @@ objective and solvers in `pretrain.planning.fit_solver`; both are re-exported he
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ from pretrain.planning.fit_solver import (
 
 __all__ = [
     "HUBER_DELTA",
+    "Backtest",
     "INTERVAL_PERCENTILES",
     "JSON_KIND",
     "JSON_VERSION",
@@ -69,6 +71,7 @@ __all__ = [
     "ScalingFit",
     "ScalingLaw",
     "compute_optimal",
+    "backtest_largest_size",
     "fit_scaling_law",
     "predict",
     "tokens_per_param",
@@ -184,3 +187,40 @@ def _fit(n_array, d_array, l_array, bootstrap, seed, starts, delta) -> tuple[np.
         np.repeat(theta[None, :], len(index), axis=0), log_n[index], log_d[index], log_l[index], delta
     )
     return theta, objective, [ScalingLaw.from_vector(row) for row in refits]
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """The ladder forecasting its own largest rung from the smaller sizes: an in-ladder error estimate.
+
+    The target run is larger and longer than every rung, so the fit is always extrapolated; refitting
+    without the largest size and predicting that size's longest run is the same extrapolation one rung
+    down, measured against a loss the ladder actually reached.
+    """
+
+    params: float
+    tokens: float
+    actual: float
+    predicted: Estimate
+
+    @property
+    def miss(self) -> float:
+        """(predicted - actual) / actual."""
+        return (self.predicted.value - self.actual) / self.actual
+
+
+def backtest_largest_size(
+    params: Any, tokens: Any, losses: Any, *, bootstrap: int = 200, seed: int = 0
+) -> Backtest | None:
+    """Fit without the largest size, forecast its longest run; None when the rest is too few to fit."""
+    n_array, d_array, l_array = _validated_points(params, tokens, losses)
+    largest = n_array == n_array.max()
+    try:
+        fit = fit_scaling_law(
+            n_array[~largest], d_array[~largest], l_array[~largest], bootstrap=bootstrap, seed=seed
+        )
+    except DataError:
+        return None
+    longest = np.flatnonzero(largest)[np.argmax(d_array[largest])]
+    n, d = float(n_array[longest]), float(d_array[longest])
+    return Backtest(params=n, tokens=d, actual=float(l_array[longest]), predicted=predict(fit, n, d))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pretrain.core.errors import DataError, PretrainError
-from pretrain.planning.fit_solver import HUBER_DELTA
+from pretrain.planning.fit_solver import HUBER_DELTA, at_bounds
 
 INTERVAL_PERCENTILES = (5.0, 95.0)
 PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -109,6 +109,11 @@ class ScalingFit:
             return Estimate(float(value), float(value), float(value))
         low, high = np.percentile(samples, self.percentiles)
         return Estimate(float(value), float(low), float(high))
+
+    @property
+    def at_bounds(self) -> list[str]:
+        """Parameters of the point estimate that ended on the fit's box: the points do not determine them."""
+        return [("A", "B", "E", "alpha", "beta")[i] for i in at_bounds(self.law.as_vector())]
 
     def to_json(self) -> str:
         payload = {

@@ -3,7 +3,8 @@
     {"kind": "pretrain.ladder", "version": 1, "target": {...}, "design": {...},
      "rungs": [{"run": Run.to_json(), "final_loss": 4.93, "final_bpb": 2.3, "seconds": 41.0}, ...],
      "stable_points": [{"params": N, "tokens": D, "loss": L}, ...], "bytes_per_token": 3.01,
-     "seconds": 812.0, "launcher": "local, sequential", "data_fingerprint": "486c1341abb378e8"}
+     "seconds": 812.0, "launcher": "local, sequential", "data_fingerprint": "486c1341abb378e8",
+     "backtest": {"params": N, "tokens": D, "actual": 4.5, "predicted": 4.6, "low": 4.5, "high": 4.7}}
 
 `fit.json` (the final-loss law) and `fit_stable.json` (the peak-lr law) are `ScalingFit` files
 (planning/fit_law.py); this record holds the rest: each rung's shape, tokens and losses, and the
@@ -44,6 +45,9 @@ class LadderRecord:
     seconds: float | None = None
     launcher: str = "local, sequential"
     data_fingerprint: str | None = None  # of the packed tokens the rungs read (their stage marker's)
+    # the fit without the largest size forecasting that size's longest run (fit.Backtest), as
+    # {"params", "tokens", "actual", "predicted", "low", "high"}; None when the other sizes are too few
+    backtest: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -65,6 +69,7 @@ class LadderRecord:
             "seconds": self.seconds,
             "launcher": self.launcher,
             "data_fingerprint": self.data_fingerprint,
+            "backtest": self.backtest,
         }
 
     @classmethod
@@ -83,6 +88,7 @@ class LadderRecord:
             seconds=raw.get("seconds"),
             launcher=raw.get("launcher", "local, sequential"),
             data_fingerprint=raw.get("data_fingerprint"),
+            backtest=raw.get("backtest"),
         )
 
     def bpb(self, loss: float) -> float | None:

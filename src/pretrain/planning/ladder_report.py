@@ -120,6 +120,12 @@ def report_markdown(
     for name in ("E", "A", "B", "alpha", "beta"):
         e = iv[name]
         lines.append(f"| {name} | {e.value:.4g} | [{e.low:.4g}, {e.high:.4g}] | {chinchilla[name]} |")
+    if fit.at_bounds:
+        lines += [
+            "",
+            f"On the fit's bounds (not determined by these rungs): {', '.join(fit.at_bounds)}; read the forecast's "
+            "interval and the backtest rather than these parameters.",
+        ]
     bpb = record.bpb(forecast.value)
     lines += [
         "",
@@ -134,6 +140,25 @@ def report_markdown(
             else "."
         ),
     ]
+    view = record.target.get("all_params_view")
+    if view:
+        law, tpp, f = view["law"], view["tokens_per_param"], view["forecast"]
+        lines += [
+            "",
+            f"Counting all parameters (embeddings too, Chinchilla's convention; the target has {human(view['params'])}): "
+            f"L = {law['E']:.4g} + {law['A']:.4g}/N^{law['alpha']:.3f} + {law['B']:.4g}/D^{law['beta']:.3f}, "
+            f"compute-optimal at {tpp['value']:.3g} [{tpp['low']:.3g}, {tpp['high']:.3g}] tokens per parameter "
+            f"(Chinchilla: {TOKENS_PER_PARAM:g}), forecast {f['value']:.4f} [{f['low']:.4f}, {f['high']:.4f}].",
+        ]
+    if record.backtest:
+        b = record.backtest
+        miss = (b["predicted"] - b["actual"]) / b["actual"]
+        lines += [
+            "",
+            f"Backtest (the same extrapolation one rung down): fitted without the largest size, the law forecasts "
+            f"its longest run ({human(b['params'])} params, {human(b['tokens'])} tokens) at {b['predicted']:.4f} "
+            f"[{b['low']:.4f}, {b['high']:.4f}]; it reached {b['actual']:.4f} ({100 * miss:+.1f} %).",
+        ]
     if stable_fit is not None:
         s = stable_fit.law
         lines += [

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from pretrain.config import Recipe, validate_recipe
@@ -30,10 +31,11 @@ from pretrain.core.dist import partial_state, world_size
 from pretrain.core.errors import DataError, PretrainError
 from pretrain.core.markers import read_marker
 from pretrain.core.progress import format_seconds, get_logger, human
+from pretrain.modeling import build_hf_config, count_parameters
 from pretrain.pipeline import run_stage
-from pretrain.planning.fit import fit_scaling_law
+from pretrain.planning.fit import backtest_largest_size, compute_optimal, fit_scaling_law, predict
 from pretrain.planning.flops import budget_flops
-from pretrain.planning.ladder import LadderDesign, LadderError, Run, design_ladder
+from pretrain.planning.ladder import LadderDesign, LadderError, Run, design_ladder, recipe_vocab
 from pretrain.planning.ladder_record import LadderRecord, RungResult, write_record
 from pretrain.planning.ladder_report import write_plot, write_report
 from pretrain.stages import STAGES, fingerprint, is_current, stage_path
@@ -249,6 +251,39 @@ def run_ladder(
     return _fit_and_report(recipe, design, results, stable, time.monotonic() - start)
 
 
+def _all_params_view(recipe: Recipe, design: LadderDesign, results: list[RungResult]) -> dict | None:
+    """The same points fitted with N = all parameters (Chinchilla's convention) instead of non-embedding ones.
+
+    The law of record counts non-embedding parameters (Kaplan et al.): the rungs change width and depth,
+    and with a 4,096-token tied embedding the embedding is 50-80 % of a small rung's parameters, which would
+    compress a 13x span in size to 5x. But compute-optimal tokens per parameter are only comparable with
+    Chinchilla's 20 when N counts what Chinchilla counted (Pearce & Song 2024 trace much of the Kaplan /
+    Chinchilla gap to this): the report gives both. None for a budget target (no recipe model to count).
+    """
+    if not design.target_source.startswith("the recipe"):
+        return None
+    vocab, _ = recipe_vocab(recipe)
+    target_params, _ = count_parameters(build_hf_config(recipe, vocab))
+    try:
+        fit = fit_scaling_law(
+            [r.run.params for r in results],
+            [r.run.tokens for r in results],
+            [r.final_loss for r in results],
+            bootstrap=BOOTSTRAP,
+            seed=recipe.seed,
+        )
+        optimum = compute_optimal(fit, 6.0 * target_params * design.target_tokens)
+    except PretrainError:  # DataError: too few points; no optimum: an exponent at 0
+        return None
+    forecast = predict(fit, target_params, design.target_tokens)
+    return {
+        "params": target_params,
+        "law": asdict(fit.law),
+        "forecast": asdict(forecast),
+        "tokens_per_param": asdict(optimum.tokens_per_param),
+    }
+
+
 def _fit_and_report(
     recipe: Recipe, design: LadderDesign, results: list[RungResult], stable: list[dict], seconds: float
 ) -> Path:
@@ -274,6 +309,14 @@ def _fit_and_report(
     except DataError as exc:  # mid-run checks then compare the final loss only
         log.warning("ladder: no peak-lr law (%s); the run's checks will use the final forecast only", exc)
         stable_fit = None
+    backtest = backtest_largest_size(
+        [r.run.non_embedding_params for r in results],
+        [r.run.tokens for r in results],
+        [r.final_loss for r in results],
+        bootstrap=BOOTSTRAP,
+        seed=recipe.seed,
+    )
+    all_params = _all_params_view(recipe, design, results)
     manifest = TokenManifest.read_optional(layout.tokens)
     val = manifest.splits.get("val") if manifest else None
     record = LadderRecord(
@@ -281,6 +324,7 @@ def _fit_and_report(
             "non_embedding_params": design.target_non_embedding_params,
             "tokens": design.target_tokens,
             "source": design.target_source,
+            "all_params_view": all_params,
         },
         design={
             "global_batch_tokens": design.global_batch_tokens,
@@ -294,6 +338,16 @@ def _fit_and_report(
         # the rungs' own wall time (from their logs): a re-run that finds them current takes seconds
         seconds=round(sum(r.seconds or 0.0 for r in results), 1),
         data_fingerprint=(read_marker(layout.tokens) or {}).get("fingerprint"),
+        backtest=None
+        if backtest is None
+        else {
+            "params": backtest.params,
+            "tokens": backtest.tokens,
+            "actual": backtest.actual,
+            "predicted": backtest.predicted.value,
+            "low": backtest.predicted.low,
+            "high": backtest.predicted.high,
+        },
     )
     layout.ladder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(layout.ladder_fit, fit.to_json())
