@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,23 @@ def get_stage(name: str) -> Stage:
 
 def stage_path(recipe: Recipe, name: str) -> Path:
     return get_stage(name).folder(recipe.layout)
+
+
+def link_data_stages(source: Recipe, target: Recipe) -> None:
+    """`target`'s data stage folders become links to `source`'s (ladder rungs, anneal branches): the same
+    data, never curated or packed twice."""
+    for name in (n for n, stage in STAGES.items() if stage.main_process_only):
+        origin, link = stage_path(source, name), stage_path(target, name)
+        if not origin.exists():
+            continue
+        if link.is_symlink() and link.resolve() == origin.resolve():
+            continue
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.exists():
+            shutil.rmtree(link)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(origin.resolve(), target_is_directory=True)
 
 
 def upstream_stages(recipe: Recipe, name: str) -> tuple[str, ...]:

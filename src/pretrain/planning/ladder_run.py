@@ -38,7 +38,7 @@ from pretrain.planning.flops import budget_flops
 from pretrain.planning.ladder import LadderDesign, LadderError, Run, design_ladder, recipe_vocab
 from pretrain.planning.ladder_record import LadderRecord, RungResult, write_record
 from pretrain.planning.ladder_report import write_plot, write_report
-from pretrain.stages import STAGES, fingerprint, is_current, stage_path
+from pretrain.stages import STAGES, fingerprint, is_current, link_data_stages
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import read_records, validation_records
@@ -74,26 +74,6 @@ def rung_recipe(recipe: Recipe, design: LadderDesign, run: Run) -> Recipe:
     raw["eval"]["enabled"] = False  # the fit needs the val loss; benchmarks would only cost time
     raw["hub"]["push_checkpoints"] = False
     return validate_recipe(raw, source=recipe.path or "<recipe>", check_files=False)
-
-
-def _data_stages() -> list[str]:
-    return [name for name, stage in STAGES.items() if stage.main_process_only]
-
-
-def _link_data(recipe: Recipe, rung: Recipe) -> None:
-    """The rung's data stage folders are links to the recipe's: nothing is curated or packed twice."""
-    for name in _data_stages():
-        source, link = stage_path(recipe, name), stage_path(rung, name)
-        if not source.exists():
-            continue
-        if link.is_symlink() and link.resolve() == source.resolve():
-            continue
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        elif link.exists():
-            shutil.rmtree(link)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(source.resolve(), target_is_directory=True)
 
 
 def _rung_resume(recipe: Recipe, design: LadderDesign, run: Run, rung: Recipe) -> str:
@@ -145,10 +125,10 @@ def _train_rung(recipe: Recipe, design: LadderDesign, run: Run) -> tuple[Recipe,
     if world_size() > 1:
         state = partial_state()
         if state.is_main_process:
-            _link_data(recipe, rung)
+            link_data_stages(recipe, rung)
         state.wait_for_everyone()
     else:
-        _link_data(recipe, rung)
+        link_data_stages(recipe, rung)
     if world_size() > 1:  # the main process tidies the folder first; then every rank finds it tidy
         state = partial_state()
         if state.is_main_process:
@@ -193,7 +173,9 @@ def run_ladder(
 ) -> Path | None:
     """Design, train and fit the ladder; returns `ladder/fit.json` (None on non-main ranks)."""
     flops = budget_flops(budget, gpu_hours, gpu, recipe.plan.mfu) if budget or gpu_hours else None
-    for name in _data_stages():  # the recipe's own data stages, once, for every rung
+    for name in (
+        n for n, st in STAGES.items() if st.main_process_only
+    ):  # the recipe's data stages, once for all rungs
         run_stage(recipe, name)
     design = design_ladder(recipe, flops)
     runs = design.runs

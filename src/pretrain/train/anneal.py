@@ -34,7 +34,7 @@ from pretrain.core.dist import partial_state, world_size
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
 from pretrain.pipeline import run_stage, stopped_before_the_end
-from pretrain.planning.ladder_run import _link_data as link_data_stages  # the ladder's one home for this
+from pretrain.stages import link_data_stages
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import last_validation, read_records
 from pretrain.train.schedules import lr_multiplier, warmup_steps
