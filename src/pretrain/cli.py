@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--budget-gpu-hours", type=float, default=None, help="... of H GPU-hours (with --gpu)")
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours (h100, a100, ...)")
+    # ladder.executor slurm: what the submitted jobs run (hidden: `pretrain ladder` writes them)
+    p.add_argument("--size-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fit-only", action="store_true", help=argparse.SUPPRESS)
     _launch_options(p)
     _common(p)
 
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        if getattr(args, "no_relaunch", True) is False:
+        if getattr(args, "no_relaunch", True) is False and not _submits_or_fits(args):
             launch = plan_launch(_load(args), strip_launch_flags(argv), args.num_processes)
             if launch is not None:
                 relaunch(launch)  # does not return
@@ -206,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `pretrain plan R | head`: the reader left early, which is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
+
+
+def _submits_or_fits(args: argparse.Namespace) -> bool:
+    """`pretrain ladder` that only submits Slurm jobs or fits: one process, no launcher (the array tasks
+    relaunch themselves as the recipe's training is launched)."""
+    if args.command != "ladder" or args.size_index is not None:
+        return False
+    return args.fit_only or _load(args).ladder.executor == "slurm"
 
 
 def _load(args: argparse.Namespace, path: Path | None = None):

@@ -200,7 +200,7 @@ def test_ladder_trains_every_rung_once_and_fits_the_law(fake):
     report = layout.ladder_report.read_text()
     assert (
         "Forecast of the target's final validation loss" in report
-        and "job array is not implemented" in report
+        and "`ladder.executor: slurm` submits one job array, a task per size" in report
     )
     # 4 sizes: the law of the 3 smaller ones forecasts the largest one's longest run (noiseless: exactly)
     largest = max(design.runs, key=lambda r: (r.non_embedding_params, r.tokens))

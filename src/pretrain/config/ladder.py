@@ -4,6 +4,7 @@ The rungs are models of the recipe's family (its model keys with hidden size, de
 scaled down) at `sizes` sizes spread geometrically between `smallest` and `largest` times the target's
 non-embedding parameters, each trained on every token budget of `budgets`. Per size, the longest budget
 is one warmup-stable-decay run; the shorter budgets branch their decay from its stable-phase checkpoints.
+`executor` says where the rungs train: one after another here, or one Slurm array task per size.
 """
 
 from __future__ import annotations
@@ -13,8 +14,28 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pretrain.config.base import Section
+from pretrain.config.data import SlurmConfig
 
 MIN_SPAN = 10.0  # largest / smallest: a ladder over less than 10x in size cannot pin the size exponent
+
+
+class LadderSlurmConfig(SlurmConfig):
+    """The data executor's Slurm settings (partition, qos, memory, venv, extra #SBATCH options), for the
+    rungs' job array (one task per size: its long run, then its branches) and the fit job after it."""
+
+    time: str = Field(
+        "24:00:00",
+        pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$",
+        description="wall-clock limit of each array task (one size: its long run and its branches), "
+        "[D-]HH:MM:SS; a task that times out resumes from its last checkpoint when `pretrain ladder` is re-run",
+    )
+    cpus_per_task: int = Field(8, ge=1, description="CPUs per array task (data loading, the launcher)")
+    gpus_per_task: int = Field(
+        0,
+        ge=0,
+        description="GPUs per array task (--gpus-per-task); 0 = none requested. Match the recipe's "
+        "accelerate_config: each task launches the rungs as the recipe's training is launched",
+    )
 
 
 class LadderConfig(Section):
@@ -75,6 +96,16 @@ class LadderConfig(Section):
         "global_batch_tokens or raise the budgets)",
     )
 
+    executor: Literal["local", "slurm"] = Field(
+        "local",
+        description="where the rungs train: `local` (one after another in this process or its "
+        "`accelerate launch`) or `slurm` (one job array, a task per size, then a fit job after it; needs "
+        "`ladder.slurm` and a filesystem the nodes share)",
+    )
+    slurm: LadderSlurmConfig | None = Field(
+        None, description="Slurm settings of the rungs' job array and fit job; required when executor is slurm"
+    )
+
     @model_validator(mode="after")
     def _ranges(self) -> LadderConfig:
         if self.largest < MIN_SPAN * self.smallest:
@@ -89,4 +120,6 @@ class LadderConfig(Section):
                 f"budgets {self.budgets}: with budget_unit target_fraction each is a fraction (0-1] of the "
                 "target's tokens"
             )
+        if self.executor == "slurm" and self.slurm is None:
+            raise ValueError("executor slurm needs a `slurm:` block (at least `partition`)")
         return self

@@ -89,8 +89,9 @@ def report_markdown(
         f"{format_seconds(record.seconds or 0)} of training wall time, {record.design['flops']:.3g} training FLOPs).",
         f"Target: {record.target['source']}: {human(target_n)} non-embedding parameters on {human(target_d)} "
         f"tokens ({target_c:.3g} FLOPs as 6ND).",
-        "Slurm: rungs run one after another on this machine (or its `accelerate launch`); submitting them "
-        "as a Slurm job array is not implemented.",
+        "Launcher: `ladder.executor: local` trains the rungs one after another on this machine (or its "
+        "`accelerate launch`); `ladder.executor: slurm` submits one job array, a task per size, and the fit "
+        "job after it.",
         "",
         "## Rungs",
         "",

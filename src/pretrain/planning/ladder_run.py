@@ -10,8 +10,20 @@ recipe's `mix/`, `tokenizer/` and `tokens/`: same documents, tokenizer and packe
 Rungs go through the train stage (`pipeline.run_stage`), so they are cached and resumable like any
 run: a finished rung (current `final/STAGE.json`) is skipped, an interrupted one resumes from its
 newest checkpoint. A branch resumes from its long run's checkpoint at its decay start. Under
-`accelerate launch` every rank runs the rungs together (as `pretrain run` does); rungs run one after
-another. Slurm job arrays for rungs are not implemented: training has no Slurm launcher here.
+`accelerate launch` every rank runs the rungs together (as `pretrain run` does).
+
+`ladder.executor: local` trains the rungs one after another, then fits. `ladder.executor: slurm` runs the
+recipe's data stages here (as `pretrain run` does, on the data executor: the rungs link their outputs, and
+the design reads the trained tokenizer's vocabulary, so they must be done before any rung starts), then
+submits one job array with a task per size and a fit job after it (`--dependency=afterok`), and exits:
+
+    task k:   pretrain ladder RECIPE --size-index k   # size k's long run, then its branches (relaunched under
+                                                      # accelerate as the recipe's training is)
+    fit job:  pretrain ladder RECIPE --fit-only       # fit.json, report, plot from the rungs' own folders
+
+Scripts, logs and the submitted job ids are in `ladder/slurm/`; a second `pretrain ladder` while the jobs
+are pending is refused with their ids. Once the rungs are current, `pretrain ladder` fits here and submits
+nothing.
 
 Outputs (core/layout.py): `ladder/fit.json` (final losses), `ladder/fit_stable.json` (peak-lr losses of
 the long runs, for mid-run checks), `ladder/ladder.json`, `ladder/report.md`, `ladder/loss_vs_compute.png`.
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,9 +41,10 @@ from pathlib import Path
 from pretrain.config import Recipe, validate_recipe
 from pretrain.core.atomic import write_text_atomic
 from pretrain.core.dist import partial_state, world_size
-from pretrain.core.errors import DataError, PretrainError
+from pretrain.core.errors import DataError, PretrainError, StageError
 from pretrain.core.markers import read_marker
 from pretrain.core.progress import format_seconds, get_logger, human
+from pretrain.core.slurm import sbatch_script, submit
 from pretrain.modeling import build_hf_config, count_parameters
 from pretrain.pipeline import run_stage
 from pretrain.planning.fit import backtest_largest_size, compute_optimal, fit_scaling_law, predict
@@ -47,6 +61,10 @@ log = get_logger("pretrain.ladder")
 
 RUNG_RECORD = "RUNG.json"  # in a rung's folder: its train fingerprint (and a branch's long run's)
 BOOTSTRAP = 200
+SLURM_DIR = "slurm"  # under ladder/: the batch scripts, their logs and SUBMITTED
+SUBMITTED = "submitted.json"  # the job ids of a submission whose fit has not been written yet
+LOCAL_LAUNCHER = "local, sequential"
+SLURM_LAUNCHER = "Slurm job array, a task per size"
 
 
 def rung_recipe(recipe: Recipe, design: LadderDesign, run: Run) -> Recipe:
@@ -165,24 +183,32 @@ def _seconds(rung: Recipe) -> float | None:
     return round(times[-1] - times[0], 1) if len(times) > 1 else None
 
 
-def run_ladder(
-    recipe: Recipe,
-    budget: float | None = None,
-    gpu_hours: float | None = None,
-    gpu: str | None = None,
-) -> Path | None:
-    """Design, train and fit the ladder; returns `ladder/fit.json` (None on non-main ranks)."""
-    flops = budget_flops(budget, gpu_hours, gpu, recipe.plan.mfu) if budget or gpu_hours else None
-    for name in (
-        n for n, st in STAGES.items() if st.main_process_only
-    ):  # the recipe's data stages, once for all rungs
+def _run_data_stages(recipe: Recipe) -> None:
+    """The recipe's data stages, once for all rungs (skipped when current)."""
+    for name in (n for n, st in STAGES.items() if st.main_process_only):
         run_stage(recipe, name)
-    design = design_ladder(recipe, flops)
-    runs = design.runs
+
+
+def _require_data_stages(recipe: Recipe, step: str) -> None:
+    """An array task or the fit job finds the data stages done (the submitting `pretrain ladder` ran them)."""
+    for name in (n for n, st in STAGES.items() if st.main_process_only):
+        if not is_current(recipe, name):
+            raise StageError(
+                f"ladder {step}: the recipe's {name} stage is not current in {recipe.layout.root}; run "
+                f"`pretrain ladder {recipe.source_label}` (it runs the data stages before submitting the rungs)"
+            )
+
+
+def _design(recipe: Recipe, budget: float | None, gpu_hours: float | None, gpu: str | None) -> LadderDesign:
+    flops = budget_flops(budget, gpu_hours, gpu, recipe.plan.mfu) if budget or gpu_hours else None
+    return design_ladder(recipe, flops)
+
+
+def _log_design(design: LadderDesign) -> None:
     log.info(
         "ladder: %d runs (%d sizes, %s to %s non-embedding params) forecasting %s (%s params, %s tokens); "
         "%.3g FLOPs in all",
-        len(runs),
+        len(design.runs),
         len(design.long_runs()),
         human(design.sizes()[0]),
         human(design.sizes()[-1]),
@@ -191,9 +217,11 @@ def run_ladder(
         human(design.target_tokens),
         design.flops,
     )
-    start = time.monotonic()
+
+
+def _train_runs(recipe: Recipe, design: LadderDesign, runs: list[Run]) -> None:
+    """Train `runs` in order (each skipped when current), logging which rung runs and the time left."""
     trained_flops, trained_seconds = 0.0, 0.0
-    results, stable = [], []
     for index, run in enumerate(runs):
         remaining = sum(r.flops for r in runs[index:])
         eta = (
@@ -219,18 +247,155 @@ def run_ladder(
             trained_seconds += time.monotonic() - began
         else:
             log.info("ladder: rung %s is up to date (%s) — skipping", run.name, rung.layout.final)
-        if world_size() > 1 and not partial_state().is_main_process:
-            continue
+
+
+def _rung_results(recipe: Recipe, design: LadderDesign) -> tuple[list[RungResult], list[dict]]:
+    """Every rung's final validation (and the long runs' peak-lr points), in design order, from the rung
+    folders; a rung that is not current (never trained, failed, or trained as something else) is an error."""
+    results, stable = [], []
+    for run in design.runs:
+        rung = rung_recipe(recipe, design, run)
+        if not is_current(rung, "train"):
+            raise LadderError(
+                f"ladder rung {run.name} (size {run.size}) has not finished: {rung.layout.root} has no current "
+                f"final/ (its training failed, is still running, or was for another design); see its "
+                f"log there, then re-run `pretrain ladder {recipe.source_label}` to train the missing rungs"
+            )
         final = _final_validation(rung, run)
         results.append(RungResult(run, final["val/loss"], final.get("val/bpb"), _seconds(rung)))
         if run.branch_of is None:
             stable += _stable_points(rung, run)
+    return results, stable
+
+
+def run_ladder(
+    recipe: Recipe,
+    budget: float | None = None,
+    gpu_hours: float | None = None,
+    gpu: str | None = None,
+) -> Path | None:
+    """Design, train and fit the ladder; returns `ladder/fit.json` (None on non-main ranks)."""
+    _run_data_stages(recipe)
+    design = _design(recipe, budget, gpu_hours, gpu)
+    _log_design(design)
+    start = time.monotonic()
+    _train_runs(recipe, design, design.runs)
     if world_size() > 1:
         state = partial_state()
         state.wait_for_everyone()
         if not state.is_main_process:
             return None
+    results, stable = _rung_results(recipe, design)
     return _fit_and_report(recipe, design, results, stable, time.monotonic() - start)
+
+
+def train_size(
+    recipe: Recipe,
+    size_index: int,
+    budget: float | None = None,
+    gpu_hours: float | None = None,
+    gpu: str | None = None,
+) -> list[Run]:
+    """One array task: size `size_index`'s long run, then its branches (each cached and resumable)."""
+    _require_data_stages(recipe, f"--size-index {size_index}")
+    design = _design(recipe, budget, gpu_hours, gpu)
+    sizes = len(design.long_runs())
+    if not 0 <= size_index < sizes:
+        raise LadderError(
+            f"ladder --size-index {size_index}: the ladder of {recipe.source_label} has {sizes} sizes "
+            f"(0-{sizes - 1}); the job array must be --array=0-{sizes - 1} (re-run `pretrain ladder` to resubmit)"
+        )
+    runs = [r for r in design.runs if r.size == size_index]  # design order: the long run first
+    _train_runs(recipe, design, runs)
+    return runs
+
+
+def fit_ladder(
+    recipe: Recipe,
+    budget: float | None = None,
+    gpu_hours: float | None = None,
+    gpu: str | None = None,
+    launcher: str = SLURM_LAUNCHER,
+) -> Path:
+    """The fit job: fit.json, report and plot from the rungs' folders; clears the submission record."""
+    _require_data_stages(recipe, "--fit-only")
+    design = _design(recipe, budget, gpu_hours, gpu)
+    results, stable = _rung_results(recipe, design)
+    path = _fit_and_report(recipe, design, results, stable, sum(r.seconds or 0.0 for r in results), launcher)
+    _submitted_path(recipe).unlink(missing_ok=True)  # the submission is done: a re-run may submit again
+    return path
+
+
+def _submitted_path(recipe: Recipe) -> Path:
+    return recipe.layout.ladder / SLURM_DIR / SUBMITTED
+
+
+def _task_command(recipe: Recipe, args, flag: list[str]) -> list[str]:
+    """`pretrain ladder` as the user ran it (absolute paths, same overrides and budget), plus `flag`."""
+    command = ["python", "-m", "pretrain", "ladder", str(Path(args.recipe).resolve())]
+    command += ["--output-dir", str(recipe.layout.root.resolve())]
+    for override in args.overrides:
+        command += ["--set", override]
+    for name in ("budget_flops", "budget_gpu_hours", "gpu"):
+        if getattr(args, name) is not None:
+            command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if getattr(args, "num_processes", None) is not None:
+        command += ["--num-processes", str(args.num_processes)]
+    if getattr(args, "no_relaunch", False):
+        command.append("--no-relaunch")
+    return [*command, *flag]
+
+
+def submit_ladder(recipe: Recipe, args) -> tuple[str, str] | None:
+    """Submit the rungs' job array and the fit job after it; returns their ids, or None when every rung is
+    current already (then the fit is written here)."""
+    submitted = _submitted_path(recipe)
+    if submitted.exists():
+        jobs = json.loads(submitted.read_text())
+        raise PretrainError(
+            f"ladder: jobs {jobs['rungs']} (rungs) and {jobs['fit']} (fit) were submitted at {jobs['at']} and "
+            f"have not written {recipe.layout.ladder_fit} yet; wait for them (squeue -j {jobs['rungs']},"
+            f"{jobs['fit']}), or if they failed or were cancelled, delete {submitted} and run `pretrain ladder` again"
+        )
+    _run_data_stages(recipe)
+    design = _design(recipe, args.budget_flops, args.budget_gpu_hours, args.gpu)
+    _log_design(design)
+    if all(is_current(rung_recipe(recipe, design, run), "train") for run in design.runs):
+        log.info("ladder: every rung is up to date — fitting here, nothing to submit")
+        fit_ladder(recipe, args.budget_flops, args.budget_gpu_hours, args.gpu)
+        return None
+    settings = recipe.ladder.slurm
+    folder = recipe.layout.ladder / SLURM_DIR
+    workdir = Path.cwd()
+    sizes = len(design.long_runs())
+    rungs_id = submit(
+        sbatch_script(
+            settings,
+            job_name=f"{recipe.name}-ladder-rungs",
+            command=_task_command(recipe, args, ["--size-index", "$SLURM_ARRAY_TASK_ID"]),
+            log=folder / "logs" / "rungs-%A_%a.out",
+            workdir=workdir,
+            array=f"0-{sizes - 1}",
+            gpus_per_task=settings.gpus_per_task,
+        ),
+        folder / "rungs.sbatch",
+    )
+    fit_id = submit(
+        sbatch_script(
+            settings,
+            job_name=f"{recipe.name}-ladder-fit",
+            command=_task_command(recipe, args, ["--fit-only"]),
+            log=folder / "logs" / "fit-%j.out",
+            workdir=workdir,
+            depends_on=rungs_id,
+            cpus_per_task=1,
+        ),
+        folder / "fit.sbatch",
+    )
+    write_text_atomic(
+        submitted, json.dumps({"rungs": rungs_id, "fit": fit_id, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    )
+    return rungs_id, fit_id
 
 
 def _all_params_view(recipe: Recipe, design: LadderDesign, results: list[RungResult]) -> dict | None:
@@ -267,7 +432,12 @@ def _all_params_view(recipe: Recipe, design: LadderDesign, results: list[RungRes
 
 
 def _fit_and_report(
-    recipe: Recipe, design: LadderDesign, results: list[RungResult], stable: list[dict], seconds: float
+    recipe: Recipe,
+    design: LadderDesign,
+    results: list[RungResult],
+    stable: list[dict],
+    seconds: float,
+    launcher: str = LOCAL_LAUNCHER,
 ) -> Path:
     layout = recipe.layout
     try:
@@ -320,6 +490,7 @@ def _fit_and_report(
         # the rungs' own wall time (from their logs): a re-run that finds them current takes seconds
         seconds=round(sum(r.seconds or 0.0 for r in results), 1),
         data_fingerprint=(read_marker(layout.tokens) or {}).get("fingerprint"),
+        launcher=launcher,
         backtest=None
         if backtest is None
         else {
@@ -363,7 +534,31 @@ def run_ladder_command(args, recipe: Recipe) -> int:
         raise PretrainError("ladder: give --budget-flops or --budget-gpu-hours, not both")
     if args.budget_gpu_hours is not None and not args.gpu:
         raise PretrainError("ladder: --budget-gpu-hours needs --gpu (e.g. --gpu h100)")
-    path = run_ladder(recipe, args.budget_flops, args.budget_gpu_hours, args.gpu)
+    budget = (args.budget_flops, args.budget_gpu_hours, args.gpu)
+    if args.size_index is not None and args.fit_only:
+        raise PretrainError("ladder: give --size-index or --fit-only, not both")
+    if args.size_index is not None:
+        runs = train_size(recipe, args.size_index, *budget)
+        if world_size() == 1 or partial_state().is_main_process:
+            print(f"ladder: size {args.size_index} trained ({', '.join(r.name for r in runs)})")
+        return 0
+    if args.fit_only:
+        path = fit_ladder(recipe, *budget)
+    elif recipe.ladder.executor == "slurm":
+        jobs = submit_ladder(recipe, args)
+        if jobs is not None:
+            rungs_id, fit_id = jobs
+            folder = recipe.layout.ladder / SLURM_DIR
+            print(
+                f"ladder: submitted to Slurm: rungs job array {rungs_id} ({len(_design(recipe, *budget).long_runs())} "
+                f"tasks, one per size), fit job {fit_id} after it; scripts and logs under {folder}. When they "
+                f"finish, {recipe.layout.ladder_fit} is written and `pretrain plan` uses it"
+            )
+            sys.stdout.flush()
+            return 0
+        path = recipe.layout.ladder_fit
+    else:
+        path = run_ladder(recipe, *budget)
     if path is not None:
         print(f"ladder: fit {path}, report {recipe.layout.ladder_report}")
     return 0
