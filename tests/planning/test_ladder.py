@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
+import re
+import shlex
 
 import pytest
 
@@ -276,6 +280,129 @@ def test_ladder_cli_rejects_bad_budgets(tmp_path, capsys):
     assert "--budget-flops must be positive" in capsys.readouterr().err
     assert main([*base, "--budget-gpu-hours", "3"]) == 1
     assert "--budget-gpu-hours needs --gpu" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- Slurm
+# No Slurm here: a stub `sbatch` on PATH keeps each submitted script and answers a job id as
+# `sbatch --parsable` does; the test then runs the scripts' commands the way the nodes would.
+SLURM = [*TINY_LADDER, "ladder.sizes=4", "ladder.executor=slurm"]
+SLURM_SETTINGS = (
+    "ladder.slurm={partition: gpu, time: '02:00:00', gpus_per_task: 1, sbatch_args: {account: lm}}"
+)
+
+
+@pytest.fixture()
+def sbatch(tmp_path, monkeypatch):
+    """A stub `sbatch` that copies the script to `<tmp>/submitted/<id>.sbatch` and prints `<id>;cluster`."""
+    bin_dir, kept = tmp_path / "bin", tmp_path / "submitted"
+    bin_dir.mkdir()
+    kept.mkdir()
+    stub = bin_dir / "sbatch"
+    stub.write_text(
+        f'#!/bin/sh\n[ "$1" = --parsable ] || exit 2\nid=$((4100 + $(ls {kept} | wc -l)))\n'
+        f'cp "$2" {kept}/$id.sbatch\necho "$id;cluster"\n'
+    )
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return kept
+
+
+def _data_stages_done(monkeypatch):
+    """The fake training builds no data stages: treat them as current (the rungs' currency stays real)."""
+    real = ladder_run.is_current
+    data = {n for n, st in ladder_run.STAGES.items() if st.main_process_only}
+    monkeypatch.setattr(ladder_run, "is_current", lambda r, name: name in data or real(r, name))
+
+
+def _command(script: str) -> list[str]:
+    """The `pretrain` arguments of a batch script's last line, with the shell's expansion of Slurm's variables."""
+    argv = shlex.split(os.path.expandvars(script.strip().splitlines()[-1]))
+    assert argv[:3] == ["python", "-m", "pretrain"]
+    return argv[3:]
+
+
+def test_slurm_job_array_fits_the_same_law_as_the_sequential_ladder(tmp_path, monkeypatch, sbatch, capsys):
+    sequential = tiny(tmp_path / "sequential", "ladder.sizes=4")
+    design = design_ladder(sequential)
+    training = FakeTraining(design)
+    monkeypatch.setattr(ladder_run, "run_stage", training)
+    monkeypatch.setattr(ladder_run, "BOOTSTRAP", 30)
+    _data_stages_done(monkeypatch)
+    expected = ladder_run.run_ladder(sequential).read_text()
+
+    out = tmp_path / "slurm"
+    cli = ["ladder", "recipes/tiny/config.yaml", "--output-dir", str(out)]
+    cli += [arg for key in [*SLURM, SLURM_SETTINGS] for arg in ("--set", key)]
+    training.calls.clear()
+    assert main(cli) == 0
+    printed = capsys.readouterr().out
+    assert "rungs job array 4100 (4 tasks, one per size), fit job 4101 after it" in printed
+    assert training.calls == []  # submitting trains nothing here
+    rungs, fit = (sbatch / "4100.sbatch").read_text(), (sbatch / "4101.sbatch").read_text()
+    assert "#SBATCH --array=0-3\n" in rungs and "--dependency" not in rungs
+    assert "#SBATCH --dependency=afterok:4100\n" in fit and "--array" not in fit
+    for script in (rungs, fit):
+        assert "#SBATCH --partition=gpu\n" in script and "#SBATCH --time=02:00:00\n" in script
+        assert "#SBATCH --account=lm\n" in script
+    assert "#SBATCH --gpus-per-task=1\n" in rungs and "#SBATCH --cpus-per-task=8\n" in rungs
+    assert _command(rungs)[-2:] == ["--size-index", "$SLURM_ARRAY_TASK_ID"]
+    assert _command(fit)[-1] == "--fit-only"
+
+    # while the jobs are pending: a second `pretrain ladder` is refused with their ids; the fit names a rung
+    assert main(cli) == 1
+    assert re.search(
+        r"jobs 4100 \(rungs\) and 4101 \(fit\) were submitted at .* wait for them", capsys.readouterr().err
+    )
+    assert main(_command(fit)) == 1
+    assert "error: ladder rung s0-b2 (size 0) has not finished" in capsys.readouterr().err
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    assert main(_command(rungs)) == 1
+    assert re.search(
+        r"error: ladder --size-index 4: the ladder of .* has 4 sizes \(0-3\)", capsys.readouterr().err
+    )
+
+    # the array tasks, in the order Slurm happens to run them (the range read from the script)
+    first, last = map(int, re.search(r"--array=(\d+)-(\d+)", rungs).groups())
+    order = random.Random(7).sample(range(first, last + 1), last - first + 1)
+    assert order != sorted(order)
+    for task in order:
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        assert main(_command(rungs)) == 0
+    assert sorted(name for name, _ in training.calls) == sorted(r.name for r in design.runs)
+    for task in order:  # each task trains its size's long run first, then its branches
+        names = [name for name, _ in training.calls if name.startswith(f"s{task}-")]
+        assert names == [r.name for r in design.runs if r.size == task]
+    assert main(_command(fit)) == 0
+    capsys.readouterr()
+
+    slurm = load_recipe("recipes/tiny/config.yaml", overrides=[*SLURM, SLURM_SETTINGS], output_dir=str(out))
+    assert slurm.layout.ladder_fit.read_text() == expected  # the same points, the same law and intervals
+    assert read_record(slurm.layout).launcher == ladder_run.SLURM_LAUNCHER
+    assert "Slurm job array" in slurm.layout.ladder_report.read_text()
+    training.calls.clear()  # done: `pretrain ladder` fits here and submits nothing
+    assert main(cli) == 0
+    assert training.calls == [] and sorted(p.name for p in sbatch.iterdir()) == ["4100.sbatch", "4101.sbatch"]
+
+
+def test_slurm_ladder_needs_its_settings_and_sbatch(tmp_path, monkeypatch, capsys):
+    with pytest.raises(RecipeError, match=r"ladder: .*executor slurm needs a `slurm:` block"):
+        tiny(tmp_path, "ladder.executor=slurm")
+    recipe = tiny(tmp_path, "ladder.executor=slurm", SLURM_SETTINGS)
+    assert recipe.ladder.slurm.partition == "gpu" and recipe.ladder.slurm.qos == "normal"  # shared defaults
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    monkeypatch.setattr(ladder_run, "run_stage", FakeTraining(design_ladder(recipe)))
+    _data_stages_done(monkeypatch)
+    cli = ["ladder", "recipes/tiny/config.yaml", "--output-dir", str(tmp_path)]
+    assert main([*cli, "--set", "ladder.executor=slurm", "--set", SLURM_SETTINGS]) == 1
+    assert "error: sbatch is not on PATH; submit from a Slurm login node" in capsys.readouterr().err
+
+
+def test_an_array_task_refuses_data_stages_that_are_not_current(tmp_path, capsys):
+    cli = ["ladder", "recipes/tiny/config.yaml", "--output-dir", str(tmp_path), "--size-index", "0"]
+    assert main(cli) == 1
+    assert re.search(
+        r"error: ladder --size-index 0: the recipe's \w+ stage is not current", capsys.readouterr().err
+    )
 
 
 @pytest.mark.slow
