@@ -103,7 +103,8 @@ class LadderConfig(Section):
         "`ladder.slurm` and a filesystem the nodes share)",
     )
     slurm: LadderSlurmConfig | None = Field(
-        None, description="Slurm settings of the rungs' job array and fit job; required when executor is slurm"
+        None,
+        description="Slurm settings of the rungs' job array and fit job; required when executor is slurm",
     )
 
     @model_validator(mode="after")

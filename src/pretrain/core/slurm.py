@@ -53,7 +53,11 @@ def sbatch_script(
     if depends_on is not None:
         options["dependency"] = f"afterok:{depends_on}"
     options.update(settings.sbatch_args)  # the user's options win over ours
-    lines = ["#!/bin/bash", *(f"#SBATCH --{key}={value}" for key, value in options.items()), "set -euo pipefail"]
+    lines = [
+        "#!/bin/bash",
+        *(f"#SBATCH --{key}={value}" for key, value in options.items()),
+        "set -euo pipefail",
+    ]
     if settings.venv_path:
         lines.append(f"source {shlex.quote(str(Path(settings.venv_path) / 'bin' / 'activate'))}")
     lines.append(f"cd {shlex.quote(str(workdir))}")
