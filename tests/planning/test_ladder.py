@@ -395,6 +395,11 @@ def test_slurm_ladder_needs_its_settings_and_sbatch(tmp_path, monkeypatch, capsy
     cli = ["ladder", "recipes/tiny/config.yaml", "--output-dir", str(tmp_path)]
     assert main([*cli, "--set", "ladder.executor=slurm", "--set", SLURM_SETTINGS]) == 1
     assert "error: sbatch is not on PATH; submit from a Slurm login node" in capsys.readouterr().err
+    multi_node = tmp_path / "two-nodes.yaml"
+    multi_node.write_text("num_machines: 2\nnum_processes: 2\n")
+    slurm = ["--set", "ladder.executor=slurm", "--set", SLURM_SETTINGS]
+    assert main([*cli, *slurm, "--set", f"accelerate_config={multi_node}"]) == 1
+    assert "asks for 2 machines, but each array task (one size) runs on one node" in capsys.readouterr().err
 
 
 def test_an_array_task_refuses_data_stages_that_are_not_current(tmp_path, capsys):
