@@ -332,7 +332,8 @@ def _submitted_path(recipe: Recipe) -> Path:
 
 def _task_command(recipe: Recipe, args, flag: list[str]) -> list[str]:
     """`pretrain ladder` as the user ran it (absolute paths, same overrides and budget), plus `flag`."""
-    command = ["python", "-m", "pretrain", "ladder", str(Path(args.recipe).resolve())]
+    source = recipe.path.resolve() if recipe.path else Path(args.recipe).resolve()  # a shipped name, resolved
+    command = ["python", "-m", "pretrain", "ladder", str(source)]
     command += ["--output-dir", str(recipe.layout.root.resolve())]
     for override in args.overrides:
         command += ["--set", override]
@@ -355,7 +356,16 @@ def submit_ladder(recipe: Recipe, args) -> tuple[str, str] | None:
         raise PretrainError(
             f"ladder: jobs {jobs['rungs']} (rungs) and {jobs['fit']} (fit) were submitted at {jobs['at']} and "
             f"have not written {recipe.layout.ladder_fit} yet; wait for them (squeue -j {jobs['rungs']},"
-            f"{jobs['fit']}), or if they failed or were cancelled, delete {submitted} and run `pretrain ladder` again"
+            f"{jobs['fit']}). If a task failed (the fit job then stays pending: DependencyNeverSatisfied) or they "
+            f"were cancelled: scancel {jobs['fit']}, delete {submitted} and run `pretrain ladder` again (finished "
+            "rungs are kept, interrupted ones resume)"
+        )
+    machines = (recipe.accelerate_settings() or {}).get("num_machines") or 1
+    if machines > 1:  # each array task is one node: a multi-node launch would wait for peers forever
+        raise LadderError(
+            f"ladder.executor slurm: {recipe.accelerate_config} asks for {machines} machines, but each array "
+            "task (one size) runs on one node; rungs are small: use a one-node accelerate config for the ladder "
+            "(--set accelerate_config=...)"
         )
     _run_data_stages(recipe)
     design = _design(recipe, args.budget_flops, args.budget_gpu_hours, args.gpu)
