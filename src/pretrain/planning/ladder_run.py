@@ -375,7 +375,7 @@ def submit_ladder(recipe: Recipe, args) -> tuple[str, str] | None:
         fit_ladder(recipe, args.budget_flops, args.budget_gpu_hours, args.gpu)
         return None
     settings = recipe.ladder.slurm
-    folder = recipe.layout.ladder / SLURM_DIR
+    folder = (recipe.layout.ladder / SLURM_DIR).resolve()  # the nodes' jobs may start elsewhere
     workdir = Path.cwd()
     sizes = len(design.long_runs())
     rungs_id = submit(
