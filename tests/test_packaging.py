@@ -24,7 +24,7 @@ from pretrain.core.recipe_files import CARD_TEMPLATES, recipe_names, resolve_rec
 from pretrain.hub.card import template_path
 from pretrain.testing import SMOKE_SHAPE
 
-SHIPPED = ["llama-1b", "smollm2-135m", "smollm2-360m", "tiny"]
+SHIPPED = ["llama-1b", "smollm2-135m", "smollm2-360m", "tiny", "tiny-anneal"]
 
 # A few optimizer steps of the tiny recipe: small mix read from a bounded share of each source, small tokenizer,
 # two short evaluations.

@@ -78,6 +78,11 @@ def _item_sections(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
+def _is_mapping(annotation: Any) -> bool:
+    """A `dict[...]` field: its keys are the user's (source names, sbatch options), not the schema's."""
+    return annotation is not None and any(get_origin(m) is dict for m in _unwrap(annotation))
+
+
 def _variant(section: type[BaseModel], members: list[type[BaseModel]]) -> str | None:
     """`type: hub` for a member of a union tagged by a `type` literal; None outside a union."""
     if len(members) < 2:
@@ -126,6 +131,10 @@ def resolve(key: str) -> list[KeyField]:
             sections, items, fields = items, [], []
             continue
         if not sections:
+            if _is_mapping(fields[0].info.annotation if fields else None) and i == len(parts) - 1:
+                return (
+                    fields  # an entry of a free-form mapping (a stage's source weights): the mapping's field
+                )
             if items:
                 why = f"{parent} is a list of sections; index it: {parent}[].{part} or {parent}.0.{part}"
             else:

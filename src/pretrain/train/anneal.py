@@ -33,6 +33,7 @@ from pretrain.config.base import apply_overrides
 from pretrain.core.dist import partial_state, world_size
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
+from pretrain.hub.card import write_model_card
 from pretrain.pipeline import run_stage, stopped_before_the_end
 from pretrain.stages import link_data_stages
 from pretrain.train import checkpoint as ckpt
@@ -187,8 +188,6 @@ def run_anneal_command(args) -> int:
     if stopped_before_the_end(recipe) or (world_size() > 1 and not partial_state().is_main_process):
         return 0
     final = last_validation(read_records(recipe.layout.metrics))
-    from pretrain.hub.card import write_model_card
-
     card = write_model_card(recipe, recipe.layout.final)
     print(
         f"anneal: {recipe.layout.final} (val loss {final.get('val/loss', 'n/a')}, bpb {final.get('val/bpb', 'n/a')}); "
