@@ -41,6 +41,19 @@ def tiny(tmp_path, *overrides: str):
 
 
 # ---------------------------------------------------------------------------------------------- design
+def test_rungs_keep_a_staged_mix_given_in_tokens_as_shares(tmp_path):
+    stages = (
+        "train.data_stages=[{tokens: 1146880, weights: {stdlib_code: 1}}, "
+        "{tokens: 491520, weights: {stdlib_docs: 1}}]"
+    )
+    recipe = tiny(tmp_path, stages)
+    design = design_ladder(recipe)
+    for run in design.runs:  # each rung is shorter than the target: its stages' token counts could not add up
+        rung = ladder_run.rung_recipe(recipe, design, run)
+        assert rung.train.stage_shares() == pytest.approx([0.7, 0.3])
+        assert [st.weights for st in rung.train.data_stages] == [{"stdlib_code": 1}, {"stdlib_docs": 1}]
+
+
 def test_design_spans_ten_x_in_the_recipes_family(tmp_path):
     recipe = tiny(tmp_path, "ladder.sizes=4")
     design = design_ladder(recipe)

@@ -80,6 +80,9 @@ def rung_recipe(recipe: Recipe, design: LadderDesign, run: Run) -> Recipe:
         global_batch_tokens=design.global_batch_tokens,
         micro_batch_size=design.micro_batch_size,
     )
+    # a staged mix keeps its proportions at the rung's length: token counts (the target's) become shares
+    for stage, share in zip(train["data_stages"], recipe.train.stage_shares()):
+        stage.update(share=share, tokens=None)
     # every run of a size shares its warmup, so a branch's lr equals its long run's up to the branch point
     train["schedule"].update(name="wsd", warmup_steps=run.warmup_steps, decay_fraction=design.decay_fraction)
     if run.branch_of is None:  # keep every branch point: checkpoints every quantum steps, none pruned
