@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.config import Recipe
+from pretrain.core.dist import partial_state, world_size
 from pretrain.core.errors import StageError
 from pretrain.core.layout import RunLayout
 from pretrain.core.markers import StageOutput, read_marker
@@ -130,7 +131,17 @@ def stage_path(recipe: Recipe, name: str) -> Path:
 
 def link_data_stages(source: Recipe, target: Recipe) -> None:
     """`target`'s data stage folders become links to `source`'s (ladder rungs, anneal branches): the same
-    data, never curated or packed twice."""
+    data, never curated or packed twice. Called by every rank: the main process links, the others wait."""
+    if world_size() > 1:
+        state = partial_state()
+        if state.is_main_process:
+            _link_data_folders(source, target)
+        state.wait_for_everyone()
+    else:
+        _link_data_folders(source, target)
+
+
+def _link_data_folders(source: Recipe, target: Recipe) -> None:
     for name in (n for n, stage in STAGES.items() if stage.main_process_only):
         origin, link = stage_path(source, name), stage_path(target, name)
         if not origin.exists():

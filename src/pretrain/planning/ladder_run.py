@@ -143,13 +143,7 @@ def _final_validation(rung: Recipe, run: Run) -> dict:
 def _train_rung(recipe: Recipe, design: LadderDesign, run: Run) -> tuple[Recipe, bool]:
     """Train one rung unless it is current; returns its recipe and whether it trained now."""
     rung = rung_recipe(recipe, design, run)
-    if world_size() > 1:
-        state = partial_state()
-        if state.is_main_process:
-            link_data_stages(recipe, rung)
-        state.wait_for_everyone()
-    else:
-        link_data_stages(recipe, rung)
+    link_data_stages(recipe, rung)
     if world_size() > 1:  # the main process tidies the folder first; then every rank finds it tidy
         state = partial_state()
         if state.is_main_process:

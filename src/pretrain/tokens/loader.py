@@ -114,13 +114,7 @@ class TokenLoader:
         windows = self._order()[first : first + self.batch_size]
         self.last_windows = windows
         rows = np.stack([self._tokens(int(w) * self.seq_len, self.seq_len + 1) for w in windows])
-        batch = {
-            "input_ids": torch.from_numpy(rows[:, :-1].copy()),
-            "labels": torch.from_numpy(rows[:, 1:].copy()),
-        }
-        if self.document_positions:
-            batch["position_ids"] = torch.from_numpy(document_position_ids(rows[:, :-1], self.eos_id))
-        return batch
+        return window_batch(rows, self.eos_id if self.document_positions else None)
 
     def skip(self, n_batches: int) -> None:
         """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""
@@ -177,6 +171,18 @@ class TokenLoader:
                 "resume from a checkpoint (taken between optimizer steps)"
             )
         self.epoch, self.position = int(state["epoch"]), position
+
+
+def window_batch(rows: np.ndarray, eos_id: int | None = None) -> dict[str, torch.Tensor]:
+    """A micro batch from windows of T+1 tokens: inputs, labels shifted by one, and with `eos_id` the
+    position ids that restart after each document end (document masking)."""
+    batch = {
+        "input_ids": torch.from_numpy(rows[:, :-1].copy()),
+        "labels": torch.from_numpy(rows[:, 1:].copy()),
+    }
+    if eos_id is not None:
+        batch["position_ids"] = torch.from_numpy(document_position_ids(rows[:, :-1], eos_id))
+    return batch
 
 
 def document_position_ids(rows: np.ndarray, eos_id: int) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from pretrain.core.errors import DataError
-from pretrain.tokens.loader import document_position_ids, open_shard_list, read_tokens, read_tokens_manifest
+from pretrain.tokens.loader import open_shard_list, read_tokens, read_tokens_manifest, window_batch
 from pretrain.tokens.manifest import TokenManifest
 
 
@@ -248,13 +248,7 @@ class StagedTokenLoader:
         windows = step_slice[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         self.last_windows = windows
         rows = np.stack([self._window_tokens(int(w)) for w in windows])
-        batch = {
-            "input_ids": torch.from_numpy(rows[:, :-1].copy()),
-            "labels": torch.from_numpy(rows[:, 1:].copy()),
-        }
-        if self.document_positions:
-            batch["position_ids"] = torch.from_numpy(document_position_ids(rows[:, :-1], self.eos_id))
-        return batch
+        return window_batch(rows, self.eos_id if self.document_positions else None)
 
     def skip(self, n_batches: int) -> None:
         """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""

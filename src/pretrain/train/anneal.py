@@ -150,13 +150,7 @@ def run_anneal(
 ) -> Recipe:
     """Train the anneal (see the module docstring); returns its recipe."""
     parent, recipe = anneal_recipe(checkpoint, output_dir, weights, tokens, steps, overrides)
-    if world_size() > 1:
-        state = partial_state()
-        if state.is_main_process:
-            link_data_stages(parent, recipe)
-        state.wait_for_everyone()
-    else:
-        link_data_stages(parent, recipe)
+    link_data_stages(parent, recipe)
     resume = "auto" if ckpt.list_checkpoints(recipe.layout.checkpoints) else "never"
     log.info(
         "anneal: %s -> %s: %d steps from step %d, lr from %.3g, mix %s",
