@@ -6,6 +6,8 @@ a laptop CPU; callers add the data size, length and checkpoint cadence they need
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import yaml
@@ -45,3 +47,13 @@ def write_recipe_file(recipe: Recipe, path: Path) -> Path:
     data["accelerate_config"] = None
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def copy_run_up_to(ref_out: Path, out: Path, step: int) -> None:
+    """Make `out` what `ref_out`'s run left behind had it been killed after `step`: that step's checkpoint
+    and the metrics up to it. Resuming `out` must then reproduce the rest of `ref_out`'s losses."""
+    name = f"step-{step:07d}"
+    shutil.copytree(ref_out / "checkpoints" / name, out / "checkpoints" / name)
+    lines = (ref_out / "metrics.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    (out / "metrics.jsonl").write_text("\n".join(kept) + "\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pytest
 import torch
@@ -224,15 +223,11 @@ def test_trainer_builds_fused_adamw_on_cuda(fresh_run, device):
 
 def test_resume_from_a_gpu_checkpoint_continues_the_run(bf16_reference, fresh_run):
     """`--resume auto` from step 8 of the bf16 run gives its losses for steps 9-24 (optimizer, RNG, data)."""
+    from pretrain.testing import copy_run_up_to
+
     _, ref_out = bf16_reference
     recipe, out = fresh_run("resumed", *BF16_RUN)
-    shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
-    lines = [
-        ln
-        for ln in (ref_out / "metrics.jsonl").read_text().splitlines()
-        if json.loads(ln).get("step", 0) <= 8
-    ]
-    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    copy_run_up_to(ref_out, out, 8)
     _train(recipe, resume="auto")
     resumed, ref = _losses(out), _losses(ref_out)
     assert [s for s, _ in resumed] == [s for s, _ in ref]

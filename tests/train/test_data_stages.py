@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from pretrain.core.errors import DataError
 from pretrain.hub.card import write_model_card
-from pretrain.testing import run_train_stage
+from pretrain.testing import copy_run_up_to, run_train_stage
 from pretrain.train.metrics import EVENT_DATA_STAGE, read_records, step_losses
 
 # 24 steps of 512 tokens (SMALL_RUN): stage `main` = steps 0-11, stage `docs` = steps 12-23
@@ -55,13 +54,7 @@ def test_shares_are_logged_at_the_boundary_and_the_end_within_two_percent(staged
 def test_resume_before_the_boundary_reproduces_losses_and_shares(staged, fresh_run):
     _, ref_out = staged
     recipe, out = fresh_run("run", "eval.enabled=false", STAGES)
-    shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
-    lines = [
-        ln
-        for ln in (ref_out / "metrics.jsonl").read_text().splitlines()
-        if json.loads(ln).get("step", 0) <= 8
-    ]
-    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    copy_run_up_to(ref_out, out, 8)
     run_train_stage(recipe, resume="auto")
     assert step_losses(out / "metrics.jsonl") == step_losses(ref_out / "metrics.jsonl")
     assert _stage_events(out) == _stage_events(ref_out)

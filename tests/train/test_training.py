@@ -9,7 +9,7 @@ import pytest
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.layout import RunLayout
-from pretrain.testing import run_train_stage
+from pretrain.testing import copy_run_up_to, run_train_stage
 from pretrain.train.checkpoint import list_checkpoints
 from pretrain.train.lock import RunLock
 from pretrain.train.metrics import step_losses
@@ -58,13 +58,7 @@ def test_trains_and_writes_hf_folders(reference):
 def test_resume_reproduces_losses_exactly(reference, fresh_run):
     _, ref_out = reference
     recipe, out = fresh_run("run", "eval.enabled=false")
-    shutil.copytree(ref_out / "checkpoints" / "step-0000008", out / "checkpoints" / "step-0000008")
-    lines = [
-        ln
-        for ln in (ref_out / "metrics.jsonl").read_text().splitlines()
-        if json.loads(ln).get("step", 0) <= 8
-    ]
-    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    copy_run_up_to(ref_out, out, 8)
     run_train_stage(recipe, resume="auto")
     assert _losses(out) == _losses(ref_out)
 
