@@ -109,13 +109,16 @@ class MixtureConfig(Section):
         return self
 
 
+SLURM_TIME = r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$"  # sbatch --time: [D-]HH:MM:SS
+
+
 class SlurmConfig(Section):
     """Passed to datatrove's SlurmPipelineExecutor (one job array for the document pass, one job after it)."""
 
     partition: str = Field(min_length=1, description="Slurm partition the jobs are submitted to")
     time: str = Field(
         "04:00:00",
-        pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$",
+        pattern=SLURM_TIME,
         description="wall-clock limit of each Slurm task, [D-]HH:MM:SS; raise it when tasks time out "
         "(or raise data.executor.tasks to make each shorter)",
     )

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pretrain.config.base import Section
-from pretrain.config.data import SlurmConfig
+from pretrain.config.data import SLURM_TIME, SlurmConfig
 
 MIN_SPAN = 10.0  # largest / smallest: a ladder over less than 10x in size cannot pin the size exponent
 
@@ -25,7 +25,7 @@ class LadderSlurmConfig(SlurmConfig):
 
     time: str = Field(
         "24:00:00",
-        pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$",
+        pattern=SLURM_TIME,
         description="wall-clock limit of each array task (one size: its long run and its branches), "
         "[D-]HH:MM:SS; a task that times out resumes from its last checkpoint when `pretrain ladder` is re-run",
     )

@@ -48,6 +48,7 @@ from pretrain.core.slurm import sbatch_script, submit
 from pretrain.modeling import build_hf_config, count_parameters
 from pretrain.pipeline import run_stage
 from pretrain.planning.fit import backtest_largest_size, compute_optimal, fit_scaling_law, predict
+from pretrain.planning.fit_law import ScalingFit
 from pretrain.planning.flops import budget_flops
 from pretrain.planning.ladder import LadderDesign, LadderError, Run, design_ladder, recipe_vocab
 from pretrain.planning.ladder_record import LadderRecord, RungResult, write_record
@@ -419,13 +420,7 @@ def _all_params_view(recipe: Recipe, design: LadderDesign, results: list[RungRes
     vocab, _ = recipe_vocab(recipe)
     target_params, _ = count_parameters(build_hf_config(recipe, vocab))
     try:
-        fit = fit_scaling_law(
-            [r.run.params for r in results],
-            [r.run.tokens for r in results],
-            [r.final_loss for r in results],
-            bootstrap=BOOTSTRAP,
-            seed=recipe.seed,
-        )
+        fit = _fit_rungs(recipe, results, all_params=True)
         optimum = compute_optimal(fit, 6.0 * target_params * design.target_tokens)
     except PretrainError:  # DataError: too few points; no optimum: an exponent at 0
         return None
@@ -438,6 +433,17 @@ def _all_params_view(recipe: Recipe, design: LadderDesign, results: list[RungRes
     }
 
 
+def _fit_rungs(recipe: Recipe, results: list[RungResult], all_params: bool) -> ScalingFit:
+    """L(N, D) over the rungs' final losses, N their non-embedding (or, Chinchilla's way, all) parameters."""
+    return fit_scaling_law(
+        [r.run.params if all_params else r.run.non_embedding_params for r in results],
+        [r.run.tokens for r in results],
+        [r.final_loss for r in results],
+        bootstrap=BOOTSTRAP,
+        seed=recipe.seed,
+    )
+
+
 def _fit_and_report(
     recipe: Recipe,
     design: LadderDesign,
@@ -448,13 +454,7 @@ def _fit_and_report(
 ) -> Path:
     layout = recipe.layout
     try:
-        fit = fit_scaling_law(
-            [r.run.non_embedding_params for r in results],
-            [r.run.tokens for r in results],
-            [r.final_loss for r in results],
-            bootstrap=BOOTSTRAP,
-            seed=recipe.seed,
-        )
+        fit = _fit_rungs(recipe, results, all_params=False)
     except DataError as exc:
         raise LadderError(f"ladder fit ({len(results)} rungs): {exc}") from exc
     try:

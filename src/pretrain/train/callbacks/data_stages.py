@@ -32,13 +32,12 @@ class DataStageReport(Callback):
         self.loader = loader if isinstance(loader, StagedTokenLoader) else None
         self.stage = self.loader.stage if self.loader else None
 
-    def _log(self, step: int, index: int, at: str) -> None:
-        record = self.loader.realised_shares()[index]
+    def _log(self, step: int, record: dict, at: str) -> None:
         self.metrics.log_event(
             step,
             EVENT_DATA_STAGE,
             stage=record["stage"],
-            index=index,
+            index=record["index"],
             at=at,
             tokens=record["tokens"],
             requested=record["requested"],
@@ -57,9 +56,9 @@ class DataStageReport(Callback):
         if self.loader is None:
             return
         if self.loader.stage != self.stage:  # the next global batch belongs to a new stage
-            self._log(state.step, self.stage, "boundary")
+            self._log(state.step, self.loader.realised_shares()[self.stage], "boundary")
             self.stage = self.loader.stage
         if state.step == self.setup.total_steps:
-            for index, record in enumerate(self.loader.realised_shares()):
+            for record in self.loader.realised_shares():
                 if record["tokens"]:  # a branch (`pretrain anneal`) draws nothing from stages before it
-                    self._log(state.step, index, "end")
+                    self._log(state.step, record, "end")
