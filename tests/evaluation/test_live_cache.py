@@ -51,7 +51,12 @@ def test_cached_evaluations_score_like_fresh_ones(live_setup):
     second = flatten(live(model, tokenizer))
 
     assert second != first  # new weights, new scores: nothing model-dependent was cached
-    assert second == _fresh_scores(include, local, tokenizer, model, seq)  # exactly, not approximately
+    fresh = _fresh_scores(include, local, tokenizer, model, seq)
+    # accuracies exactly; log-likelihood metrics up to float summation order (the live path runs each
+    # shared context once, tests/evaluation/test_shared_context.py)
+    assert second.keys() == fresh.keys()
+    for key, value in fresh.items():
+        assert second[key] == (value if "/acc" in key else pytest.approx(value, rel=1e-6)), key
     # reused, not rebuilt: the wrapper, the tokenisations, the requests (fresh copies with no old responses)
     assert live.language_model(model, tokenizer) is lm
     assert lm._encoded == encoded

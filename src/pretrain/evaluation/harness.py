@@ -9,7 +9,12 @@ from pathlib import Path
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.network import NETWORK_ERRORS, network_reason
+from pretrain.core.progress import get_logger
+from pretrain.evaluation import shared_context
 from pretrain.evaluation.metrics import chance_levels
+
+log = get_logger("pretrain.eval")
+SELF_CHECK_REQUESTS = 8  # requests scored both ways at a run's first evaluation
 
 
 def _unreachable(tasks: list[str], exc: BaseException) -> PretrainError:
@@ -189,6 +194,8 @@ def live_lm_class():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._encoded: dict[tuple, list[int]] = {}
+            self.shared_context = True  # requests sharing a context run it once (see shared_context.py)
+            self._shared_context_checked = False
 
         def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
             # the tasks' texts are the same at every evaluation; kwargs are part of the key in case they matter
@@ -203,18 +210,62 @@ def live_lm_class():
                 )
             return list(ids)  # callers slice and concatenate; never hand out the cached list itself
 
+        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+            if not self.shared_context or self.backend != "causal":
+                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            budget = (self.batch_size if isinstance(self.batch_size, int) else 16) * self.max_length
+            try:
+                scored, rest = shared_context.score(
+                    self.model, requests, self.max_length, budget, self.device, self._autocast
+                )
+            except (TypeError, ValueError, RuntimeError, IndexError) as exc:  # a model without these inputs
+                log.warning("shared-context scoring failed (%s): scoring each request on its own", exc)
+                self.shared_context = False
+                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            if not self._shared_context_checked and scored:
+                if not self._agrees_with_lm_eval(requests, scored):
+                    return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            if rest:
+                own = super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm, override_bs)
+                scored.update(zip(rest, own, strict=True))
+            answers = [scored[i] for i in range(len(requests))]
+            for (request_str, _, _), answer in zip(requests, answers, strict=True):
+                if request_str is not None:  # lm-eval's own path records each answer the same way
+                    self.cache_hook.add_partial("loglikelihood", request_str, answer)
+            return answers
+
+        def _agrees_with_lm_eval(self, requests, scored: dict) -> bool:
+            """Score the first requests the shared-context way and lm-eval's way once per run; on a mismatch
+            (a model whose attention ignores custom masks) keep lm-eval's path for the rest of the run."""
+            sample = sorted(scored)[:SELF_CHECK_REQUESTS]
+            reference = super()._loglikelihood_tokens([requests[i] for i in sample], True, None)
+            per_token = 1e-4 if self.mixed_precision_dtype is None else 3e-2
+            for i, (logprob, greedy) in zip(sample, reference, strict=True):
+                ours, our_greedy = scored[i]
+                if abs(ours - logprob) > per_token * len(requests[i][2]) + 1e-4 or our_greedy != greedy:
+                    log.warning(
+                        "shared-context scoring disagrees with lm-eval (%.6f vs %.6f): scoring each "
+                        "request on its own for the rest of the run",
+                        ours,
+                        logprob,
+                    )
+                    self.shared_context = False
+                    return False
+            self._shared_context_checked = True
+            return True
+
+        def _autocast(self):
+            return torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            )
+
         def _model_call(self, inps, attn_mask=None, labels=None):
             if attn_mask is not None or labels is not None or self.backend != "causal":
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
             # the trained model's config keeps use_cache on (for generate); scoring needs no KV cache
-            with (
-                torch.no_grad(),
-                torch.autocast(
-                    device_type=self.device.type,
-                    dtype=self.mixed_precision_dtype,
-                    enabled=self.mixed_precision_dtype is not None,
-                ),
-            ):
+            with torch.no_grad(), self._autocast():
                 return self.model(inps, use_cache=False).logits
 
     return LiveHFLM
