@@ -218,7 +218,7 @@ def live_lm_class():
                 scored, rest = shared_context.score(
                     self.model, requests, self.max_length, budget, self.device, self._autocast
                 )
-            except (TypeError, ValueError, RuntimeError, IndexError) as exc:  # a model without these inputs
+            except (AttributeError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # no such inputs
                 log.warning("shared-context scoring failed (%s): scoring each request on its own", exc)
                 self.shared_context = False
                 return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
