@@ -38,7 +38,7 @@ from pretrain.pipeline import run_all, run_stage
 from pretrain.planning.ladder_run import run_ladder_command
 from pretrain.planning.report import run_plan_command
 from pretrain.stages import STAGES
-from pretrain.train.anneal import run_anneal_command
+from pretrain.train.anneal import anneal_recipe, parse_weights, run_anneal_command
 from pretrain.train.average import average_checkpoints
 
 
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE=WEIGHT",
         help="the anneal mix: a source of the run's data.sources and its weight (repeatable)",
     )
+    _launch_options(p)  # the anneal runs with --set accelerate_config=PATH (relative to here), like train
     _common(p)
 
     p = sub.add_parser("average", help="average the weights of checkpoints of one run into an HF folder")
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         if getattr(args, "no_relaunch", True) is False and not _submits_or_fits(args):
-            launch = plan_launch(_load(args), strip_launch_flags(argv), args.num_processes)
+            launch = plan_launch(_launched_recipe(args), strip_launch_flags(argv), args.num_processes)
             if launch is not None:
                 relaunch(launch)  # does not return
         return int(_dispatch(args) or 0)
@@ -219,6 +220,26 @@ def _submits_or_fits(args: argparse.Namespace) -> bool:
     return args.fit_only or _load(args).ladder.executor == "slurm"
 
 
+def _launched_recipe(args: argparse.Namespace):
+    """The recipe whose launch config decides the relaunch: the command's, or the anneal branch's."""
+    if args.command == "anneal":
+        _require_output_dir(args)
+        return anneal_recipe(
+            args.checkpoint,
+            args.output_dir,
+            parse_weights(args.weight or []),
+            args.tokens,
+            args.steps,
+            args.overrides,
+        )[1]
+    return _load(args)
+
+
+def _require_output_dir(args: argparse.Namespace) -> None:
+    if not args.output_dir:
+        raise PretrainError("anneal: give --output-dir DIR (the anneal is a run of its own)")
+
+
 def _load(args: argparse.Namespace, path: Path | None = None):
     return load_recipe(path or args.recipe, overrides=args.overrides, output_dir=args.output_dir)
 
@@ -242,8 +263,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if cmd == "push":
         return run_push_command(args)
     if cmd == "anneal":
-        if not args.output_dir:
-            raise PretrainError("anneal: give --output-dir DIR (the anneal is a run of its own)")
+        _require_output_dir(args)
         return run_anneal_command(args)
     if cmd == "average":
         return _average(args)

@@ -77,6 +77,13 @@ def plan_launch(
     )
 
 
+def under_elastic_agent(environ: dict[str, str] | None = None) -> bool:
+    """Started by torchrun's elastic agent (accelerate launch's multi-process path), which SIGKILLs its workers
+    30 s after the SIGTERM that stops them."""
+    env = os.environ if environ is None else environ
+    return "TORCHELASTIC_RUN_ID" in env
+
+
 def launcher_restarts(environ: dict[str, str] | None = None) -> int:
     """How many times the launcher (torchrun elastic, under accelerate launch) has restarted this job."""
     env = os.environ if environ is None else environ

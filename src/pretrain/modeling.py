@@ -19,8 +19,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 from transformers.pytorch_utils import Conv1D
 
 from pretrain.config import Recipe
-from pretrain.core.errors import PretrainError, RecipeError
+from pretrain.core.errors import PretrainError, RecipeError, StageError
 from pretrain.hub.pull import MODEL_FILES, REMOTE_CODE_FILES, parse_pretrained_ref
+from pretrain.tokens.extension import TokenizerExtensionRecord
 
 
 def build_hf_config(
@@ -202,7 +203,8 @@ def load_parent(recipe: Recipe, tokenizer) -> ParentModel:
     problems = parent_conflicts(recipe, config)
     if problems:
         raise RecipeError(problems)
-    vocab = len(tokenizer)
+    extension = tokenizer_extension(recipe, tokenizer)
+    vocab = extension.parent_vocab_size if extension else len(tokenizer)
     if vocab > config.vocab_size:
         raise PretrainError(
             f"model.init_from: {m.init_from}: the tokenizer has {vocab} tokens but the parent's embeddings only "
@@ -217,5 +219,40 @@ def load_parent(recipe: Recipe, tokenizer) -> ParentModel:
         attn_implementation=_attn_implementation(recipe),
         trust_remote_code=m.trust_remote_code,
     )
+    if extension:
+        add_token_rows(model, extension)
     _training_options(recipe, model)
     return ParentModel(model, ref.describe(folder))
+
+
+def tokenizer_extension(recipe: Recipe, tokenizer) -> TokenizerExtensionRecord | None:
+    """The record of the tokens `tokenizer.extend` appended to the run's tokenizer, checked against it."""
+    if recipe.tokenizer.extend is None:
+        return None
+    record = TokenizerExtensionRecord.read(recipe.layout.tokenizer)
+    if record.vocab_size != len(tokenizer):
+        raise StageError(
+            f"{recipe.layout.tokenizer}: the tokenizer has {len(tokenizer)} tokens but its extension record "
+            f"{record.parent_vocab_size} + {len(record.tokens)}; re-run `pretrain tokenizer RECIPE --force`"
+        )
+    return record
+
+
+def add_token_rows(model: torch.nn.Module, extension: TokenizerExtensionRecord) -> None:
+    """Rows for the tokens a tokenizer extension appended: the embeddings (and an untied output head) grow to
+    the extended vocabulary when the parent has fewer rows, and each new row is set to the mean of the
+    parent's rows for the parent's encoding of that token (its other rows are untouched)."""
+    if extension.vocab_size > model.config.vocab_size:
+        model.resize_token_embeddings(extension.vocab_size, mean_resizing=False)
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    untied = head is not None and head.weight.data_ptr() != embedding.data_ptr()
+    head_bias = getattr(head, "bias", None) if untied else None
+    with torch.no_grad():
+        for token in extension.tokens:
+            rows = list(token.parent_ids)
+            embedding[token.id] = embedding[rows].mean(dim=0)
+            if untied:
+                head.weight[token.id] = head.weight[rows].mean(dim=0)
+            if head_bias is not None:
+                head_bias[token.id] = head_bias[rows].mean()

@@ -20,6 +20,7 @@ from pretrain.evaluation.report import summarize_run
 from pretrain.hub.card import write_model_card
 from pretrain.hub.push import push_folder
 from pretrain.stages import STAGES, get_stage, is_current, require_current, stage_output
+from pretrain.tokens.tokenizer import check_extension
 
 log = get_logger("pretrain.pipeline")
 
@@ -74,6 +75,8 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
     table/plots and the model card."""
     start = time.monotonic()
     recipe.out.mkdir(parents=True, exist_ok=True)
+    if recipe.tokenizer.extend and (force or not is_current(recipe, "tokenizer")):
+        check_extension(recipe)  # a listed token the parent already has: an error before curation runs
     for name in STAGES:
         options = {
             o.dest: (o.when_forced if force and o.when_forced else o.default) for o in STAGES[name].options

@@ -85,8 +85,8 @@ STAGES: dict[str, Stage] = {
             help="train (or load) the tokenizer on a sample of the mix (tokenizer/)",
             folder=lambda layout: layout.tokenizer,
             inputs=tokenizer.fingerprint_inputs,
-            # a reused pretrained tokenizer reads no mix
-            upstream=lambda recipe: () if tokenizer.pretrained_spec(recipe) else ("curate",),
+            # a reused pretrained tokenizer reads no mix, unless new tokens are learnt on it
+            upstream=lambda recipe: () if tokenizer.reads_no_mix(recipe) else ("curate",),
             run=_publishing(tokenizer.build_tokenizer),
         ),
         Stage(

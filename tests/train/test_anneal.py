@@ -131,3 +131,80 @@ def test_a_checkpoint_inside_the_warmup_is_refused(tiny_recipe_path, tmp_path):
     ckpt = _fake_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000005", tiny_recipe_path, 5, 200)
     with pytest.raises(AnnealError, match="inside the run's warmup"):
         anneal_recipe(ckpt, tmp_path / "anneal", {"stdlib_docs": 1.0}, steps=30)
+
+
+def test_the_anneal_takes_the_checkpoints_rng_streams(stable, tmp_path, monkeypatch):
+    from pretrain.train import checkpointer
+
+    _, src = stable
+    restored = []
+    real = checkpointer.set_rng_state
+    monkeypatch.setattr(checkpointer, "set_rng_state", lambda state: (restored.append(state), real(state)))
+    assert (
+        _anneal(
+            src / "checkpoints" / BRANCH, tmp_path / "anneal", "--steps", "2", "--weight", "stdlib_docs=1"
+        )
+        == 0
+    )
+    saved = json.loads((src / "checkpoints" / BRANCH / "trainer_state" / "rank-00000.json").read_text())
+    assert restored == [saved["rng"]]
+
+
+def test_anneal_relaunches_under_its_launch_config(stable, tmp_path, repo_root, monkeypatch):
+    """`--set accelerate_config=` with more than one process: the anneal re-executes itself under accelerate,
+    as `pretrain train` does (`--no-relaunch` runs it here)."""
+    from pretrain import cli
+    from pretrain.launch import LAUNCHER_VARIABLES, RELAUNCHED
+
+    for name in (*LAUNCHER_VARIABLES, RELAUNCHED):
+        monkeypatch.delenv(name, raising=False)
+    _, src = stable
+    config = repo_root / "accelerate_configs" / "cpu_ddp.yaml"
+    ckpt, out = src / "checkpoints" / BRANCH, tmp_path / "anneal"
+    args = ["anneal", str(ckpt), "--output-dir", str(out), "--steps", "2", "--weight", "stdlib_docs=1"]
+    launched = []
+
+    def relaunch(launch):
+        launched.append(launch)
+        raise SystemExit(0)  # the real one replaces the process
+
+    monkeypatch.setattr(cli, "relaunch", relaunch)
+    with pytest.raises(SystemExit):
+        main([*args, "--set", f"accelerate_config={config}", "--num-processes", "2"])
+    (launch,) = launched
+    assert launch.shown.startswith(
+        f"accelerate launch --config_file {config} --num_processes 2 --max_restarts 3 -m pretrain anneal {ckpt}"
+    )
+    assert "--num-processes" not in launch.argv
+    assert main([*args, "--set", "eval.enabled=false", "--no-relaunch"]) == 0 and len(launched) == 1
+
+
+@pytest.mark.slow
+def test_anneal_trains_on_two_relaunched_cpu_ranks(stable, tmp_path, repo_root):
+    import os
+    import subprocess
+    import sys
+
+    _, src = stable
+    config = repo_root / "accelerate_configs" / "cpu_ddp.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    out = tmp_path / "anneal"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pretrain",
+        "anneal",
+        str(src / "checkpoints" / BRANCH),
+        "--output-dir",
+        str(out),
+    ]
+    cmd += ["--steps", "4", "--weight", "stdlib_docs=1", "--set", "eval.enabled=false"]
+    proc = subprocess.run(
+        [*cmd, "--set", f"accelerate_config={config}"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"accelerate launch --config_file {config} --max_restarts 3 -m pretrain anneal" in proc.stdout
+    records = read_records(out / "metrics.jsonl")
+    assert next(r for r in records if r.get("event") == "start")["world_size"] == 2
+    assert [r["step"] for r in step_records(records)] == [17, 18, 19, 20]

@@ -51,12 +51,6 @@ def _train(out, repo_root, small_run_overrides, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="not yet reliable: in one trial the job finished but after 2 launcher restarts instead of 1, in "
-    "another it did not finish within the 900 s limit (the surviving rank seems to wait in a collective after "
-    "the agent's SIGTERM, which the preemption handler only flags)",
-    strict=False,
-)
 def test_a_killed_rank_restarts_the_job_from_its_checkpoint(
     make_run, small_run_overrides, tmp_path, repo_root
 ):

@@ -149,6 +149,11 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
         problems.append(
             f"{label}: model.max_position_embeddings: {max_pos} < train.seq_len={recipe.train.seq_len}; raise it"
         )
+    if recipe.tokenizer.extend and not (recipe.tokenizer.pretrained or recipe.model.init_from):
+        problems.append(
+            f"{label}: tokenizer.extend: extends a reused tokenizer, but none is set; set tokenizer.pretrained "
+            "or model.init_from (a tokenizer trained on the mix needs no extension: raise tokenizer.vocab_size)"
+        )
     if recipe.hub.push_checkpoints and not recipe.hub.repo_id:
         problems.append(f"{label}: hub.push_checkpoints: needs hub.repo_id to be set")
     problems += data_stage_problems(recipe, label)

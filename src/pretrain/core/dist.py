@@ -3,11 +3,21 @@
 On a machine without CUDA, `accelerate launch --multi_gpu --num_processes N` starts N processes but
 accelerate then treats each as a lone process unless told to use the CPU; passing `cpu=True` gives a real
 gloo process group (MULTI_CPU), which is what 2-rank CPU runs and tests need.
+
+After a restart by torchrun's elastic agent (`--max_restarts`), the workers rendezvous through the agent's
+TCPStore, which outlives the failed attempt with its keys: without care, a new worker reads the dead attempt's
+addresses, and the group fails to connect (gloo: "connectFullMesh failed ... Connection refused") or hangs,
+costing a further restart (pytorch/pytorch#135712). `init_process_group` keys each restarted attempt apart.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+
+from pretrain.core.progress import get_logger
+
+log = get_logger("pretrain.dist")
 
 
 def world_size() -> int:
@@ -23,4 +33,47 @@ def force_cpu() -> bool:
 def partial_state():
     from accelerate import PartialState
 
+    init_process_group()
     return PartialState(cpu=force_cpu())
+
+
+def attempt_store_prefix(environ: dict[str, str] | None = None) -> str | None:
+    """The store prefix that keeps a restarted attempt's rendezvous keys apart from the failed attempt's,
+    or None where torch's own keys are safe: no restart yet, no shared agent store, or more than one agent
+    (their restart counts can differ, so only torch's rendezvous can tell the attempts apart)."""
+    env = os.environ if environ is None else environ
+    restarts = int(env.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    shared = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    one_agent = env.get("GROUP_WORLD_SIZE", "1") == "1"
+    if restarts and shared and one_agent:
+        return f"pretrain/attempt-{restarts}"
+    return None
+
+
+def init_process_group(timeout: timedelta | None = None) -> None:
+    """Start the default process group before accelerate does (it keeps an existing one), with the agent's
+    store under a prefix of this attempt when torchrun restarted the job (see the module docstring)."""
+    import torch
+    import torch.distributed as dist
+
+    prefix = attempt_store_prefix()
+    if prefix is None or world_size() < 2 or dist.is_initialized():
+        return
+    env = os.environ
+    store = dist.TCPStore(
+        env["MASTER_ADDR"],
+        int(env["MASTER_PORT"]),
+        world_size(),
+        is_master=False,
+        timeout=timeout or timedelta(minutes=10),
+    )
+    backend = "gloo" if force_cpu() or not torch.cuda.is_available() else "nccl"
+    log.debug("restarted attempt: process group keys under %s", prefix)
+    kwargs = {"timeout": timeout} if timeout else {}
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore(prefix, store),
+        rank=int(env["RANK"]),
+        world_size=world_size(),
+        **kwargs,
+    )

@@ -2,7 +2,9 @@
 
 `tokenizer/tokenizer_report.json`: `vocab_size`, `special_tokens`, `sources {name: {bytes, tokens,
 bytes_per_token, reference_bytes_per_token, roundtrip_failures}}`, `overall_bytes_per_token`,
-`vocab_used_fraction`, `reference` (path or null). Markdown twin: `tokenizer_report.md`.
+`vocab_used_fraction`, `reference` (path or null). A tokenizer extended from a parent (`tokenizer.extend`) adds
+`parent_bytes_per_token` (per source and overall: the parent tokenizer on the same held-out text) and `extension`
+{parent, parent_vocab_size, added_tokens, learnt, listed}. Markdown twin: `tokenizer_report.md`.
 """
 
 from __future__ import annotations
@@ -31,12 +33,21 @@ def load_reference(path: Path) -> Tokenizer:
     return tok
 
 
-def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe) -> dict:
+def write_report(
+    out: Path,
+    hf_tokenizer,
+    heldout: dict[str, list[str]],
+    recipe,
+    parent=None,
+    extension: dict | None = None,
+) -> dict:
+    """Write the report of `hf_tokenizer` on the held-out texts; `parent` (an extended tokenizer's parent) is
+    measured on the same texts, beside it."""
     ref_path = getattr(recipe.tokenizer, "reference", None)
     reference = load_reference(recipe.resolve_path(ref_path)) if ref_path else None
     backend = hf_tokenizer.backend_tokenizer
     used: set[int] = set()
-    sources, total_bytes, total_tokens = {}, 0, 0
+    sources, total_bytes, total_tokens, parent_tokens = {}, 0, 0, 0
     for name, texts in sorted(heldout.items()):
         encs = backend.encode_batch_fast(texts, add_special_tokens=False)
         nbytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -54,6 +65,13 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
         if reference is not None:
             rtok = sum(len(e.ids) for e in reference.encode_batch_fast(texts, add_special_tokens=False))
             entry["reference_bytes_per_token"] = round(nbytes / max(rtok, 1), 3)
+        if parent is not None:
+            ptok = sum(
+                len(e.ids)
+                for e in parent.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+            )
+            entry["parent_bytes_per_token"] = round(nbytes / max(ptok, 1), 3)
+            parent_tokens += ptok
         sources[name] = entry
         total_bytes += nbytes
         total_tokens += ntok
@@ -69,6 +87,9 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
         "overall_bytes_per_token": round(total_bytes / max(total_tokens, 1), 3),
         "vocab_used_fraction": round(len(used) / max(len(hf_tokenizer), 1), 4),
     }
+    if parent is not None:
+        report["parent_bytes_per_token"] = round(total_bytes / max(parent_tokens, 1), 3)
+        report["extension"] = extension
     (out / "tokenizer_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Tokenizer report",
@@ -76,6 +97,15 @@ def write_report(out: Path, hf_tokenizer, heldout: dict[str, list[str]], recipe)
         f"vocab {report['vocab_size']:,}, held-out bytes/token "
         f"{report['overall_bytes_per_token']}, vocab used {report['vocab_used_fraction']:.1%}",
         "",
+    ]
+    if parent is not None:
+        lines += [
+            f"extended from {extension['parent']} ({extension['parent_vocab_size']:,} ids) with "
+            f"{extension['added_tokens']} tokens ({extension['learnt']} learnt on the mix, {extension['listed']} "
+            f"listed); the parent's held-out bytes/token {report['parent_bytes_per_token']}",
+            "",
+        ]
+    lines += [
         "| source | held-out bytes | bytes/token | reference bytes/token | round-trip failures |",
         "|---|---:|---:|---:|---:|",
     ]

@@ -22,11 +22,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from pretrain.config import Recipe
-from pretrain.core.errors import DataError, StageError
+from pretrain.core.errors import DataError, RecipeError, StageError
 from pretrain.core.markers import files_signature
 from pretrain.core.progress import get_logger
 from pretrain.data.mixio import MANIFEST, iter_documents, read_manifest
 from pretrain.hub.pull import TOKENIZER_FILES, parse_pretrained_ref
+from pretrain.tokens.extension import TokenizerExtensionRecord, extend_tokenizer, listed_token_problems
 from pretrain.tokens.report import write_report
 
 log = get_logger("pretrain.tokens.tokenizer")
@@ -42,15 +43,14 @@ def special_tokens(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys([t.bos_token, t.eos_token, t.pad_token, *t.extra_special_tokens]))
 
 
-def _sample(recipe: Recipe) -> tuple[list[str], dict[str, list[str]]]:
-    """(training texts ~ sample_bytes, split over the sources by their weights; held-out texts per source)."""
+def _sample(recipe: Recipe, sample_bytes: int | None = None) -> tuple[list[str], dict[str, list[str]]]:
+    """(training texts ~ `sample_bytes` (default tokenizer.sample_bytes), split over the sources by their
+    weights; held-out texts per source, never in the training texts)."""
     mix = recipe.layout.mix
     sources = read_manifest(mix)["sources"]
+    wanted = sample_bytes or recipe.tokenizer.sample_bytes
     # the mix holds each clean document once: sample each source at the rate that gives it its share
-    rate = {
-        name: min(1.0, e["share"] * recipe.tokenizer.sample_bytes / max(e["bytes"], 1))
-        for name, e in sources.items()
-    }
+    rate = {name: min(1.0, e["share"] * wanted / max(e["bytes"], 1)) for name, e in sources.items()}
     rng = random.Random(recipe.seed)
     train, heldout, held_bytes = [], {}, {}
     for rec in iter_documents(mix):
@@ -112,6 +112,11 @@ def pretrained_spec(recipe: Recipe) -> tuple[str, str] | None:
     return None
 
 
+def reads_no_mix(recipe: Recipe) -> bool:
+    """A reused tokenizer without an extension is copied as it is: the tokenizer stage needs no mix."""
+    return pretrained_spec(recipe) is not None and recipe.tokenizer.extend is None
+
+
 def fingerprint_inputs(recipe: Recipe) -> dict:
     """The tokenizer section, the sequence length (model_max_length) and a reused tokenizer's files (or Hub id)."""
     # the packing encoder changes speed, not the tokenizer or the token ids (tested)
@@ -132,7 +137,14 @@ def fetch_pretrained(recipe: Recipe, spec: str, key: str) -> Path:
 def build_tokenizer(recipe: Recipe, out: Path) -> dict:
     """Stage function: train (or copy) the tokenizer into `out` and write its report."""
     reused = pretrained_spec(recipe)
-    if reused:
+    parent, extension = None, None
+    if reused and recipe.tokenizer.extend:
+        parent = load_tokenizer(fetch_pretrained(recipe, *reused))
+        hf, extension, heldout = _extended(recipe, parent, reused[0])
+        hf.model_max_length = recipe.train.seq_len
+        save_tokenizer(hf, out)
+        extension.save(out)
+    elif reused:
         hf = load_tokenizer(fetch_pretrained(recipe, *reused))
         hf.model_max_length = recipe.train.seq_len
         hf.save_pretrained(out)
@@ -155,8 +167,77 @@ def build_tokenizer(recipe: Recipe, out: Path) -> dict:
         _post_process(tok, recipe)
         hf = wrap(tok, recipe)
         hf.save_pretrained(out)
-    report = write_report(out, load_tokenizer(out), heldout, recipe)
+    report = write_report(
+        out, load_tokenizer(out), heldout, recipe, parent, extension.summary() if extension else None
+    )
+    if extension:
+        _log_extension(report)
     return {"vocab_size": len(hf), "bytes_per_token": report["overall_bytes_per_token"]}
+
+
+def _extended(
+    recipe: Recipe, parent: PreTrainedTokenizerFast, spec: str
+) -> tuple[PreTrainedTokenizerFast, TokenizerExtensionRecord, dict[str, list[str]]]:
+    """`tokenizer.extend`: the parent extended with tokens learnt on a sample of the mix (and the listed ones);
+    listed tokens that collide are errors before the mix is read."""
+    ext = recipe.tokenizer.extend
+    _raise_collisions(parent, recipe, spec)
+    if not (recipe.layout.mix / MANIFEST).exists():
+        raise StageError(
+            f"{recipe.layout.mix}: no mix; tokenizer.extend learns on it: run `pretrain curate` first"
+        )
+    texts, heldout = _sample(recipe, ext.sample_bytes)
+    log.info(
+        "extending %s (%d ids): learning %d tokens on %d documents (%.1f MB) of the mix",
+        spec, len(parent), ext.new_tokens, len(texts), sum(map(len, texts)) / 1e6,
+    )  # fmt: skip
+    hf, record = extend_tokenizer(parent, texts, ext, recipe.tokenizer.min_frequency, spec)
+    if record.count("learnt") < ext.new_tokens:
+        log.warning(
+            "tokenizer.extend.new_tokens: only %d of %d tokens occur at least tokenizer.min_frequency=%d times "
+            "in the sample; raise tokenizer.extend.sample_bytes for more",
+            record.count("learnt"), ext.new_tokens, recipe.tokenizer.min_frequency,
+        )  # fmt: skip
+    return hf, record, heldout
+
+
+def check_extension(recipe: Recipe) -> None:
+    """`tokenizer.extend.tokens` that the parent tokenizer already has (or listed twice) are errors before any
+    stage works (`pretrain run` calls this before curation); fetches the parent's tokenizer files only."""
+    reused = pretrained_spec(recipe)
+    if recipe.tokenizer.extend and recipe.tokenizer.extend.tokens and reused:
+        _raise_collisions(load_tokenizer(fetch_pretrained(recipe, *reused)), recipe, reused[0])
+
+
+def _raise_collisions(parent: PreTrainedTokenizerFast, recipe: Recipe, spec: str) -> None:
+    problems = listed_token_problems(parent, recipe.tokenizer.extend.tokens, spec)
+    if problems:
+        raise RecipeError([f"{recipe.source_label}: {problem}" for problem in problems])
+
+
+def _log_extension(report: dict) -> None:
+    ext, after, before = (
+        report["extension"],
+        report["overall_bytes_per_token"],
+        report["parent_bytes_per_token"],
+    )
+    if not before:
+        log.warning(
+            "tokenizer.extend: no held-out text (the sample took the whole mix), so the compression gain is not "
+            "measured; lower tokenizer.extend.sample_bytes"
+        )
+        return
+    fewer = 1 - before / after
+    log.info(
+        "extended tokenizer: %d ids + %d new (%d learnt on the mix, %d listed); held-out bytes/token %.3f -> %.3f "
+        "(%.1f%% fewer tokens than the parent)",
+        ext["parent_vocab_size"], ext["added_tokens"], ext["learnt"], ext["listed"], before, after, 100 * fewer,
+    )  # fmt: skip
+    if after <= before:
+        log.warning(
+            "tokenizer.extend: the extended tokenizer does not encode the held-out mix in fewer tokens than the "
+            "parent; the new tokens are not worth their embedding rows (raise sample_bytes or drop the extension)"
+        )
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:

@@ -18,7 +18,10 @@ checkpoint's own resolved recipe (`trainer_state/recipe.yaml`) with:
 
 Training goes through the train stage like a ladder branch (`pipeline.run_stage`), resuming DIR's own newest
 checkpoint when there is one, else starting from CKPT's weights, optimizer state and step
-(`Trainer(branch_from=...)`): cached, resumable and logged like any run. `--set` overrides apply last.
+(`Trainer(branch_from=...)`, which also takes the checkpoint's RNG streams): cached, resumable and logged like
+any run. `--set` overrides apply last. The anneal runs in one process unless `--set accelerate_config=PATH` (a
+path relative to where it is started) asks for more: then, like `pretrain train`, it re-executes itself under
+`accelerate launch` (`--num-processes N` to override the count, `--no-relaunch` to run here).
 """
 
 from __future__ import annotations

@@ -80,15 +80,18 @@ class Checkpointer:
         acc.wait_for_everyone()
         return final
 
-    def restore(self, folder: Path, state: TrainState, with_data: bool) -> None:
-        """Weights, optimizer and counters from `folder`; with_data: also this rank's loader position and RNG."""
+    def restore(self, folder: Path, state: TrainState, with_data: bool, with_rng: bool | None = None) -> None:
+        """Weights, optimizer and counters from `folder`; with_data: also this rank's loader position; with_rng
+        (default: with_data): this rank's RNG streams (a branch takes them without the other run's data)."""
         s, acc = self.setup, self.setup.accelerator
         model = s.model if s.sharded else acc.unwrap_model(s.model)
         saved = ckpt.load_main_state(folder, model, s.optimizer, s.sharded)
-        if with_data:
+        if with_data or with_rng:
             rank_state = ckpt.load_rank_state(folder, acc.process_index, acc.num_processes)
+            if with_rng is not False:
+                set_rng_state(rank_state["rng"])
+        if with_data:
             s.train_iter.load_state_dict(rank_state["loader"])
-            set_rng_state(rank_state["rng"])
             saved_world = saved.get("world_size", acc.num_processes)
             if saved_world != acc.num_processes:
                 saved_micro = rank_state["loader"]["batch_size"]

@@ -105,14 +105,14 @@ class Trainer:
         return start_from
 
     def _branch(self, folder: Path) -> Path:
-        """A branch of another run (`pretrain anneal`): its weights, optimizer and counters, but this recipe's
-        data from the branch step on (the other run's data position means nothing to this mix)."""
+        """A branch of another run (`pretrain anneal`): its weights, optimizer, counters and RNG streams, but
+        this recipe's data from the branch step on (the other run's data position means nothing to this mix)."""
         s = self.setup
         if not ckpt_format.is_complete(folder):
             raise TrainingError(
                 f"{folder}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
             )
-        self.checkpointer.restore(folder, self.state, with_data=False)
+        self.checkpointer.restore(folder, self.state, with_data=False, with_rng=True)
         start_at = getattr(s.train_iter, "start_at_step", None)
         if start_at is None:
             raise TrainingError(

@@ -20,7 +20,7 @@ from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
 from pretrain.config.checks import MUON_UNDER_FSDP, UNSUPPORTED_DEEPSPEED
-from pretrain.core.dist import force_cpu
+from pretrain.core.dist import force_cpu, init_process_group
 from pretrain.core.errors import PretrainError, StageError
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
@@ -103,6 +103,7 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     cfg = recipe.train
     require_trackers(cfg.trackers)
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
+    init_process_group(timedelta(seconds=cfg.collective_timeout_s))  # a restarted attempt's own store keys
     acc = Accelerator(
         cpu=force_cpu(),
         mixed_precision=mixed_precision(recipe),

@@ -3,15 +3,28 @@
 The handler only sets a flag; after each step the ranks agree (a signal on any rank stops every
 rank), the `checkpointing` callback writes the stop checkpoint, and the run ends with a `preempted`
 event, to be continued with `--resume auto`.
+
+A Python handler runs only between bytecodes of the main thread, so a rank blocked in a collective whose
+peer has died (an NCCL all-reduce; a gloo one with a stalled peer) never sees it: torchrun's agent stops the
+survivors of a failed worker with SIGTERM and kills them only after its grace period (30 s), so every
+restart would wait that long. Under torchrun's agent a `StopDeadline` thread therefore hears the signal at
+the C level (`signal.set_wakeup_fd`) and, when the ranks have not agreed to stop within a few step times
+(5-20 s, inside the agent's grace), exits the process at once (status 128 + signal) with a log line: the stop
+checkpoint cannot be written without the dead peer anyway, and the job resumes from the last complete one.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import threading
+from collections.abc import Callable
 
 import torch
 
 from pretrain.core.progress import get_logger
+from pretrain.launch import under_elastic_agent
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.metrics import EVENT_PREEMPTED, MetricsLog
 from pretrain.train.setup import TrainSetup
@@ -20,6 +33,55 @@ from pretrain.train.state import TrainState
 log = get_logger("pretrain.train")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# the ranks get this many step times (at least MIN, at most MAX seconds) to agree on a stop after a signal
+STOP_GRACE_STEPS, MIN_STOP_GRACE_S, MAX_STOP_GRACE_S = 3, 5.0, 20.0
+
+
+class StopDeadline:
+    """Exits the process when a stop signal is not followed by the ranks' agreement within `grace()` seconds.
+
+    Armed by the signal itself (at the C level, while the main thread may be blocked in a collective);
+    `agreed()` disarms it. `exit` is `os._exit` (no clean-up that could block on the dead group).
+    """
+
+    def __init__(self, grace: Callable[[], float], exit: Callable[[int], None] = os._exit):
+        self.grace, self.exit = grace, exit
+        self._agreed = threading.Event()
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="pretrain-stop-deadline", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        signum = 0
+        while signum not in STOP_SIGNALS:  # the fd also hears other signals that have a Python handler
+            try:
+                data = self._reader.recv(1)
+            except OSError:
+                return
+            if not data or self._agreed.is_set():  # closed (training ended) or the stop was already agreed
+                return
+            signum = data[0]
+        grace = self.grace()
+        if self._agreed.wait(grace):
+            return
+        log.error(
+            "signal %d: the ranks did not agree to stop within %.0f s (a collective is waiting on a process that "
+            "died?); exiting without a stop checkpoint — the job resumes from the last complete one",
+            signum, grace,
+        )  # fmt: skip
+        self.exit(128 + signum)
+
+    def agreed(self) -> None:
+        self._agreed.set()
+
+    def close(self) -> None:
+        """Disarm and restore the previous wakeup fd."""
+        self._agreed.set()
+        signal.set_wakeup_fd(self._previous_fd)
+        self._writer.close()
+        self._reader.close()
 
 
 class Preemption(Callback):
@@ -27,16 +89,26 @@ class Preemption(Callback):
         self.setup, self.metrics = setup, metrics
         self.requested = False
         self.previous_handlers: dict = {}
+        self.deadline: StopDeadline | None = None
+        self.step_seconds = 0.0
 
     def on_train_start(self, state: TrainState) -> None:
         self.previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        if self.setup.accelerator.num_processes > 1 and under_elastic_agent():
+            self.deadline = StopDeadline(self._grace)
+
+    def _grace(self) -> float:
+        return min(MAX_STOP_GRACE_S, max(MIN_STOP_GRACE_S, STOP_GRACE_STEPS * self.step_seconds))
 
     def _on_signal(self, signum, frame) -> None:
         log.warning("signal %d received: checkpointing at the end of this step, then exiting", signum)
         self.requested = True
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
+        self.step_seconds = max(self.step_seconds, out.seconds)
         state.stopping = self._agree(self.requested)
+        if state.stopping and self.deadline is not None:
+            self.deadline.agreed()  # every rank is here: the stop checkpoint can be written
 
     def _agree(self, flag: bool) -> bool:
         """All ranks stop together: a signal on any rank stops every rank (a collective)."""
@@ -51,6 +123,9 @@ class Preemption(Callback):
         log.warning("stopped at step %d after a signal; resume with --resume auto", state.step)
 
     def on_train_end(self) -> None:
+        if self.deadline is not None:
+            self.deadline.close()
+            self.deadline = None
         for sig, handler in self.previous_handlers.items():
             signal.signal(sig, handler)
         self.previous_handlers = {}

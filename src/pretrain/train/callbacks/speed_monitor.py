@@ -15,7 +15,7 @@ import torch
 
 from pretrain.core.progress import Progress, get_logger
 from pretrain.train.callbacks.base import Callback, StepOutput
-from pretrain.train.metrics import MetricsLog, memory_gb
+from pretrain.train.metrics import MetricsLog, memory_gb, read_records, start_record
 from pretrain.train.setup import TrainSetup, precision_that_runs
 from pretrain.train.state import TrainState
 
@@ -42,11 +42,13 @@ class SpeedMonitor(Callback):
 
     def on_train_start(self, state: TrainState) -> None:
         s, acc = self.setup, self.setup.accelerator
-        if state.step == 0:
+        # a new run: step 0, or a branch of another run's checkpoint (`pretrain anneal`) with no log of its own
+        first = state.step == 0 or not start_record(read_records(self.metrics.path))
+        if first:
             self.metrics.log_start(
                 device_label(s.device), acc.num_processes, s.n_params, precision_that_runs(s.recipe), s.parent
             )
-        if state.step == 0 and acc.is_main_process:
+        if first and acc.is_main_process:
             log.info(
                 "training %s params for %d steps (%d tokens/step, accum %d x %d ranks, %s, %s)",
                 f"{s.n_params:,}",
