@@ -75,3 +75,22 @@ def test_train_relaunches_itself_with_two_cpu_ranks(make_run, small_run_override
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert next(r for r in records if r.get("event") == "start")["world_size"] == 2
     assert (out / "final" / "model.safetensors").exists()
+
+
+def test_a_stale_input_fails_once_before_the_launch(tmp_path, repo_root):
+    """Missing or stale data fails every rank alike: one error line before launching, no restart loop."""
+    config = repo_root / "accelerate_configs" / "cpu_ddp.yaml"
+    recipe = repo_root / "recipes" / "tiny" / "config.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", "train", str(recipe), "--output-dir", str(tmp_path / "run")]
+        + ["--set", f"accelerate_config={config}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "relaunching" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "missing (run `pretrain" in errors[0]

@@ -34,7 +34,7 @@ from pretrain.core.progress import capture_run_output
 from pretrain.evaluation.command import run_eval_command
 from pretrain.hub.command import run_push_command
 from pretrain.launch import plan_launch, relaunch, strip_launch_flags
-from pretrain.pipeline import run_all, run_stage
+from pretrain.pipeline import check_upstream, run_all, run_stage
 from pretrain.planning.ladder_run import run_ladder_command
 from pretrain.planning.report import run_plan_command
 from pretrain.stages import STAGES
@@ -193,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         if getattr(args, "no_relaunch", True) is False and not _submits_or_fits(args):
-            launch = plan_launch(_launched_recipe(args), strip_launch_flags(argv), args.num_processes)
+            recipe = _launched_recipe(args)
+            launch = plan_launch(recipe, strip_launch_flags(argv), args.num_processes)
             if launch is not None:
+                if args.command in STAGES:
+                    # a missing or stale input fails every launched rank alike, and the launcher's restart
+                    # budget would retry it: say it once, here, before launching anything
+                    check_upstream(recipe, args.command)
                 relaunch(launch)  # does not return
         return int(_dispatch(args) or 0)
     except CurationSubmitted as exc:  # handed to Slurm: the user re-runs when the jobs finish

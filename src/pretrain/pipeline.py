@@ -38,10 +38,15 @@ def run_stage(recipe: Recipe, name: str, force: bool = False, **options: str) ->
     return stage.folder(recipe.layout)
 
 
+def check_upstream(recipe: Recipe, name: str) -> None:
+    """Every stage `name` reads is built and current (else a StageError saying what to run)."""
+    for upstream in get_stage(name).upstream(recipe):
+        require_current(recipe, upstream, needed_by=f"pretrain {name}")
+
+
 def _run_stage_here(recipe: Recipe, name: str, force: bool, options: dict[str, str]) -> None:
     stage = get_stage(name)
-    for upstream in stage.upstream(recipe):
-        require_current(recipe, upstream, needed_by=f"pretrain {name}")
+    check_upstream(recipe, name)
     out = stage_output(recipe, name)
     if not force and is_current(recipe, name):
         log.info("%s: up to date (%s) — skipping", name, out.folder)
