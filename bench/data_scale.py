@@ -2,6 +2,7 @@
 4 tasks on 1x the input and 4 tasks on 1/2x, from real corpora in ../shared/data.
 
     python bench/data_scale.py [--input-mb 1024] [--shared ../shared/data] [--cores 2]
+    python bench/data_scale.py --input-mb 16 --tasks 1 --src /tmp/before/src --save-kept before.txt
 
 The input is built deterministically: documents are ~3 KB windows of the Gutenberg, TinyStories, Wikipedia,
 C4 and speech corpora; every pass over the corpora after the first rewrites 35% of each window's words with
@@ -32,6 +33,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# --src: run another checkout's code (e.g. the commit before a change) with this same script
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv else REPO / "src"
 FILE_BYTES = 8 << 20  # input files of 8 MB: the units the tasks share out
 WINDOW = 3000
 NEAR_DUP_RATE, NEAR_DUP_EDITS, PASS_REWRITE = 0.02, 0.02, 0.35
@@ -158,7 +161,7 @@ def recipe_for(work: Path, inputs: Path, tasks: int, cores: int, shared: Path) -
 
 def measure(recipe: Path) -> None:
     """Wrapper mode: run the three stages; print seconds and the largest descendant's peak RSS."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     start = time.perf_counter()
     stage_seconds = {}
     for stage in ("curate", "tokenizer", "pack"):
@@ -171,7 +174,14 @@ def measure(recipe: Path) -> None:
 
 
 def run(
-    work: Path, inputs: Path, input_bytes: int, tasks: int, cores: int, shared: Path, planted: list[str]
+    work: Path,
+    inputs: Path,
+    input_bytes: int,
+    tasks: int,
+    cores: int,
+    shared: Path,
+    planted: list[str],
+    save_kept: Path | None = None,
 ) -> dict:
     work.mkdir(parents=True)
     recipe = recipe_for(work, inputs, tasks, cores, shared)
@@ -183,10 +193,12 @@ def run(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.loads((work / "out" / "curation_report.json").read_text())
     src = report["sources"][0]
-    sys.path.insert(0, str(REPO / "src"))
+    sys.path.insert(0, str(SRC))
     from pretrain.data.mixio import iter_documents
 
     kept = {d["id"] for d in iter_documents(work / "out" / "mix")}
+    if save_kept:  # the kept document ids, one per line with the source path made relative to the input
+        save_kept.write_text("".join(f"{Path(i).relative_to(inputs)}\n" for i in sorted(kept)))
     return {
         "input_mb": round(input_bytes / 1e6, 1),
         "tasks": tasks,
@@ -207,6 +219,10 @@ def main() -> None:
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="processes the tasks run on")
     p.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--src", type=Path, help="the src/ folder whose code runs (default: this checkout's)")
+    p.add_argument(
+        "--save-kept", type=Path, help="write the kept document ids of the first 1x run to this file"
+    )
     p.add_argument("--_measure", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._measure:
@@ -228,6 +244,7 @@ def main() -> None:
                     args.cores,
                     args.shared,
                     planted,
+                    args.save_kept if not runs else None,
                 )
             )
             print(json.dumps(runs[-1]), flush=True)

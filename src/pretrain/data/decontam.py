@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pretrain.data.dedup import window_hashes, word_hashes, words
+from pretrain.data.dedup import WindowHashes, window_hashes, word_hashes, words
 
 MIN_SHORT = 8
 
@@ -51,8 +51,9 @@ class ContaminationIndex:
             return None
         tokens = words(text) if tokens is None else tokens
         hashes = word_hashes(tokens) if hashes is None else hashes
+        all_windows = WindowHashes(hashes)
         for n in self.lengths:
-            windows = window_hashes(hashes, n)
+            windows = all_windows(n)
             if not len(windows):
                 continue
             keys = self._keys[n]

@@ -54,7 +54,7 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-_WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: the powers below are distinct mod 2^64
+_WINDOW_BASE = 0x9E3779B97F4A7C15  # odd, so invertible mod 2^64: the powers below are distinct mod 2^64
 
 
 def word_hashes(tokens: list[str]) -> np.ndarray:
@@ -64,14 +64,55 @@ def word_hashes(tokens: list[str]) -> np.ndarray:
     )
 
 
+class _Powers:
+    """B^k and B^-k mod 2^64 for k < len, grown on demand (B = _WINDOW_BASE)."""
+
+    def __init__(self):
+        self.up = np.empty(0, dtype=np.uint64)
+        self.down = np.empty(0, dtype=np.uint64)
+
+    def upto(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.up) < length:
+            size = max(length, 2 * len(self.up), 4096)
+            with np.errstate(over="ignore"):
+                self.up = np.cumprod(np.full(size, _WINDOW_BASE, dtype=np.uint64), dtype=np.uint64)
+                self.down = np.cumprod(
+                    np.full(size, pow(_WINDOW_BASE, -1, 1 << 64), dtype=np.uint64), dtype=np.uint64
+                )
+            self.up = np.concatenate([[np.uint64(1)], self.up[:-1]])  # B^0 .. B^(size-1)
+            self.down = np.concatenate([[np.uint64(1)], self.down[:-1]])
+        return self.up, self.down
+
+
+_powers = _Powers()
+
+
+class WindowHashes:
+    """`window_hashes(hashes, n)` for any n from one pass over the words (decontamination asks for several n).
+
+    With prefix sums Q[j] = sum_{k<j} h[k] B^-k (mod 2^64, B odd so B^-1 exists), the window at i of
+    length n is B^(i+n-1) (Q[i+n] - Q[i]): equal, mod 2^64, to the polynomial sum of `window_hashes`."""
+
+    def __init__(self, hashes: np.ndarray):
+        self.length = len(hashes)
+        up, down = _powers.upto(self.length + 1)
+        self._up = up
+        with np.errstate(over="ignore"):
+            self._prefix = np.concatenate(
+                [[np.uint64(0)], np.cumsum(hashes * down[: self.length], dtype=np.uint64)]
+            )
+
+    def __call__(self, n: int) -> np.ndarray:
+        if self.length < n or n <= 0:
+            return np.empty(0, dtype=np.uint64)
+        q = self._prefix
+        with np.errstate(over="ignore"):
+            return (q[n:] - q[:-n]) * self._up[n - 1 : self.length]
+
+
 def window_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
     """A 64-bit hash of every run of `n` consecutive words: sum of h[i+k] * B^(n-1-k), wrapping mod 2^64."""
-    if len(hashes) < n or n <= 0:
-        return np.empty(0, dtype=np.uint64)
-    powers = np.array([pow(int(_WINDOW_BASE), n - 1 - k, 1 << 64) for k in range(n)], dtype=np.uint64)
-    windows = np.lib.stride_tricks.sliding_window_view(hashes, n)
-    with np.errstate(over="ignore"):
-        return (windows * powers).sum(axis=1, dtype=np.uint64)
+    return WindowHashes(hashes)(n)
 
 
 class MinHasher:
