@@ -190,7 +190,10 @@ def gopher_quality(doc: DocumentWords) -> str | None:
 
 def _duplicates(elements: list[str]) -> tuple[int, int]:
     """datatrove's find_duplicates: (repeated elements, their characters), counting every repeat."""
-    seen: set[str] = set()
+    seen: set[str] = set(elements)
+    if len(seen) == len(elements):  # nothing repeats (most documents): no loop
+        return 0, 0
+    seen = set()
     count = chars = 0
     for element in elements:
         if element in seen:
@@ -228,25 +231,30 @@ def _sorted_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(new)
 
 
-def _top_ngram_chars(keys: np.ndarray, chars: np.ndarray) -> int:
-    """Characters of the most frequent n-gram times its count (ties: the first to occur, as Counter does)."""
+def _top_ngram_chars(keys: np.ndarray, chars: np.ndarray) -> tuple[int, int]:
+    """(characters of the most frequent n-gram times its count, that count); ties: the first to occur, as
+    Counter does."""
     order, starts = _sorted_groups(keys)
     counts = np.diff(starts, append=len(keys))
     top = counts.max()
     winner = order[starts[counts == top]].min()
-    return int(chars[winner]) * int(top)
+    return int(chars[winner]) * int(top), int(top)
 
 
-def _repeated_ngram_chars(keys: np.ndarray, chars: np.ndarray, n: int) -> int | None:
+def _repeated_ngram_chars(
+    keys: np.ndarray, chars: np.ndarray, n: int, candidates: np.ndarray | None = None
+) -> tuple[int | None, np.ndarray]:
     """datatrove's find_all_duplicate: scan the windows; a window seen before counts and skips n words.
 
     Only windows whose key occurs more than once can ever be "seen before", so the scan visits those alone.
-    None when no window repeats at all."""
-    order, starts = _sorted_groups(keys)
-    if len(starts) == len(keys):
-        return None
-    counts = np.diff(starts, append=len(keys))
-    repeated = np.sort(order[np.repeat(counts > 1, counts)])  # positions of the windows that repeat
+    `candidates`: the only window positions that can repeat (all when None). Returns (the repeated
+    characters, None when no window repeats at all; the sorted positions of the windows that repeat)."""
+    positions = np.arange(len(keys)) if candidates is None else candidates
+    order, starts = _sorted_groups(keys[positions])
+    if len(starts) == len(positions):
+        return None, positions[:0]
+    counts = np.diff(starts, append=len(positions))
+    repeated = positions[np.sort(order[np.repeat(counts > 1, counts)])]  # windows that repeat, in order
     seen: set[int] = set()
     total, idx = 0, 0
     for p, k, c in zip(repeated.tolist(), keys[repeated].tolist(), chars[repeated].tolist()):
@@ -258,7 +266,7 @@ def _repeated_ngram_chars(keys: np.ndarray, chars: np.ndarray, n: int) -> int | 
         else:
             seen.add(k)
             idx = p + 1
-    return total
+    return total, repeated
 
 
 def gopher_repetition(doc: DocumentWords) -> str | None:
@@ -292,22 +300,39 @@ def gopher_repetition(doc: DocumentWords) -> str | None:
     cum = np.concatenate([[0], np.cumsum(lengths)])
     n_max = max([n for n, _ in rep.top_n_grams] + [n for n, _ in rep.dup_n_grams])
     keys = _ngram_keys(ids, min(n_max, n_words))
+    # an n-gram occurs at most as often as its first m words (m < n): the count of the most frequent
+    # m-gram bounds it, and when that bound times the longest n-gram cannot pass the threshold the n-gram
+    # count is not needed
+    bound_n, bound = 0, n_words
     for n, frac in rep.top_n_grams:
         if n > n_words:
             continue
         joined = cum[n:] - cum[:-n] + (n - 1)  # " ".join of each window
-        if _top_ngram_chars(keys[n], joined) / len(text) > frac:
+        if bound_n < n and bound * int(joined.max()) / len(text) <= frac:
+            continue
+        chars, count = _top_ngram_chars(keys[n], joined)
+        if chars / len(text) > frac:
             return f"top_{n}_gram"
-    no_repeats_from = n_words + 1  # a repeated n-gram contains a repeated (n-1)-gram: none at n, none above
+        bound_n, bound = n, count
+    # a repeated n-gram at p has a repeated (n-1)-gram at p and at p + 1: only those positions are candidates
+    # (none repeated at n: none above)
+    repeats: tuple[int, np.ndarray] | None = None  # (n, positions of the repeated n-grams)
     for n, frac in rep.dup_n_grams:
-        if n >= no_repeats_from:
+        if n > n_words:
             continue
-        repeated = _repeated_ngram_chars(keys[n], cum[n:] - cum[:-n], n)
+        candidates = None
+        if repeats is not None and repeats[0] == n - 1:
+            prev = np.zeros(n_words - n + 3, dtype=np.bool_)
+            prev[repeats[1]] = True
+            candidates = np.flatnonzero(prev[:-2] & prev[1:-1])
+            if not len(candidates):
+                break
+        repeated, positions = _repeated_ngram_chars(keys[n], cum[n:] - cum[:-n], n, candidates)
         if repeated is None:
-            no_repeats_from = n
-            continue
+            break
         if repeated / len(text) > frac:
             return f"duplicated_{n}_n_grams"
+        repeats = (n, positions)
     return None
 
 
