@@ -10,7 +10,8 @@ seeded picks from the corpora's own vocabulary (so later passes are new document
 the documents get a near-duplicate (2% of words changed) planted later in the input. Each configuration runs
 the three stages as `pretrain` subprocesses; the peak RSS is the largest process's (RUSAGE_CHILDREN of a
 wrapper per configuration; each run also reports its seconds per stage), read amplification is the input bytes the tasks read (curation report) over the
-input's size, near_dups_found counts planted copies missing from the mix.
+input's size, near_dups_found counts planted copies missing from the mix. Each run also reports its CPU seconds per
+stage and input MB per CPU second: on a machine shared with other jobs the wall time includes waiting for a core.
 
 Last stdout line: {"bench": "data_scale", "input_mb", "tasks", "read_amplification", "peak_rss_mb",
 "rss_growth", "mb_per_s_per_core", "near_dups_planted", "near_dups_found", "runs": [...]}.
@@ -163,14 +164,29 @@ def measure(recipe: Path) -> None:
     """Wrapper mode: run the three stages; print seconds and the largest descendant's peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     start = time.perf_counter()
-    stage_seconds = {}
+    stage_seconds, stage_cpu_seconds = {}, {}
+
+    def cpu() -> float:  # user + system seconds of the finished stage processes and their children
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     for stage in ("curate", "tokenizer", "pack"):
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), cpu()
         subprocess.run([sys.executable, "-m", "pretrain", stage, str(recipe)], check=True, env=env)
         stage_seconds[stage] = round(time.perf_counter() - begin, 1)
+        stage_cpu_seconds[stage] = round(cpu() - begin_cpu, 1)
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "stage_seconds": stage_seconds}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mb": peak_kb / 1024,
+                "stage_seconds": stage_seconds,
+                "stage_cpu_seconds": stage_cpu_seconds,
+            }
+        )
+    )
 
 
 def run(
@@ -204,6 +220,9 @@ def run(
         "tasks": tasks,
         "seconds": round(result["seconds"], 1),
         "stage_seconds": result["stage_seconds"],
+        # CPU seconds per stage: on a shared machine the wall time also counts waiting for a core
+        "stage_cpu_seconds": result["stage_cpu_seconds"],
+        "mb_per_cpu_second": round(input_bytes / 1e6 / sum(result["stage_cpu_seconds"].values()), 3),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
         "read_amplification": round(src["read"]["input_bytes"] / input_bytes, 4),
         "mb_per_s_per_core": round(input_bytes / 1e6 / result["seconds"] / min(tasks, cores), 3),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pretrain.data.decontam import MIN_SHORT, ContaminationIndex
 
 ITEM = "the quick brown fox jumps over the lazy dog near the quiet river bank today"  # 15 words
@@ -39,3 +41,19 @@ def test_the_ngram_size_is_configurable_and_an_empty_index_is_false():
     assert not ContaminationIndex({}, 13)
     assert ContaminationIndex({}, 13).match(ITEM) is None
     assert _index()
+
+
+def test_the_bit_filter_passes_every_indexed_window_and_stops_clean_text():
+    """The filter in front of the exact lookup has no false negatives (each key passes it alone), and
+    rejects almost every window of unrelated text (else it would save nothing)."""
+    rng = np.random.default_rng(0)
+    items = [
+        " ".join(f"w{i}" for i in rng.integers(0, 5000, size=int(rng.integers(8, 40)))) for _ in range(2000)
+    ]
+    index = ContaminationIndex({"task": items}, 13)
+    keys = np.concatenate(list(index._keys.values()))
+    assert len(keys) > 10_000
+    assert index.filter_hits(keys).all()
+    assert index.match(items[7] + " and the rest") == "task"
+    clean = rng.integers(0, 1 << 64, size=200_000, dtype=np.uint64)
+    assert index.filter_hits(clean).sum() < 20  # ~1e-5 per window at 512 bits per key

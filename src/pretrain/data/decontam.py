@@ -4,15 +4,28 @@ The index holds hashes of every `ngram`-word window (default 13, as in GPT-3 / t
 eval item's text; items shorter than `ngram` words contribute their whole word sequence (if at least
 `MIN_SHORT` words), so short cloze items are still caught. A document is contaminated when any of
 its windows of those lengths is in the index; hits are counted per task.
+
+Almost every document is clean, so a document's windows of all lengths first go through a bit filter of the
+index (two bits per key, ~512 bits per key): a window whose two bits are not both set is in no length's keys,
+and a document with no such window is clean without the binary searches of the exact lookup.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from pretrain.data.dedup import WindowHashes, window_hashes, word_hashes, words
 
 MIN_SHORT = 8
+FILTER_BITS_PER_KEY = 512  # a document checks ~6 x its words windows: each must pass rarely (~1e-5)
+FILTER_MAX_LOG2 = 28  # 32 MB of filter at most: past ~4M keys the filter passes more documents to the lookup
+
+
+def _filter_probes(keys: np.ndarray, log2: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two bit positions per key: its top and its bottom `log2` bits (the keys are uniform hashes)."""
+    return keys >> np.uint64(64 - log2), keys & np.uint64((1 << log2) - 1)
 
 
 class ContaminationIndex:
@@ -33,6 +46,15 @@ class ContaminationIndex:
                     for h in window_hashes(word_hashes(tokens), n).tolist():
                         index.setdefault(h, t)
         self.lengths = sorted(first_task)
+        every = np.fromiter((h for index in first_task.values() for h in index), dtype=np.uint64)
+        self._log2 = min(
+            max(16, math.ceil(math.log2(max(len(every), 1) * FILTER_BITS_PER_KEY))), FILTER_MAX_LOG2
+        )
+        self._filter = np.zeros(1 << (self._log2 - 3), dtype=np.uint8)
+        for probe in _filter_probes(every, self._log2):
+            np.bitwise_or.at(
+                self._filter, probe >> np.uint64(3), np.left_shift(1, probe & np.uint64(7)).astype(np.uint8)
+            )
         self._keys, self._task = {}, {}
         for n, index in first_task.items():
             keys = np.fromiter(index, dtype=np.uint64, count=len(index))
@@ -52,8 +74,10 @@ class ContaminationIndex:
         tokens = words(text) if tokens is None else tokens
         hashes = word_hashes(tokens) if hashes is None else hashes
         all_windows = WindowHashes(hashes)
-        for n in self.lengths:
-            windows = all_windows(n)
+        per_length = [all_windows(n) for n in self.lengths]
+        if not self.filter_hits(np.concatenate(per_length)).any():  # clean: most documents
+            return None
+        for n, windows in zip(self.lengths, per_length):
             if not len(windows):
                 continue
             keys = self._keys[n]
@@ -62,3 +86,11 @@ class ContaminationIndex:
             if len(found):
                 return self.tasks[int(self._task[n][pos[found[0]]])]
         return None
+
+    def filter_hits(self, windows: np.ndarray) -> np.ndarray:
+        """Per window: both its filter bits are set (necessary for it to be a key of any length)."""
+        hit = np.ones(len(windows), dtype=np.bool_)
+        for probe in _filter_probes(windows, self._log2):
+            bits = self._filter[probe >> np.uint64(3)] >> (probe & np.uint64(7))
+            hit &= (bits & np.uint64(1)).astype(np.bool_)
+        return hit

@@ -136,12 +136,17 @@ class MinHasher:
         return np.unique(grams)
 
     def signature(self, text: str, tokens: list[str] | None = None, hashes: np.ndarray | None = None):
-        shingles = self.shingles(words(text) if tokens is None else tokens, hashes)
-        if shingles.size == 0:
+        tokens = words(text) if tokens is None else tokens
+        if not tokens:
             return None
+        hashes = word_hashes(tokens) if hashes is None else hashes
+        # a minimum over the n-grams needs no np.unique (repeats do not change it), and the high 32 bits
+        # of the minimum are the minimum of the high 32 bits: one pass over the (n-grams x hashes) values
+        grams = window_hashes(hashes, min(self.ngram, len(tokens)))
         with np.errstate(over="ignore"):
-            values = shingles[:, None] * self.a[None, :] + self.b[None, :]
-        return (values >> np.uint64(32)).min(axis=0)
+            values = np.multiply(grams[:, None], self.a[None, :])
+            np.add(values, self.b[None, :], out=values)
+        return values.min(axis=0) >> np.uint64(32)
 
     def band_keys(self, text: str) -> list[bytes]:
         sig = self.signature(text)
