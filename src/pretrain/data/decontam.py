@@ -5,9 +5,10 @@ eval item's text; items shorter than `ngram` words contribute their whole word s
 `MIN_SHORT` words), so short cloze items are still caught. A document is contaminated when any of
 its windows of those lengths is in the index; hits are counted per task.
 
-Almost every document is clean, so a document's windows of all lengths first go through a bit filter of the
-index (two bits per key, ~512 bits per key): a window whose two bits are not both set is in no length's keys,
-and a document with no such window is clean without the binary searches of the exact lookup.
+Almost every document is clean, so a document first goes through a bit filter (two bits per key, ~512 bits per
+key) of the `ngram`-word keys and of the first `MIN_SHORT` words of every short item: a document holding a
+short item holds its first `MIN_SHORT` words, so only its windows of two lengths are checked there, and one
+with no window in the filter is clean without the binary searches of the exact lookup.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from pretrain.data.dedup import WindowHashes, window_hashes, word_hashes, words
 
 MIN_SHORT = 8
-FILTER_BITS_PER_KEY = 512  # a document checks ~6 x its words windows: each must pass rarely (~1e-5)
+FILTER_BITS_PER_KEY = 512  # a document checks ~2 x its words windows: each must pass rarely (~1e-5)
 FILTER_MAX_LOG2 = 28  # 32 MB of filter at most: past ~4M keys the filter passes more documents to the lookup
 
 
@@ -37,16 +38,22 @@ class ContaminationIndex:
         first_task: dict[
             int, dict[int, int]
         ] = {}  # window length -> hash -> first task (sorted order) having it
+        prefixes: set[int] = set()  # hashes of the first MIN_SHORT words of the short items
         for t, task in enumerate(self.tasks):
             for text in task_texts[task]:
                 tokens = words(text)
                 n = ngram if len(tokens) >= ngram else (len(tokens) if len(tokens) >= MIN_SHORT else 0)
                 if n:
                     index = first_task.setdefault(n, {})
-                    for h in window_hashes(word_hashes(tokens), n).tolist():
+                    hashes = word_hashes(tokens)
+                    for h in window_hashes(hashes, n).tolist():
                         index.setdefault(h, t)
+                    if n < ngram:
+                        prefixes.add(int(window_hashes(hashes[:MIN_SHORT], MIN_SHORT)[0]))
         self.lengths = sorted(first_task)
-        every = np.fromiter((h for index in first_task.values() for h in index), dtype=np.uint64)
+        # the filter's window lengths: ngram, and MIN_SHORT for the short items' prefixes
+        self._filter_lengths = sorted({ngram} & set(first_task) | ({MIN_SHORT} if prefixes else set()))
+        every = np.fromiter([*first_task.get(ngram, {}), *prefixes], dtype=np.uint64)
         self._log2 = min(
             max(16, math.ceil(math.log2(max(len(every), 1) * FILTER_BITS_PER_KEY))), FILTER_MAX_LOG2
         )
@@ -74,10 +81,11 @@ class ContaminationIndex:
         tokens = words(text) if tokens is None else tokens
         hashes = word_hashes(tokens) if hashes is None else hashes
         all_windows = WindowHashes(hashes)
-        per_length = [all_windows(n) for n in self.lengths]
-        if not self.filter_hits(np.concatenate(per_length)).any():  # clean: most documents
+        probes = np.concatenate([all_windows(n) for n in self._filter_lengths])
+        if not self.filter_hits(probes).any():  # clean: most documents
             return None
-        for n, windows in zip(self.lengths, per_length):
+        for n in self.lengths:
+            windows = all_windows(n)
             if not len(windows):
                 continue
             keys = self._keys[n]
@@ -88,7 +96,8 @@ class ContaminationIndex:
         return None
 
     def filter_hits(self, windows: np.ndarray) -> np.ndarray:
-        """Per window: both its filter bits are set (necessary for it to be a key of any length)."""
+        """Per window: both its filter bits are set (necessary for it to be an `ngram` key or the first
+        MIN_SHORT words of a short item)."""
         hit = np.ones(len(windows), dtype=np.bool_)
         for probe in _filter_probes(windows, self._log2):
             bits = self._filter[probe >> np.uint64(3)] >> (probe & np.uint64(7))
