@@ -202,7 +202,10 @@ def run(
     work.mkdir(parents=True)
     recipe = recipe_for(work, inputs, tasks, cores, shared)
     proc = subprocess.run(
-        [sys.executable, __file__, "--_measure", str(recipe)], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--_measure", str(recipe), "--src", str(SRC)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode:
         sys.exit(f"run with {tasks} tasks failed:\n{proc.stderr[-3000:]}")

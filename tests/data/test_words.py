@@ -3,7 +3,6 @@ reset), per-token columns are computed once per token, and the shortcut shapes s
 
 from __future__ import annotations
 
-import itertools
 import string
 
 import numpy as np
@@ -12,7 +11,13 @@ import pytest
 pytest.importorskip("spacy")
 
 from pretrain.data import words as words_mod  # noqa: E402
-from pretrain.data.words import DocumentWords, SpacyWordSplitter, Vocabulary  # noqa: E402
+from pretrain.data.words import (  # noqa: E402
+    CLOSING_MARKS,
+    OPENING_MARKS,
+    DocumentWords,
+    SpacyWordSplitter,
+    Vocabulary,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +26,41 @@ def splitter() -> SpacyWordSplitter:
 
 
 def test_shortcut_shapes_split_like_spacys_rules(splitter):
-    """Letters-only chunks and "word" + one closing mark skip the affix loop: same tokens as `_split_chunk`,
-    for every 1-2 letter ASCII word (all cases) with every shortcut mark, and every exception + mark."""
-    chunks = ["said,", "him.", "GmbH.", "J.", "etc.", "Dr.", "cannot,", "U.S.", "don't.", "café,", "naïve."]
-    for n in (1, 2):
-        for letters in itertools.product(string.ascii_letters, repeat=n):
-            chunks += ["".join(letters) + mark for mark in ",.;:!?"]
-    chunks += [special + mark for special in splitter._specials for mark in ",.;:!?"]
+    """Letters-only chunks and ASCII words wrapped in opening / closing marks skip the affix loop: the same
+    tokens as `_split_chunk` for words (exceptions among them: "Dr", "cannot", "em", ...) with up to two
+    opening and two closing marks, every 1-letter word with every mark, and every exception with a mark."""
+    words = [
+        "a",
+        "I",
+        "the",
+        "Well",
+        "said",
+        "GmbH",
+        "cannot",
+        "don",
+        "Dr",
+        "Mr",
+        "vs",
+        "em",
+        "ll",
+        "s",
+        "co",
+    ]
+    opening = ["", *OPENING_MARKS, *(a + b for a in OPENING_MARKS for b in OPENING_MARKS)]
+    closing = ["", *CLOSING_MARKS, *(a + b for a in CLOSING_MARKS for b in CLOSING_MARKS)]
+    chunks = [o + w + c for w in words for o in opening for c in closing]
+    chunks += [o + letter + c for letter in string.ascii_letters for o in ("", "(") for c in closing]
+    chunks += [special + mark for special in splitter._specials for mark in CLOSING_MARKS]
+    chunks += [mark + special for special in splitter._specials for mark in OPENING_MARKS]
+    chunks += ["U.S.", "don't.", "café,", "naïve.", "well-known,", "(1914)", "e.g.,", "“Dr.", "said.”"]
     differ = [c for c in chunks if splitter._chunk_tokens(c) != splitter._split_chunk(c)]
     assert not differ, differ[:10]
     assert splitter._chunk_tokens("him.") == ("him", ".")
+    assert splitter._chunk_tokens("“Well,”") == ("“", "Well", ",", "”")
     assert splitter._chunk_tokens("GmbH.") == ("GmbH.",)  # a period only splits after a lower-case letter
+    assert (
+        sum(splitter._simple_tokens(c) is not None for c in chunks) > len(chunks) / 2
+    )  # the shortcut is used
 
 
 def test_ids_index_their_own_vocabulary_across_a_reset(monkeypatch):

@@ -28,11 +28,12 @@ import numpy as np
 from pretrain.data.dedup import word_hashes, words
 
 # chunks whose token ids are remembered and distinct tokens given ids: when either is full, both start again
-# empty with the next document (a task's memory stays flat: at most ~60 MB; 20 MB of prose has ~600k distinct
-# chunks, so larger caches would keep more of them, for more memory)
+# empty with the next document, so a task's memory stays flat (~80 MB at most). The 20 MB of real corpora that
+# bench/data_scale.py draws from have ~180k distinct chunks and ~77k distinct tokens: they fit.
 CHUNK_CACHE_SIZE = 1 << 18
 VOCAB_SIZE = 1 << 18
-SIMPLE_SUFFIXES = frozenset(",.;:!?")
+CLOSING_MARKS = frozenset(',.;:!?"”’)]')
+OPENING_MARKS = frozenset('"“‘([')
 
 
 class Vocabulary:
@@ -113,19 +114,34 @@ class SpacyWordSplitter:
             # a letters-only chunk has no affix or infix: it is one token unless an exception ("cannot")
             if chunk.isalpha():
                 return (chunk,)
-            # an ASCII word and one closing punctuation mark ("said," "him."): the mark is a suffix (a period
-            # only after a lower-case letter: "GmbH." and "J." stay whole), the word has no affix or infix
-            # (checked against `_split_chunk` in tests/data/test_filter_agreement.py)
-            core, mark = chunk[:-1], chunk[-1]
-            if (
-                mark in SIMPLE_SUFFIXES
-                and core.isascii()
-                and core.isalpha()
-                and (mark != "." or core[-1].islower())
-                and core not in self._specials
-            ):
-                return (core, mark)
+            simple = self._simple_tokens(chunk)
+            if simple is not None:
+                return simple
         return self._split_chunk(chunk)
+
+    def _simple_tokens(self, chunk: str) -> tuple[str, ...] | None:
+        """An ASCII word wrapped in opening and closing marks ("said," "him." "(see" "“Well,”"): every mark is
+        an affix of its own and the word has no affix or infix, so the tokens are the marks and the word (a
+        period only after a lower-case letter: "GmbH." and "J." stay whole). None for any other shape, or
+        when any string spaCy's affix loop could look up on the way (the chunk less some of its opening and
+        some of its closing marks) is an exception. Checked against `_split_chunk` in tests/data/test_words.py.
+        """
+        start, end = 0, len(chunk)
+        while start < end and chunk[start] in OPENING_MARKS:
+            start += 1
+        while end > start and chunk[end - 1] in CLOSING_MARKS:
+            if chunk[end - 1] == "." and not (chunk[end - 2].isascii() and chunk[end - 2].islower()):
+                return None
+            end -= 1
+        core = chunk[start:end]
+        if not (core.isascii() and core.isalpha()):
+            return None
+        specials = self._specials
+        for i in range(start + 1):
+            for j in range(end, len(chunk) + 1):
+                if chunk[i:j] in specials:
+                    return None
+        return (*chunk[:start], core, *chunk[end:])
 
     def _matches(self, string: str) -> bool:
         return bool(
