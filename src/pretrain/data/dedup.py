@@ -65,7 +65,8 @@ def word_hashes(tokens: list[str]) -> np.ndarray:
 
 
 class _Powers:
-    """B^k and B^-k mod 2^64 for k < len, grown on demand (B = _WINDOW_BASE)."""
+    """B^k and B^-k mod 2^64 for k < len, grown on demand (B = _WINDOW_BASE) to the longest document seen:
+    16 bytes per word (~8 MB at `filters.max_chars`' default of 1M characters)."""
 
     def __init__(self):
         self.up = np.empty(0, dtype=np.uint64)
