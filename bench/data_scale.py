@@ -2,6 +2,7 @@
 4 tasks on 1x the input and 4 tasks on 1/2x, from real corpora in ../shared/data.
 
     python bench/data_scale.py [--input-mb 1024] [--shared ../shared/data] [--cores 2]
+    python bench/data_scale.py --input-mb 16 --tasks 1 --src /tmp/before/src --save-kept before.txt
 
 The input is built deterministically: documents are ~3 KB windows of the Gutenberg, TinyStories, Wikipedia,
 C4 and speech corpora; every pass over the corpora after the first rewrites 35% of each window's words with
@@ -9,7 +10,8 @@ seeded picks from the corpora's own vocabulary (so later passes are new document
 the documents get a near-duplicate (2% of words changed) planted later in the input. Each configuration runs
 the three stages as `pretrain` subprocesses; the peak RSS is the largest process's (RUSAGE_CHILDREN of a
 wrapper per configuration; each run also reports its seconds per stage), read amplification is the input bytes the tasks read (curation report) over the
-input's size, near_dups_found counts planted copies missing from the mix.
+input's size, near_dups_found counts planted copies missing from the mix. Each run also reports its CPU seconds per
+stage and input MB per CPU second: on a machine shared with other jobs the wall time includes waiting for a core.
 
 Last stdout line: {"bench": "data_scale", "input_mb", "tasks", "read_amplification", "peak_rss_mb",
 "rss_growth", "mb_per_s_per_core", "near_dups_planted", "near_dups_found", "runs": [...]}.
@@ -32,6 +34,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# --src: run another checkout's code (e.g. the commit before a change) with this same script
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv else REPO / "src"
 FILE_BYTES = 8 << 20  # input files of 8 MB: the units the tasks share out
 WINDOW = 3000
 NEAR_DUP_RATE, NEAR_DUP_EDITS, PASS_REWRITE = 0.02, 0.02, 0.35
@@ -158,40 +162,70 @@ def recipe_for(work: Path, inputs: Path, tasks: int, cores: int, shared: Path) -
 
 def measure(recipe: Path) -> None:
     """Wrapper mode: run the three stages; print seconds and the largest descendant's peak RSS."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     start = time.perf_counter()
-    stage_seconds = {}
+    stage_seconds, stage_cpu_seconds = {}, {}
+
+    def cpu() -> float:  # user + system seconds of the finished stage processes and their children
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     for stage in ("curate", "tokenizer", "pack"):
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), cpu()
         subprocess.run([sys.executable, "-m", "pretrain", stage, str(recipe)], check=True, env=env)
         stage_seconds[stage] = round(time.perf_counter() - begin, 1)
+        stage_cpu_seconds[stage] = round(cpu() - begin_cpu, 1)
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "stage_seconds": stage_seconds}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mb": peak_kb / 1024,
+                "stage_seconds": stage_seconds,
+                "stage_cpu_seconds": stage_cpu_seconds,
+            }
+        )
+    )
 
 
 def run(
-    work: Path, inputs: Path, input_bytes: int, tasks: int, cores: int, shared: Path, planted: list[str]
+    work: Path,
+    inputs: Path,
+    input_bytes: int,
+    tasks: int,
+    cores: int,
+    shared: Path,
+    planted: list[str],
+    save_kept: Path | None = None,
 ) -> dict:
     work.mkdir(parents=True)
     recipe = recipe_for(work, inputs, tasks, cores, shared)
     proc = subprocess.run(
-        [sys.executable, __file__, "--_measure", str(recipe)], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--_measure", str(recipe), "--src", str(SRC)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode:
         sys.exit(f"run with {tasks} tasks failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.loads((work / "out" / "curation_report.json").read_text())
     src = report["sources"][0]
-    sys.path.insert(0, str(REPO / "src"))
+    sys.path.insert(0, str(SRC))
     from pretrain.data.mixio import iter_documents
 
     kept = {d["id"] for d in iter_documents(work / "out" / "mix")}
+    if save_kept:  # the kept document ids, one per line with the source path made relative to the input
+        save_kept.write_text("".join(f"{Path(i).relative_to(inputs)}\n" for i in sorted(kept)))
     return {
         "input_mb": round(input_bytes / 1e6, 1),
         "tasks": tasks,
         "seconds": round(result["seconds"], 1),
         "stage_seconds": result["stage_seconds"],
+        # CPU seconds per stage: on a shared machine the wall time also counts waiting for a core
+        "stage_cpu_seconds": result["stage_cpu_seconds"],
+        "mb_per_cpu_second": round(input_bytes / 1e6 / sum(result["stage_cpu_seconds"].values()), 3),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
         "read_amplification": round(src["read"]["input_bytes"] / input_bytes, 4),
         "mb_per_s_per_core": round(input_bytes / 1e6 / result["seconds"] / min(tasks, cores), 3),
@@ -207,6 +241,10 @@ def main() -> None:
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="processes the tasks run on")
     p.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--src", type=Path, help="the src/ folder whose code runs (default: this checkout's)")
+    p.add_argument(
+        "--save-kept", type=Path, help="write the kept document ids of the first 1x run to this file"
+    )
     p.add_argument("--_measure", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._measure:
@@ -228,6 +266,7 @@ def main() -> None:
                     args.cores,
                     args.shared,
                     planted,
+                    args.save_kept if not runs else None,
                 )
             )
             print(json.dumps(runs[-1]), flush=True)

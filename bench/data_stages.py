@@ -117,7 +117,10 @@ def main() -> None:
     try:  # the shared split (pretrain.data.words); before it, the filters took the text and ran spaCy
         from pretrain.data.words import DocumentWords, split_words
 
-        stages["word_split"] = split_words
+        if hasattr(DocumentWords, "token_ids"):  # the split as the filters use it: ids, no strings
+            stages["word_split"] = lambda t: DocumentWords(t).token_ids
+        else:
+            stages["word_split"] = split_words
     except ImportError:
         from datatrove.utils.word_tokenizers import load_word_tokenizer
 

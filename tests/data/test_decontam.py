@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pretrain.data.decontam import MIN_SHORT, ContaminationIndex
 
 ITEM = "the quick brown fox jumps over the lazy dog near the quiet river bank today"  # 15 words
@@ -39,3 +41,20 @@ def test_the_ngram_size_is_configurable_and_an_empty_index_is_false():
     assert not ContaminationIndex({}, 13)
     assert ContaminationIndex({}, 13).match(ITEM) is None
     assert _index()
+
+
+def test_the_bit_filter_passes_every_item_and_stops_clean_text():
+    """The filter in front of the exact lookup has no false negatives (every ngram key passes it, and every
+    item, long or short, is found inside a document), and rejects almost every window of unrelated text."""
+    rng = np.random.default_rng(0)
+    items = [
+        " ".join(f"w{i}" for i in rng.integers(0, 5000, size=int(rng.integers(MIN_SHORT, 40))))
+        for _ in range(2000)
+    ]
+    index = ContaminationIndex({"a": items[::2], "b": items[1::2]}, 13)
+    assert index.filter_hits(index._keys[13]).all()
+    assert len(index.lengths) == 6  # 8-12 word items and 13-grams
+    for i, item in enumerate(items):
+        assert index.match(f"x{i} y z {item} and the rest") == ("a" if i % 2 == 0 else "b"), item
+    clean = rng.integers(0, 1 << 64, size=200_000, dtype=np.uint64)
+    assert index.filter_hits(clean).sum() < 20  # ~1e-5 per window at 512 bits per key

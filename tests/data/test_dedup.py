@@ -9,12 +9,15 @@ import numpy as np
 from pretrain.config.data import DedupConfig
 from pretrain.data.dedup import (
     MinHasher,
+    WindowHashes,
     bucket_count,
     cluster_duplicates,
     duplicate_edges,
     exact_key,
     exact_key64,
     find_duplicates,
+    window_hashes,
+    word_hashes,
     words,
 )
 from pretrain.data.records import KIND_EXACT, KIND_NEAR, SIG_DTYPE, SignatureRuns
@@ -48,6 +51,28 @@ def test_exact_key_ignores_case_and_whitespace_only():
 
 def test_words_are_lowercased_word_characters():
     assert words("Hello, World! x_1 é") == ["hello", "world", "x_1", "é"]
+
+
+def _polynomial_windows(hashes: np.ndarray, n: int) -> list[int]:
+    """The definition, in Python integers: sum of h[i+k] * B^(n-1-k) mod 2^64 for every window."""
+    base, mod = 0x9E3779B97F4A7C15, 1 << 64
+    h = [int(x) for x in hashes]
+    return [sum(h[i + k] * pow(base, n - 1 - k, mod) for k in range(n)) % mod for i in range(len(h) - n + 1)]
+
+
+def test_window_hashes_from_prefix_sums_equal_the_polynomial_definition():
+    rng = np.random.default_rng(3)
+    for length in (0, 1, 7, 13, 14, 60, 5000):  # 5000 grows the cached powers past their first size
+        hashes = rng.integers(0, 1 << 64, size=length, dtype=np.uint64)
+        windows = WindowHashes(hashes)
+        for n in (1, 2, 8, 13, 20):
+            expected = _polynomial_windows(hashes, n) if length >= n else []
+            got = window_hashes(hashes, n)
+            assert got.dtype == np.uint64 and got.tolist() == expected
+            assert windows(n).tolist() == expected
+    hashes = word_hashes(words("the cat sat on the mat and the cat sat on the mat again"))
+    assert window_hashes(hashes, 5)[0] == window_hashes(hashes, 5)[7]  # equal windows, equal hashes
+    assert window_hashes(hashes, 0).size == 0
 
 
 def test_near_duplicate_shares_a_band_and_unrelated_does_not():

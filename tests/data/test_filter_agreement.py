@@ -10,6 +10,7 @@ and the quick sample are in fact identical.
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -179,3 +180,31 @@ def test_real_documents_decide_like_datatrove_full():
     rate, dis = _agreement(docs)
     print(f"\nagreement: {rate:.5f} on {len(docs)} documents; disagreements: {dis}")
     assert rate >= 0.995, dis
+
+
+def _repetitive_documents(count: int, seed: int = 5) -> list[str]:
+    """Documents from small vocabularies with copied spans: every repetition rule fires on some of them."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(count):
+        vocab = [f"w{j}" * rng.randint(1, 3) for j in range(rng.choice([3, 8, 20, 60, 300]))]
+        words = [rng.choice(vocab) for _ in range(rng.randint(1, 300))]
+        if rng.random() < 0.5:
+            for _ in range(rng.randint(1, 5)):
+                a, b, span = rng.randrange(len(words)), rng.randrange(len(words)), rng.randint(2, 15)
+                words[b : b + span] = words[a : a + span]
+        docs.append(rng.choice([" ", " ", "\n", ". "]).join(words))
+    return docs
+
+
+def test_repetitive_documents_decide_like_datatrove():
+    """The n-gram shortcuts (a count bound for the top n-grams, candidates from the (n-1)-grams for the
+    duplicated ones) decide like datatrove on documents where every repetition reason occurs."""
+    filter_obj = GopherRepetitionFilter()
+    docs = _repetitive_documents(400)
+    ours = [gopher_repetition(DocumentWords(text)) for text in docs]
+    theirs = [_theirs(filter_obj, text) for text in docs]
+    assert ours == theirs
+    reasons = set(ours)
+    assert {None, "top_2_gram", "top_3_gram", "duplicated_5_n_grams", "dup_line_frac"} <= reasons
+    assert any(r and r.startswith("duplicated_") and r != "duplicated_5_n_grams" for r in reasons)

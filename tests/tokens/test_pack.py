@@ -135,3 +135,62 @@ def test_truncated_shard_and_other_tokenizer_are_caught(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(DataError, match="corrupt manifest"):
         TokenLoader(tmp_path, "train", 8, 2)
+
+
+class _CountingEncoder:
+    """A stand-in DocumentEncoder: one id per character plus EOS; counts the documents it encodes."""
+
+    def __init__(self):
+        self.encoded = 0
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        self.encoded += len(texts)
+        return [np.arange(len(t) + 1, dtype=np.uint16) for t in texts]
+
+
+def _sample_every_pass(path, target, seed, encoder):
+    """The sampling rule with every document encoded in every pass (what `_sample_file` must equal)."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    got, repeat = 0, 0
+    while got < target:
+        order = np.random.default_rng([seed, repeat]).permutation(len(records))
+        added, smallest = 0, None
+        for i in order:
+            ids = encoder.encode([records[i]["text"]])[0]
+            if got + len(ids) <= target:
+                yield records[i], ids, repeat
+                got, added = got + len(ids), added + len(ids)
+                if got >= target:
+                    return
+            elif smallest is None or len(ids) < len(smallest[1]):
+                smallest = (records[i], ids)
+        if smallest is not None and got + len(smallest[1]) - target < target - got:
+            yield smallest[0], smallest[1], repeat
+            return
+        if added == 0:
+            return
+        repeat += 1
+
+
+def test_later_passes_encode_only_documents_that_can_fit(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "part.jsonl"
+    texts = ["x" * int(n) for n in rng.integers(5, 400, size=300)]
+    path.write_text(
+        "".join(
+            json.dumps({"key": i, "id": f"d{i}", "source": "s", "text": t}) + "\n"
+            for i, t in enumerate(texts)
+        )
+    )
+    total = sum(len(t) + 1 for t in texts)
+    for target in (total * 0.37, total - 3.5, total + 40.5, total * 1.004, total * 2.61):
+        ours, reference = _CountingEncoder(), _CountingEncoder()
+        got = [(r["id"], len(ids), rep) for r, ids, rep in pack_mod._sample_file(path, target, 11, ours)]
+        want = [(r["id"], len(ids), rep) for r, ids, rep in _sample_every_pass(path, target, 11, reference)]
+        assert got == want, target
+        if (
+            target > total
+        ):  # later passes encode what they take (and a chunk's candidates), not every document
+            assert ours.encoded < reference.encoded
+            later = sum(1 for _, _, rep in got if rep > 0)
+            assert ours.encoded <= len(texts) + later + 2 * pack_mod.CHUNK_DOCS

@@ -54,24 +54,66 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-_WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: the powers below are distinct mod 2^64
+_WINDOW_BASE = 0x9E3779B97F4A7C15  # odd, so invertible mod 2^64: the powers below are distinct mod 2^64
 
 
 def word_hashes(tokens: list[str]) -> np.ndarray:
     """One 64-bit hash per word: n-gram hashes are then combined arithmetically, never from joined strings."""
-    return np.fromiter(
-        (xxhash.xxh3_64_intdigest(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens)
+    return np.fromiter(  # map over builtins: no Python frame per word
+        map(xxhash.xxh3_64_intdigest, map(str.encode, tokens)), dtype=np.uint64, count=len(tokens)
     )
+
+
+class _Powers:
+    """B^k and B^-k mod 2^64 for k < len, grown on demand (B = _WINDOW_BASE) to the longest document seen:
+    16 bytes per word (~8 MB at `filters.max_chars`' default of 1M characters)."""
+
+    def __init__(self):
+        self.up = np.empty(0, dtype=np.uint64)
+        self.down = np.empty(0, dtype=np.uint64)
+
+    def upto(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.up) < length:
+            size = max(length, 2 * len(self.up), 4096)
+            with np.errstate(over="ignore"):
+                self.up = np.cumprod(np.full(size, _WINDOW_BASE, dtype=np.uint64), dtype=np.uint64)
+                self.down = np.cumprod(
+                    np.full(size, pow(_WINDOW_BASE, -1, 1 << 64), dtype=np.uint64), dtype=np.uint64
+                )
+            self.up = np.concatenate([[np.uint64(1)], self.up[:-1]])  # B^0 .. B^(size-1)
+            self.down = np.concatenate([[np.uint64(1)], self.down[:-1]])
+        return self.up, self.down
+
+
+_powers = _Powers()
+
+
+class WindowHashes:
+    """`window_hashes(hashes, n)` for any n from one pass over the words (decontamination asks for several n).
+
+    With prefix sums Q[j] = sum_{k<j} h[k] B^-k (mod 2^64, B odd so B^-1 exists), the window at i of
+    length n is B^(i+n-1) (Q[i+n] - Q[i]): equal, mod 2^64, to the polynomial sum of `window_hashes`."""
+
+    def __init__(self, hashes: np.ndarray):
+        self.length = len(hashes)
+        up, down = _powers.upto(self.length + 1)
+        self._up = up
+        with np.errstate(over="ignore"):
+            self._prefix = np.concatenate(
+                [[np.uint64(0)], np.cumsum(hashes * down[: self.length], dtype=np.uint64)]
+            )
+
+    def __call__(self, n: int) -> np.ndarray:
+        if self.length < n or n <= 0:
+            return np.empty(0, dtype=np.uint64)
+        q = self._prefix
+        with np.errstate(over="ignore"):
+            return (q[n:] - q[:-n]) * self._up[n - 1 : self.length]
 
 
 def window_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
     """A 64-bit hash of every run of `n` consecutive words: sum of h[i+k] * B^(n-1-k), wrapping mod 2^64."""
-    if len(hashes) < n or n <= 0:
-        return np.empty(0, dtype=np.uint64)
-    powers = np.array([pow(int(_WINDOW_BASE), n - 1 - k, 1 << 64) for k in range(n)], dtype=np.uint64)
-    windows = np.lib.stride_tricks.sliding_window_view(hashes, n)
-    with np.errstate(over="ignore"):
-        return (windows * powers).sum(axis=1, dtype=np.uint64)
+    return WindowHashes(hashes)(n)
 
 
 class MinHasher:
@@ -95,12 +137,17 @@ class MinHasher:
         return np.unique(grams)
 
     def signature(self, text: str, tokens: list[str] | None = None, hashes: np.ndarray | None = None):
-        shingles = self.shingles(words(text) if tokens is None else tokens, hashes)
-        if shingles.size == 0:
+        tokens = words(text) if tokens is None else tokens
+        if not tokens:
             return None
+        hashes = word_hashes(tokens) if hashes is None else hashes
+        # a minimum over the n-grams needs no np.unique (repeats do not change it), and the high 32 bits
+        # of the minimum are the minimum of the high 32 bits: one pass over the (n-grams x hashes) values
+        grams = window_hashes(hashes, min(self.ngram, len(tokens)))
         with np.errstate(over="ignore"):
-            values = shingles[:, None] * self.a[None, :] + self.b[None, :]
-        return (values >> np.uint64(32)).min(axis=0)
+            values = np.multiply(grams[:, None], self.a[None, :])
+            np.add(values, self.b[None, :], out=values)
+        return values.min(axis=0) >> np.uint64(32)
 
     def band_keys(self, text: str) -> list[bytes]:
         sig = self.signature(text)

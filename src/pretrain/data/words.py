@@ -2,7 +2,7 @@
 
 Two splits, each computed at most once per document (lazily, on first use):
 
-- `tokens`: the words the Gopher / FineWeb quality rules count, exactly as datatrove's `split_into_words`
+- `token_ids`: the words the Gopher / FineWeb quality rules count, exactly as datatrove's `split_into_words`
   gets them from spaCy's English tokenizer, without running spaCy's pipeline (~0.15 MB/s per core there):
   `SpacyWordSplitter` applies spaCy's own English rules (its prefix, suffix and infix expressions, its
   exception table and URL matcher, read from `spacy.lang.en`) with spaCy's algorithm — per whitespace-separated
@@ -10,19 +10,62 @@ Two splits, each computed at most once per document (lazily, on first use):
   to Python, and caches the tokens of every chunk: prose repeats its chunks ("the", "said,", "him."), so most
   chunks cost one dict lookup. What it leaves out is spaCy's second pass that re-merges exceptions spanning
   several tokens (emoticons and the like inside punctuation); agreement is measured against datatrove's
-  filters in tests/data/test_filter_agreement.py.
+  filters in tests/data/test_filter_agreement.py. The words come as integer ids into a `Vocabulary`, whose
+  per-token columns (length, "has a letter", "is a stop word", ...) the filters compute once per distinct
+  token and then read for a whole document with one numpy gather, instead of a Python loop per word.
+  `tokens` gives the words as strings.
 - `lower_words` / `hashes`: the lower-cased `\\w+` words and their 64-bit hashes that decontamination and the
   MinHash shingles are built from (dedup.words / dedup.word_hashes; unchanged, so dedup results are too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import chain
+
 import numpy as np
 
 from pretrain.data.dedup import word_hashes, words
 
-# chunks whose tokens are remembered; the cache is emptied when full (~25 MB: a task's memory stays flat)
-CHUNK_CACHE_SIZE = 1 << 17
+# chunks whose token ids are remembered and distinct tokens given ids: when either is full, both start again
+# empty with the next document, so a task's memory stays flat (~80 MB at most). The 20 MB of real corpora that
+# bench/data_scale.py draws from have ~180k distinct chunks and ~77k distinct tokens: they fit.
+CHUNK_CACHE_SIZE = 1 << 18
+VOCAB_SIZE = 1 << 18
+CLOSING_MARKS = frozenset(',.;:!?"”’)]')
+OPENING_MARKS = frozenset('"“‘([')
+
+
+class Vocabulary:
+    """Distinct tokens <-> ids, and per-token columns (`column`) computed once per token.
+
+    A document's ids are only meaningful with the vocabulary that gave them (`DocumentWords.vocab`)."""
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+        self.strings: list[str] = []
+        self._columns: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def add(self, token: str) -> int:
+        i = self.ids.get(token)
+        if i is None:
+            i = self.ids[token] = len(self.strings)
+            self.strings.append(token)
+        return i
+
+    def column(self, name: str, fn: Callable[[str], object], dtype) -> np.ndarray:
+        """`fn(token)` for every id so far, as an array indexed by id; `name` identifies `fn` (computed once
+        per token: later calls only extend the array by the tokens added since)."""
+        col = self._columns.get(name)
+        done = 0 if col is None else len(col)
+        if done < len(self.strings):
+            fresh = np.fromiter(map(fn, self.strings[done:]), dtype=dtype, count=len(self.strings) - done)
+            col = fresh if col is None else np.concatenate([col, fresh])
+            self._columns[name] = col
+        return col if col is not None else np.empty(0, dtype=dtype)
 
 
 class SpacyWordSplitter:
@@ -42,21 +85,63 @@ class SpacyWordSplitter:
         self._specials = {
             orth: tuple(t[ORTH] for t in pieces) for orth, pieces in defaults.tokenizer_exceptions.items()
         }
-        self._cache: dict[str, tuple[str, ...]] = {}
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self.vocab = Vocabulary()
 
     def __call__(self, text: str) -> list[str]:
+        """The text's tokens as strings."""
+        ids, vocab = self.split_ids(text)
+        strings = vocab.strings
+        return [strings[i] for i in ids.tolist()]
+
+    def split_ids(self, text: str) -> tuple[np.ndarray, Vocabulary]:
+        """The text's tokens as int64 ids, and the vocabulary they index."""
+        if len(self._cache) > CHUNK_CACHE_SIZE or len(self.vocab) > VOCAB_SIZE:
+            self._cache, self.vocab = {}, Vocabulary()  # documents split before keep the old vocabulary
         cache = self._cache
-        if len(cache) > CHUNK_CACHE_SIZE:
-            cache.clear()
-        out: list[str] = []
-        for chunk in text.split():
-            tokens = cache.get(chunk)
-            if tokens is None:
-                # a letters-only chunk has no affix or infix: it is one token unless an exception ("cannot")
-                plain = chunk.isalpha() and chunk not in self._specials
-                tokens = cache[chunk] = (chunk,) if plain else self._split_chunk(chunk)
-            out.extend(tokens)
-        return out
+        chunks = text.split()
+        found = list(map(cache.get, chunks))  # one C-level pass: most chunks were seen before
+        if None in found:
+            add = self.vocab.add
+            for chunk in set(chunks).difference(cache):  # set operations: no Python loop over the hits
+                cache[chunk] = tuple(map(add, self._chunk_tokens(chunk)))
+            found = list(map(cache.get, chunks))
+        return np.fromiter(chain.from_iterable(found), dtype=np.int64), self.vocab
+
+    def _chunk_tokens(self, chunk: str) -> tuple[str, ...]:
+        """The tokens of one whitespace-free chunk (`_split_chunk`, with shortcuts for the common shapes)."""
+        if chunk not in self._specials:
+            # a letters-only chunk has no affix or infix: it is one token unless an exception ("cannot")
+            if chunk.isalpha():
+                return (chunk,)
+            simple = self._simple_tokens(chunk)
+            if simple is not None:
+                return simple
+        return self._split_chunk(chunk)
+
+    def _simple_tokens(self, chunk: str) -> tuple[str, ...] | None:
+        """An ASCII word wrapped in opening and closing marks ("said," "him." "(see" "“Well,”"): every mark is
+        an affix of its own and the word has no affix or infix, so the tokens are the marks and the word (a
+        period only after a lower-case letter: "GmbH." and "J." stay whole). None for any other shape, or
+        when any string spaCy's affix loop could look up on the way (the chunk less some of its opening and
+        some of its closing marks) is an exception. Checked against `_split_chunk` in tests/data/test_words.py.
+        """
+        start, end = 0, len(chunk)
+        while start < end and chunk[start] in OPENING_MARKS:
+            start += 1
+        while end > start and chunk[end - 1] in CLOSING_MARKS:
+            if chunk[end - 1] == "." and not (chunk[end - 2].isascii() and chunk[end - 2].islower()):
+                return None
+            end -= 1
+        core = chunk[start:end]
+        if not (core.isascii() and core.isalpha()):
+            return None
+        specials = self._specials
+        for i in range(start + 1):
+            for j in range(end, len(chunk) + 1):
+                if chunk[i:j] in specials:
+                    return None
+        return (*chunk[:start], core, *chunk[end:])
 
     def _matches(self, string: str) -> bool:
         return bool(
@@ -127,31 +212,52 @@ class SpacyWordSplitter:
 _splitter: SpacyWordSplitter | None = None
 
 
-def split_words(text: str) -> list[str]:
-    """The text's words as datatrove's `split_into_words` (spaCy English) returns them (see module doc)."""
+def splitter() -> SpacyWordSplitter:
+    """The process's splitter (spaCy's rules are read once per process)."""
     global _splitter
     if _splitter is None:
         _splitter = SpacyWordSplitter()
-    return _splitter(text)
+    return _splitter
+
+
+def split_words(text: str) -> list[str]:
+    """The text's words as datatrove's `split_into_words` (spaCy English) returns them (see module doc)."""
+    return splitter()(text)
 
 
 class DocumentWords:
     """One document and its word splits, each computed on first use and then shared."""
 
-    __slots__ = ("text", "_tokens", "_lower_words", "_hashes")
+    __slots__ = ("text", "_token_ids", "_vocab", "_lower_words", "_hashes")
 
     def __init__(self, text: str):
         self.text = text
-        self._tokens: list[str] | None = None
+        self._token_ids: np.ndarray | None = None
+        self._vocab: Vocabulary | None = None
         self._lower_words: list[str] | None = None
         self._hashes: np.ndarray | None = None
 
+    def _split(self) -> None:
+        if self._token_ids is None:
+            self._token_ids, self._vocab = splitter().split_ids(self.text)
+
+    @property
+    def token_ids(self) -> np.ndarray:
+        """The quality filters' words (split_words) as int64 ids into `vocab`."""
+        self._split()
+        return self._token_ids
+
+    @property
+    def vocab(self) -> Vocabulary:
+        """The vocabulary `token_ids` index (with its per-token columns)."""
+        self._split()
+        return self._vocab
+
     @property
     def tokens(self) -> list[str]:
-        """The quality filters' words (split_words)."""
-        if self._tokens is None:
-            self._tokens = split_words(self.text)
-        return self._tokens
+        """The quality filters' words as strings (split_words)."""
+        strings = self.vocab.strings
+        return [strings[i] for i in self.token_ids.tolist()]
 
     @property
     def lower_words(self) -> list[str]:

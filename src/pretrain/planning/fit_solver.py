@@ -12,7 +12,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import numpy as np
-from scipy.optimize import minimize
 
 try:  # scipy's L-BFGS-B calls BLAS on 5-vectors; multithreaded OpenBLAS on a busy machine is ~100x slower
     from threadpoolctl import threadpool_limits
@@ -125,6 +124,8 @@ def _single_threaded_blas():
 
 def _minimise(starts: np.ndarray, log_n, log_d, log_l, delta) -> tuple[np.ndarray, float]:
     """L-BFGS-B from each start (rows of `starts`); the best optimum and its objective."""
+    from scipy.optimize import minimize  # here, not at the top: every `pretrain` command imports this module
+
     best_theta, best_value = starts[0], float("inf")
     with _single_threaded_blas():
         for start in starts:

@@ -286,27 +286,44 @@ def _sample_file(path: Path, target: float, seed: int, encoder: DocumentEncoder)
     target; the smallest one that did not fit is added at the end of the pass when that lands closer to the
     target than stopping short. Passes repeat (repeat = 1, 2, ...) while they add anything and the target is
     not reached: a source short of its share is repeated in whole passes, then sampled.
+
+    Every document's token count is remembered from its first encoding, so a later pass reads and encodes
+    only the documents that can still fit (a last pass that tops up a few tokens costs a few documents,
+    not the file again); the documents taken are the same as encoding every one.
     """
     offsets = shard_offsets(path)
     if not offsets or target <= 0:
         return
+    lengths = np.zeros(len(offsets), dtype=np.int64)  # 0: not encoded yet (an encoded document has EOS)
     got, repeat = 0, 0
     with open(path, encoding="utf-8") as fh:
+
+        def encoded(positions: list[int]) -> dict[int, tuple[dict, np.ndarray]]:
+            records = [read_at(fh, offsets[i]) for i in positions]
+            out = dict(zip(positions, zip(records, encoder.encode([r["text"] for r in records]))))
+            for i, (_, ids) in out.items():
+                lengths[i] = len(ids)
+            return out
+
         while got < target:
-            order = np.random.default_rng([seed, repeat]).permutation(len(offsets))
-            added, smallest = 0, None
+            order = np.random.default_rng([seed, repeat]).permutation(len(offsets)).tolist()
+            added, smallest = 0, None  # smallest: (tokens, position) of the smallest that did not fit
             for start in range(0, len(order), CHUNK_DOCS):
-                records = [read_at(fh, offsets[i]) for i in order[start : start + CHUNK_DOCS]]
-                for rec, ids in zip(records, encoder.encode([r["text"] for r in records])):
-                    if got + len(ids) <= target:
-                        yield rec, ids, repeat
-                        got, added = got + len(ids), added + len(ids)
-                    elif smallest is None or len(ids) < len(smallest[1]):
-                        smallest = (rec, ids)
+                chunk = order[start : start + CHUNK_DOCS]
+                # `got` only grows within the chunk: a known length that does not fit now never will
+                held = encoded([i for i in chunk if not lengths[i] or got + lengths[i] <= target])
+                for i in chunk:
+                    n = int(lengths[i])
+                    if got + n <= target:
+                        yield held[i][0], held[i][1], repeat
+                        got, added = got + n, added + n
+                    elif smallest is None or n < smallest[0]:
+                        smallest = (n, i)
                 if got >= target:
                     return
-            if smallest is not None and got + len(smallest[1]) - target < target - got:
-                yield smallest[0], smallest[1], repeat
+            if smallest is not None and got + smallest[0] - target < target - got:
+                rec, ids = encoded([smallest[1]])[smallest[1]]
+                yield rec, ids, repeat
                 return
             if added == 0:
                 return
