@@ -15,6 +15,7 @@ from pretrain.evaluation.metrics import chance_levels
 
 log = get_logger("pretrain.eval")
 SELF_CHECK_REQUESTS = 8  # requests scored both ways at a run's first evaluation
+PROGRESS_BAR = "Running loglikelihood requests"  # lm-eval's own label for these requests
 
 
 def _unreachable(tasks: list[str], exc: BaseException) -> PretrainError:
@@ -214,10 +215,15 @@ def live_lm_class():
             if not self.shared_context or self.backend != "causal":
                 return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
             budget = (self.batch_size if isinstance(self.batch_size, int) else 16) * self.max_length
+            from tqdm import tqdm
+
+            # the same bar lm-eval's path shows (the run log keeps it, the console does not)
+            bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc=PROGRESS_BAR)
             try:
-                scored, rest = shared_context.score(
-                    self.model, requests, self.max_length, budget, self.device, self._autocast
-                )
+                with bar:
+                    scored, rest = shared_context.score(
+                        self.model, requests, self.max_length, budget, self.device, self._autocast, bar.update
+                    )
             except (AttributeError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # no such inputs
                 log.warning("shared-context scoring failed (%s): scoring each request on its own", exc)
                 self.shared_context = False

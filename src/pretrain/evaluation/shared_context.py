@@ -16,6 +16,7 @@ tokens instead of 32k and the head runs at 8k positions instead of 32k.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -112,6 +113,7 @@ def score(
     token_budget: int,
     device: torch.device,
     autocast=contextlib.nullcontext,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[dict[int, tuple[float, bool]], list[int]]:
     """{request index: (sum of continuation log-probs, continuation is the greedy one)}, and the indices of
     the requests left for lm-eval's own path (empty contexts, continuations longer than `max_length`)."""
@@ -166,4 +168,6 @@ def score(
         )
         for (index, _), total, missed in zip(owners, sums.tolist(), misses.tolist(), strict=True):
             results[index] = (total, missed == 0)
+        if progress is not None:  # requests done, as lm-eval's progress bar counts them
+            progress(len(owners))
     return results, rest
