@@ -105,13 +105,14 @@ def _time_interleaved(steps: dict, warmup: int, iters: int) -> dict[str, float]:
 def make_ours(recipe, vocab, device):
     from accelerate import Accelerator
 
-    from pretrain.train.setup import mixed_precision
+    from pretrain.train.setup import build_fused_head, mixed_precision
 
     acc = Accelerator(mixed_precision=mixed_precision(recipe), cpu=device.type == "cpu")
     model, config = _model(recipe, vocab, device)
     if recipe.train.precision == "bf16-true":
         model = model.to(torch.bfloat16)
     model.to(device)
+    fused_head = build_fused_head(model, recipe, device.type, sharded=False)
     opt = build_optimizer(model, recipe.train.optimizer, device.type)
     if recipe.train.compile:
         model = torch.compile(model)
@@ -119,7 +120,7 @@ def make_ours(recipe, vocab, device):
     batches = _random_batches(vocab, recipe.train.micro_batch_size, recipe.train.seq_len, device)
 
     def step():
-        forward_backward(model, batches, 1, acc, z_loss=recipe.train.z_loss)
+        forward_backward(model, batches, 1, acc, z_loss=recipe.train.z_loss, fused_head=fused_head)
         clip_gradients(model, acc, recipe.train.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -310,6 +310,14 @@ class TrainConfig(Section):
         description="patch the model with Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused "
         "cross-entropy) to save memory and time on GPUs; needs `pip install liger-kernel` (the gpu extra)",
     )
+    fused_cross_entropy: Literal["auto"] | bool = Field(
+        "auto",
+        description="compute the LM head, the cross-entropy and the z-loss together, chunk by chunk of tokens, so "
+        "the full tokens x vocab logits never exist (same loss and gradients to fp32 rounding): `auto` = on for "
+        "training on CPU without FSDP (where it was measured faster), off on GPUs (unmeasured there; "
+        "liger_kernels brings its own fused loss); true forces it (not under FSDP, which shards the head's "
+        "weight, nor with liger_kernels); false = full logits, then F.cross_entropy",
+    )
     grad_clip: float | None = Field(
         1.0,
         gt=0,
@@ -358,6 +366,15 @@ class TrainConfig(Section):
         description="seconds a collective (all-reduce, barrier) waits before failing, so a dead rank makes "
         "the others exit with an error instead of hanging; raise it for slow checkpoint writes",
     )
+
+    @model_validator(mode="after")
+    def _one_fused_loss(self) -> TrainConfig:
+        if self.liger_kernels and self.fused_cross_entropy is True:
+            raise ValueError(
+                "fused_cross_entropy: true and liger_kernels: true both replace the loss; set "
+                "fused_cross_entropy to auto (Liger's fused loss is then used) or liger_kernels to false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _length(self) -> TrainConfig:
