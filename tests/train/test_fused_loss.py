@@ -204,7 +204,7 @@ def test_the_recipe_key_decides_where_it_runs(tiny_recipe_path, tmp_path):
     assert head("cpu", True) is None  # auto: off under FSDP
     assert head("cpu", False, "train.fused_cross_entropy=false") is None
     assert isinstance(head("cuda", False, "train.fused_cross_entropy=true"), FusedHead)
-    with pytest.raises(StageError, match="train.fused_cross_entropy: fused_cross_entropy: true needs"):
+    with pytest.raises(StageError, match="train.fused_cross_entropy: true needs the LM head.s whole weight"):
         head("cpu", True, "train.fused_cross_entropy=true")
     granite = (
         "model={model_type: granite, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, "
@@ -219,7 +219,7 @@ def test_the_recipe_key_decides_where_it_runs(tiny_recipe_path, tmp_path):
 
 def test_true_under_an_fsdp_launch_config_is_a_recipe_error(repo_root, tmp_path):
     recipe = repo_root / "recipes" / "llama-1b" / "config.yaml"  # launched with accelerate_configs/fsdp.yaml
-    with pytest.raises(RecipeError, match="train.fused_cross_entropy: fused_cross_entropy: true needs"):
+    with pytest.raises(RecipeError, match="train.fused_cross_entropy: true needs the LM head.s whole weight"):
         load_recipe(
             recipe,
             overrides=["train.fused_cross_entropy=true"],

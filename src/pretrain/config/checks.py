@@ -29,7 +29,7 @@ MUON_UNDER_FSDP = "muon needs whole weight matrices, and FSDP shards them; use a
 
 # the fused loss reads the LM head's whole weight outside the model's forward; an FSDP rank holds a shard of it
 FUSED_CE_UNDER_FSDP = (
-    "fused_cross_entropy: true needs the LM head's whole weight outside the forward, and FSDP shards it; "
+    "true needs the LM head's whole weight outside the forward, and FSDP shards it; "
     "set it to auto (off under FSDP) or false"
 )
 
