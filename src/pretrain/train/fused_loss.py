@@ -3,8 +3,10 @@
 The plain path materialises the logits of every token (tokens x vocab, fp32: 201 MB for 1,024 tokens of a
 49,152 vocabulary), then streams them through log-softmax, the loss, its backward and the logits' gradient.
 Here the head's matmul, the logsumexp, the loss and the gradients w.r.t. the hidden states and the head's
-weight are computed chunk by chunk in the forward; a chunk's logits fit in the CPU's cache and the full
-logits never exist. The backward only scales the stored gradients by the incoming one. The idea is Liger's
+weight are computed chunk by chunk in the forward, in one logits buffer every chunk reuses (a fresh 25-200 MB
+tensor costs as much in page faults as the matmul that fills it); the full logits never exist, and what is
+left is the head's three matmuls, which run near the CPU's peak. The backward only scales the stored gradients
+by the incoming one. The idea is Liger's
 fused linear cross-entropy (and the chunked losses of torchtune / OLMo-core), written here in plain torch.
 
 The training forward still goes through the (possibly DDP-wrapped) model's `__call__`: `FusedHead` makes the
@@ -23,15 +25,16 @@ from collections.abc import Iterator
 import torch
 
 IGNORE_INDEX = -100  # labels the loss skips (torch's and Hugging Face's convention)
-# bytes of fp32 logits per chunk: at 8 MB the chunk's logits, probabilities and gradient stay in a CPU's L2/L3,
-# while chunks of fewer than ~128 tokens make the matmuls re-read the head's weight too often (measured on
-# 2 cores: 4,096 and 49,152 vocabularies, see bench/README.md)
+# Chunk size, measured on 2 Zen 4 cores (the head + loss forward and backward, hidden 128): at a 4,096 vocab
+# 256-1,024 tokens per chunk are equally fast (8 MB of fp32 logits at 512); at 49,152, 256 tokens beat 128 by
+# 7% and 512 by 5% (50 MB of logits, still a quarter of the full 201 MB): the matmuls want >= 256 rows, and
+# fewer chunks mean fewer passes over the head's weight.
 CHUNK_LOGITS_BYTES = 8 * 2**20
-MIN_CHUNK_TOKENS = 128
+MIN_CHUNK_TOKENS = 256
 
 
 def chunk_tokens_for(vocab_size: int, budget_bytes: int = CHUNK_LOGITS_BYTES) -> int:
-    """Tokens per chunk whose fp32 logits take about `budget_bytes` (at least MIN_CHUNK_TOKENS)."""
+    """Tokens per chunk: as many as fit `budget_bytes` of fp32 logits, and at least MIN_CHUNK_TOKENS."""
     return max(MIN_CHUNK_TOKENS, budget_bytes // (4 * vocab_size))
 
 
@@ -53,20 +56,32 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, labels, z_coef, chunk_tokens, compute_dtype):
         n = hidden.size(0)
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        device, vocab = hidden.device, weight.size(0)
         valid = labels != IGNORE_INDEX
         # 1/count of the tokens that count (no division by zero when every label is ignored: all weights 0)
         token_w = valid.to(torch.float32) / valid.sum().clamp(min=1)
         targets = torch.where(valid, labels, 0)
+        low = compute_dtype != torch.float32
         w = weight.to(compute_dtype)
+        # buffers reused by every chunk: a fresh tensor of this size per chunk costs page faults (the CPU
+        # allocator does not cache), as much as the matmul that fills it
+        rows = min(chunk_tokens, n)
+        logits_buf = torch.empty(rows, vocab, dtype=torch.float32, device=device)
+        low_buf = torch.empty(rows, vocab, dtype=compute_dtype, device=device) if low else None
         grad_h = torch.empty_like(hidden) if want_h else None
         # fp32 accumulator: the chunks' weight gradients are summed at full precision whatever the matmul dtype
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
-        ce_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        z_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=device) if want_w else None
+        grad_w_low = torch.empty(weight.shape, dtype=compute_dtype, device=device) if want_w and low else None
+        ce_sum = torch.zeros((), dtype=torch.float32, device=device)
+        z_sum = torch.zeros((), dtype=torch.float32, device=device)
         for start in range(0, n, chunk_tokens):
             end = min(start + chunk_tokens, n)
             h = hidden[start:end].to(compute_dtype)
-            logits = (h @ w.t()).float()  # (chunk, vocab): the only logits alive at any time
+            logits = logits_buf[: end - start]  # (chunk, vocab): the only logits alive at any time
+            if low:
+                logits.copy_(torch.mm(h, w.t(), out=low_buf[: end - start]))
+            else:
+                torch.mm(h, w.t(), out=logits)
             tgt = targets[start:end]
             target_logit = logits.gather(1, tgt[:, None]).squeeze(1)
             peak = logits.amax(dim=1, keepdim=True)
@@ -80,18 +95,18 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 continue
             # d/dlogits of tw * (ce + z_coef * lse^2) = tw * (softmax * (1 + 2 z_coef lse) - onehot)
             probs.mul_((tw * (1 + 2 * z_coef * lse) / denom)[:, None])
-            probs[torch.arange(end - start, device=probs.device), tgt] -= tw
-            grad_logits = probs.to(compute_dtype)
+            probs[torch.arange(end - start, device=device), tgt] -= tw
+            grad_logits = low_buf[: end - start].copy_(probs) if low else probs
             if want_h:
-                if compute_dtype == grad_h.dtype:
-                    torch.mm(grad_logits, w, out=grad_h[start:end])
-                else:
+                if low:
                     grad_h[start:end] = grad_logits @ w
-            if want_w:
-                if compute_dtype == torch.float32:
-                    grad_w.addmm_(grad_logits.t(), h)
                 else:
-                    grad_w += grad_logits.t() @ h
+                    torch.mm(grad_logits, w, out=grad_h[start:end])
+            if want_w:
+                if low:
+                    grad_w += torch.mm(grad_logits.t(), h, out=grad_w_low)
+                else:
+                    grad_w.addmm_(grad_logits.t(), h)
         ctx.save_for_backward(grad_h, grad_w.to(weight.dtype) if want_w else None)
         ce, z = ce_sum, z_sum
         objective = ce + z_coef * z if z_coef else ce.clone()
