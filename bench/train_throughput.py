@@ -47,6 +47,7 @@ from pretrain.config import load_recipe  # noqa: E402
 from pretrain.modeling import build_hf_config, count_parameters, init_weights  # noqa: E402
 from pretrain.planning.flops import device_peak_flops, flops_per_token  # noqa: E402
 from pretrain.train.optim import build_optimizer  # noqa: E402
+from pretrain.train.setup import precision_that_runs  # noqa: E402
 from pretrain.train.step import clip_gradients, forward_backward  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def make_lever(spec: str, recipe_for, vocab, device) -> tuple[str, callable]:
     threads = [int(kv.partition("=")[2]) for kv in overrides if kv.startswith("threads=")]
     overrides = [kv for kv in overrides if not kv.startswith("threads=")]
     recipe = recipe_for(overrides)
-    bf16 = recipe.train.precision == "bf16-mixed" and device.type == "cpu"
+    bf16 = precision_that_runs(recipe) == "bf16-mixed" and device.type == "cpu"
     inner, _ = make_ours(recipe, vocab, device, own_autocast=bf16)
     if not threads:
         return name, inner

@@ -48,12 +48,24 @@ def is_sharded(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
+def native_bf16() -> bool:
+    """The device training runs on multiplies bf16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16
+    or AMX (elsewhere CPU autocast emulates bf16 matmuls, slower than fp32)."""
+    if torch.cuda.is_available() and not force_cpu():
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private: may go away
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def precision_that_runs(recipe: Recipe) -> str:
-    """`train.precision` with `auto` decided: bf16-mixed on a CUDA device with bf16, else fp32 (the start
-    record of metrics.jsonl keeps it; the model card shows it)."""
+    """`train.precision` with `auto` / `bf16-mixed-if-native` decided: bf16-mixed on a CUDA device with
+    bf16 (for the latter also on a CPU with native bf16), else fp32 (the start record of metrics.jsonl keeps
+    it; the model card shows it)."""
     p = recipe.train.precision
     if p == "auto":
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if p == "bf16-mixed-if-native":
+        return "bf16-mixed" if native_bf16() else "fp32"
     return p
 
 
