@@ -21,8 +21,7 @@ run to run, while CPU time (with OMP_WAIT_POLICY=PASSIVE, so waiting threads sle
 measures the work done; it reproduced the quiet machine's wall-time ratios of the plain step within 0.01.
 `--lever NAME=KEY=VALUE[,KEY=VALUE...]` (CPU, repeatable) adds a variant of ours with those overrides on top
 (`threads=N`: torch threads during its steps) to the same interleaving; each row then gives every lever's
-speedup over the baseline under `levers`. A bf16-mixed lever runs its step under CPU autocast itself
-(accelerate allows one mixed precision per process).
+speedup over the baseline under `levers`.
 MFU = model FLOPs (planning.flops: 6N + attention) x tokens/s / device peak.
 Last stdout line: {"bench": "train_throughput", "device": ..., "clock": "wall"|"cpu" (CPU only),
 "results": [{"shape", "ours_tok_s", "ours_mfu", "baseline_tok_s", "baseline_mfu", "speedup", "peak_mem_gb"
@@ -117,12 +116,14 @@ def _time_interleaved(steps: dict, warmup: int, iters: int, clock=time.perf_coun
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def make_ours(recipe, vocab, device, own_autocast: bool = False):
-    """Our step at `recipe`; `own_autocast`: run it under CPU bf16 autocast here rather than accelerate's."""
+def make_ours(recipe, vocab, device):
+    """Our step at `recipe`. On CPU bf16-mixed runs under a CPU autocast of its own, as accelerate's does:
+    accelerate allows one mixed precision per process, and levers of both kinds share this one."""
     from accelerate import Accelerator
 
     from pretrain.train.setup import build_fused_head, mixed_precision
 
+    own_autocast = device.type == "cpu" and precision_that_runs(recipe) == "bf16-mixed"
     precision = "no" if own_autocast else mixed_precision(recipe)
     acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
     model, config = _model(recipe, vocab, device)
@@ -153,9 +154,7 @@ def make_lever(spec: str, recipe_for, vocab, device) -> tuple[str, callable]:
     overrides = [kv for kv in sets.split(",") if kv]
     threads = [int(kv.partition("=")[2]) for kv in overrides if kv.startswith("threads=")]
     overrides = [kv for kv in overrides if not kv.startswith("threads=")]
-    recipe = recipe_for(overrides)
-    bf16 = precision_that_runs(recipe) == "bf16-mixed" and device.type == "cpu"
-    inner, _ = make_ours(recipe, vocab, device, own_autocast=bf16)
+    inner, _ = make_ours(recipe_for(overrides), vocab, device)
     if not threads:
         return name, inner
 

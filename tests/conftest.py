@@ -52,9 +52,6 @@ SMALL_RUN = [
     "train.tokens=12288",
     "train.checkpoint.every_steps=8",
     "train.validation.batches=2",
-    # the tiny recipe's bf16-mixed-if-native is bf16 only on CPUs with native bf16: the loop's tests compare
-    # losses across runs and processes, on every machine alike, and share one process's accelerate state
-    "train.precision=fp32",
 ]
 
 
