@@ -18,7 +18,8 @@ on CPU their steps alternate and each side's median step time counts, so a share
 both alike. `--clock cpu` times each step in process CPU time instead of wall time: on a machine other jobs
 load, OpenMP threads that lose their core stall every parallel region, so wall-time ratios swing by 2x from
 run to run, while CPU time (with OMP_WAIT_POLICY=PASSIVE, so waiting threads sleep rather than spin and bill)
-measures the work done; it reproduced the quiet machine's wall-time ratios of the plain step within 0.01.
+measures the work done: for the plain step it gave 1.005-1.037x (--tiny) and 0.961x (tiny) where a quiet
+machine's wall time gave 1.025x and 0.954x.
 `--lever NAME=KEY=VALUE[,KEY=VALUE...]` (CPU, repeatable) adds a variant of ours with those overrides on top
 (`threads=N`: torch threads during its steps) to the same interleaving; each row then gives every lever's
 speedup over the baseline under `levers`.
