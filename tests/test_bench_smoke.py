@@ -19,6 +19,8 @@ def test_train_throughput_cpu_tiny(repo_root):
             "smollm2-135m",
             "--iters",
             "2",
+            "--lever",
+            "plain-bf16=train.fused_cross_entropy=false,train.precision=bf16-mixed,threads=1",
         ],
         cwd=repo_root,
         capture_output=True,
@@ -30,3 +32,4 @@ def test_train_throughput_cpu_tiny(repo_root):
     assert result["bench"] == "train_throughput" and result["device"] == "cpu"
     row = result["results"][0]
     assert row["ours_tok_s"] > 0 and row["baseline_tok_s"] > 0 and row["speedup"] > 0
+    assert set(row["levers"]) == {"plain-bf16"} and row["levers"]["plain-bf16"] > 0

@@ -59,3 +59,18 @@ def test_tensorboard_gets_the_resolved_recipe_in_the_run_folder(fresh_run):
     flat = setup.flat_recipe(recipe)
     assert flat["train.optimizer.lr"] == recipe.train.optimizer.lr and flat["name"] == recipe.name
     assert all(isinstance(v, str | int | float | bool) for v in flat.values())
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["avx512-bf16", "no-native-bf16"])
+def test_bf16_if_native_decides_by_the_cpu(native, tiny_recipe_path, tmp_path, monkeypatch):
+    from pretrain.config import load_recipe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    recipe = load_recipe(
+        tiny_recipe_path, overrides=["train.precision=bf16-mixed-if-native"], output_dir=str(tmp_path)
+    )
+    assert setup.native_bf16() is native
+    assert setup.precision_that_runs(recipe) == ("bf16-mixed" if native else "fp32")
+    assert setup.mixed_precision(recipe) == ("bf16" if native else "no")

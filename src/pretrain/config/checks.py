@@ -27,6 +27,13 @@ UNSUPPORTED_DEEPSPEED = (
 MUON_UNDER_FSDP = "muon needs whole weight matrices, and FSDP shards them; use adamw under FSDP, or DDP (ddp.yaml) with muon"
 
 
+# the fused loss reads the LM head's whole weight outside the model's forward; an FSDP rank holds a shard of it
+FUSED_CE_UNDER_FSDP = (
+    "true needs the LM head's whole weight outside the forward, and FSDP shards it; "
+    "set it to auto (off under FSDP) or false"
+)
+
+
 def model_field_problems(recipe: Recipe, label: str) -> list[str]:
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -127,6 +134,11 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
         and (recipe.accelerate_settings() or {}).get("distributed_type") == "FSDP"
     ):
         problems.append(f"{label}: train.optimizer.name: {MUON_UNDER_FSDP}")
+    if (
+        recipe.train.fused_cross_entropy is True
+        and (recipe.accelerate_settings() or {}).get("distributed_type") == "FSDP"
+    ):
+        problems.append(f"{label}: train.fused_cross_entropy: {FUSED_CE_UNDER_FSDP}")
     world = recipe.world_size_from_accelerate_config()
     if world:
         try:

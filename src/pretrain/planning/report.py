@@ -117,7 +117,7 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
     mfu = mfu or recipe.plan.mfu
     n_gpus = recipe.plan.num_gpus
     gpu_hours = flops / (spec.bf16_tflops * 1e12 * mfu) / 3600
-    precision = cfg.precision if cfg.precision != "auto" else "bf16-mixed"
+    precision = "bf16-mixed" if cfg.precision in ("auto", "bf16-mixed-if-native") else cfg.precision
     memory = memory_per_device(
         total,
         config.num_hidden_layers,

@@ -9,5 +9,6 @@ checkpoint.py    the checkpoint format (`trainer_state/` names, read / write)
 checkpointer.py  checkpoint save / restore / final across ranks (barriers)
 metrics.py       the metrics.jsonl record shapes, writer and readers
 step.py          forward/backward and clipping (also measured by bench/train_throughput.py)
+fused_loss.py    the LM head fused into the cross-entropy, chunk by chunk (train.fused_cross_entropy)
 stability.py     the spike guard's decision; faults.py: test-only fault injection; rng.py: RNG states
 """

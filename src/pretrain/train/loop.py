@@ -181,7 +181,7 @@ class Trainer:
         state.attempts += 1
         fault = self.faults.for_step(state.attempts)
         loss, data_wait, z_loss = forward_backward(
-            s.model, s.train_iter, s.accum, s.accelerator, fault, z_loss=cfg.z_loss
+            s.model, s.train_iter, s.accum, s.accelerator, fault, z_loss=cfg.z_loss, fused_head=s.fused_head
         )
         grad_norm = clip_gradients(s.model, s.accelerator, cfg.grad_clip)
         loss_value = float(loss)

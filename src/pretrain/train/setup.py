@@ -19,9 +19,10 @@ from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
-from pretrain.config.checks import MUON_UNDER_FSDP, UNSUPPORTED_DEEPSPEED
+from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_FSDP, UNSUPPORTED_DEEPSPEED
 from pretrain.core.dist import force_cpu, init_process_group
 from pretrain.core.errors import PretrainError, StageError
+from pretrain.core.progress import get_logger
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters, load_parent
@@ -30,11 +31,14 @@ from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.stages import StagedTokenLoader, loader_stages
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 from pretrain.train.checkpoint import resolved_recipe_yaml
+from pretrain.train.fused_loss import FusedHead
 from pretrain.train.lock import RunLock
 from pretrain.train.optim import build_optimizer
 
 if TYPE_CHECKING:  # accelerate is imported when training starts, not with every CLI command (start-up time)
     from accelerate import Accelerator
+
+log = get_logger("pretrain.train")
 
 
 def is_sharded(accelerator: Accelerator) -> bool:
@@ -44,12 +48,24 @@ def is_sharded(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
+def native_bf16() -> bool:
+    """The device training runs on multiplies bf16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16
+    or AMX (elsewhere CPU autocast emulates bf16 matmuls, slower than fp32)."""
+    if torch.cuda.is_available() and not force_cpu():
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private: may go away
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def precision_that_runs(recipe: Recipe) -> str:
-    """`train.precision` with `auto` decided: bf16-mixed on a CUDA device with bf16, else fp32 (the start
-    record of metrics.jsonl keeps it; the model card shows it)."""
+    """`train.precision` with `auto` / `bf16-mixed-if-native` decided: bf16-mixed on a CUDA device with
+    bf16 (for the latter also on a CPU with native bf16), else fp32 (the start record of metrics.jsonl keeps
+    it; the model card shows it)."""
     p = recipe.train.precision
     if p == "auto":
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if p == "bf16-mixed-if-native":
+        return "bf16-mixed" if native_bf16() else "fp32"
     return p
 
 
@@ -85,6 +101,7 @@ class TrainSetup:
     pusher: CheckpointPusher | None = None  # main process only
     base_lrs: list[float] = field(default_factory=list)
     parent: dict | None = None  # continued pretraining: the parent model, revision and commit (model card)
+    fused_head: FusedHead | None = None  # train.fused_cross_entropy: the LM head fused into the loss
 
     @property
     def device(self) -> torch.device:
@@ -151,6 +168,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
 
     if cfg.optimizer.name == "muon" and is_sharded(acc):
         raise StageError(f"train.optimizer.name: {MUON_UNDER_FSDP}")
+    fused_head = build_fused_head(model, recipe, acc.device.type, is_sharded(acc))
     optimizer = build_optimizer(model, cfg.optimizer, acc.device.type)
     if cfg.compile:
         model = torch.compile(model)
@@ -185,7 +203,35 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         pusher=pusher,
         base_lrs=[group["lr"] for group in optimizer.param_groups],  # peak lrs (Muon's differs from AdamW's)
         parent=parent.source if parent else None,
+        fused_head=fused_head,
     )
+
+
+def build_fused_head(
+    model: torch.nn.Module, recipe: Recipe, device_type: str, sharded: bool
+) -> FusedHead | None:
+    """`train.fused_cross_entropy` decided and, when on, installed on the unwrapped model (before DDP or
+    compile wrap it). `auto`: on CPU without FSDP or Liger, for a model whose logits are its plain linear head
+    of the hidden states; `true` where it cannot run is an error naming why."""
+    cfg = recipe.train
+    choice = cfg.fused_cross_entropy
+    if choice is False or cfg.liger_kernels:  # Liger patches in its own fused loss
+        return None
+    if sharded:
+        if choice is True:
+            raise StageError(f"train.fused_cross_entropy: {FUSED_CE_UNDER_FSDP}")
+        return None
+    if choice == "auto" and device_type != "cpu":
+        return None
+    try:
+        return FusedHead.install(model)
+    except ValueError as exc:
+        if choice is True:
+            raise StageError(
+                f"{recipe.source_label}: train.fused_cross_entropy: true, but {exc}; set it to auto or false"
+            ) from None
+        log.info("train.fused_cross_entropy auto: the plain loss, because %s", exc)
+        return None
 
 
 def build_train_loader(

@@ -13,12 +13,19 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from pretrain.train.fused_loss import IGNORE_INDEX, FusedHead
 
-def _logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+
+def _output(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's `logits` output (the final hidden states while a FusedHead is bypassed)."""
     kwargs = {"input_ids": batch["input_ids"]}
     if "position_ids" in batch:
         kwargs["position_ids"] = batch["position_ids"]
-    logits = model(**kwargs, use_cache=False).logits
+    return model(**kwargs, use_cache=False).logits
+
+
+def _logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    logits = _output(model, batch)
     return logits.float().reshape(-1, logits.size(-1))
 
 
@@ -29,20 +36,42 @@ def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def causal_lm_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean cross-entropy, mean z-loss): the z-loss is logsumexp(logits)^2 per token (PaLM), which is
-    zero only when the softmax normaliser is 1, so it keeps the output logits from drifting large."""
+    zero only when the softmax normaliser is 1, so it keeps the output logits from drifting large. Both
+    are means over the tokens whose label is not -100."""
     logits = _logits(model, batch)
-    z = torch.logsumexp(logits, dim=-1).pow(2).mean()
-    return F.cross_entropy(logits, batch["labels"].reshape(-1)), z
+    labels = batch["labels"].reshape(-1)
+    counted = labels != IGNORE_INDEX  # the tokens cross-entropy averages over (packed data: all of them)
+    z = (torch.logsumexp(logits, dim=-1).pow(2) * counted).sum() / counted.sum().clamp(min=1)
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX), z
+
+
+def fused_losses(
+    model, batch: dict[str, torch.Tensor], head: FusedHead, z_loss: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective, mean cross-entropy, mean z-loss) with the LM head fused into the loss: the forward still
+    goes through `model` (DDP's hooks included), which returns the final hidden states while `head` is
+    bypassed. Only the objective (ce + z_loss * z) is differentiable."""
+    with head.bypassed():
+        hidden = _output(model, batch)
+    return head.losses(hidden, batch["labels"], z_loss)
 
 
 def forward_backward(
-    model, batches: Iterator[dict], accum: int, accelerator, fault=None, z_loss: float = 0.0
+    model,
+    batches: Iterator[dict],
+    accum: int,
+    accelerator,
+    fault=None,
+    z_loss: float = 0.0,
+    fused_head: FusedHead | None = None,
 ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
     """Accumulate gradients over `accum` micro batches.
 
     Returns (mean cross-entropy across ranks, data-wait seconds, mean z-loss across ranks or None). With
     `z_loss` > 0 the gradient is that of cross-entropy + z_loss * z-loss; the cross-entropy is what is
-    reported (and guarded against spikes), so losses stay comparable with and without it.
+    reported (and guarded against spikes), so losses stay comparable with and without it. With `fused_head`
+    (`train.fused_cross_entropy`) the head and the loss run fused; a fault then transforms the whole objective
+    (z-loss included) and the reported cross-entropy alike.
     """
     total = torch.zeros((), device=accelerator.device)
     total_z = torch.zeros((), device=accelerator.device) if z_loss else None
@@ -53,15 +82,21 @@ def forward_backward(
         data_wait += time.perf_counter() - t0
         sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
-            if z_loss:
-                loss, z = causal_lm_losses(model, batch)
-                total_z += z.detach()
+            if fused_head is not None:
+                objective, loss, z = fused_losses(model, batch, fused_head, z_loss)
+                if fault is not None:
+                    objective, loss = fault(objective), fault(loss)
             else:
-                loss = causal_lm_loss(model, batch)
-            if fault is not None:
-                loss = fault(loss)
-            # without z-loss this is exactly the plain cross-entropy path
-            objective = loss + z_loss * z if z_loss else loss
+                if z_loss:
+                    loss, z = causal_lm_losses(model, batch)
+                else:
+                    loss = causal_lm_loss(model, batch)
+                if fault is not None:
+                    loss = fault(loss)
+                # without z-loss this is exactly the plain cross-entropy path
+                objective = loss + z_loss * z if z_loss else loss
+            if z_loss:
+                total_z += z.detach()
             accelerator.backward(objective / accum)
         total += loss.detach()
     mean = accelerator.reduce(total / accum, reduction="mean")
