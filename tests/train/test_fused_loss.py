@@ -246,3 +246,17 @@ def test_training_losses_with_and_without_the_fused_loss_agree(fresh_run):
     assert len(a) == len(b) == 12
     assert [loss for _, loss in b] == pytest.approx([loss for _, loss in a], rel=5e-5)
     assert [loss for _, loss in b] != [loss for _, loss in a]  # not the same path twice
+
+
+def test_validation_with_the_fused_head_equals_the_plain_pass(tiny_recipe_path, tmp_path):
+    """The loop's validation uses the training's fused head (no full logits) and reports the same loss."""
+    from pretrain.train.callbacks.validation import summed_val_loss
+
+    model = _model(tiny_recipe_path, tmp_path).eval()
+    batches = [_batch(seed) for seed in range(3)]
+    plain_total, plain_n = summed_val_loss(model, batches, torch.device("cpu"))
+    head = FusedHead.install(model, chunk_tokens=40)
+    fused_total, fused_n = summed_val_loss(model, batches, torch.device("cpu"), fused_head=head)
+    assert fused_n == plain_n == 3
+    torch.testing.assert_close(fused_total, plain_total, rtol=1e-6, atol=0)
+    assert all(p.grad is None for p in model.parameters())  # a forward only: no gradient was formed

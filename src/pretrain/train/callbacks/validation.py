@@ -16,23 +16,28 @@ import torch
 from pretrain.core.progress import get_logger
 from pretrain.tokens.loader import TokenLoader
 from pretrain.train.callbacks.base import Callback, StepOutput, fraction_steps
+from pretrain.train.fused_loss import FusedHead
 from pretrain.train.metrics import MetricsLog
 from pretrain.train.setup import TrainSetup
 from pretrain.train.state import TrainState
-from pretrain.train.step import causal_lm_loss
+from pretrain.train.step import causal_lm_loss, fused_losses
 
 log = get_logger("pretrain.train")
 
 
 @torch.no_grad()
 def summed_val_loss(
-    model, batches, device: torch.device, autocast=contextlib.nullcontext
+    model, batches, device: torch.device, autocast=contextlib.nullcontext, fused_head: FusedHead | None = None
 ) -> tuple[torch.Tensor, int]:
-    """(sum of the per-batch mean losses, number of batches) over `batches` (micro batches of the val split)."""
+    """(sum of the per-batch mean losses, number of batches) over `batches` (micro batches of the val split).
+
+    With the training's `fused_head` the loss is computed chunk by chunk as in training (no gradients under
+    no_grad): the val split's full logits are never materialised."""
     total, n = torch.zeros((), device=device), 0
     for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
         with autocast():
-            total += causal_lm_loss(model, {k: v.to(device) for k, v in batch.items()})
+            total += fused_losses(model, batch, fused_head)[1] if fused_head else causal_lm_loss(model, batch)
         n += 1
     return total, n
 
@@ -71,7 +76,7 @@ def validate(setup: TrainSetup, batches: tuple[list[dict], float | None] | None 
     start = time.perf_counter()
     val_batches, bytes_per_token = batches if batches is not None else validation_batches(setup)
     model.eval()
-    total, n = summed_val_loss(model, val_batches, setup.device, acc.autocast)
+    total, n = summed_val_loss(model, val_batches, setup.device, acc.autocast, setup.fused_head)
     model.train()
     loss = float(acc.reduce(total / max(n, 1), reduction="mean"))
     bpb = bits_per_byte(loss, bytes_per_token)
