@@ -22,7 +22,9 @@ def train(fresh_run):
 def test_fused_adamw_matches_foreach(train):
     base = train("foreach", "train.optimizer.fused=false")
     fused = train("fused", "train.optimizer.fused=true")
-    assert fused == pytest.approx(base, rel=1e-5)
+    # the same update in another operation order: fp32 rounding grows over the steps (1.5e-5 relative at step 8
+    # with the fused loss's gradients); a wrong update (bias correction, decay) differs by 1e-3 or more
+    assert fused == pytest.approx(base, rel=5e-5)
 
 
 def test_bf16_params_track_fp32(train):
