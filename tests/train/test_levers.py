@@ -23,7 +23,7 @@ def test_fused_adamw_matches_foreach(train):
     base = train("foreach", "train.optimizer.fused=false")
     fused = train("fused", "train.optimizer.fused=true")
     # the same update in another operation order: fp32 rounding grows over the steps (1.5e-5 relative at step 8
-    # with the fused loss's gradients); a wrong update (bias correction, decay) differs by 1e-3 or more
+    # with the fused loss's gradients)
     assert fused == pytest.approx(base, rel=5e-5)
 
 
