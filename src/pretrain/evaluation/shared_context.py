@@ -117,10 +117,10 @@ def score(
 ) -> tuple[dict[int, tuple[float, bool]], list[int]]:
     """{request index: (sum of continuation log-probs, continuation is the greedy one)}, and the indices of
     the requests left for lm-eval's own path (empty contexts, continuations longer than `max_length`)."""
-    rows, rest = plan_rows(requests, max_length)
     implementation = getattr(model.config, "_attn_implementation", None) or "eager"
     if implementation not in MASKED_ATTENTION:
         return {}, list(range(len(requests)))
+    rows, rest = plan_rows(requests, max_length)
     results: dict[int, tuple[float, bool]] = {}
     for batch in _batches(rows, token_budget):
         length = len(batch[0].tokens)
