@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pretrain.config import load_recipe
 from pretrain.config.explain import explain
+from pretrain.core.dist import release_process_group
 from pretrain.core.errors import CurationSubmitted, PretrainError, RecipeError
 from pretrain.core.progress import capture_run_output
 from pretrain.evaluation.command import run_eval_command
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `pretrain plan R | head`: the reader left early, which is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
+    finally:
+        release_process_group()
 
 
 def _submits_or_fits(args: argparse.Namespace) -> bool:

@@ -73,3 +73,25 @@ def test_a_restarted_attempt_does_not_read_the_dead_attempts_addresses():
     assert first == [(0, 0, 3.0), (0, 1, 3.0)]
     restarted = _attempt(ctx, agent_store.port, 1, (0.0, 2.0), results)  # rank 1 comes back late
     assert restarted == [(1, 0, 3.0), (1, 1, 3.0)], restarted
+
+
+def test_the_cli_destroys_the_process_group_before_exit(tiny_recipe_path, tmp_path, monkeypatch):
+    """Left to interpreter shutdown, a gloo group can abort a rank that finished (pytorch#179291): every
+    command ends with the group destroyed, on success and on error."""
+    import torch.distributed as dist
+
+    from pretrain import cli
+
+    def command_with_a_group(args):
+        store = dist.FileStore(str(tmp_path / f"store-{args.command}"), 1)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+        assert dist.is_initialized()
+        if args.command == "pack":
+            raise cli.RecipeError("a recipe error")
+        return 0
+
+    monkeypatch.setattr(cli, "_dispatch", command_with_a_group)
+    assert cli.main(["validate", str(tiny_recipe_path)]) == 0
+    assert not dist.is_initialized()
+    assert cli.main(["pack", str(tiny_recipe_path)]) == 1
+    assert not dist.is_initialized()

@@ -59,6 +59,21 @@ def test_scores_equal_lm_eval_per_request(scorer_setup, attention):
         model.config._attn_implementation = "sdpa"
 
 
+def test_logprobs_chunk_by_chunk_equal_the_whole_log_softmax():
+    """Scored positions are taken in chunks (in any order, repeated) with the same values as one log-softmax."""
+    torch.manual_seed(0)
+    logits = torch.randn(40, 97) * 5
+    logits[3, 11] = logits[3].max() + 1  # a known argmax
+    picks = torch.tensor([3, 0, 39, 5, 5, 17, 3, 22, 8, 1, 30])
+    target = torch.tensor([11, 4, 96, 0, 1, 50, 12, 7, 7, 2, 3])
+    logprob, greedy = shared_context._target_logprobs(logits, picks, target, chunk=4)
+    whole = torch.log_softmax(logits[picks], dim=-1)
+    torch.testing.assert_close(logprob, whole.gather(1, target[:, None]).squeeze(1), rtol=1e-6, atol=1e-6)
+    assert greedy.tolist() == (whole.argmax(-1) == target).tolist()
+    assert greedy[0] and not greedy[6]
+    assert torch.equal(logits[3, 11], logits[3].max())  # the caller's logits are left as they were
+
+
 def test_rows_run_each_context_once(scorer_setup):
     tokenizer, _ = scorer_setup
     requests = _requests(tokenizer)

@@ -260,3 +260,21 @@ def test_validation_with_the_fused_head_equals_the_plain_pass(tiny_recipe_path, 
     assert fused_n == plain_n == 3
     torch.testing.assert_close(fused_total, plain_total, rtol=1e-6, atol=0)
     assert all(p.grad is None for p in model.parameters())  # a forward only: no gradient was formed
+
+
+def test_the_fused_loss_under_no_grad_computes_no_gradients():
+    """Validation runs under no_grad, where a custom autograd Function still sees the head's weight as needing a
+    gradient: the fused loss must not compute one (a matmul per chunk, for nothing)."""
+    from torch.profiler import profile
+
+    def matmuls(requires_grad: bool) -> int:
+        hidden = torch.randn(64, 16, requires_grad=requires_grad)
+        weight = torch.nn.Parameter(torch.randn(VOCAB, 16))
+        labels = torch.randint(0, VOCAB, (64,))
+        with profile() as prof, torch.set_grad_enabled(requires_grad):
+            _, ce, _ = fused_linear_cross_entropy(hidden, weight, labels, chunk_tokens=16)
+        torch.testing.assert_close(ce, F.cross_entropy(F.linear(hidden, weight), labels), rtol=1e-5, atol=0)
+        return sum(e.count for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm_"))
+
+    assert matmuls(False) == 4  # the head's forward, one per chunk, and nothing else
+    assert matmuls(True) == 12  # and the gradients w.r.t. hidden and weight, per chunk

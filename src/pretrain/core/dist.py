@@ -13,6 +13,7 @@ costing a further restart (pytorch/pytorch#135712). `init_process_group` keys ea
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 
 from pretrain.core.progress import get_logger
@@ -77,3 +78,14 @@ def init_process_group(timeout: timedelta | None = None) -> None:
         world_size=world_size(),
         **kwargs,
     )
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, if this process has one, while the interpreter is still whole.
+
+    Left to interpreter shutdown, gloo's worker threads can still hold tensors whose release needs the GIL,
+    and the process dies with SIGABRT ("terminate called without an active exception") after a run that
+    finished: torchrun then reports the rank as failed and stops its peers (pytorch/pytorch#179291)."""
+    dist = sys.modules.get("torch.distributed")  # never imported: no group (and no torch import to pay for)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

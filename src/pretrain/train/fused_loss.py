@@ -143,6 +143,10 @@ def fused_linear_cross_entropy(
         raise ValueError(f"{hidden.size(0)} hidden states but {labels.size(0)} labels")
     chunk = chunk_tokens or chunk_tokens_for(weight.size(0))
     dtype = _compute_dtype(hidden.device.type, weight)
+    if not torch.is_grad_enabled():
+        # validation under no_grad: a custom Function still sees the head's weight as needing a gradient
+        # (`needs_input_grad` follows requires_grad, not the grad mode), and would compute it for nothing
+        hidden, weight = hidden.detach(), weight.detach()
     with torch.autocast(hidden.device.type, enabled=False):
         return _FusedLinearCrossEntropy.apply(hidden, weight, labels, float(z_coef), chunk, dtype)
 
