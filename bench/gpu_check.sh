@@ -304,10 +304,11 @@ step_tiny() {
     metrics_line "$run" | sed 's/^/DETAIL /' >&3
 }
 
-step_train135() {  # step_train135 NAME CONFIG
+step_train135() {  # step_train135 NAME CONFIG [KEY=VALUE...]
     local name="$1" cfg="$2" run="$WORK/$1" args
+    shift 2
     prepare_data "$WORK/data" "$run" "${E_SETS[@]}" || return 1
-    mapfile -t args < <(sets "${E_SETS[@]}")
+    mapfile -t args < <(sets "${E_SETS[@]}" "$@")
     launch "$cfg" run recipes/tiny/config.yaml --output-dir "$run" "${args[@]}" || { metrics_line "$run" | sed 's/^/DETAIL failed after: /' >&3; return 1; }
     [ -d "$run/final" ] || { echo "no final/"; return 1; }
     metrics_line "$run" | sed 's/^/DETAIL /' >&3
@@ -520,7 +521,7 @@ if [ "${1:-}" = "__step" ]; then   # internal: one step in its own process (so `
     set_pythonpath; mode_vars
     case "$2" in
         setup) step_setup ;; info) step_info ;; tests) step_tests ;; tiny) step_tiny ;;
-        ddp) step_train135 ddp "$ACC_DDP" ;; fsdp) step_train135 fsdp "$ACC_FSDP" ;;
+        ddp) step_train135 ddp "$ACC_DDP" ;; fsdp) step_train135 fsdp "$ACC_FSDP" train.optimizer.name=adamw ;;  # Muon (the tiny recipe's) needs whole matrices
         resume) step_resume ;; bench) step_bench ;; levers) step_levers ;;
         *) echo "unknown step $2"; exit 2 ;;
     esac

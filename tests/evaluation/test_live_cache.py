@@ -76,3 +76,18 @@ def test_tokenisation_cache_returns_copies(live_setup):
     ids.append(-1)  # a caller mutating its list must not change what the next caller gets
     assert lm.tok_encode("def read_file(path):") == ids[:-1]
     assert lm.tok_encode("def read_file(path):") == tokenizer("def read_file(path):")["input_ids"]
+
+
+def test_lm_eval_templates_are_compiled_once():
+    """lm-eval compiles a doc's Jinja template for every doc: the live evaluation keeps the compiled ones."""
+    from lm_eval import utils
+
+    from pretrain.evaluation.harness import _compile_templates_once
+
+    _compile_templates_once()
+    _compile_templates_once()  # idempotent: the second call does not wrap the first
+    first = utils.env.from_string("{{query}} -> {{choices[gold]}}")
+    assert utils.env.from_string("{{query}} -> {{choices[gold]}}") is first
+    doc = {"query": "q", "choices": ["a", "b"], "gold": 1}
+    assert utils.apply_template("{{query}} -> {{choices[gold]}}", doc) == "q -> b"
+    assert utils.apply_template("{{query}}!", doc) == "q!"

@@ -142,3 +142,28 @@ def test_spike_guard_grad_norm_history_and_state():
     for i in range(10):
         off.check(3.0 + 0.01 * (i % 2), 1.0 + 0.01 * (i % 3))
     assert off.check(3.0, 50.0) is None
+
+
+def test_validation_seconds_count_the_pass_once(monkeypatch, tmp_path):
+    """`val/seconds` is what the bench counts as evaluation time: the pass once, plus reading the val split once."""
+    import time
+    from types import SimpleNamespace
+
+    from pretrain.train.callbacks import validation
+
+    def slow_validate(setup, batches):
+        time.sleep(0.3)
+        return {"val/loss": 4.0, "val/bpb": 2.0, "val/batches": 1, "val/seconds": 0.3}
+
+    monkeypatch.setattr(validation, "validate", slow_validate)
+    monkeypatch.setattr(validation, "validation_batches", lambda setup: ([], 3.0))
+    recipe = SimpleNamespace(train=SimpleNamespace(validation=SimpleNamespace(every_fraction=0.5)))
+    setup = SimpleNamespace(recipe=recipe, total_steps=4, accelerator=SimpleNamespace(is_main_process=False))
+    metrics = MetricsLog(tmp_path / "metrics.jsonl", _NoTrackers(), enabled=True)
+    callback = validation.Validation(setup, metrics)
+    for step in (2, 4):
+        callback.on_step_end(SimpleNamespace(step=step, tokens_seen=step * 512), None)
+    metrics.close()
+    seconds = [r["val/seconds"] for r in validation_records(read_records(tmp_path / "metrics.jsonl"))]
+    assert len(seconds) == 2
+    assert all(0.3 <= s < 0.45 for s in seconds), seconds

@@ -33,6 +33,30 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _compile_templates_once() -> None:
+    """lm-eval renders every doc's text, target and choices from Jinja templates and compiles the template
+    again for each doc (`utils.apply_template`): at each in-loop evaluation of the tiny recipe's cloze that is 200
+    compilations of the same two strings, 60 ms of a 480 ms evaluation. Keep the compiled templates."""
+    from lm_eval import utils
+
+    env = utils.env
+    if getattr(env, "_pretrain_compiled", None) is not None:
+        return
+    compiled: dict[str, object] = {}
+    compile_template = env.from_string
+
+    def from_string(source, *args, **kwargs):
+        if args or kwargs or not isinstance(source, str):  # globals / a template class: compile as asked
+            return compile_template(source, *args, **kwargs)
+        template = compiled.get(source)
+        if template is None:
+            template = compiled[source] = compile_template(source)
+        return template
+
+    env.from_string = from_string
+    env._pretrain_compiled = compiled
+
+
 def _task_manager(include_dir: Path, tasks: list[str], local: list[str]):
     from lm_eval.tasks import TaskManager
 
@@ -66,6 +90,7 @@ def evaluate_checkpoint(
     import torch
 
     _quiet()
+    _compile_templates_once()
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the CLI equivalent needs `--device cpu` on CPU
     try:
         return lm_eval.simple_evaluate(
@@ -119,6 +144,7 @@ class LiveEvaluation:
         from lm_eval.tasks import get_task_dict
 
         _quiet()
+        _compile_templates_once()
         try:
             self.task_dict = get_task_dict(tasks, _task_manager(include_dir, tasks, local))
         except NETWORK_ERRORS as exc:

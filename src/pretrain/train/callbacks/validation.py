@@ -98,12 +98,14 @@ class Validation(Callback):
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         if state.step in self.steps:
-            start = time.perf_counter()
+            read_seconds = 0.0
             if self._batches is None:
+                start = time.perf_counter()
                 self._batches = validation_batches(self.setup)
+                read_seconds = time.perf_counter() - start
             values = validate(self.setup, self._batches)
             # reading the batches is part of the first validation's cost (the bench counts it as evaluation)
-            values["val/seconds"] = round(values["val/seconds"] + time.perf_counter() - start, 3)
+            values["val/seconds"] = round(values["val/seconds"] + read_seconds, 3)
             self.metrics.log_validation(state.step, state.tokens_seen, values)
             self.last = values
             if self.setup.accelerator.is_main_process:
