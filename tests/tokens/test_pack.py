@@ -194,3 +194,30 @@ def test_later_passes_encode_only_documents_that_can_fit(tmp_path):
             assert ours.encoded < reference.encoded
             later = sum(1 for _, _, rep in got if rep > 0)
             assert ours.encoded <= len(texts) + later + 2 * pack_mod.CHUNK_DOCS
+
+
+def test_a_run_killed_while_publishing_starts_the_work_afresh(
+    small_run, tmp_path, make_small_recipe, monkeypatch
+):
+    """Publishing moves the tasks' shards out of the work folder: a run killed after that, before the folder is
+    removed, must not leave completion markers that a later run trusts (their shards have moved)."""
+    _, out = small_run
+    _copy_inputs(out, tmp_path / "run")
+    recipe = make_small_recipe(tmp_path / "run", "data.executor.tasks=2", "data.workers=1")
+    work = recipe.layout.pack_work
+    real_rmtree = shutil.rmtree
+
+    def killed_before_cleanup(path, *args, **kwargs):
+        if path == work:
+            raise KeyboardInterrupt  # the process dies here: `tokens/` is published, `.pack-work` is left
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(pack_mod.shutil, "rmtree", killed_before_cleanup)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(recipe, "pack")
+    monkeypatch.setattr(pack_mod.shutil, "rmtree", real_rmtree)
+    assert (recipe.out / "tokens").exists() and (work / "tasks").exists()
+    shutil.rmtree(recipe.out / "tokens")  # the user deletes the output and runs the stage again
+    run_stage(recipe, "pack")
+    assert _digest(recipe.out / "tokens") == _digest(out / "tokens")
+    assert not work.exists()

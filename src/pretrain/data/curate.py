@@ -28,7 +28,7 @@ from pretrain.core.markers import StageOutput, files_signature
 from pretrain.core.progress import get_logger
 from pretrain.data.curation_report import REPORT_FILES, SourceReport, write_reports
 from pretrain.data.dedup import bucket_count, cluster_duplicates, find_duplicates, is_removed, load_removed
-from pretrain.data.executor import TaskStep, pass_tasks, prepare_work, run_steps, submit_slurm
+from pretrain.data.executor import TaskStep, begin_publish, pass_tasks, prepare_work, run_steps, submit_slurm
 from pretrain.data.mixio import MixWriter, write_manifest
 from pretrain.data.records import (
     REMOVED_DTYPE,
@@ -205,6 +205,7 @@ def curate(recipe: Recipe, out: StageOutput) -> dict:
 
 def publish_mix(recipe: Recipe, work: Path, out: StageOutput) -> dict:
     """The last step: move the mix files into place, write manifest and reports, publish with the marker."""
+    begin_publish(work)
     summary = out.publish(lambda tmp: assemble_mix(recipe, work, pass_tasks(recipe), tmp))
     layout = recipe.layout
     for name, copy in zip(REPORT_FILES, (layout.curation_report_json, layout.curation_report_md)):

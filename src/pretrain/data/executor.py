@@ -32,6 +32,7 @@ from pretrain.data.taskprogress import TotalProgress
 
 log = get_logger("pretrain.data")
 WORK_FINGERPRINT = "FINGERPRINT"
+WORK_PUBLISHING = "PUBLISHING"  # written before publishing moves the tasks' outputs away (see begin_publish)
 
 
 @dataclass
@@ -109,13 +110,20 @@ def prepare_work(work: Path, fingerprint: str) -> bool:
     Returns True when the folder was (re)created.
     """
     stamp = work / WORK_FINGERPRINT
-    if stamp.exists() and stamp.read_text() == fingerprint:
+    if stamp.exists() and stamp.read_text() == fingerprint and not (work / WORK_PUBLISHING).exists():
         return False
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     stamp.write_text(fingerprint)
     return True
+
+
+def begin_publish(work: Path) -> None:
+    """Mark `work` as being published: publishing moves the tasks' outputs out of it, so a run killed before
+    `work` is removed must not resume from completion markers whose files have moved (`prepare_work` then starts
+    the work afresh)."""
+    (work / WORK_PUBLISHING).touch()
 
 
 def remove_partial_outputs(work: Path) -> None:

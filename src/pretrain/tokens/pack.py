@@ -42,7 +42,7 @@ from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import DataError, RecipeError
 from pretrain.core.markers import StageOutput
 from pretrain.core.progress import get_logger
-from pretrain.data.executor import TaskStep, pass_tasks, prepare_work, run_steps, submit_slurm
+from pretrain.data.executor import TaskStep, begin_publish, pass_tasks, prepare_work, run_steps, submit_slurm
 from pretrain.data.mixio import iter_documents, read_at, read_manifest, shard_offsets
 from pretrain.data.records import is_done, progress_file, read_stats, write_stats
 from pretrain.data.taskprogress import TaskProgress
@@ -408,6 +408,7 @@ def pack(recipe: Recipe, out: StageOutput) -> dict:
 
 
 def publish_tokens(recipe: Recipe, work: Path, out: StageOutput) -> dict:
+    begin_publish(work)
     summary = out.publish(lambda tmp: assemble_tokens(recipe, work, tmp))
     shutil.rmtree(work, ignore_errors=True)
     return summary
