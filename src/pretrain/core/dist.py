@@ -68,7 +68,7 @@ def init_process_group(timeout: timedelta | None = None) -> None:
         is_master=False,
         timeout=timeout or timedelta(minutes=10),
     )
-    backend = "gloo" if force_cpu() or not torch.cuda.is_available() else "nccl"
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
     log.debug("restarted attempt: process group keys under %s", prefix)
     kwargs = {"timeout": timeout} if timeout else {}
     dist.init_process_group(

@@ -119,13 +119,10 @@ def _target_logprobs(
     greedy = torch.empty(len(picks), dtype=torch.bool, device=logits.device)
     for start in range(0, len(picks), chunk):
         end = min(start + chunk, len(picks))
-        rows = logits[picks[start:end]].float()  # (chunk, vocab): a copy, ours to overwrite
+        rows = logits[picks[start:end]].float()  # (chunk, vocab)
         tgt = target[start:end]
         greedy[start:end] = rows.argmax(dim=-1) == tgt
-        target_logit = rows.gather(1, tgt[:, None]).squeeze(1)
-        peak = rows.amax(dim=-1, keepdim=True)
-        lse = rows.sub_(peak).exp_().sum(dim=-1).log_() + peak.squeeze(1)
-        logprob[start:end] = target_logit - lse
+        logprob[start:end] = rows.gather(1, tgt[:, None]).squeeze(1) - torch.logsumexp(rows, dim=-1)
     return logprob, greedy
 
 

@@ -104,9 +104,10 @@ class TokenizerExtensionRecord:
 
 def listed_token_problems(parent: PreTrainedTokenizerFast, tokens: list[str], parent_name: str) -> list[str]:
     """`tokenizer.extend.tokens.N: ...` for each listed token the parent already has (as a vocabulary entry,
-    or as the single token it encodes the text to) or that is listed twice."""
+    or as the single token it encodes the text to). A token listed twice is the recipe schema's error
+    (`config.tokenizer.TokenizerExtension`)."""
     vocab = parent.backend_tokenizer.get_vocab(with_added_tokens=True)
-    problems, seen = [], set()
+    problems = []
     for i, token in enumerate(tokens):
         key = f"tokenizer.extend.tokens.{i}"
         ids = parent(token, add_special_tokens=False)["input_ids"]
@@ -118,9 +119,6 @@ def listed_token_problems(parent: PreTrainedTokenizerFast, tokens: list[str], pa
                 f"{key}: {token!r} collides with token {existing} of the parent tokenizer ({parent_name}); "
                 "remove it from the list"
             )
-        elif token in seen:
-            problems.append(f"{key}: {token!r} is listed twice; list each token once")
-        seen.add(token)
     return problems
 
 

@@ -202,7 +202,7 @@ def _extended(
 
 
 def check_extension(recipe: Recipe) -> None:
-    """`tokenizer.extend.tokens` that the parent tokenizer already has (or listed twice) are errors before any
+    """`tokenizer.extend.tokens` that the parent tokenizer already has are errors before any
     stage works (`pretrain run` calls this before curation); fetches the parent's tokenizer files only."""
     reused = pretrained_spec(recipe)
     if recipe.tokenizer.extend and recipe.tokenizer.extend.tokens and reused:

@@ -84,12 +84,13 @@ class Checkpointer:
         """Weights, optimizer and counters from `folder`; with_data: also this rank's loader position; with_rng
         (default: with_data): this rank's RNG streams (a branch takes them without the other run's data)."""
         s, acc = self.setup, self.setup.accelerator
+        with_rng = with_data if with_rng is None else with_rng
         model = s.model if s.sharded else acc.unwrap_model(s.model)
         saved = ckpt.load_main_state(folder, model, s.optimizer, s.sharded)
         if with_data or with_rng:
             rank_state = ckpt.load_rank_state(folder, acc.process_index, acc.num_processes)
-            if with_rng is not False:
-                set_rng_state(rank_state["rng"])
+        if with_rng:
+            set_rng_state(rank_state["rng"])
         if with_data:
             s.train_iter.load_state_dict(rank_state["loader"])
             saved_world = saved.get("world_size", acc.num_processes)
