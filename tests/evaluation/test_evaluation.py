@@ -198,3 +198,46 @@ def test_hub_task_offline_is_a_clear_error(trained):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "error: lm-eval tasks hellaswag: a dataset could not be fetched from the Hub" in proc.stderr
+
+
+def test_the_tasks_load_before_the_first_step(make_run, tmp_path, monkeypatch):
+    """The in-loop evaluator loads its tasks (lm-eval and `datasets` imports, task data) at the start of
+    training, once: the first evaluation only scores, so its cost is that of every later one."""
+    from pretrain.stages import stage_output
+    from pretrain.train.loop import Trainer
+
+    recipe = make_run(tmp_path / "run", "eval.tasks=[stdlib_cloze]", "eval.limit=4", "train.tokens=4096")
+    trainer = Trainer(recipe, stage_output(recipe, "train"), resume="never")
+    loaded_at: list[int] = []
+    prepare = LoopEvaluator._prepare
+
+    def spy(self):
+        if self._live is None:
+            loaded_at.append(trainer.state.step)
+        return prepare(self)
+
+    monkeypatch.setattr(LoopEvaluator, "_prepare", spy)
+    trainer.run()
+    evaluator = trainer.setup.evaluator
+    assert loaded_at == [0]  # loaded once, before step 1
+    assert evaluator.setup_seconds > 0 and evaluator.seconds > 0
+    assert len(list(recipe.layout.evals.glob("step-*.json"))) >= 2  # and every evaluation then ran
+
+
+def test_a_task_that_cannot_load_stops_the_run_before_the_first_step(make_run, tmp_path):
+    """A broken benchmark file is the user's to fix: an error naming it before any compute is spent, not an
+    evaluation that fails at every 10% of a long run while training goes on."""
+    from pretrain.core.errors import PretrainError
+    from pretrain.testing import run_train_stage
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"query": "q", "choices": ["a", "b"], "gold": 0}\nnot json\n')
+    recipe = make_run(
+        tmp_path / "run",
+        "eval.tasks=[]",
+        f"eval.local_tasks=[{{name: broken_mc, format: mc_query_choices, path: {broken}}}]",
+        "train.tokens=4096",
+    )
+    with pytest.raises(PretrainError, match=r"(?s)broken\.jsonl.*not valid JSON"):
+        run_train_stage(recipe, resume="never")
+    assert not list(recipe.layout.checkpoints.glob("step-*")) and not recipe.layout.final.exists()

@@ -34,7 +34,8 @@ class EvalConfig(Section):
     enabled: bool = Field(
         True,
         description="run the tasks on the live model during training; false skips in-loop evaluation "
-        "(`pretrain eval` still works on checkpoints)",
+        "(`pretrain eval` still works on checkpoints). The tasks load before the first step: one that cannot "
+        "load (unknown name, unreadable file, Hub dataset offline) stops the run there",
     )
     every_fraction: float = Field(
         0.1,

@@ -5,7 +5,10 @@ on the tiny model an evaluation takes a few seconds, and splitting lm-eval reque
 need every rank to hold the same task state; the barrier is simpler and cannot deadlock.
 Under FSDP a forward needs every rank (each holds a shard of the weights), so every rank runs the same
 lm-eval requests in the same order — the forwards line up — and only the main process writes results.
-A failing evaluation is logged and returns {} — it never kills a multi-hour run.
+The tasks are loaded before the first step (`prepare`, from the callback's `on_train_start`): a task that
+cannot be loaded stops the run there, with nothing trained yet, instead of failing at every evaluation, and
+the one-time cost (importing lm-eval and `datasets`, reading the task data) is not paid inside the loop.
+Once training runs, a failing evaluation is logged and returns {} — it never kills a multi-hour run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import time
 import traceback
 
+from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
 from pretrain.evaluation.harness import LiveEvaluation, flatten
 from pretrain.evaluation.metrics import eval_line, task_facts
@@ -28,11 +32,37 @@ class LoopEvaluator:
         self.collective = collective  # FSDP: every rank takes part in each forward
         self.tasks = all_task_names(recipe)
         self._live: LiveEvaluation | None = None
-        self.seconds = 0.0
+        self.seconds = 0.0  # in-loop: every evaluation's own clock, summed
+        self.setup_seconds = 0.0  # once, before the first step (`prepare`)
 
     @property
     def is_main(self) -> bool:
         return self.accelerator is None or self.accelerator.is_main_process
+
+    @property
+    def takes_part(self) -> bool:
+        """This process runs the evaluations (the main one; every rank under FSDP)."""
+        return self.is_main or self.collective
+
+    def prepare(self) -> None:
+        """Load the tasks now (import lm-eval, read each task's data), before training; raises PretrainError
+        if they cannot be loaded (an unknown task, a missing or unreadable data file, a Hub dataset offline)."""
+        if not self.takes_part or self._live is not None:
+            return
+        start = time.perf_counter()
+        try:
+            self._prepare()
+        except PretrainError:
+            raise
+        # lm-eval and datasets raise many kinds; the user needs the task and the cause
+        except Exception as exc:
+            raise PretrainError(
+                f"eval.tasks {self.tasks}: the in-loop evaluation could not load its tasks "
+                f"({type(exc).__name__}: {exc}); fix eval.tasks / eval.local_tasks, or set eval.enabled: false "
+                "to train without in-loop evaluation"
+            ) from None
+        finally:
+            self.setup_seconds += time.perf_counter() - start
 
     def _prepare(self) -> LiveEvaluation:
         if self._live is None:
@@ -57,7 +87,7 @@ class LoopEvaluator:
 
     def __call__(self, model, step: int, tokens_seen: int) -> dict[str, float]:
         flat: dict[str, float] = {}
-        if self.is_main or self.collective:
+        if self.takes_part:
             start = time.perf_counter()
             was_training = model.training
             try:

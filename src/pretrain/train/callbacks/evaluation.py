@@ -24,6 +24,18 @@ class InLoopEvaluation(Callback):
         self.setup, self.metrics, self.evaluator = setup, metrics, evaluator
         self.steps = fraction_steps(setup.total_steps, setup.recipe.eval.every_fraction, None)
 
+    def on_train_start(self, state: TrainState) -> None:
+        # load the tasks before the first step: a broken task stops the run before any compute is spent
+        if not any(step > state.step for step in self.steps):
+            return  # resumed at the end: no evaluation left to run
+        self.evaluator.prepare()
+        if self.evaluator.setup_seconds and self.setup.accelerator.is_main_process:
+            log.info(
+                "eval tasks %s loaded in %.1f s",
+                ", ".join(self.evaluator.tasks),
+                self.evaluator.setup_seconds,
+            )
+
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         if state.step not in self.steps:
             return
