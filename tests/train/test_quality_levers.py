@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,3 +191,23 @@ def test_resuming_muon_state_with_adamw_is_a_clear_error(lever_run, fresh_run):
     after.acquire()
     after.release()
     del failed
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_document_masking_keeps_attention_within_documents(attn, tiny_recipe_path, tmp_path):
+    # train.document_masking: the loader restarts positions after each EOS, and transformers builds a
+    # block-diagonal causal mask from restarting position ids (no attention mask, no cache): a document's
+    # logits in a packed row are then those of the document alone
+    from pretrain.tokens.loader import window_batch
+    from pretrain.train.step import _output
+
+    model = _model(tiny_recipe_path, tmp_path, f"model.attn_implementation={attn}").eval()
+    eos = _Tokenizer.eos_token_id
+    first, second = [5, 9, 14, 3, 7, eos], [11, 4, 8, 20, 6, 13, 10]
+    rows = np.array([first + second + [12]])  # a window of T + 1 tokens
+    alone = model(input_ids=torch.tensor([second]), use_cache=False).logits[0]
+    with torch.no_grad():
+        masked = _output(model, window_batch(rows, eos))[0, len(first) :]
+        packed = _output(model, window_batch(rows))[0, len(first) :]
+    assert torch.allclose(masked, alone, atol=1e-5)
+    assert not torch.allclose(packed, alone, atol=1e-3)  # without it, the second document sees the first

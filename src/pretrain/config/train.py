@@ -348,8 +348,9 @@ class TrainConfig(Section):
     )
     document_masking: bool = Field(
         False,
-        description="pass position_ids that restart at each document of a packed sequence; "
-        "flash_attention_2 then keeps attention within documents (with sdpa/eager only positions restart)",
+        description="pass position_ids that restart at each document of a packed sequence, so attention stays "
+        "within documents: transformers turns restarting positions into a block-diagonal causal mask for "
+        "sdpa / eager and into variable-length attention for flash_attention_2",
     )
     max_restarts: int = Field(
         3,
