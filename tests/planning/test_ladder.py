@@ -27,7 +27,7 @@ from pretrain.planning.ladder import Family, LadderError, decay_steps, design_la
 from pretrain.planning.ladder_record import read_record
 from pretrain.stages import stage_output
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.metrics import EVENT_CHECKPOINT
+from pretrain.train.metrics import EVENT_CHECKPOINT, EVENT_START, read_records, step_records
 from pretrain.train.schedules import lr_multiplier
 
 LAW = ScalingLaw(E=1.8, A=60.0, B=300.0, alpha=0.3, beta=0.3)
@@ -411,7 +411,9 @@ def test_slurm_ladder_needs_its_settings_and_sbatch(tmp_path, monkeypatch, capsy
     multi_node = tmp_path / "two-nodes.yaml"
     multi_node.write_text("num_machines: 2\nnum_processes: 2\n")
     slurm = ["--set", "ladder.executor=slurm", "--set", SLURM_SETTINGS]
-    assert main([*cli, *slurm, "--set", f"accelerate_config={multi_node}"]) == 1
+    # 2 processes of 8 sequences make the recipe's batch of 4,096 tokens, so the launch itself is the error
+    two = ["--set", f"accelerate_config={multi_node}", "--set", "train.micro_batch_size=8"]
+    assert main([*cli, *slurm, *two]) == 1
     assert "asks for 2 machines, but each array task (one size) runs on one node" in capsys.readouterr().err
 
 
@@ -443,7 +445,9 @@ def test_tiny_ladder_trains_end_to_end(make_run, tmp_path):
     record = read_record(recipe.layout)
     for rung in record.rungs:  # a branch ends where a run of its length would: the same step count
         metrics = recipe.layout.ladder_rung(rung.run.name) / "metrics.jsonl"
-        steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+        steps = [r["step"] for r in step_records(read_records(metrics))]
         assert max(steps) == rung.run.steps
         if rung.run.branch_of:
             assert min(steps) > rung.run.decay_start  # it trained only its decay
+            (start,) = [r for r in read_records(metrics) if r.get("event") == EVENT_START]
+            assert start["step"] == rung.run.decay_start  # its start record says where it began

@@ -50,7 +50,7 @@ STEP = dict(
 def metrics_file(tmp_path):
     path = tmp_path / "metrics.jsonl"
     log = MetricsLog(path, _NoTrackers(), enabled=True)
-    log.log_start("CPU (test)", world_size=2, params=1000, precision="fp32")
+    log.log_start(0, "CPU (test)", world_size=2, params=1000, precision="fp32")
     log.log_step(step=1, **STEP)
     log.log_event(2, EVENT_SKIP, reason="non_finite", loss=float("nan"))  # an event with a loss
     log.log_step(step=2, **{**STEP, "loss": 4.0, "tokens_per_s": 300.0, "tokens_seen": 1024})

@@ -47,11 +47,18 @@ class MetricsLog:
         self._fh = open(path, "a", encoding="utf-8") if enabled else None
 
     def log_start(
-        self, device: str, world_size: int, params: int, precision: str, parent: dict | None = None
+        self,
+        step: int,
+        device: str,
+        world_size: int,
+        params: int,
+        precision: str,
+        parent: dict | None = None,
     ) -> None:
+        """The run's start record, at the step it starts from: 0, or a branch's checkpoint step."""
         extra = {"parent": parent} if parent else {}
         self.log_event(
-            0,
+            step,
             EVENT_START,
             device=device,
             world_size=world_size,
@@ -120,8 +127,13 @@ class MetricsLog:
             self.accelerator.log(numeric, step=record.get("step"))
 
     def close(self) -> None:
+        """Close metrics.jsonl and finish the trackers (they flush what they buffer: a launched rank ends
+        without interpreter shutdown, see `core.dist.end_launched_rank`)."""
         if self._fh:
             self._fh.close()
+            self._fh = None
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
 
 
 def memory_gb(device: torch.device) -> float | None:

@@ -46,7 +46,12 @@ class SpeedMonitor(Callback):
         first = state.step == 0 or not start_record(read_records(self.metrics.path))
         if first:
             self.metrics.log_start(
-                device_label(s.device), acc.num_processes, s.n_params, precision_that_runs(s.recipe), s.parent
+                state.step,
+                device_label(s.device),
+                acc.num_processes,
+                s.n_params,
+                precision_that_runs(s.recipe),
+                s.parent,
             )
         if first and acc.is_main_process:
             log.info(
