@@ -3,5 +3,8 @@
 import sys
 
 from pretrain.cli import main
+from pretrain.core.dist import end_launched_rank
 
-sys.exit(main())
+code = main()
+end_launched_rank(code)  # a launched rank ends here (see its docstring); a plain process goes on to exit
+sys.exit(code)

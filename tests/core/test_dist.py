@@ -95,3 +95,25 @@ def test_the_cli_destroys_the_process_group_before_exit(tiny_recipe_path, tmp_pa
     assert not dist.is_initialized()
     assert cli.main(["pack", str(tiny_recipe_path)]) == 1
     assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize("launched", [True, False], ids=["launched-rank", "plain-process"])
+def test_a_launched_rank_ends_without_interpreter_shutdown(launched, tiny_recipe_path, tmp_path):
+    """`python -m pretrain` in a rank a launcher started ends with os._exit once the command returned, so
+    nothing of the process group's backend is left to die in interpreter shutdown (SIGABRT after a finished
+    run); its output is flushed and its exit code kept. A plain process exits normally (atexit runs)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, runpy, sys; atexit.register(print, 'ATEXIT RAN'); "
+        f"sys.argv = ['pretrain', 'validate', {str(tiny_recipe_path)!r}, {str(tmp_path / 'missing.yaml')!r}]; "
+        "runpy.run_module('pretrain', run_name='__main__')"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE")}
+    if launched:
+        env["TORCHELASTIC_RUN_ID"] = "test"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1  # the missing recipe's error code, either way
+    assert "ok: " in proc.stdout and "missing.yaml" in proc.stderr  # flushed before the exit
+    assert ("ATEXIT RAN" in proc.stdout) is not launched
