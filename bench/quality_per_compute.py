@@ -62,11 +62,13 @@ TRAIN_SHARE = 0.85
 class Scorer:
     """Held-out bits/byte of a model on the run's val documents (lm-eval `val_bpb`, every document)."""
 
-    def __init__(self, recipe):
+    def __init__(self, recipe, seq_len: int | None = None):
         include, local = write_task_yamls(recipe.out, recipe, ["val_bpb"])
         self.tokenizer = load_tokenizer(recipe.layout.tokenizer)
+        # the rolling windows' length: the recipe's seq_len unless a sequence-length lever is scored on the
+        # default's windows (`--score-seq-len`), so that every variant sees the same context per token
         self.live = LiveEvaluation(
-            include, ["val_bpb"], local, None, recipe.eval.batch_size, None, recipe.train.seq_len
+            include, ["val_bpb"], local, None, recipe.eval.batch_size, None, seq_len or recipe.train.seq_len
         )
 
     def __call__(self, model) -> float:
@@ -124,7 +126,7 @@ def run_ours(args, work: Path, scorer_recipe, final_only: bool = False) -> dict:
     from transformers import AutoModelForCausalLM
 
     start = next(r["time"] for r in read_records(recipe.layout.metrics) if r.get("event") == EVENT_START)
-    scorer = Scorer(scorer_recipe)
+    scorer = Scorer(scorer_recipe, args.score_seq_len)
     curve = []
     for ckpt in [] if final_only else list_checkpoints(recipe.layout.checkpoints):
         step = int(ckpt.name.split("-")[-1])
@@ -219,6 +221,13 @@ def main() -> None:
         help="score only ours' final model (lever sweeps; time_to_baseline_fraction needs the checkpoints)",
     )
     p.add_argument("--work-dir", type=Path, default=None, help="keep the runs here (data stages are reused)")
+    p.add_argument(
+        "--score-seq-len",
+        type=int,
+        default=None,
+        help="score every model in rolling windows of this many tokens (default: the recipe's train.seq_len); "
+        "to compare a train.seq_len lever on the default's windows",
+    )
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
@@ -228,7 +237,7 @@ def main() -> None:
         tokenizer = load_tokenizer(data.layout.tokenizer)
         params, _ = count_parameters(build_hf_config(data, len(tokenizer)))
         print(f"ours: {ours['steps']} steps in {ours['seconds']:.1f} s, held-out {ours['bpb']:.4f} bits/byte")
-        scorer = Scorer(data)
+        scorer = Scorer(data, args.score_seq_len)
         baselines = []
         for lr in [float(x) for x in args.baseline_lrs.split(",") if x.strip()]:
             row = run_baseline(data, lr, ours["seconds"], scorer)
@@ -255,6 +264,7 @@ def main() -> None:
                 "ours_curve": ours["curve"],
                 "baselines": baselines,
                 "overrides": args.overrides,
+                "score_seq_len": args.score_seq_len or data.train.seq_len,
             }
         )
     )

@@ -148,16 +148,19 @@ def make_ours(recipe, vocab, device):
     return step, config
 
 
-def make_lever(spec: str, recipe_for, vocab, device) -> tuple[str, callable]:
-    """`NAME=KEY=VALUE[,KEY=VALUE...]` -> (NAME, its step): ours with those overrides (`threads=N` sets the
-    torch threads during the step)."""
+def make_lever(spec: str, recipe_for, vocab, device) -> tuple[str, callable, int]:
+    """`NAME=KEY=VALUE[,KEY=VALUE...]` -> (NAME, its step, tokens per step): ours with those overrides
+    (`threads=N` sets the torch threads during the step). A lever may change the tokens a step takes
+    (`train.micro_batch_size`, `train.seq_len`), so its speed is compared in tokens/s, not steps/s."""
     name, _, sets = spec.partition("=")
     overrides = [kv for kv in sets.split(",") if kv]
     threads = [int(kv.partition("=")[2]) for kv in overrides if kv.startswith("threads=")]
     overrides = [kv for kv in overrides if not kv.startswith("threads=")]
-    inner, _ = make_ours(recipe_for(overrides), vocab, device)
+    recipe = recipe_for(overrides)
+    tokens = recipe.train.micro_batch_size * recipe.train.seq_len
+    inner, _ = make_ours(recipe, vocab, device)
     if not threads:
-        return name, inner
+        return name, inner, tokens
 
     def step():
         before = torch.get_num_threads()
@@ -167,7 +170,7 @@ def make_lever(spec: str, recipe_for, vocab, device) -> tuple[str, callable]:
         finally:
             torch.set_num_threads(before)
 
-    return name, step
+    return name, step, tokens
 
 
 def make_baseline(recipe, vocab, device):
@@ -242,7 +245,9 @@ def main() -> None:
         else:
             ours_step, config = make_ours(recipe, vocab, device)
             steps = {"ours": ours_step, "baseline": make_baseline(recipe, vocab, device)}
-            levers = dict(make_lever(spec, recipe_for, vocab, device) for spec in args.levers)
+            made = [make_lever(spec, recipe_for, vocab, device) for spec in args.levers]
+            levers = {name: step for name, step, _ in made}
+            lever_tokens = {name: tokens for name, _, tokens in made}
             clock = time.process_time if args.clock == "cpu" else time.perf_counter
             timed = _time_interleaved({**steps, **levers}, warmup, iters, clock)
             ours_s, base_s = timed["ours"], timed["baseline"]
@@ -260,7 +265,8 @@ def main() -> None:
             "peak_mem_gb": round(mem, 2) if mem else None,
         }
         if device.type == "cpu" and args.levers:
-            row["levers"] = {name: round(base_s / timed[name], 3) for name in levers}
+            # tokens/s against the baseline's (a lever's step may take other tokens than the baseline's)
+            row["levers"] = {name: round(lever_tokens[name] / timed[name] / base_tps, 3) for name in levers}
         print(
             f"{row['shape']}: ours {ours_tps:,.0f} tok/s, baseline {base_tps:,.0f} tok/s, speedup {row['speedup']}x"
             + (f", MFU {row['ours_mfu']:.1%} vs {row['baseline_mfu']:.1%}" if peak else "")
