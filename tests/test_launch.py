@@ -15,6 +15,8 @@ from pretrain.launch import plan_launch, strip_launch_flags, under_launcher
 
 def _recipe(tiny_recipe_path, tmp_path, config: str | None):
     over = [f"accelerate_config={config}"] if config else ["accelerate_config=null"]
+    # 8-sequence micro batches: tiny's 4,096-token batch then divides over 1 or 2 ranks (as its README launches it)
+    over.append("train.micro_batch_size=8")
     return load_recipe(tiny_recipe_path, overrides=over, output_dir=str(tmp_path))
 
 
@@ -84,7 +86,7 @@ def test_a_stale_input_fails_once_before_the_launch(tmp_path, repo_root):
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
     proc = subprocess.run(
         [sys.executable, "-m", "pretrain", "train", str(recipe), "--output-dir", str(tmp_path / "run")]
-        + ["--set", f"accelerate_config={config}"],
+        + ["--set", f"accelerate_config={config}", "--set", "train.micro_batch_size=8"],
         capture_output=True,
         text=True,
         env=env,

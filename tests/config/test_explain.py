@@ -64,7 +64,7 @@ def test_recipe_value_is_shown(capsys, tiny_recipe_path):
     assert code == 0
     assert "data.sources.0.weight = 0.6" in out and "data.sources.2.weight = 0.1" in out
     code, out, _ = _explain(capsys, "train.optimizer.lr", "--recipe", str(tiny_recipe_path))
-    assert "train.optimizer.lr = 0.003" in out
+    assert "train.optimizer.lr = 0.006" in out  # the recipe's value, not the default (0.003)
 
 
 def test_model_field_of_the_transformers_config(capsys, tiny_recipe_path):
