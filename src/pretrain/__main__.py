@@ -4,7 +4,9 @@ import sys
 
 from pretrain.cli import main
 from pretrain.core.dist import end_launched_rank
+from pretrain.launch import under_launcher
 
 code = main()
-end_launched_rank(code)  # a launched rank ends here (see its docstring); a plain process goes on to exit
+if under_launcher():
+    end_launched_rank(code)  # a launched rank ends here (see its docstring); a plain process exits normally
 sys.exit(code)

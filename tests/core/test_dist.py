@@ -110,9 +110,11 @@ def test_a_launched_rank_ends_without_interpreter_shutdown(launched, tiny_recipe
         f"sys.argv = ['pretrain', 'validate', {str(tiny_recipe_path)!r}, {str(tmp_path / 'missing.yaml')!r}]; "
         "runpy.run_module('pretrain', run_name='__main__')"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE")}
+    from pretrain.launch import LAUNCHER_VARIABLES, RELAUNCHED
+
+    env = {k: v for k, v in os.environ.items() if k not in (*LAUNCHER_VARIABLES, RELAUNCHED)}
     if launched:
-        env["TORCHELASTIC_RUN_ID"] = "test"
+        env["LOCAL_RANK"] = "0"  # as torchrun sets it in every worker
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert proc.returncode == 1  # the missing recipe's error code, either way
     assert "ok: " in proc.stdout and "missing.yaml" in proc.stderr  # flushed before the exit

@@ -92,14 +92,9 @@ def release_process_group() -> None:
         dist.destroy_process_group()
 
 
-def launched_rank(environ: dict[str, str] | None = None) -> bool:
-    """This process is a rank that a launcher started (torchrun, `accelerate launch`)."""
-    env = os.environ if environ is None else environ
-    return "TORCHELASTIC_RUN_ID" in env or int(env.get("WORLD_SIZE", "1") or 1) > 1
-
-
 def end_launched_rank(code: int) -> None:
-    """End a launched rank whose command has returned `code`, without interpreter shutdown; elsewhere, return.
+    """End a rank that a launcher started (`launch.under_launcher`), whose command has returned `code`, without
+    interpreter shutdown.
 
     `release_process_group` destroys the group, but the gloo (or NCCL) backend lives on while anything still
     references it (DDP's reducer, the model), and then dies in interpreter shutdown, where a C++ thread that
@@ -109,8 +104,6 @@ def end_launched_rank(code: int) -> None:
     returned: its outputs are written and closed, the trackers finished, the Hub pusher joined. So it flushes
     what is buffered and ends with os._exit, which runs no destructors. Only for a normal return: an exception
     still propagates to the launcher's error handling."""
-    if not launched_rank():
-        return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
