@@ -445,9 +445,10 @@ def test_tiny_ladder_trains_end_to_end(make_run, tmp_path):
     record = read_record(recipe.layout)
     for rung in record.rungs:  # a branch ends where a run of its length would: the same step count
         metrics = recipe.layout.ladder_rung(rung.run.name) / "metrics.jsonl"
-        steps = [r["step"] for r in step_records(read_records(metrics))]
+        records = read_records(metrics)
+        steps = [r["step"] for r in step_records(records)]
         assert max(steps) == rung.run.steps
         if rung.run.branch_of:
             assert min(steps) > rung.run.decay_start  # it trained only its decay
-            (start,) = [r for r in read_records(metrics) if r.get("event") == EVENT_START]
+            (start,) = [r for r in records if r.get("event") == EVENT_START]
             assert start["step"] == rung.run.decay_start  # its start record says where it began
