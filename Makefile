@@ -8,9 +8,10 @@ style:  ## format + autofix
 	$(PY) -m ruff format $(SRC)
 	$(PY) -m ruff check --fix $(SRC)
 
-quality:  ## lint, format check, every recipe validates
+quality:  ## lint, format check, the layers contract, every recipe validates
 	$(PY) -m ruff check $(SRC)
 	$(PY) -m ruff format --check $(SRC)
+	lint-imports
 	pretrain validate recipes/*/config.yaml
 
 test:  ## the default (CI) suite: fast tests + a representative subset of slow ones

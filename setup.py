@@ -1,7 +1,7 @@
-"""Build hook: ship the repository's `recipes/` and `accelerate_configs/` inside the wheel.
+"""Build hook: ship the repository's `recipes/`, `accelerate_configs/` and `model_cards/` inside the wheel.
 
-All metadata lives in pyproject.toml. This file only copies the two top-level folders into
-`pretrain/recipes/` and `pretrain/accelerate_configs/` of a built (non-editable) package, so that
+All metadata lives in pyproject.toml. This file only copies the three top-level folders into
+`pretrain/recipes/`, `pretrain/accelerate_configs/` and `pretrain/model_cards/` of a built (non-editable) package, so that
 `pretrain run tiny` works after a plain `pip install` and a recipe's `../../accelerate_configs/cpu.yaml`
 resolves there as it does in a clone (src/pretrain/core/recipe_files.py finds either). An editable
 install reads them from the checkout instead, so nothing is copied then.
@@ -16,11 +16,15 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-SHIPPED = {"recipes": ("*/config.yaml", "*/README.md"), "accelerate_configs": ("*.yaml",)}
+SHIPPED = {
+    "recipes": ("*/config.yaml", "*/README.md"),
+    "accelerate_configs": ("*.yaml",),
+    "model_cards": ("*.j2",),
+}
 
 
 class BuildPyWithRecipes(build_py):
-    """`build_py`, plus the shipped recipes and accelerate configs copied into the package."""
+    """`build_py`, plus the shipped recipes, accelerate configs and card templates copied into the package."""
 
     def run(self) -> None:
         super().run()

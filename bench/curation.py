@@ -22,8 +22,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pretrain.commands.run import run_stage  # noqa: E402
 from pretrain.config import load_recipe  # noqa: E402
-from pretrain.pipeline import run_stage  # noqa: E402
 
 
 def sources(shared: Path) -> list[dict]:

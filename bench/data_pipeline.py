@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pretrain.commands.stages import stage_output  # noqa: E402
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.data.mixio import MixWriter, write_manifest  # noqa: E402
-from pretrain.stages import stage_output  # noqa: E402
 from pretrain.tokens.loader import TokenLoader  # noqa: E402
 from pretrain.tokens.manifest import TokenManifest  # noqa: E402
 from pretrain.tokens.pack import pack  # noqa: E402

@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pretrain.commands.run import run_stage  # noqa: E402
+from pretrain.commands.stages import stage_output  # noqa: E402
 from pretrain.config import load_recipe  # noqa: E402
-from pretrain.pipeline import run_stage  # noqa: E402
-from pretrain.stages import stage_output  # noqa: E402
 from pretrain.train.loop import Trainer  # noqa: E402
 from pretrain.train.metrics import read_records, validation_records  # noqa: E402
 from pretrain.train.setup import prepare_process  # noqa: E402

@@ -27,8 +27,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pretrain.commands.run import run_stage  # noqa: E402
 from pretrain.config import load_recipe  # noqa: E402
-from pretrain.pipeline import run_stage  # noqa: E402
 from pretrain.testing import SMOKE_SHAPE  # noqa: E402
 from pretrain.train.metrics import read_records, step_losses  # noqa: E402
 

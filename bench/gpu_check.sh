@@ -262,7 +262,7 @@ for name in ["triton", "transformers", "accelerate", "tokenizers", "datasets", "
         print(f"{name} {importlib.import_module(name).__version__}")
     except Exception as exc:  # noqa: BLE001
         print(f"{name}: {type(exc).__name__}")
-from pretrain.planning.flops import device_peak_flops
+from pretrain.scaling.flops import device_peak_flops
 name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 print("planning peak FLOP/s for this device:", device_peak_flops(name))
 PY

@@ -39,12 +39,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pretrain.commands.run import run_stage  # noqa: E402
+from pretrain.commands.stages import stage_output  # noqa: E402
 from pretrain.config import load_recipe  # noqa: E402
-from pretrain.evaluation.harness import LiveEvaluation, flatten  # noqa: E402
+from pretrain.evaluation.harness import flatten  # noqa: E402
+from pretrain.evaluation.live import LiveEvaluation  # noqa: E402
 from pretrain.evaluation.task_yaml import write_task_yamls  # noqa: E402
 from pretrain.modeling import build_hf_config, count_parameters  # noqa: E402
-from pretrain.pipeline import run_stage  # noqa: E402
-from pretrain.stages import stage_output  # noqa: E402
 from pretrain.tokens.loader import TokenLoader  # noqa: E402
 from pretrain.tokens.tokenizer import load_tokenizer  # noqa: E402
 from pretrain.train.checkpoint import list_checkpoints  # noqa: E402

@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
 from pretrain.modeling import build_hf_config, count_parameters, init_weights  # noqa: E402
-from pretrain.planning.flops import device_peak_flops, flops_per_token  # noqa: E402
+from pretrain.scaling.flops import device_peak_flops, flops_per_token  # noqa: E402
 from pretrain.train.optim import build_optimizer  # noqa: E402
-from pretrain.train.setup import precision_that_runs  # noqa: E402
+from pretrain.train.precision import precision_that_runs  # noqa: E402
 from pretrain.train.step import clip_gradients, forward_backward  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,8 @@ def make_ours(recipe, vocab, device):
     accelerate allows one mixed precision per process, and levers of both kinds share this one."""
     from accelerate import Accelerator
 
-    from pretrain.train.setup import build_fused_head, mixed_precision
+    from pretrain.train.precision import mixed_precision
+    from pretrain.train.setup import build_fused_head
 
     own_autocast = device.type == "cpu" and precision_that_runs(recipe) == "bf16-mixed"
     precision = "no" if own_autocast else mixed_precision(recipe)

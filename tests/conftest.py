@@ -69,7 +69,7 @@ def small_recipe(out: Path, *extra: str):
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
     """(recipe, run dir) with mix/, tokenizer/ and tokens/ built for real."""
-    from pretrain.pipeline import run_stage
+    from pretrain.commands.run import run_stage
 
     out = tmp_path_factory.mktemp("small_run") / "run"
     recipe = small_recipe(out)

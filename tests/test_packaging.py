@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from pretrain.commands.card import template_path
 from pretrain.config import load_recipe
 from pretrain.core import recipe_files
 from pretrain.core.errors import RecipeError
-from pretrain.core.recipe_files import CARD_TEMPLATES, recipe_names, resolve_recipe
-from pretrain.hub.card import template_path
+from pretrain.core.recipe_files import card_templates, recipe_names, resolve_recipe
 from pretrain.testing import SMOKE_SHAPE
 
 SHIPPED = ["llama-1b", "smollm2-135m", "smollm2-360m", "tiny", "tiny-anneal"]
@@ -92,8 +92,10 @@ def test_no_recipes_without_a_package_copy_or_checkout(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------- card template
 def test_card_template_by_name_is_the_shipped_one(tiny_recipe_path):
     recipe = load_recipe(tiny_recipe_path, check_files=False)
-    assert template_path(recipe) == CARD_TEMPLATES / "base_model.md.j2"
-    assert CARD_TEMPLATES.parent == Path(sys.modules["pretrain.hub.card"].__file__).resolve().parent
+    assert template_path(recipe) == card_templates() / "base_model.md.j2"
+    assert (
+        card_templates() == recipe_files.shipped_root() / "model_cards"
+    )  # the top-level folder of a checkout
 
 
 def test_card_template_path_relative_to_the_recipe(tmp_path, repo_root):
@@ -185,7 +187,7 @@ def test_wheel_runs_tiny_from_an_empty_folder(tmp_path, repo_root):
     names = set(zipfile.ZipFile(wheel).namelist())
     for rel in (
         "pretrain/py.typed",
-        "pretrain/hub/templates/base_model.md.j2",
+        "pretrain/model_cards/base_model.md.j2",
         "pretrain/accelerate_configs/cpu.yaml",
         *(f"pretrain/recipes/{name}/config.yaml" for name in SHIPPED),
     ):
@@ -216,4 +218,10 @@ def test_wheel_runs_tiny_from_an_empty_folder(tmp_path, repo_root):
     _check([pretrain, "run", "tiny", *overrides], empty, timeout=600)
     card = empty / "outputs" / "tiny" / "final" / "README.md"
     assert card.is_file(), sorted(p.name for p in (empty / "outputs" / "tiny").iterdir())
+    # the installed wheel renders the card from its own copy of the template
+    shipped = _check(
+        [python, "-c", "from pretrain.core.recipe_files import card_templates; print(card_templates())"],
+        empty,
+    )
+    assert Path(shipped.strip()).is_relative_to(site), shipped
     assert "# tiny — a base model pretrained from scratch" in card.read_text(encoding="utf-8")

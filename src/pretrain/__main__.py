@@ -4,7 +4,7 @@ import sys
 
 from pretrain.cli import main
 from pretrain.core.dist import end_launched_rank
-from pretrain.launch import under_launcher
+from pretrain.core.launcher import under_launcher
 
 code = main()
 if under_launcher():

@@ -1,4 +1,4 @@
-"""The `pretrain` command line.
+"""The `pretrain` command line: argparse only. Each verb is one typed function of `commands/` (see `VERBS`).
 
     pretrain validate recipes/*/config.yaml
     pretrain plan recipes/smollm2-135m/config.yaml [--json]
@@ -27,20 +27,20 @@ import os
 import sys
 from pathlib import Path
 
-from pretrain.config import load_recipe
-from pretrain.config.explain import explain
+from pretrain.commands.anneal import anneal
+from pretrain.commands.average import average
+from pretrain.commands.evaluate import EvalOptions, evaluate
+from pretrain.commands.explain import explain
+from pretrain.commands.ladder import LadderRequest, ladder
+from pretrain.commands.launch import LaunchRequest
+from pretrain.commands.plan import plan
+from pretrain.commands.push import push
+from pretrain.commands.run import run_command, stage_command
+from pretrain.commands.stages import STAGES
+from pretrain.commands.validate import validate
+from pretrain.config import Recipe, load_recipe
 from pretrain.core.dist import release_process_group
-from pretrain.core.errors import CurationSubmitted, PretrainError, RecipeError
-from pretrain.core.progress import capture_run_output
-from pretrain.evaluation.command import run_eval_command
-from pretrain.hub.command import run_push_command
-from pretrain.launch import plan_launch, relaunch, strip_launch_flags
-from pretrain.pipeline import check_upstream, run_all, run_stage
-from pretrain.planning.ladder_run import run_ladder_command
-from pretrain.planning.report import run_plan_command
-from pretrain.stages import STAGES
-from pretrain.train.anneal import anneal_recipe, parse_weights, run_anneal_command
-from pretrain.train.average import average_checkpoints
+from pretrain.core.errors import CurationSubmitted, PretrainError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -193,16 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        if getattr(args, "no_relaunch", True) is False and not _submits_or_fits(args):
-            recipe = _launched_recipe(args)
-            launch = plan_launch(recipe, strip_launch_flags(argv), args.num_processes)
-            if launch is not None:
-                if args.command in STAGES:
-                    # a missing or stale input fails every launched rank alike, and the launcher's restart
-                    # budget would retry it: say it once, here, before launching anything
-                    check_upstream(recipe, args.command)
-                relaunch(launch)  # does not return
-        return int(_dispatch(args) or 0)
+        command = VERBS.get(args.command) or _stage(
+            args.command
+        )  # the stages: one verb each, from the registry
+        return int(command(args, argv) or 0)
     except CurationSubmitted as exc:  # handed to Slurm: the user re-runs when the jobs finish
         print(str(exc))
         return 0
@@ -220,100 +214,67 @@ def main(argv: list[str] | None = None) -> int:
         release_process_group()
 
 
-def _submits_or_fits(args: argparse.Namespace) -> bool:
-    """`pretrain ladder` that only submits Slurm jobs or fits: one process, no launcher (the array tasks
-    relaunch themselves as the recipe's training is launched)."""
-    if args.command != "ladder" or args.size_index is not None:
-        return False
-    return args.fit_only or _load(args).ladder.executor == "slurm"
+def _recipe(args: argparse.Namespace) -> Recipe | None:
+    """The command's RECIPE (or `--recipe`) with `--set` and `--output-dir` applied; None when none is given."""
+    path = getattr(args, "recipe", None)
+    return load_recipe(path, overrides=args.overrides, output_dir=args.output_dir) if path else None
 
 
-def _launched_recipe(args: argparse.Namespace):
-    """The recipe whose launch config decides the relaunch: the command's, or the anneal branch's."""
-    if args.command == "anneal":
-        _require_output_dir(args)
-        return anneal_recipe(
-            args.checkpoint,
-            args.output_dir,
-            parse_weights(args.weight or []),
-            args.tokens,
-            args.steps,
-            args.overrides,
-        )[1]
-    return _load(args)
+def _launch(args: argparse.Namespace, argv: list[str]) -> LaunchRequest | None:
+    """How to relaunch a training command under accelerate (None: `--no-relaunch`, run in this process)."""
+    return None if args.no_relaunch else LaunchRequest(argv, args.num_processes)
 
 
-def _require_output_dir(args: argparse.Namespace) -> None:
-    if not args.output_dir:
-        raise PretrainError("anneal: give --output-dir DIR (the anneal is a run of its own)")
+def _stage(name: str):
+    def verb(args: argparse.Namespace, argv: list[str]) -> int:
+        options = {o.dest: getattr(args, o.dest) for o in STAGES[name].options}
+        launch = None if STAGES[name].main_process_only else _launch(args, argv)
+        return stage_command(_recipe(args), name, args.force, options, launch)
+
+    return verb
 
 
-def _load(args: argparse.Namespace, path: Path | None = None):
-    return load_recipe(path or args.recipe, overrides=args.overrides, output_dir=args.output_dir)
-
-
-def _dispatch(args: argparse.Namespace) -> int | None:
-    cmd = args.command
-    if cmd == "validate":
-        return _validate(args)
-    if cmd == "plan":
-        return run_plan_command(args, _load(args) if args.recipe else None)
-    if cmd == "ladder":
-        return run_ladder_command(args, _load(args))
-    if cmd in STAGES:
-        options = {o.dest: getattr(args, o.dest) for o in STAGES[cmd].options}
-        recipe = _load(args)
-        with capture_run_output(recipe.layout.log_file):  # libraries' bars and warnings: to the run's log
-            run_stage(recipe, cmd, force=args.force, **options)
-        return 0
-    if cmd == "eval":
-        return run_eval_command(args)
-    if cmd == "push":
-        return run_push_command(args)
-    if cmd == "anneal":
-        _require_output_dir(args)
-        return run_anneal_command(args)
-    if cmd == "average":
-        return _average(args)
-    if cmd == "explain":
-        print(explain(args.key, _load(args) if args.recipe else None))
-        return 0
-    if cmd == "run":
-        recipe = _load(args)
-        with capture_run_output(recipe.layout.log_file):
-            run_all(recipe, force=args.force, skip_eval=args.skip_eval)
-        return 0
-    raise AssertionError(cmd)
-
-
-def _average(args: argparse.Namespace) -> int:
-    try:
-        weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    except ValueError:
-        raise PretrainError(f"--weights: {args.weights!r} is not a comma-separated list of numbers") from None
-    report = average_checkpoints(args.checkpoints, args.output, weights)
-    rows = [*report["ingredients"], {"checkpoint": f"average -> {args.output}", **report.get("average", {})}]
-    for row in rows:
-        val = f"val/loss {row['val/loss']:.5f}  val/bpb {row['val/bpb']}" if "val/loss" in row else ""
-        weight = f"w={row['weight']:.3f}" if "weight" in row else ""
-        print(f"{row['checkpoint']}  {weight}  {val}".rstrip())
-    return 0
-
-
-def _validate(args: argparse.Namespace) -> int:
-    failed = 0
-    for path in args.recipes:
-        try:
-            recipe = _load(args, path)
-        except RecipeError as exc:
-            failed += 1
-            for line in exc.problems:
-                print(f"error: {line}", file=sys.stderr)
-            continue
-        print(f"ok: {path} ({recipe.name}: {recipe.model.model_type}, {len(recipe.data.sources)} sources)")
-    if failed:
-        print(f"{failed} of {len(args.recipes)} recipe(s) invalid", file=sys.stderr)
-    return 1 if failed else 0
+# verb -> its command, called with the parsed arguments (and argv, for a relaunch under accelerate); each
+# registered stage is a verb too (`_stage`)
+VERBS = {
+    "validate": lambda a, argv: validate(a.recipes, a.overrides, a.output_dir),
+    "plan": lambda a, argv: plan(
+        _recipe(a),
+        as_json=a.json,
+        budget_flops=a.budget_flops,
+        budget_gpu_hours=a.budget_gpu_hours,
+        gpu=a.gpu,
+        mfu=a.mfu,
+    ),
+    "ladder": lambda a, argv: ladder(
+        LadderRequest(
+            a.recipe,
+            a.overrides,
+            a.output_dir,
+            a.budget_flops,
+            a.budget_gpu_hours,
+            a.gpu,
+            a.size_index,
+            a.fit_only,
+            a.num_processes,
+            relaunch=not a.no_relaunch,
+        ),
+        _launch(a, argv),
+    ),
+    "eval": lambda a, argv: evaluate(
+        a.checkpoint,
+        EvalOptions(a.tasks, a.limit, a.batch_size, a.num_fewshot, a.recipe, a.overrides, a.json),
+    ),
+    "push": lambda a, argv: push(
+        a.checkpoint, a.repo_id, a.revision, a.private, a.dry_run, a.include_optimizer, a.recipe, a.overrides
+    ),
+    "anneal": lambda a, argv: anneal(
+        a.checkpoint, a.output_dir, a.weight or [], a.tokens, a.steps, a.overrides, _launch(a, argv)
+    ),
+    "average": lambda a, argv: average(a.checkpoints, a.output, a.weights),
+    "explain": lambda a, argv: explain(a.key, _recipe(a)),
+    "run": lambda a, argv: run_command(_recipe(a), a.force, a.skip_eval, _launch(a, argv)),
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 from transformers.pytorch_utils import Conv1D
 
 from pretrain.config import Recipe
+from pretrain.config.refs import parse_pretrained_ref
 from pretrain.core.errors import PretrainError, RecipeError, StageError
-from pretrain.hub.pull import MODEL_FILES, REMOTE_CODE_FILES, parse_pretrained_ref
+from pretrain.hub.pull import MODEL_FILES, REMOTE_CODE_FILES, fetch
 from pretrain.tokens.extension import TokenizerExtensionRecord
 
 
@@ -190,7 +191,7 @@ def load_parent(recipe: Recipe, tokenizer) -> ParentModel:
 
     m = recipe.model
     ref = parse_pretrained_ref(m.init_from, recipe.resolve_path, "model.init_from")
-    folder = ref.fetch(MODEL_FILES + (REMOTE_CODE_FILES if m.trust_remote_code else []), "model.init_from")
+    folder = fetch(ref, MODEL_FILES + (REMOTE_CODE_FILES if m.trust_remote_code else []), "model.init_from")
     if not any(folder.glob("*.safetensors")):
         raise PretrainError(
             f"model.init_from: {m.init_from}: no .safetensors weights in {folder} (pickled .bin weights are "

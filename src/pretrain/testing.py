@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from pretrain.commands.stages import stage_output
 from pretrain.config import Recipe
-from pretrain.stages import stage_output
 from pretrain.train.loop import run_training
 
 SMOKE_SHAPE = [

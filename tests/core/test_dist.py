@@ -81,16 +81,21 @@ def test_the_cli_destroys_the_process_group_before_exit(tiny_recipe_path, tmp_pa
     import torch.distributed as dist
 
     from pretrain import cli
+    from pretrain.core.errors import RecipeError
 
-    def command_with_a_group(args):
-        store = dist.FileStore(str(tmp_path / f"store-{args.command}"), 1)
-        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
-        assert dist.is_initialized()
-        if args.command == "pack":
-            raise cli.RecipeError("a recipe error")
-        return 0
+    def command_with_a_group(name):
+        def command(args, argv):
+            store = dist.FileStore(str(tmp_path / f"store-{name}"), 1)
+            dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+            assert dist.is_initialized()
+            if name == "pack":
+                raise RecipeError(["a recipe error"])
+            return 0
 
-    monkeypatch.setattr(cli, "_dispatch", command_with_a_group)
+        return command
+
+    for name in ("validate", "pack"):
+        monkeypatch.setitem(cli.VERBS, name, command_with_a_group(name))
     assert cli.main(["validate", str(tiny_recipe_path)]) == 0
     assert not dist.is_initialized()
     assert cli.main(["pack", str(tiny_recipe_path)]) == 1
@@ -110,7 +115,7 @@ def test_a_launched_rank_ends_without_interpreter_shutdown(launched, tiny_recipe
         f"sys.argv = ['pretrain', 'validate', {str(tiny_recipe_path)!r}, {str(tmp_path / 'missing.yaml')!r}]; "
         "runpy.run_module('pretrain', run_name='__main__')"
     )
-    from pretrain.launch import LAUNCHER_VARIABLES, RELAUNCHED
+    from pretrain.core.launcher import LAUNCHER_VARIABLES, RELAUNCHED
 
     env = {k: v for k, v in os.environ.items() if k not in (*LAUNCHER_VARIABLES, RELAUNCHED)}
     if launched:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pretrain.commands.runs import run_dir_of
 from pretrain.core.layout import RunLayout, step_name
-from pretrain.core.runs import run_dir_of
 
 
 def test_entries_are_under_the_root_and_distinct():

@@ -12,13 +12,13 @@ import dill
 import pytest
 import yaml
 
+from pretrain.commands.run import run_stage
+from pretrain.commands.stages import is_current, stage_output
 from pretrain.config import load_recipe
 from pretrain.core.errors import CurationSubmitted, DataError, RecipeError
 from pretrain.data.curate import curation_steps, prepare_inputs, publish_mix
 from pretrain.data.executor import slurm_jobs, submit_slurm
 from pretrain.data.mixio import iter_documents, read_manifest
-from pretrain.pipeline import run_stage
-from pretrain.stages import is_current, stage_output
 
 WORDS = (
     "river mountain teacher garden window library market science history music village ocean forest "
@@ -507,7 +507,7 @@ def _sharded_corpus(tmp_path):
 
 
 def test_tasks_read_only_their_units_and_keep_the_same_set(tmp_path, monkeypatch):
-    from pretrain.data import sources as sources_mod
+    from pretrain.data import local_files as sources_mod
 
     monkeypatch.setattr(sources_mod, "UNIT_BYTES", 4096)  # web.jsonl (~85 KB) becomes ~20 byte ranges
     corpus = _sharded_corpus(tmp_path)
@@ -531,7 +531,7 @@ def test_tasks_read_only_their_units_and_keep_the_same_set(tmp_path, monkeypatch
 
 
 def test_budgets_are_split_over_tasks_deterministically(tmp_path, monkeypatch):
-    from pretrain.data import sources as sources_mod
+    from pretrain.data import local_files as sources_mod
 
     monkeypatch.setattr(sources_mod, "UNIT_BYTES", 4096)
     corpus = _sharded_corpus(tmp_path)

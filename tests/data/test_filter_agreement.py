@@ -28,8 +28,9 @@ from datatrove.pipeline.filters import (  # noqa: E402
 from datatrove.utils.text import split_into_words  # noqa: E402
 
 from pretrain.config.data import NormalizeConfig  # noqa: E402
-from pretrain.data.filters import fineweb_quality, gopher_quality, gopher_repetition  # noqa: E402
+from pretrain.data.filters import gopher_repetition  # noqa: E402
 from pretrain.data.normalize import normalize  # noqa: E402
+from pretrain.data.quality import fineweb_quality, gopher_quality
 from pretrain.data.words import DocumentWords, split_words  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"

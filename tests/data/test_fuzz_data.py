@@ -13,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pretrain.commands.run import run_stage
 from pretrain.config import load_recipe
 from pretrain.core.errors import DataError
-from pretrain.pipeline import run_stage
 from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
 
 GOOD_LINE = json.dumps(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from pretrain.commands.run import run_stage
 from pretrain.core.errors import DataError
 from pretrain.data import worker
 from pretrain.data.mixio import iter_documents
 from pretrain.data.records import pass_dir
-from pretrain.pipeline import run_stage
 
 from .test_curate import _report, _variant, planted  # noqa: F401 - the shared planted corpus fixture
 
@@ -90,9 +90,9 @@ def test_a_rerun_skips_finished_tasks(planted, tmp_path, monkeypatch):  # noqa: 
         return sorted(p.name for p in tmp_path.glob("ran-*"))
 
     monkeypatch.setattr("pretrain.data.curate.document_pass", counting)
+    from pretrain.commands.stages import stage_output
     from pretrain.data.curate import curation_steps, prepare_inputs
     from pretrain.data.executor import run_steps
-    from pretrain.stages import stage_output
 
     work, out = local.layout.curate_work, stage_output(local, "curate")
     prepare_inputs(local, work, out.fingerprint)

@@ -18,7 +18,7 @@ from pretrain.data.records import (
     write_stats,
     write_units,
 )
-from pretrain.data.sources import Unit
+from pretrain.data.units import Unit
 
 
 def test_kept_documents_round_trip(tmp_path):

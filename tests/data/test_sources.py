@@ -11,7 +11,8 @@ import pytest
 
 from pretrain.config import Recipe
 from pretrain.core.errors import DataError
-from pretrain.data.sources import ReadStats, iter_source
+from pretrain.data.sources import iter_source
+from pretrain.data.units import ReadStats
 from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from argparse import Namespace
 
 import pytest
 
+from pretrain.commands.evaluate import EvalOptions, evaluate
 from pretrain.core.errors import DataError
 from pretrain.evaluation.benchmarks import decontamination_texts, read_items
-from pretrain.evaluation.command import run_eval_command
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.evaluation.report import summarize_run
 
@@ -34,25 +33,14 @@ def trained(make_run, tmp_path_factory):
     return recipe, out
 
 
-def _args(ckpt, **kw):
-    base = dict(
-        checkpoint=ckpt,
-        tasks=None,
-        limit=None,
-        batch_size=None,
-        num_fewshot=None,
-        recipe=None,
-        json=False,
-        overrides=[],
-        output_dir=None,
-    )
-    return Namespace(**{**base, **kw})
+def _eval(ckpt, **options) -> int:
+    return evaluate(ckpt, EvalOptions(**options))
 
 
 def test_pretrain_eval_matches_lm_eval_cli(trained, tmp_path, capsys):
     _, out = trained
     ckpt = out / "final"
-    assert run_eval_command(_args(ckpt, tasks="val_bpb,stdlib_cloze", limit=12)) == 0
+    assert _eval(ckpt, tasks="val_bpb,stdlib_cloze", limit=12) == 0
     ours = json.loads((ckpt / "eval_results.json").read_text())["metrics"]
     cli_out = tmp_path / "cli"
     proc = subprocess.run(
@@ -96,7 +84,7 @@ def test_live_model_matches_checkpoint(trained):
 
     recipe, out = trained
     ckpt = out / "final"
-    run_eval_command(_args(ckpt))
+    _eval(ckpt)
     saved = json.loads((ckpt / "eval_results.json").read_text())["metrics"]
     model = AutoModelForCausalLM.from_pretrained(ckpt)
     model.train()
@@ -118,7 +106,7 @@ def test_live_model_matches_checkpoint(trained):
 
 def test_eval_over_run_makes_learning_curves(trained, capsys):
     _, out = trained
-    assert run_eval_command(_args(out, tasks="stdlib_cloze", limit=8)) == 0
+    assert _eval(out, tasks="stdlib_cloze", limit=8) == 0
     summary = json.loads((out / "evals" / "summary.json").read_text())
     assert [r["step"] for r in summary["rows"]][:2] == [8, 16]
     assert (out / "evals" / "learning_curves.png").stat().st_size > 1000
@@ -203,7 +191,7 @@ def test_hub_task_offline_is_a_clear_error(trained):
 def test_the_tasks_load_before_the_first_step(make_run, tmp_path, monkeypatch):
     """The in-loop evaluator loads its tasks (lm-eval and `datasets` imports, task data) at the start of
     training, once: the first evaluation only scores, so its cost is that of every later one."""
-    from pretrain.stages import stage_output
+    from pretrain.commands.stages import stage_output
     from pretrain.train.loop import Trainer
 
     recipe = make_run(tmp_path / "run", "eval.tasks=[stdlib_cloze]", "eval.limit=4", "train.tokens=4096")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretrain.evaluation.harness import LiveEvaluation, flatten, leaf_tasks
+from pretrain.evaluation.harness import flatten
+from pretrain.evaluation.live import LiveEvaluation, leaf_tasks
 from pretrain.evaluation.task_yaml import write_task_yamls
 from pretrain.modeling import build_model
 from pretrain.tokens.tokenizer import load_tokenizer
@@ -82,10 +83,10 @@ def test_lm_eval_templates_are_compiled_once():
     """lm-eval compiles a doc's Jinja template for every doc: the live evaluation keeps the compiled ones."""
     from lm_eval import utils
 
-    from pretrain.evaluation.harness import _compile_templates_once
+    from pretrain.evaluation.harness import compile_templates_once
 
-    _compile_templates_once()
-    _compile_templates_once()  # idempotent: the second call does not wrap the first
+    compile_templates_once()
+    compile_templates_once()  # idempotent: the second call does not wrap the first
     first = utils.env.from_string("{{query}} -> {{choices[gold]}}")
     assert utils.env.from_string("{{query}} -> {{choices[gold]}}") is first
     doc = {"query": "q", "choices": ["a", "b"], "gold": 1}

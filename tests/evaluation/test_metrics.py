@@ -7,9 +7,9 @@ from pathlib import Path
 import lm_eval
 import yaml
 
+from pretrain.commands.card import eval_results
 from pretrain.evaluation.metrics import eval_line, task_facts
 from pretrain.evaluation.report import curves_figure
-from pretrain.hub.card import eval_results
 
 
 class _TaskYamlLoader(yaml.SafeLoader):

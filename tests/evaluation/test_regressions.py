@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from pretrain.commands.card import forecast_and_regressions
 from pretrain.core.layout import RunLayout
 from pretrain.evaluation.records import EvalRecord, write_eval_record
 from pretrain.evaluation.regressions import find_regressions, lower_is_better, stderr_of
-from pretrain.hub.card import forecast_and_regressions
 
 
 def record(step: int, acc: float, acc_stderr, bpb: float) -> EvalRecord:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pretrain.evaluation import shared_context
-from pretrain.evaluation.harness import live_lm_class
+from pretrain.evaluation.live import live_lm_class
 from pretrain.modeling import build_model
 from pretrain.tokens.tokenizer import load_tokenizer
 

@@ -189,7 +189,7 @@ def test_checkpoint_saved_on_gpu_reloads_with_identical_logits(
 
 
 def test_fused_adamw_is_picked_on_cuda(small_run, tokenizer, device):
-    from pretrain.config.train import OptimizerConfig
+    from pretrain.config.optimizer import OptimizerConfig
     from pretrain.train.optim import build_optimizer
 
     recipe, _ = small_run

@@ -15,8 +15,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from pretrain.commands.card import write_model_card
 from pretrain.core.errors import RecipeError
-from pretrain.hub.card import write_model_card
 from pretrain.modeling import build_model, parent_conflicts
 from pretrain.testing import run_train_stage, write_recipe_file
 from pretrain.tokens.loader import TokenLoader

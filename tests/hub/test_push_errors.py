@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.testing import write_recipe_file
+from pretrain.train.checkpoint import upload_filter
 
 BAD_TOKEN = "hf_REVOKEDtoken0000000000000000000000"
 
@@ -130,8 +130,7 @@ def hub_unreachable(monkeypatch, closed_port_endpoint):
 
 
 def _pusher(retries: int = 2) -> CheckpointPusher:
-    recipe = SimpleNamespace(hub=SimpleNamespace(repo_id="user/live", private=True))
-    return CheckpointPusher(recipe, retries=retries, backoff_s=0.0)
+    return CheckpointPusher("user/live", True, upload_filter(), retries=retries, backoff_s=0.0)
 
 
 def _hub_errors(caplog) -> list[str]:

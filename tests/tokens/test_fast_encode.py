@@ -13,15 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from pretrain.commands.run import run_stage
 from pretrain.config import Recipe
 from pretrain.core.errors import RecipeError
 from pretrain.data.builtin import BUILTIN
 from pretrain.data.mixio import MixWriter, write_manifest
-from pretrain.pipeline import run_stage
 from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
+from pretrain.tokens.encoder import choose_encoder
 from pretrain.tokens.fast_encode import FastEncoder, tiktoken_encoding
 from pretrain.tokens.manifest import TokenManifest
-from pretrain.tokens.pack import _choose_encoder
 from pretrain.tokens.tokenizer import fingerprint_inputs, load_tokenizer
 
 # digits next to spaces, tabs, runs of whitespace, contractions, unicode letters/numbers, emoji, CRLF, code
@@ -127,7 +127,7 @@ def test_unconvertible_tokenizers_fall_back(small_run):
 
 
 def _byte_level_bpe(normalizer=None) -> SimpleNamespace:
-    """A small byte-level BPE as `_choose_encoder` sees a loaded tokenizer (its backend is all it reads)."""
+    """A small byte-level BPE as `choose_encoder` sees a loaded tokenizer (its backend is all it reads)."""
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(
@@ -160,22 +160,22 @@ def test_encoder_setting_chooses_or_insists(tmp_path):
         _byte_level_bpe(),
         _byte_level_bpe(normalizers.NFKC()),
     )
-    assert _choose_encoder(convertible, mix, "auto") == "tiktoken"
-    assert _choose_encoder(convertible, mix, "tiktoken") == "tiktoken"
-    assert _choose_encoder(convertible, tmp_path / "no-mix", "tokenizers") == "tokenizers"  # reads nothing
-    assert _choose_encoder(unconvertible, mix, "auto") == "tokenizers"
+    assert choose_encoder(convertible, mix, "auto") == "tiktoken"
+    assert choose_encoder(convertible, mix, "tiktoken") == "tiktoken"
+    assert choose_encoder(convertible, tmp_path / "no-mix", "tokenizers") == "tokenizers"  # reads nothing
+    assert choose_encoder(unconvertible, mix, "auto") == "tokenizers"
     with pytest.raises(RecipeError, match="tokenizer.encoder: tiktoken, but the tokenizer is not"):
-        _choose_encoder(unconvertible, mix, "tiktoken")
+        choose_encoder(unconvertible, mix, "tiktoken")
 
 
 def test_encoders_disagreeing_on_the_mix(tmp_path, monkeypatch):
     monkeypatch.setattr(FastEncoder, "agrees_with_backend", lambda self, texts: False)
     mix, convertible = _mix(tmp_path / "mix"), _byte_level_bpe()
-    assert _choose_encoder(convertible, mix, "auto") == "tokenizers"
+    assert choose_encoder(convertible, mix, "auto") == "tokenizers"
     with pytest.raises(
         RecipeError, match="tokenizer.encoder: tiktoken, but tiktoken and tokenizers disagree"
     ):
-        _choose_encoder(convertible, mix, "tiktoken")
+        choose_encoder(convertible, mix, "tiktoken")
 
 
 def test_encoder_setting_changes_no_fingerprint():

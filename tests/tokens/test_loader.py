@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.tokens.loader import TokenLoader, document_position_ids
-from pretrain.tokens.pack import write_packed
+from pretrain.tokens.loader import TokenLoader
+from pretrain.tokens.shards import write_packed
+from pretrain.tokens.windows import document_position_ids
 
 
 @pytest.fixture()

@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
+from pretrain.commands.run import run_stage
 from pretrain.core.errors import DataError
-from pretrain.pipeline import run_stage
 from pretrain.tokens import pack as pack_mod
+from pretrain.tokens import targets as targets_mod
 from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.manifest import TokenManifest
-from pretrain.tokens.pack import write_packed
+from pretrain.tokens.shards import write_packed
 
 
 def _digest(folder):
@@ -76,7 +77,7 @@ def test_a_killed_task_publishes_nothing_and_a_rerun_resumes(
     _copy_inputs(out, tmp_path / "run")
     recipe = make_small_recipe(tmp_path / "run", "data.executor.tasks=3", "data.workers=1")
     work = recipe.layout.pack_work
-    real_sample = pack_mod._sample_file
+    real_sample = pack_mod.sample_file
 
     def dies_midway(path, *args):
         for n, item in enumerate(real_sample(path, *args)):
@@ -84,13 +85,13 @@ def test_a_killed_task_publishes_nothing_and_a_rerun_resumes(
                 raise RuntimeError("killed")
             yield item
 
-    monkeypatch.setattr(pack_mod, "_sample_file", dies_midway)
+    monkeypatch.setattr(pack_mod, "sample_file", dies_midway)
     with pytest.raises(DataError, match="tokenize tasks .* did not finish"):
         run_stage(recipe, "pack")
     assert not (recipe.out / "tokens").exists()
     finished = sorted(p.name for p in (work / "tasks").iterdir())
     assert ".tmp-" not in "".join(finished) and len(finished) < 3
-    monkeypatch.setattr(pack_mod, "_sample_file", real_sample)
+    monkeypatch.setattr(pack_mod, "sample_file", real_sample)
     real_task, redone = pack_mod.pack_task, []
 
     def recording_task(recipe, work, rank, world):
@@ -149,7 +150,7 @@ class _CountingEncoder:
 
 
 def _sample_every_pass(path, target, seed, encoder):
-    """The sampling rule with every document encoded in every pass (what `_sample_file` must equal)."""
+    """The sampling rule with every document encoded in every pass (what `sample_file` must equal)."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     got, repeat = 0, 0
     while got < target:
@@ -185,7 +186,7 @@ def test_later_passes_encode_only_documents_that_can_fit(tmp_path):
     total = sum(len(t) + 1 for t in texts)
     for target in (total * 0.37, total - 3.5, total + 40.5, total * 1.004, total * 2.61):
         ours, reference = _CountingEncoder(), _CountingEncoder()
-        got = [(r["id"], len(ids), rep) for r, ids, rep in pack_mod._sample_file(path, target, 11, ours)]
+        got = [(r["id"], len(ids), rep) for r, ids, rep in pack_mod.sample_file(path, target, 11, ours)]
         want = [(r["id"], len(ids), rep) for r, ids, rep in _sample_every_pass(path, target, 11, reference)]
         assert got == want, target
         if (
@@ -193,7 +194,7 @@ def test_later_passes_encode_only_documents_that_can_fit(tmp_path):
         ):  # later passes encode what they take (and a chunk's candidates), not every document
             assert ours.encoded < reference.encoded
             later = sum(1 for _, _, rep in got if rep > 0)
-            assert ours.encoded <= len(texts) + later + 2 * pack_mod.CHUNK_DOCS
+            assert ours.encoded <= len(texts) + later + 2 * targets_mod.CHUNK_DOCS
 
 
 def test_a_run_killed_while_publishing_starts_the_work_afresh(

@@ -9,8 +9,9 @@ import torch
 from pretrain.core.errors import DataError
 from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.manifest import SourceTokens, TokenManifest
-from pretrain.tokens.pack import ShardWriter, dtype_for, write_packed
-from pretrain.tokens.stages import LoaderStage, StagedTokenLoader, quota_counts
+from pretrain.tokens.shards import ShardWriter, dtype_for, write_packed
+from pretrain.tokens.source_streams import quota_counts
+from pretrain.tokens.stages import LoaderStage, StagedTokenLoader
 
 SEQ, GLOBAL = 16, 8  # a global batch of 8 windows: micro 4 x 2 ranks x accum 1, or micro 2 x 1 rank x accum 4
 # sources of different sizes: `small` runs out (and starts a new epoch) within the test runs

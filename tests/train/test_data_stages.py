@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from pretrain.commands.card import write_model_card
 from pretrain.core.errors import DataError
-from pretrain.hub.card import write_model_card
 from pretrain.testing import copy_run_up_to, run_train_stage
 from pretrain.train.metrics import EVENT_DATA_STAGE, read_records, step_losses
 

@@ -21,7 +21,7 @@ import pytest
 from pretrain.core.errors import DataError
 from pretrain.testing import write_recipe_file
 from pretrain.tokens.loader import TokenLoader
-from pretrain.tokens.pack import write_packed
+from pretrain.tokens.shards import write_packed
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import step_losses
 

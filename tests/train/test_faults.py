@@ -71,8 +71,8 @@ def test_token_never_written(run, monkeypatch, tmp_path):
     token = "hf_FAKEtoken1234567890abcdefghijklmnop"
     monkeypatch.setenv("HF_TOKEN", token)
     run_train_stage(recipe, resume="never")
+    from pretrain.commands.card import write_model_card
     from pretrain.evaluation.report import summarize_run
-    from pretrain.hub.card import write_model_card
 
     summarize_run(out)
     write_model_card(recipe, out / "final")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pretrain.config.train import FaultInjectionConfig
+from pretrain.config.stability import FaultInjectionConfig
 from pretrain.train.callbacks.base import fraction_steps
 from pretrain.train.faults import FaultInjector
 from pretrain.train.metrics import (
@@ -123,7 +123,7 @@ def test_importing_the_loop_changes_no_process_setting():
 
 
 def test_spike_guard_grad_norm_history_and_state():
-    from pretrain.config.train import StabilityConfig
+    from pretrain.config.stability import StabilityConfig
     from pretrain.train.stability import SpikeGuard
 
     guard = SpikeGuard(StabilityConfig(min_history=5, window=10))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pretrain.config import load_recipe
-from pretrain.config.train import OptimizerConfig
+from pretrain.config.optimizer import OptimizerConfig
 from pretrain.core.errors import PretrainError, RecipeError
 from pretrain.core.layout import RunLayout
 from pretrain.modeling import build_model
@@ -198,7 +198,7 @@ def test_document_masking_keeps_attention_within_documents(attn, tiny_recipe_pat
     # train.document_masking: the loader restarts positions after each EOS, and transformers builds a
     # block-diagonal causal mask from restarting position ids (no attention mask, no cache): a document's
     # logits in a packed row are then those of the document alone
-    from pretrain.tokens.loader import window_batch
+    from pretrain.tokens.windows import window_batch
     from pretrain.train.step import _output
 
     model = _model(tiny_recipe_path, tmp_path, f"model.attn_implementation={attn}").eval()

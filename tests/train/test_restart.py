@@ -12,14 +12,14 @@ import sys
 
 import pytest
 
-from pretrain.hub.card import write_model_card
-from pretrain.launch import launcher_restarts
+from pretrain.commands.card import write_model_card
+from pretrain.core.launcher import launcher_restarts
 from pretrain.train.faults import FaultInjector
 from pretrain.train.metrics import read_records, restart_count, step_losses
 
 
 def test_restarted_processes_do_not_die_again():
-    from pretrain.config.train import FaultInjectionConfig
+    from pretrain.config.stability import FaultInjectionConfig
 
     cfg = FaultInjectionConfig(die_at=7, die_rank=1)
     assert FaultInjector.from_config(cfg, rank=1, restarts=0).plan == {7: "die"}

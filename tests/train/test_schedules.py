@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pretrain.config.train import ScheduleConfig
+from pretrain.config.optimizer import ScheduleConfig
 from pretrain.train.schedules import lr_multiplier
 
 

@@ -10,9 +10,9 @@ import glob
 import re
 from typing import TYPE_CHECKING, Any
 
+from pretrain.config.refs import RefError, parse_pretrained_ref
 from pretrain.config.sources import LocalSource
 from pretrain.core.recipe_files import card_template_names, find_card_template
-from pretrain.hub.pull import PullError, parse_pretrained_ref
 
 if TYPE_CHECKING:
     from pretrain.config import Recipe
@@ -258,7 +258,7 @@ def file_problems(recipe: Recipe, label: str) -> list[str]:
         if spec:
             try:  # a folder that exists, or a Hub id (downloaded when the stage runs)
                 parse_pretrained_ref(spec, recipe.resolve_path, key)
-            except PullError:
+            except RefError:
                 problems.append(
                     f"{label}: {key}: {spec!r} is neither an existing folder nor a Hub id (`owner/name[@revision]`)"
                 )

@@ -23,7 +23,7 @@ class HubConfig(Section):
     card_template: str = Field(
         "base_model.md.j2",
         description="Jinja template of the model card: a file (absolute, or relative to the recipe), else the "
-        "name of a template shipped in pretrain/hub/templates/",
+        "name of a template shipped in model_cards/",
     )
     license: str = Field("apache-2.0", description="license id in the model card's front matter")
     language: list[str] = Field(

@@ -11,7 +11,7 @@ class PlanConfig(Section):
     gpu: str = Field(
         "h100",
         description="GPU assumed by `pretrain plan` for time and memory: h100, h200, a100, a10g, l4, ... "
-        "(see planning.GPU_SPECS); --gpu overrides it",
+        "(see scaling.flops.GPU_SPECS); --gpu overrides it",
     )
     num_gpus: int = Field(8, ge=1, description="GPUs the run is planned on (wall-clock = GPU-hours / this)")
     mfu: float = Field(

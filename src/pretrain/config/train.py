@@ -7,105 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from pretrain.config.base import Section
+from pretrain.config.optimizer import OptimizerConfig, ScheduleConfig
+from pretrain.config.stability import FaultInjectionConfig, StabilityConfig
 
 # the run's length is given by exactly one of these train keys
 LENGTH_KEYS = ("tokens", "steps", "tokens_per_param")
-
-
-class MuonConfig(Section):
-    """Muon (`torch.optim.Muon`): momentum, then the update orthogonalised by Newton-Schulz iterations."""
-
-    lr: float = Field(
-        0.02,
-        gt=0,
-        description="Muon's peak learning rate for the hidden matrices (the schedule scales it like the AdamW "
-        "lr); 0.02 with adjust_lr `original` is the usual starting point",
-    )
-    momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum (decay of the gradient average)")
-    nesterov: bool = Field(True, description="Nesterov momentum, as in the reference Muon")
-    ns_steps: int = Field(
-        5, ge=1, le=20, description="Newton-Schulz iterations that orthogonalise each update (5 is standard)"
-    )
-    adjust_lr: Literal["original", "match_rms_adamw"] = Field(
-        "original",
-        description="per-matrix lr scale: `original` = sqrt(max(1, rows/cols)) (Keller Jordan); "
-        "`match_rms_adamw` = 0.2*sqrt(max(rows, cols)), which makes AdamW's lr and weight decay usable as is "
-        "(Moonshot)",
-    )
-    weight_decay: float = Field(
-        0.0,
-        ge=0,
-        description="decoupled weight decay of the Muon matrices (multiplied by the unscaled Muon lr each step)",
-    )
-
-
-class OptimizerConfig(Section):
-    name: Literal["adamw", "muon"] = Field(
-        "adamw",
-        description="`adamw`: torch AdamW for every parameter; `muon`: torch Muon (see `muon`) for the 2-D "
-        "hidden matrices and AdamW (the keys below) for embeddings, the LM head, norms and biases",
-    )
-    lr: float = Field(
-        3e-3,
-        gt=0,
-        description="peak learning rate (after warmup); lower it for bigger models (e.g. 1e-3 at 1B)",
-    )
-    betas: list[float] = Field(
-        default_factory=lambda: [0.9, 0.95],
-        min_length=2,
-        max_length=2,
-        description="AdamW [beta1, beta2]: decay rates of the gradient mean and square averages; "
-        "0.95 for beta2 is steadier than 0.999 for LLMs",
-    )
-    eps: float = Field(1e-8, gt=0, description="AdamW epsilon added to the denominator")
-    weight_decay: float = Field(
-        0.1, ge=0, description="decoupled weight decay on the decayed matrices (see no_decay); 0 turns it off"
-    )
-    no_decay: list[Literal["norm", "bias", "embedding"]] = Field(
-        default_factory=lambda: ["norm", "bias", "embedding"],
-        description="parameter kinds trained without weight decay: `norm` (1-D norm gains), `bias`, "
-        "`embedding` (incl. a tied LM head); remove `embedding` to decay the embeddings too",
-    )
-    fused: Literal["auto"] | bool = Field(
-        "auto",
-        description="fused AdamW kernel (one kernel for all parameters): `auto` = fused on CUDA and CPU "
-        "(4-5x faster updates on CPU), foreach elsewhere; true forces it, false always uses foreach",
-    )
-    muon: MuonConfig = Field(
-        default_factory=MuonConfig, description="Muon settings, used when name is `muon`"
-    )
-
-
-class ScheduleConfig(Section):
-    name: Literal["wsd", "cosine", "linear", "constant"] = Field(
-        "wsd",
-        description="lr shape after linear warmup: `wsd` (hold the peak, decay linearly over the last "
-        "decay_fraction; cooldowns can branch from any stable checkpoint), `cosine`, `linear` or `constant`",
-    )
-    warmup_steps: int | None = Field(
-        None, ge=0, description="linear warmup length in optimizer steps; null = warmup_fraction of the run"
-    )
-    warmup_fraction: float = Field(
-        0.05,
-        ge=0,
-        lt=1,
-        description="warmup length as a fraction of the run's optimizer steps (0-1), used when warmup_steps "
-        "is null; lengthen it if the loss spikes early",
-    )
-    decay_fraction: float = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description="wsd only: fraction of the run's steps (0-1) at the end spent decaying linearly to "
-        "min_lr_ratio; 0.1-0.2 is usual",
-    )
-    min_lr_ratio: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="final lr as a fraction of the peak (0-1) for wsd, cosine and linear; 0 decays fully, "
-        "0.1 is common for cosine",
-    )
 
 
 class CheckpointConfig(Section):
@@ -131,50 +37,6 @@ class CheckpointConfig(Section):
     )
 
 
-class StabilityConfig(Section):
-    enabled: bool = Field(
-        True,
-        description="skip updates with a non-finite or spiking loss, and roll back after repeated spikes",
-    )
-    window: int = Field(
-        50,
-        ge=5,
-        description="accepted steps whose losses form the running mean and std a spike is measured against",
-    )
-    zscore: float = Field(
-        6.0,
-        gt=0,
-        description="skip the update when the loss is more than this many standard deviations above the "
-        "running mean; raise it if normal noise is being skipped",
-    )
-    grad_norm_zscore: float | None = Field(
-        6.0,
-        gt=0,
-        description="also skip the update when the gradient norm (before clipping) is more than this many "
-        "standard deviations above the mean of the last `window` accepted steps' norms (checked once there are "
-        "`window` of them): it often blows up a step before the loss does; null watches the loss only",
-    )
-    min_history: int = Field(
-        20,
-        ge=2,
-        description="accepted steps needed before spike detection starts (non-finite losses always count)",
-    )
-    spikes_before_rollback: int = Field(
-        3, ge=1, description="consecutive skipped steps that trigger a rollback to the last good checkpoint"
-    )
-    max_rollbacks: int = Field(
-        3,
-        ge=0,
-        description="rollbacks to the last good checkpoint allowed per run; then training stops with an error",
-    )
-    skip_window_steps: int = Field(
-        0,
-        ge=0,
-        description="extra optimizer steps of data skipped after a rollback, beyond the spiky window the "
-        "loader has already passed (0 = none)",
-    )
-
-
 class ValidationConfig(Section):
     every_fraction: float = Field(
         0.1,
@@ -187,30 +49,6 @@ class ValidationConfig(Section):
         gt=0,
         description="micro batches of the val split per validation; more gives a less noisy val loss but takes longer",
     )
-
-
-class FaultInjectionConfig(Section):
-    """Testing hook for the fault-tolerance tests and bench: break chosen steps on purpose; empty in real runs.
-
-    Steps count optimizer-step attempts (a rollback does not rewind them), so each fault fires once.
-    """
-
-    nan_at: list[int] = Field(default_factory=list, description="attempts whose loss is made NaN")
-    spike_at: list[int] = Field(
-        default_factory=list, description="attempts whose loss is multiplied by spike_scale before backward"
-    )
-    grad_spike_at: list[int] = Field(
-        default_factory=list,
-        description="attempts whose gradients (not loss value) are multiplied by spike_scale: a gradient-norm "
-        "spike the loss does not show",
-    )
-    spike_scale: float = Field(
-        50.0, gt=0, description="loss multiplier of a spike_at / grad_spike_at attempt"
-    )
-    die_at: int | None = Field(
-        None, gt=0, description="attempt at which the process exits at once (code 17), as a crashed node"
-    )
-    die_rank: int | None = Field(None, ge=0, description="the rank that dies at die_at (none = every rank)")
 
 
 class DataStage(Section):

@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from pretrain.core.progress import get_logger
 
 log = get_logger("pretrain.dist")
+T = TypeVar("T")
 
 
 def world_size() -> int:
@@ -37,6 +40,30 @@ def partial_state():
 
     init_process_group()
     return PartialState(cpu=force_cpu())
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a launched group, or a lone process."""
+    return world_size() == 1 or partial_state().is_main_process
+
+
+def wait_for_all_ranks() -> None:
+    """A barrier of the launched group (nothing for a lone process)."""
+    if world_size() > 1:
+        partial_state().wait_for_everyone()
+
+
+def on_main_process(work: Callable[[], T]) -> T | None:
+    """Run `work` on the main process while the other ranks wait at a barrier (a lone process just runs it).
+
+    Returns what `work` returned on the main process, None on the others. For what must happen once per run
+    folder (data stages, linking, tidying): every rank then finds it done."""
+    if world_size() == 1:
+        return work()
+    state = partial_state()
+    result = work() if state.is_main_process else None
+    state.wait_for_everyone()
+    return result
 
 
 def attempt_store_prefix(environ: dict[str, str] | None = None) -> str | None:
@@ -93,7 +120,7 @@ def release_process_group() -> None:
 
 
 def end_launched_rank(code: int) -> None:
-    """End a rank that a launcher started (`launch.under_launcher`), whose command has returned `code`, without
+    """End a rank that a launcher started (`core.launcher.under_launcher`), whose command has returned `code`, without
     interpreter shutdown.
 
     `release_process_group` destroys the group, but the gloo (or NCCL) backend lives on while anything still

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKPOINT_PREFIX = "step-"
+MANIFEST = "manifest.json"  # the index of a data stage's folder (mix/, tokens/); its format is that stage's
 
 
 def step_name(step: int) -> str:
@@ -98,7 +99,7 @@ class RunLayout:
 
     @property
     def ladder_fit(self) -> Path:
-        """The fitted law of the rungs' final validation losses (planning/fit_law.py owns the format)."""
+        """The fitted law of the rungs' final validation losses (scaling/law.py owns the format)."""
         return self.ladder / "fit.json"
 
     @property
@@ -108,7 +109,7 @@ class RunLayout:
 
     @property
     def ladder_record(self) -> Path:
-        """The rungs (shape, tokens, losses) and the target (planning/ladder_record.py owns the format)."""
+        """The rungs (shape, tokens, losses) and the target (scaling/ladder_record.py owns the format)."""
         return self.ladder / "ladder.json"
 
     @property

@@ -1,12 +1,13 @@
-"""The shipped recipes and accelerate configs, and a recipe addressed by name (`pretrain run tiny`).
+"""The shipped recipes, accelerate configs and model-card templates, and a recipe addressed by name.
 
-A clone keeps them at the repository root (`recipes/<name>/config.yaml`, `accelerate_configs/*.yaml`). The
-wheel carries the same two folders inside the package (`pretrain/recipes/`, `pretrain/accelerate_configs/`,
-copied there at build time by setup.py), so a recipe's `accelerate_config: ../../accelerate_configs/cpu.yaml`
-resolves the same way in a clone and in a non-editable install.
+A clone keeps them at the repository root (`recipes/<name>/config.yaml`, `accelerate_configs/*.yaml`,
+`model_cards/*.j2`). The wheel carries the same three folders inside the package (`pretrain/recipes/`,
+`pretrain/accelerate_configs/`, `pretrain/model_cards/`, copied there at build time by setup.py), so a recipe's
+`accelerate_config: ../../accelerate_configs/cpu.yaml` resolves the same way in a clone and in a non-editable
+install (`pretrain run tiny` works in both).
 
-The model-card templates ship inside the package (`pretrain/hub/templates/`); `hub.card_template` is a file
-(relative to the recipe, like every path of a recipe) or else the name of a shipped template.
+`hub.card_template` is a file (relative to the recipe, like every path of a recipe) or else the name of a
+shipped template.
 
 A recipe argument is a path when that file exists (or a folder holding `config.yaml`), else a shipped recipe's
 name; an unknown name is a `RecipeError` that lists the shipped names.
@@ -21,11 +22,12 @@ from pretrain.core.errors import RecipeError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RECIPE_FILE = "config.yaml"
-CARD_TEMPLATES = PACKAGE_DIR / "hub" / "templates"  # package data: in the wheel too
+CARD_TEMPLATES = "model_cards"  # the shipped templates' folder, under `shipped_root()`
 
 
 def shipped_root() -> Path | None:
-    """The folder holding `recipes/` and `accelerate_configs/`: the installed package, else the source checkout."""
+    """The folder holding `recipes/`, `accelerate_configs/` and `model_cards/`: the installed package, else the
+    source checkout."""
     if (PACKAGE_DIR / "recipes").is_dir():  # a wheel install
         return PACKAGE_DIR
     checkout = PACKAGE_DIR.parents[1]  # src/pretrain -> the repository root (editable install, clone)
@@ -78,8 +80,15 @@ def resolve_recipe(value: str | Path) -> Path:
     )
 
 
+def card_templates() -> Path | None:
+    """The folder of the shipped model-card templates (None when neither a wheel nor a checkout has one)."""
+    root = shipped_root()
+    return root / CARD_TEMPLATES if root is not None and (root / CARD_TEMPLATES).is_dir() else None
+
+
 def card_template_names() -> list[str]:
-    return sorted(p.name for p in CARD_TEMPLATES.glob("*.j2"))
+    folder = card_templates()
+    return sorted(p.name for p in folder.glob("*.j2")) if folder else []
 
 
 def find_card_template(name: str, resolve: Callable[[str], Path]) -> Path | None:
@@ -89,5 +98,6 @@ def find_card_template(name: str, resolve: Callable[[str], Path]) -> Path | None
     candidate = resolve(name)
     if candidate.is_file():
         return candidate
-    shipped = CARD_TEMPLATES / name
-    return shipped if Path(name).name == name and shipped.is_file() else None
+    folder = card_templates()
+    shipped = folder / name if folder else None
+    return shipped if shipped is not None and Path(name).name == name and shipped.is_file() else None

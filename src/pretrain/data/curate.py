@@ -26,6 +26,7 @@ from pretrain.core.atomic import atomic_dir
 from pretrain.core.errors import DataError
 from pretrain.core.markers import StageOutput, files_signature
 from pretrain.core.progress import get_logger
+from pretrain.core.slurm import SUBMITTED, SubmittedJobs
 from pretrain.data.curation_report import REPORT_FILES, SourceReport, write_reports
 from pretrain.data.dedup import bucket_count, cluster_duplicates, find_duplicates, is_removed, load_removed
 from pretrain.data.executor import TaskStep, begin_publish, pass_tasks, prepare_work, run_steps, submit_slurm
@@ -97,7 +98,7 @@ def curation_steps(recipe: Recipe, work: Path) -> list[TaskStep]:
             TaskStep(
                 "dedup-cluster",
                 1,
-                functools.partial(dedup_cluster, work),
+                functools.partial(dedup_cluster, work, tasks),
                 lambda rank: removed_file(work).exists(),
             ),
         ]
@@ -144,10 +145,11 @@ def dedup_buckets(work: Path, rank: int, world: int) -> None:
     _buckets_marker(work, rank).write_text(str(buckets))
 
 
-def dedup_cluster(work: Path, rank: int = 0, world: int = 1) -> None:
+def dedup_cluster(work: Path, tasks: int, rank: int = 0, world: int = 1) -> None:
+    """The one clustering task: union the duplicate edges of every bucket into the removed documents. `tasks`
+    is the pass's task count (`pass_tasks`), whose statistics sized the buckets."""
     if removed_file(work).exists():
         return
-    tasks = len(list((work / "pass").glob("t*")))
     cluster_duplicates(work, _signature_buckets(work, tasks))
 
 
@@ -195,7 +197,7 @@ def curate(recipe: Recipe, out: StageOutput) -> dict:
     work = recipe.layout.curate_work
     steps = curation_steps(recipe, work)
     if recipe.data.executor.type == "slurm":
-        if not (work / "submitted.json").exists():
+        if SubmittedJobs(work / SUBMITTED).pending() is None:
             prepare_inputs(recipe, work, out.fingerprint)
         submit_slurm(recipe, work, "curate", steps, functools.partial(publish_mix, recipe, work, out))
     prepare_inputs(recipe, work, out.fingerprint)

@@ -17,10 +17,8 @@ The output is the same for any executor.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 from pretrain.config import Recipe
 from pretrain.core.errors import CurationSubmitted, DataError
 from pretrain.core.progress import get_logger
+from pretrain.core.slurm import SUBMITTED, SlurmStep, SubmittedJobs, slurm_chain, submit_chain
 from pretrain.data.taskprogress import TotalProgress
 
 log = get_logger("pretrain.data")
@@ -196,52 +195,21 @@ def run_steps(recipe: Recipe, work: Path, stage: str, steps: list[TaskStep]) -> 
 def slurm_jobs(
     recipe: Recipe, work: Path, stage: str, steps: list[TaskStep], publish: Callable[[], object]
 ) -> list:
-    """One SlurmPipelineExecutor per step, each depending on the previous one, the publish job last (not submitted)."""
-    from datatrove.executor import SlurmPipelineExecutor
-
-    s = recipe.data.executor.slurm
-    common = {
-        "time": s.time,
-        "partition": s.partition,
-        "mem_per_cpu_gb": s.mem_per_cpu_gb,
-        "qos": s.qos,
-        "venv_path": s.venv_path,
-        "sbatch_args": dict(s.sbatch_args),
-    }
-    jobs, previous = [], None
-    for name, tasks, pipeline in [
-        *((step.name, step.tasks, [step]) for step in steps),
-        ("publish", 1, [PublishStep(publish)]),
-    ]:
-        previous = SlurmPipelineExecutor(
-            pipeline=pipeline,
-            tasks=tasks,
-            cpus_per_task=s.cpus_per_task if tasks > 1 else 1,
-            job_name=f"{recipe.name}-{stage}-{name}",
-            logging_dir=str(work / "logs" / name),
-            depends=previous,
-            **common,
-        )
-        jobs.append(previous)
-    return jobs
+    """One job array per step, each depending on the previous one, the publish job last (not submitted)."""
+    chain = [SlurmStep(step.name, step.tasks, [step]) for step in steps]
+    chain.append(SlurmStep("publish", 1, [PublishStep(publish)]))
+    return slurm_chain(recipe.data.executor.slurm, chain, f"{recipe.name}-{stage}", work / "logs")
 
 
 def submit_slurm(
     recipe: Recipe, work: Path, stage: str, steps: list[TaskStep], publish: Callable[[], object]
 ) -> None:
     """Submit every step as a job array depending on the previous one, and `publish` last; raises CurationSubmitted."""
-    submitted = work / "submitted.json"
-    if submitted.exists():  # a second `pretrain run` while the jobs are queued must not resubmit them
-        jobs = json.loads(submitted.read_text())
-        raise CurationSubmitted(
-            f"{stage} jobs {', '.join(jobs['jobs'])} were submitted at {jobs['at']} and have not "
-            f"published yet; wait for them (squeue), or delete {work} to submit again"
-        )
+    guard = SubmittedJobs(work / SUBMITTED, error=CurationSubmitted)
+    # a second `pretrain run` while the jobs are queued must not resubmit them
+    guard.refuse_if_pending(stage, f"Or delete {work} to submit again")
     jobs = slurm_jobs(recipe, work, stage, steps, publish)
-    previous = jobs[-1]
-    previous.run()  # submits its dependencies first
-    ids = [str(job.job_id) for job in jobs]
-    submitted.write_text(json.dumps({"jobs": ids, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    submit_chain(jobs, guard)
     steps_text = ", then ".join(f"{job.job_name} ({job.tasks} tasks, job {job.job_id})" for job in jobs)
     raise CurationSubmitted(
         f"{stage} submitted to Slurm: {steps_text}; logs under {work / 'logs'}. When they finish, run "

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pretrain.core.errors import DataError
-
-MANIFEST = "manifest.json"
+from pretrain.core.layout import MANIFEST
 
 
 def read_manifest(mix_dir: Path) -> dict:

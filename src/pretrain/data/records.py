@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pretrain.core.errors import DataError
-from pretrain.data.sources import Unit
+from pretrain.data.units import Unit
 
 SIG_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8"), ("kind", "u1")])
 """One dedup signature: a hash `key` shared by candidate duplicates, the document key, KIND_EXACT/KIND_NEAR."""

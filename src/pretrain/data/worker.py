@@ -31,8 +31,9 @@ from pretrain.data.records import (
     write_kept,
     write_stats,
 )
-from pretrain.data.sources import ReadStats, doc_key, read_budgeted, split_budget, task_units
+from pretrain.data.sources import read_budgeted, split_budget, task_units
 from pretrain.data.taskprogress import TaskProgress
+from pretrain.data.units import ReadStats, doc_key
 from pretrain.data.words import DocumentWords
 
 TASK_TEXTS = "task_texts.json"  # in the work folder: the evaluation tasks' texts, read by every task

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 from pathlib import Path
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.network import NETWORK_ERRORS, network_reason
 from pretrain.core.progress import get_logger
-from pretrain.evaluation import shared_context
 from pretrain.evaluation.metrics import chance_levels
 
 log = get_logger("pretrain.eval")
@@ -18,7 +15,7 @@ SELF_CHECK_REQUESTS = 8  # requests scored both ways at a run's first evaluation
 PROGRESS_BAR = "Running loglikelihood requests"  # lm-eval's own label for these requests
 
 
-def _unreachable(tasks: list[str], exc: BaseException) -> PretrainError:
+def unreachable_error(tasks: list[str], exc: BaseException) -> PretrainError:
     """A task's dataset lives on the Hub and could not be fetched (offline, no network, DNS, proxy)."""
     return PretrainError(
         f"lm-eval tasks {', '.join(tasks)}: a dataset could not be fetched from the Hub ({network_reason(exc)}). "
@@ -27,13 +24,13 @@ def _unreachable(tasks: list[str], exc: BaseException) -> PretrainError:
     )
 
 
-def _quiet() -> None:
+def quiet_lm_eval() -> None:
     # per-request truncation notices and INFO chatter would drown the training log
     for name in ("lm-eval", "lm_eval"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _compile_templates_once() -> None:
+def compile_templates_once() -> None:
     """lm-eval renders every doc's text, target and choices from Jinja templates and compiles the template
     again for each doc (`utils.apply_template`): at each in-loop evaluation of the tiny recipe's cloze that is 200
     compilations of the same two strings, 60 ms of a 480 ms evaluation. Keep the compiled templates."""
@@ -57,7 +54,7 @@ def _compile_templates_once() -> None:
     env._pretrain_compiled = compiled
 
 
-def _task_manager(include_dir: Path, tasks: list[str], local: list[str]):
+def task_manager(include_dir: Path, tasks: list[str], local: list[str]):
     from lm_eval.tasks import TaskManager
 
     # indexing lm-eval's ~10k bundled tasks takes ~13 s: only when a Hub task name is asked for
@@ -89,8 +86,8 @@ def evaluate_checkpoint(
     import lm_eval
     import torch
 
-    _quiet()
-    _compile_templates_once()
+    quiet_lm_eval()
+    compile_templates_once()
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the CLI equivalent needs `--device cpu` on CPU
     try:
         return lm_eval.simple_evaluate(
@@ -102,12 +99,12 @@ def evaluate_checkpoint(
             num_fewshot=num_fewshot,
             log_samples=False,
             device=device,
-            task_manager=_task_manager(include_dir, tasks, local),
+            task_manager=task_manager(include_dir, tasks, local),
         )
     except (KeyError, ValueError) as exc:
         raise PretrainError(f"lm-eval could not run tasks {tasks} on {checkpoint}: {exc}") from None
     except NETWORK_ERRORS as exc:
-        raise _unreachable(tasks, exc) from None
+        raise unreachable_error(tasks, exc) from None
 
 
 def checkpoint_chance_levels(
@@ -117,187 +114,6 @@ def checkpoint_chance_levels(
     from lm_eval.tasks import get_task_dict
 
     try:
-        return chance_levels(get_task_dict(tasks, _task_manager(include_dir, tasks, local)), limit)
+        return chance_levels(get_task_dict(tasks, task_manager(include_dir, tasks, local)), limit)
     except NETWORK_ERRORS as exc:
-        raise _unreachable(tasks, exc) from None
-
-
-class LiveEvaluation:
-    """lm-eval on a model object (no reload from disk), at every in-loop evaluation of a run.
-
-    What does not change between evaluations is built once and reused: the task objects, the requests
-    they build (copied fresh for each evaluation, since lm-eval writes the responses into them), the
-    tokenisation of every context and continuation, and the `HFLM` wrapper around the live model. Only
-    the model's forwards and the scoring run again, so the scores are those of a fresh `evaluate` call.
-    """
-
-    def __init__(
-        self,
-        include_dir: Path,
-        tasks: list[str],
-        local: list[str],
-        limit: int | None,
-        batch_size: int,
-        num_fewshot: int | None,
-        max_length: int,
-    ):
-        from lm_eval.tasks import get_task_dict
-
-        _quiet()
-        _compile_templates_once()
-        try:
-            self.task_dict = get_task_dict(tasks, _task_manager(include_dir, tasks, local))
-        except NETWORK_ERRORS as exc:
-            raise _unreachable(tasks, exc) from None
-        for task in leaf_tasks(self.task_dict):
-            if num_fewshot is not None and hasattr(task, "set_config"):
-                task.set_config(key="num_fewshot", value=num_fewshot)
-            _build_requests_once(task)
-        self.limit, self.batch_size, self.max_length = limit, batch_size, max_length
-        self.chance = chance_levels(self.task_dict, limit)
-        self._lm = None
-
-    def language_model(self, model, tokenizer):
-        """The cached lm-eval wrapper of `model` (rebuilt only if a different model or tokenizer is passed)."""
-        lm = self._lm
-        if lm is None or lm.model is not model or lm.tokenizer is not tokenizer:
-            lm = self._lm = live_lm_class()(
-                pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=self.max_length
-            )
-        return lm
-
-    def __call__(self, model, tokenizer) -> dict:
-        from lm_eval.evaluator import evaluate
-
-        return evaluate(
-            lm=self.language_model(model, tokenizer),
-            task_dict=self.task_dict,
-            limit=self.limit,
-            log_samples=False,
-            verbosity="WARNING",
-        )
-
-
-def leaf_tasks(task_dict: dict):
-    """The task objects of a `get_task_dict` result (current `{"tasks": ...}` layout or the older nesting)."""
-    values = task_dict["tasks"].values() if "tasks" in task_dict else task_dict.values()
-    for value in values:
-        if isinstance(value, dict):  # a group holds its subtasks
-            yield from leaf_tasks(value)
-        elif value is not None and hasattr(value, "build_all_requests"):
-            yield value
-
-
-def _build_requests_once(task) -> None:
-    """Make `task.build_all_requests` build (render the prompts of) each request set once.
-
-    `evaluate` calls it at every evaluation with the same arguments; later calls hand out fresh copies
-    of the first build's requests: lm-eval appends the model's responses to the instances it is given,
-    so they are never shared between two evaluations.
-    """
-    build = task.build_all_requests
-    built: dict[str, list] = {}
-
-    def build_all_requests(**kwargs) -> None:
-        key = repr(sorted(kwargs.items()))
-        if key not in built:
-            build(**kwargs)
-            built[key] = list(task._instances)
-        task._instances = [dataclasses.replace(inst, resps=[], filtered_resps={}) for inst in built[key]]
-
-    task.build_all_requests = build_all_requests
-
-
-@functools.cache
-def live_lm_class():
-    """`HFLM` for a model that keeps training: tokenisations are remembered, forwards skip the KV cache.
-
-    Defined on first use so that importing this module does not import lm-eval (CLI start-up time).
-    """
-    import torch
-    from lm_eval.models.huggingface import HFLM
-
-    class LiveHFLM(HFLM):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._encoded: dict[tuple, list[int]] = {}
-            self.shared_context = True  # requests sharing a context run it once (see shared_context.py)
-            self._shared_context_checked = False
-
-        def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
-            # the tasks' texts are the same at every evaluation; kwargs are part of the key in case they matter
-            key = (string, add_special_tokens, left_truncate_len, tuple(sorted(kwargs.items())))
-            ids = self._encoded.get(key)
-            if ids is None:
-                ids = self._encoded[key] = super().tok_encode(
-                    string,
-                    add_special_tokens=add_special_tokens,
-                    left_truncate_len=left_truncate_len,
-                    **kwargs,
-                )
-            return list(ids)  # callers slice and concatenate; never hand out the cached list itself
-
-        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
-            if not self.shared_context or self.backend != "causal":
-                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-            budget = (self.batch_size if isinstance(self.batch_size, int) else 16) * self.max_length
-            from tqdm import tqdm
-
-            # the same bar lm-eval's path shows (the run log keeps it, the console does not)
-            bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc=PROGRESS_BAR)
-            try:
-                with bar:
-                    scored, rest = shared_context.score(
-                        self.model, requests, self.max_length, budget, self.device, self._autocast, bar.update
-                    )
-            except (AttributeError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # no such inputs
-                log.warning("shared-context scoring failed (%s): scoring each request on its own", exc)
-                self.shared_context = False
-                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-            if not self._shared_context_checked and scored:
-                if not self._agrees_with_lm_eval(requests, scored):
-                    return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-            if rest:
-                own = super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm, override_bs)
-                scored.update(zip(rest, own, strict=True))
-            answers = [scored[i] for i in range(len(requests))]
-            for (request_str, _, _), answer in zip(requests, answers, strict=True):
-                if request_str is not None:  # lm-eval's own path records each answer the same way
-                    self.cache_hook.add_partial("loglikelihood", request_str, answer)
-            return answers
-
-        def _agrees_with_lm_eval(self, requests, scored: dict) -> bool:
-            """Score the first requests the shared-context way and lm-eval's way once per run; on a mismatch
-            (a model whose attention ignores custom masks) keep lm-eval's path for the rest of the run."""
-            sample = sorted(scored)[:SELF_CHECK_REQUESTS]
-            reference = super()._loglikelihood_tokens([requests[i] for i in sample], True, None)
-            per_token = 1e-4 if self.mixed_precision_dtype is None else 3e-2
-            for i, (logprob, greedy) in zip(sample, reference, strict=True):
-                ours, our_greedy = scored[i]
-                if abs(ours - logprob) > per_token * len(requests[i][2]) + 1e-4 or our_greedy != greedy:
-                    log.warning(
-                        "shared-context scoring disagrees with lm-eval (%.6f vs %.6f): scoring each "
-                        "request on its own for the rest of the run",
-                        ours,
-                        logprob,
-                    )
-                    self.shared_context = False
-                    return False
-            self._shared_context_checked = True
-            return True
-
-        def _autocast(self):
-            return torch.autocast(
-                device_type=self.device.type,
-                dtype=self.mixed_precision_dtype,
-                enabled=self.mixed_precision_dtype is not None,
-            )
-
-        def _model_call(self, inps, attn_mask=None, labels=None):
-            if attn_mask is not None or labels is not None or self.backend != "causal":
-                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
-            # the trained model's config keeps use_cache on (for generate); scoring needs no KV cache
-            with torch.no_grad(), self._autocast():
-                return self.model(inps, use_cache=False).logits
-
-    return LiveHFLM
+        raise unreachable_error(tasks, exc) from None

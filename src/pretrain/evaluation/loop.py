@@ -18,7 +18,8 @@ import traceback
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
-from pretrain.evaluation.harness import LiveEvaluation, flatten
+from pretrain.evaluation.harness import flatten
+from pretrain.evaluation.live import LiveEvaluation
 from pretrain.evaluation.metrics import eval_line, task_facts
 from pretrain.evaluation.records import EvalRecord, write_eval_record
 from pretrain.evaluation.task_yaml import all_task_names, existing_task_yamls, write_task_yamls

@@ -14,6 +14,7 @@ summary table, the learning-curve plots and the model card's `model-index`:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 DERIVED = frozenset({"word_perplexity", "byte_perplexity"})
@@ -23,6 +24,12 @@ PERPLEXITY = frozenset({"perplexity", "word_perplexity", "byte_perplexity"})
 UNITS = {"bits_per_byte": "bits/byte"}
 LOCAL_DATASET_LOADERS = frozenset({"json", "csv", "parquet", "text", "arrow"})
 """`dataset_path`s of tasks that read local files (ours: built-in and `eval.local_tasks`): no Hub id."""
+
+
+def bits_per_byte(loss: float, bytes_per_token: float | None) -> float | None:
+    """A mean loss in nats per token as bits per byte of the text it was measured on (None when the text's
+    bytes per token are unknown): the one loss figure comparable across tokenizers."""
+    return loss / math.log(2) / bytes_per_token if bytes_per_token else None
 
 
 def split_key(key: str) -> tuple[str, str]:

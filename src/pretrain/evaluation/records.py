@@ -7,7 +7,7 @@
                                   "chance": 0.25}, ...}}
 
 The in-loop evaluator (loop.py) writes `seconds` and no checkpoint; `pretrain eval OUTPUT_DIR`
-(command.py) writes the checkpoint and lm-eval's include path. Keys left unset are omitted. The learning
+(commands/evaluate.py) writes the checkpoint and lm-eval's include path. Keys left unset are omitted. The learning
 curves (report.py) read every record of a run. The path of step N's record is `RunLayout.eval_record(N)`.
 """
 
@@ -22,6 +22,8 @@ from pretrain.core.layout import CHECKPOINT_PREFIX, RunLayout
 from pretrain.core.progress import get_logger
 
 log = get_logger("pretrain.eval")
+
+EVAL_RESULTS = "eval_results.json"  # `pretrain eval CHECKPOINT`: its record, written into the model folder
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Upload a checkpoint to the Hub (or a folder, with `--dry-run`), safetensors and card only.
 
-What is uploaded: `*.safetensors`, `*.json` configs and tokenizer files, `README.md`, `*.png`;
-never `trainer_state/` (optimizer pickles, RNG) unless asked, never `STAGE.json`. The token comes from
+What is uploaded: `*.safetensors`, `*.json` configs and tokenizer files, `README.md`, `*.png`, minus what the
+caller's `UploadFilter` leaves out (the owner of a folder's format says which: `train.checkpoint.upload_filter`
+keeps `trainer_state/` back unless asked, and the stage marker). The token comes from
 `huggingface_hub`'s usual resolution (`HF_TOKEN`, `hf auth login`) and is never printed or written.
 Uploads are one commit per push and idempotent: re-pushing the same folder changes nothing.
 
@@ -16,13 +17,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.network import NETWORK_ERRORS, network_reason
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".png", ".txt", ".model", ".jinja")
-EXCLUDED_NAMES = {"STAGE.json", "eval_results.json"}
 LOGIN_HINT = "run `hf auth login` or set HF_TOKEN to a token with write access"
 _ACCEPTED_TOKENS: set[tuple[str, str]] = set()  # (endpoint, token) pairs whoami accepted in this process
 
@@ -37,25 +38,39 @@ class HubPushError(PretrainError):
         self.reason = " ".join((reason or message).split())
 
 
-def files_to_upload(folder: Path, include_optimizer: bool = False) -> list[Path]:
+@dataclass(frozen=True)
+class UploadFilter:
+    """What of a folder is not uploaded, besides hidden files and suffixes outside `ALLOWED_SUFFIXES`."""
+
+    skip_names: frozenset[str] = field(default_factory=frozenset)
+    """File names left out wherever they are (a stage marker, local results)."""
+    skip_dirs: frozenset[str] = field(default_factory=frozenset)
+    """Top-level folders left out whole."""
+    whole_dirs: frozenset[str] = field(default_factory=frozenset)
+    """Top-level folders uploaded as they are, whatever their files' suffixes (optimizer state on request)."""
+
+
+def files_to_upload(folder: Path, skip: UploadFilter) -> list[Path]:
     files = []
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(folder)
-        if rel.parts[0] == "trainer_state":
-            if include_optimizer:
-                files.append(rel)
+        top = rel.parts[0] if len(rel.parts) > 1 else None
+        if top in skip.whole_dirs:
+            files.append(rel)
             continue
-        if rel.name in EXCLUDED_NAMES or rel.name.startswith(".") or path.suffix not in ALLOWED_SUFFIXES:
+        if top in skip.skip_dirs or rel.name in skip.skip_names:
+            continue
+        if rel.name.startswith(".") or path.suffix not in ALLOWED_SUFFIXES:
             continue
         files.append(rel)
     return files
 
 
-def stage_upload(folder: Path, dest: Path, include_optimizer: bool = False) -> list[Path]:
+def stage_upload(folder: Path, dest: Path, skip: UploadFilter) -> list[Path]:
     """Copy exactly what would be uploaded into `dest` (the dry run, and the staging area of a push)."""
-    files = files_to_upload(folder, include_optimizer)
+    files = files_to_upload(folder, skip)
     if not any(f.suffix == ".safetensors" for f in files):
         raise PretrainError(f"{folder}: no model.safetensors — not a model folder")
     for rel in files:
@@ -121,7 +136,8 @@ def push_folder(
     repo_id: str,
     revision: str | None = None,
     private: bool = True,
-    include_optimizer: bool = False,
+    *,
+    skip: UploadFilter,
     commit_message: str | None = None,
     source: Path | None = None,
 ) -> str:
@@ -148,7 +164,7 @@ def push_folder(
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pretrain-push-") as tmp:
-            stage_upload(folder, Path(tmp), include_optimizer)
+            stage_upload(folder, Path(tmp), skip)
             info = api.upload_folder(
                 folder_path=tmp,
                 repo_id=repo_id,

@@ -17,18 +17,25 @@ import threading
 import time
 from pathlib import Path
 
-from pretrain.config import Recipe
 from pretrain.core.progress import get_logger
-from pretrain.hub.push import HubPushError, push_folder, stage_upload
+from pretrain.hub.push import HubPushError, UploadFilter, push_folder, stage_upload
 
 log = get_logger("pretrain.hub")
 
 
 class CheckpointPusher:
-    """Pushes each submitted checkpoint to `recipe.hub.repo_id` as branch `revision`, in a daemon thread."""
+    """Pushes each submitted checkpoint to `repo_id` as branch `revision`, in a daemon thread; `skip` says what
+    of a checkpoint folder stays local (its format's owner knows: `train.checkpoint.upload_filter`)."""
 
-    def __init__(self, recipe: Recipe, retries: int = 3, backoff_s: float = 5.0):
-        self.repo_id, self.private = recipe.hub.repo_id, recipe.hub.private
+    def __init__(
+        self,
+        repo_id: str,
+        private: bool = True,
+        skip: UploadFilter = UploadFilter(),
+        retries: int = 3,
+        backoff_s: float = 5.0,
+    ):
+        self.repo_id, self.private, self.skip = repo_id, private, skip
         self.retries, self.backoff_s = retries, backoff_s
         self.failures: list[str] = []  # revisions that were not pushed
         self.disabled_reason: str | None = None  # set after a token error: later uploads are skipped
@@ -42,7 +49,7 @@ class CheckpointPusher:
             return
         staging = Path(tempfile.mkdtemp(prefix="pretrain-ckpt-push-"))
         try:
-            stage_upload(Path(checkpoint), staging)
+            stage_upload(Path(checkpoint), staging, self.skip)
         except Exception as exc:  # never break training over an upload
             log.error("could not stage %s for upload: %s", checkpoint, exc)
             shutil.rmtree(staging, ignore_errors=True)
@@ -55,7 +62,7 @@ class CheckpointPusher:
         )
         for attempt in range(1, self.retries + 1):
             try:
-                push_folder(staging, self.repo_id, revision=revision, private=self.private, source=checkpoint)
+                push_folder(staging, self.repo_id, revision, self.private, skip=self.skip, source=checkpoint)
                 log.info("pushed %s to %s@%s", checkpoint.name, self.repo_id, revision)
                 return
             except HubPushError as exc:

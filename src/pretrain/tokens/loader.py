@@ -18,16 +18,87 @@ size: a checkpoint written by 2 ranks resumes on 1 (or 4) with exactly the windo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pretrain.core.errors import DataError
-from pretrain.tokens.manifest import TokenManifest, TokenShard
+from pretrain.tokens.windows import open_split, read_tokens, read_tokens_manifest, window_batch
 
 
-class TokenLoader:
+class WindowLoader:
+    """What training asks of its data, whichever loader gives it: micro batches of windows of this rank, a skip
+    past bad data, the exact position between optimizer steps (`state_dict`), and, for a staged mix, the
+    stage and the realised shares. `TokenLoader` (one packed stream) and `tokens.stages.StagedTokenLoader` (a
+    staged mix of the sources) are the two; this base holds the geometry they share.
+
+    `windows_per_step` is the global batch in windows (one optimizer step, all ranks and micro steps): a
+    multiple of `batch_size x world_size`, and the unit an epoch is cut in.
+    """
+
+    def __init__(
+        self,
+        tokens_dir: Path,
+        seq_len: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        document_positions: bool = False,
+        expected_tokenizer_hash: str | None = None,
+        windows_per_step: int | None = None,
+    ):
+        self.dir = Path(tokens_dir)
+        self.seq_len, self.batch_size, self.rank, self.world_size = seq_len, batch_size, rank, world_size
+        self.seed, self.document_positions = seed, document_positions
+        self.manifest = read_tokens_manifest(self.dir, expected_tokenizer_hash)
+        self.eos_id = self.manifest.eos_id
+        self.step_windows = batch_size * world_size  # one micro step, all ranks
+        self.windows_per_step = windows_per_step or self.step_windows
+        if self.windows_per_step % self.step_windows:
+            raise DataError(
+                f"{self.dir}: a global batch of {self.windows_per_step} sequences is not a multiple of "
+                f"micro batch {batch_size} x {world_size} processes; change the batch or the number of processes"
+            )
+        self.last_windows: np.ndarray | None = None  # window ids of the last batch (for data accounting)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def skip(self, n_batches: int) -> None:
+        """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    @property
+    def stage(self) -> int | None:
+        """The data stage of the next global batch (None: one packed stream, no stages)."""
+        return None
+
+    def realised_shares(self) -> list[dict] | None:
+        """Per data stage, the requested and realised source shares (None: one packed stream)."""
+        return None
+
+    def start_at_step(self, step: int) -> None:
+        """Draw from optimizer step `step` on with fresh sources (a branch of another run): staged mixes only."""
+        raise DataError(
+            f"{self.dir}: one packed stream cannot start at a step; a branch needs train.data_stages"
+        )
+
+
+class TokenLoader(WindowLoader):
+    """One split of the packed tokens as one stream (see the module docstring)."""
+
     def __init__(
         self,
         tokens_dir: Path,
@@ -42,32 +113,27 @@ class TokenLoader:
         expected_tokenizer_hash: str | None = None,
         windows_per_step: int | None = None,
     ):
-        self.dir, self.split = Path(tokens_dir), split
-        self.seq_len, self.batch_size, self.rank, self.world_size = seq_len, batch_size, rank, world_size
-        self.seed, self.shuffle, self.document_positions = (
+        super().__init__(
+            tokens_dir,
+            seq_len,
+            batch_size,
+            rank,
+            world_size,
             seed,
-            shuffle and split == "train",
             document_positions,
+            expected_tokenizer_hash,
+            windows_per_step,
         )
-        self.manifest = read_tokens_manifest(self.dir, expected_tokenizer_hash)
-        self.eos_id = self.manifest.eos_id
-        self._shards, self._starts = _open_shards(self.dir, self.manifest, split)
+        self.split = split
+        self.shuffle = shuffle and split == "train"
+        self._shards, self._starts = open_split(self.dir, self.manifest, split)
         self.total_tokens = int(self._starts[-1])
         self.n_windows = (self.total_tokens - 1) // seq_len
-        self.step_windows = batch_size * world_size  # one micro step, all ranks
-        # one optimizer step (micro steps x ranks x micro batch): the unit an epoch is cut in
-        self.windows_per_step = windows_per_step or self.step_windows
-        if self.windows_per_step % self.step_windows:
-            raise DataError(
-                f"{self.dir}: a global batch of {self.windows_per_step} sequences is not a multiple of "
-                f"micro batch {batch_size} x {world_size} processes; change the batch or the number of processes"
-            )
         if self.n_windows < self.windows_per_step:
             raise DataError(
                 f"{self.dir}: the {split} split has {self.total_tokens:,} tokens, fewer than one global batch of "
                 f"{self.windows_per_step} x {seq_len + 1}; add data or lower the batch / seq_len"
             )
-        self.last_windows: np.ndarray | None = None  # window ids of the last batch (for data accounting)
         self.epoch, self.position = 0, 0
         self._perm: np.ndarray | None = None
         self._perm_epoch = -1
@@ -103,9 +169,6 @@ class TokenLoader:
     # ------------------------------------------------------------------ reading
     def _tokens(self, start: int, length: int) -> np.ndarray:
         return read_tokens(self._shards, self._starts, start, length)
-
-    def __iter__(self) -> TokenLoader:
-        return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
         if self.split != "train" and self.position + self.step_windows > self.usable_windows:
@@ -171,79 +234,3 @@ class TokenLoader:
                 "resume from a checkpoint (taken between optimizer steps)"
             )
         self.epoch, self.position = int(state["epoch"]), position
-
-
-def window_batch(rows: np.ndarray, eos_id: int | None = None) -> dict[str, torch.Tensor]:
-    """A micro batch from windows of T+1 tokens: inputs, labels shifted by one, and with `eos_id` the
-    position ids that restart after each document end (document masking)."""
-    batch = {
-        "input_ids": torch.from_numpy(rows[:, :-1].copy()),
-        "labels": torch.from_numpy(rows[:, 1:].copy()),
-    }
-    if eos_id is not None:
-        batch["position_ids"] = torch.from_numpy(document_position_ids(rows[:, :-1], eos_id))
-    return batch
-
-
-def document_position_ids(rows: np.ndarray, eos_id: int) -> np.ndarray:
-    """Positions that restart at 0 after every EOS, so attention can be kept inside documents."""
-    idx = np.broadcast_to(np.arange(rows.shape[1]), rows.shape)
-    starts = np.where(rows == eos_id, idx + 1, 0)
-    starts = np.maximum.accumulate(
-        np.concatenate([np.zeros((rows.shape[0], 1), dtype=np.int64), starts[:, :-1]], 1), 1
-    )
-    return (idx - starts).astype(np.int64)
-
-
-def read_tokens_manifest(tokens_dir: Path, expected_tokenizer_hash: str | None = None) -> TokenManifest:
-    """The manifest, refused when its shards were packed with a tokenizer other than the expected one."""
-    manifest = TokenManifest.read(tokens_dir)
-    got = manifest.tokenizer_hash
-    if expected_tokenizer_hash and got and got != expected_tokenizer_hash:
-        raise DataError(
-            f"{TokenManifest.path(tokens_dir)}: shards were packed with another tokenizer (hash {got}, "
-            f"expected {expected_tokenizer_hash}); re-run `pretrain pack RECIPE`"
-        )
-    return manifest
-
-
-def read_tokens(shards: list[np.memmap], starts: np.ndarray, start: int, length: int) -> np.ndarray:
-    """Tokens [start, start + length) of the stream formed by `shards` (`starts`: their cumulative offsets)."""
-    out = np.empty(length, dtype=np.int64)
-    i = int(np.searchsorted(starts, start, side="right") - 1)
-    filled = 0
-    while filled < length:
-        offset = start + filled - int(starts[i])
-        take = min(length - filled, len(shards[i]) - offset)
-        out[filled : filled + take] = shards[i][offset : offset + take]
-        filled += take
-        i += 1
-    return out
-
-
-def _open_shards(tokens_dir: Path, manifest: TokenManifest, split: str) -> tuple[list[np.memmap], np.ndarray]:
-    if split not in manifest.splits:
-        raise DataError(f"{TokenManifest.path(tokens_dir)}: no {split!r} split")
-    return open_shard_list(tokens_dir, manifest, manifest.splits[split].shards)
-
-
-def open_shard_list(
-    tokens_dir: Path, manifest: TokenManifest, listed: list[TokenShard]
-) -> tuple[list[np.memmap], np.ndarray]:
-    """Memory maps of `listed` shards (each checked against its manifest size) and their cumulative offsets."""
-    dtype = np.dtype(manifest.dtype)
-    shards, sizes = [], []
-    for shard in listed:
-        path = tokens_dir / shard.file
-        if not path.exists():
-            raise DataError(f"{path}: shard listed in the manifest is missing; re-run `pretrain pack RECIPE`")
-        actual = path.stat().st_size
-        if actual != shard.tokens * dtype.itemsize:
-            raise DataError(
-                f"{path}: {actual} bytes, the manifest says {shard.tokens} {dtype.name} tokens "
-                f"({shard.tokens * dtype.itemsize} bytes) — truncated or corrupt; re-run `pretrain pack RECIPE`"
-            )
-        if shard.tokens:
-            shards.append(np.memmap(path, dtype=dtype, mode="r"))
-            sizes.append(shard.tokens)
-    return shards, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pretrain.core.errors import DataError
+from pretrain.core.layout import MANIFEST
 
-MANIFEST = "manifest.json"
 VERSION = 1
 
 

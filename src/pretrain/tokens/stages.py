@@ -25,7 +25,6 @@ in `last_windows` are global: source offset (sources in manifest order) + the so
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +32,10 @@ import numpy as np
 import torch
 
 from pretrain.core.errors import DataError
-from pretrain.tokens.loader import open_shard_list, read_tokens, read_tokens_manifest, window_batch
+from pretrain.tokens.loader import WindowLoader
 from pretrain.tokens.manifest import TokenManifest
+from pretrain.tokens.source_streams import SourceStream, quota_counts
+from pretrain.tokens.windows import open_shard_list, window_batch
 
 
 @dataclass(frozen=True)
@@ -55,53 +56,7 @@ def loader_stages(train_cfg, total_steps: int) -> list[LoaderStage]:
     ]
 
 
-class _SourceStream:
-    """One source's train windows: a token stream, its window count, and its epoch's permutation."""
-
-    def __init__(self, name: str, shards: list[np.memmap], starts: np.ndarray, seq_len: int, seed: int):
-        self.name, self._shards, self._starts, self.seq_len = name, shards, starts, seq_len
-        self.n_windows = max(0, (int(starts[-1]) - 1) // seq_len)
-        self._key = zlib.crc32(name.encode("utf-8"))  # stable across processes (str hash() is salted)
-        self._seed = seed
-        self._perm: np.ndarray | None = None
-        self._perm_epoch = -1
-
-    def order(self, epoch: int) -> np.ndarray:
-        if self._perm_epoch != epoch:
-            rng = np.random.default_rng([self._seed, self._key, epoch])
-            self._perm, self._perm_epoch = rng.permutation(self.n_windows), epoch
-        return self._perm
-
-    def take(self, epoch: int, position: int, count: int) -> tuple[np.ndarray, int, int]:
-        """`count` window indices from (epoch, position) on, crossing into new epochs as needed."""
-        taken = []
-        while count:
-            n = min(count, self.n_windows - position)
-            taken.append(self.order(epoch)[position : position + n])
-            position += n
-            count -= n
-            if position == self.n_windows:
-                epoch, position = epoch + 1, 0
-        windows = np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
-        return windows, epoch, position
-
-    def window_tokens(self, window: int) -> np.ndarray:
-        return read_tokens(self._shards, self._starts, window * self.seq_len, self.seq_len + 1)
-
-
-def quota_counts(weights: np.ndarray, drawn: np.ndarray, n: int) -> np.ndarray:
-    """How many of the next `n` windows each source gets: one at a time to the source furthest below its
-    target (`weights` x windows drawn so far, including this step's), ties to the earlier source."""
-    counts = np.zeros(len(weights), dtype=np.int64)
-    done = int(drawn.sum())
-    for k in range(1, n + 1):
-        deficit = weights * (done + k) - (drawn + counts)
-        deficit[weights <= 0] = -np.inf
-        counts[int(np.argmax(deficit))] += 1
-    return counts
-
-
-class StagedTokenLoader:
+class StagedTokenLoader(WindowLoader):
     """The train split as a staged mix of its sources (see the module docstring); a drop-in for `TokenLoader`."""
 
     def __init__(
@@ -117,28 +72,27 @@ class StagedTokenLoader:
         expected_tokenizer_hash: str | None = None,
         windows_per_step: int | None = None,
     ):
-        self.dir, self.stages = Path(tokens_dir), list(stages)
-        if not self.stages:
+        if not stages:
             raise ValueError("StagedTokenLoader needs at least one stage")
-        self.seq_len, self.batch_size, self.rank, self.world_size = seq_len, batch_size, rank, world_size
-        self.seed, self.document_positions = seed, document_positions
-        self.manifest = read_tokens_manifest(self.dir, expected_tokenizer_hash)
-        self.eos_id = self.manifest.eos_id
+        super().__init__(
+            tokens_dir,
+            seq_len,
+            batch_size,
+            rank,
+            world_size,
+            seed,
+            document_positions,
+            expected_tokenizer_hash,
+            windows_per_step,
+        )
+        self.stages = list(stages)
         self.sources = self._open_sources()
         self.source_names = [s.name for s in self.sources]
         self.offsets = np.concatenate([[0], np.cumsum([s.n_windows for s in self.sources])]).astype(np.int64)
-        self.step_windows = batch_size * world_size
-        self.windows_per_step = windows_per_step or self.step_windows
-        if self.windows_per_step % self.step_windows:
-            raise DataError(
-                f"{self.dir}: a global batch of {self.windows_per_step} sequences is not a multiple of "
-                f"micro batch {batch_size} x {world_size} processes; change the batch or the number of processes"
-            )
         self.micro_steps = self.windows_per_step // self.step_windows
         self._weights = [
             np.array([stage.weights.get(name, 0.0) for name in self.source_names]) for stage in self.stages
         ]
-        self.last_windows: np.ndarray | None = None
         self.step, self.micro = 0, 0  # global batches started; micro step within the current one
         self.epochs = np.zeros(len(self.sources), dtype=np.int64)
         self.positions = np.zeros(len(self.sources), dtype=np.int64)
@@ -146,7 +100,7 @@ class StagedTokenLoader:
         self.drawn = np.zeros((len(self.stages), len(self.sources)), dtype=np.int64)
         self._batch: np.ndarray | None = None  # the current global batch's global window ids
 
-    def _open_sources(self) -> list[_SourceStream]:
+    def _open_sources(self) -> list[SourceStream]:
         where = TokenManifest.path(self.dir)
         if not self.manifest.sources or any(s.shards is None for s in self.manifest.sources.values()):
             raise DataError(
@@ -163,7 +117,7 @@ class StagedTokenLoader:
         streams = []
         for name, counts in self.manifest.sources.items():
             shards, starts = open_shard_list(self.dir, self.manifest, counts.shards.get("train", []))
-            stream = _SourceStream(name, shards, starts, self.seq_len, self.seed)
+            stream = SourceStream(name, shards, starts, self.seq_len, self.seed)
             if name in wanted and stream.n_windows == 0:
                 raise DataError(
                     f"{where}: source {name!r} has fewer than {self.seq_len + 1} train tokens, too few for one "
@@ -239,9 +193,6 @@ class StagedTokenLoader:
     def _window_tokens(self, global_id: int) -> np.ndarray:
         i = int(np.searchsorted(self.offsets, global_id, side="right") - 1)
         return self.sources[i].window_tokens(global_id - int(self.offsets[i]))
-
-    def __iter__(self) -> StagedTokenLoader:
-        return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
         step_slice = self._advance()

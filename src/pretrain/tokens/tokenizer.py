@@ -22,11 +22,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from pretrain.config import Recipe
+from pretrain.config.refs import parse_pretrained_ref
 from pretrain.core.errors import DataError, RecipeError, StageError
+from pretrain.core.layout import MANIFEST
 from pretrain.core.markers import files_signature
 from pretrain.core.progress import get_logger
-from pretrain.data.mixio import MANIFEST, iter_documents, read_manifest
-from pretrain.hub.pull import TOKENIZER_FILES, parse_pretrained_ref
+from pretrain.data.mixio import iter_documents, read_manifest
+from pretrain.hub.pull import TOKENIZER_FILES, fetch
 from pretrain.tokens.extension import TokenizerExtensionRecord, extend_tokenizer, listed_token_problems
 from pretrain.tokens.report import write_report
 
@@ -131,7 +133,7 @@ def fingerprint_inputs(recipe: Recipe) -> dict:
 
 def fetch_pretrained(recipe: Recipe, spec: str, key: str) -> Path:
     """The local folder of a tokenizer to reuse: a folder, or a Hub id[@revision] downloaded (tokenizer files only)."""
-    return parse_pretrained_ref(spec, recipe.resolve_path, key).fetch(TOKENIZER_FILES, key)
+    return fetch(parse_pretrained_ref(spec, recipe.resolve_path, key), TOKENIZER_FILES, key)
 
 
 def build_tokenizer(recipe: Recipe, out: Path) -> dict:

@@ -1,8 +1,7 @@
-"""`pretrain average CKPT... --output DIR`: checkpoint averaging (model soup / LAWA / the "merge" of a decay).
+"""Checkpoint averaging (model soup / LAWA / the "merge" of a decay): the weights and their validation.
 
-    pretrain average outputs/tiny/checkpoints/step-0000160 .../step-0000180 .../step-0000200 --output outputs/tiny/avg
-
-Averages the weights of checkpoints of one run (same config, same tokenizer), uniformly or with `--weights`,
+`pretrain average` (commands/average.py) writes the average; this module checks the ingredients, averages the
+weights and measures a folder on a run's val split. It averages the weights of checkpoints of one run (same config, same tokenizer), uniformly or with `--weights`,
 in fp32, and writes a normal HF folder (config, safetensors, generation config, tokenizer of the newest
 ingredient) that `from_pretrained`, `pretrain eval` and `pretrain push` take. When the ingredients come from a
 run folder that still has its packed val split, the validation loss and bits/byte of every ingredient and of the
@@ -14,23 +13,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
-from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
-from pretrain.core.atomic import atomic_dir, write_json_atomic
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
-from pretrain.core.runs import recipe_of_run, run_dir_of
+from pretrain.evaluation.metrics import bits_per_byte
 from pretrain.tokens.loader import TokenLoader
-from pretrain.tokens.tokenizer import load_tokenizer, save_tokenizer, tokenizer_hash
-from pretrain.train.callbacks.validation import bits_per_byte, summed_val_loss
-from pretrain.train.checkpoint import RECIPE_YAML, TRAINER_STATE, WEIGHTS
+from pretrain.tokens.tokenizer import tokenizer_hash
+from pretrain.train.callbacks.validation import summed_val_loss
+from pretrain.train.checkpoint import WEIGHTS
 
 log = get_logger("pretrain.average")
 AVERAGING_JSON = "averaging.json"
@@ -92,40 +88,3 @@ def validation_of(folder: Path, recipe: Recipe, tokens: Path) -> dict:
     loss = float(total) / max(n, 1)
     bpb = bits_per_byte(loss, val.manifest.splits["val"].bytes_per_token)
     return {"val/loss": round(loss, 5), "val/bpb": round(bpb, 5) if bpb else None, "val/batches": n}
-
-
-def average_checkpoints(checkpoints: list[Path], output: Path, weights: list[float] | None = None) -> dict:
-    """Write the averaged HF folder to `output` (atomically) and return what `averaging.json` holds."""
-    checkpoints = [Path(c) for c in checkpoints]
-    check_ingredients(checkpoints)
-    hf_logging.disable_progress_bar()  # a bar per from_pretrained / save_pretrained; the command prints a table
-    if weights is None:
-        weights = [1.0] * len(checkpoints)
-    if len(weights) != len(checkpoints) or any(w <= 0 for w in weights):
-        raise PretrainError(
-            f"--weights: {len(checkpoints)} positive numbers needed (one per checkpoint), got {weights}"
-        )
-    weights = [w / sum(weights) for w in weights]
-    newest = checkpoints[-1]
-    averaged = averaged_weights(checkpoints, weights)
-    model = AutoModelForCausalLM.from_pretrained(newest, dtype=torch.float32)
-    model.load_state_dict({k: v.float() for k, v in averaged.items()}, strict=False)
-    dtype = next(iter(averaged.values())).dtype
-    report = {
-        "ingredients": [{"checkpoint": str(c), "weight": round(w, 6)} for c, w in zip(checkpoints, weights)]
-    }
-    recipe = recipe_of_run(run_dir_of(newest), newest)
-    with atomic_dir(Path(output)) as tmp:
-        model.to(dtype).save_pretrained(tmp, safe_serialization=True)
-        save_tokenizer(load_tokenizer(newest), tmp)
-        saved_recipe = newest / TRAINER_STATE / RECIPE_YAML
-        if saved_recipe.exists():  # `pretrain eval DIR` finds the run's tasks through it
-            (tmp / TRAINER_STATE).mkdir()
-            shutil.copy2(saved_recipe, tmp / TRAINER_STATE / RECIPE_YAML)
-        tokens = recipe.layout.tokens if recipe else None
-        if recipe and (tokens / "manifest.json").exists():
-            for item in report["ingredients"]:
-                item.update(validation_of(Path(item["checkpoint"]), recipe, tokens))
-            report["average"] = validation_of(tmp, recipe, tokens)
-        write_json_atomic(tmp / AVERAGING_JSON, report)
-    return report

@@ -32,6 +32,9 @@ from pretrain.config import Recipe
 from pretrain.core.atomic import fsync_dir, fsync_tree
 from pretrain.core.errors import StageError
 from pretrain.core.layout import CHECKPOINT_PREFIX, step_name
+from pretrain.core.markers import MARKER
+from pretrain.evaluation.records import EVAL_RESULTS
+from pretrain.hub.push import UploadFilter
 from pretrain.tokens.tokenizer import save_tokenizer
 from pretrain.train.rng import rng_state
 
@@ -48,6 +51,16 @@ OPTIMIZER_PT = "optimizer.pt"
 OPTIMIZER_SHARDS = "optimizer"
 COMPLETE = "COMPLETE"
 WEIGHTS = "model.safetensors"
+
+
+def upload_filter(include_optimizer: bool = False) -> UploadFilter:
+    """What of a checkpoint (or final/) folder stays local on a push: `trainer_state/` (optimizer pickles,
+    RNG; uploaded whole when asked), the stage marker and `pretrain eval`'s local results."""
+    return UploadFilter(
+        skip_names=frozenset({MARKER, EVAL_RESULTS}),
+        skip_dirs=frozenset() if include_optimizer else frozenset({TRAINER_STATE}),
+        whole_dirs=frozenset({TRAINER_STATE}) if include_optimizer else frozenset(),
+    )
 
 
 def rank_state_name(rank: int) -> str:

@@ -120,9 +120,9 @@ class Checkpointer:
             def produce(tmp: Path) -> dict:
                 ckpt.save_model_folder(tmp, acc.unwrap_model(s.model), s.tokenizer, weights)
                 summary = {"steps": state.step, "tokens": state.tokens_seen}
-                shares = getattr(s.train_iter, "realised_shares", None)  # a staged mix (train.data_stages)
+                shares = s.train_iter.realised_shares()  # a staged mix (train.data_stages)
                 if shares is not None:
-                    summary["data_stages"] = shares()
+                    summary["data_stages"] = shares
                 return summary
 
             out.publish(produce)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from pretrain.config.train import FaultInjectionConfig
+from pretrain.config.stability import FaultInjectionConfig
 
 DIE_EXIT_CODE = 17
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from pretrain.config import Recipe
+from pretrain.core.launcher import launcher_restarts
 from pretrain.core.markers import StageOutput
 from pretrain.core.progress import get_logger
-from pretrain.launch import launcher_restarts
 from pretrain.train import checkpoint as ckpt_format
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.callbacks.checkpointing import Checkpointing
@@ -53,6 +53,8 @@ class Trainer:
         self.branch_from = Path(branch_from) if branch_from else None
         self.setup: TrainSetup = build_setup(recipe)
         self.state = TrainState(guard=SpikeGuard(recipe.train.stability))
+        # the hooks: none until `run()` builds them, so a bare `train_step()` applies every update
+        self.callbacks: list[Callback] = []
         self.checkpointer = Checkpointer(self.setup)
         self.faults = FaultInjector.from_config(
             recipe.train.fault_injection, self.setup.accelerator.process_index, launcher_restarts()
@@ -70,7 +72,6 @@ class Trainer:
                 s.recipe.layout.metrics, s.accelerator, enabled=s.accelerator.is_main_process
             )
             self._log_restart(metrics, start_from)
-            self.stability = SpikeGuardCallback(s, metrics, self.checkpointer)
             self.callbacks = self._callbacks(metrics)
             try:
                 for callback in self.callbacks:
@@ -113,13 +114,12 @@ class Trainer:
                 f"{folder}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
             )
         self.checkpointer.restore(folder, self.state, with_data=False, with_rng=True)
-        start_at = getattr(s.train_iter, "start_at_step", None)
-        if start_at is None:
+        if s.train_iter.stage is None:
             raise TrainingError(
                 f"{folder}: a branch reads its own data stages from the branch step on; give the recipe "
                 "train.data_stages"
             )
-        start_at(self.state.step)
+        s.train_iter.start_at_step(self.state.step)
         log.info(
             "branched from %s at step %d: data from stage %s", folder, self.state.step, s.train_iter.stage
         )
@@ -150,7 +150,7 @@ class Trainer:
             *evaluation,
             Preemption(s, metrics),
             Checkpointing(s, metrics, self.checkpointer, s.pusher),
-            self.stability,
+            SpikeGuardCallback(s, metrics, self.checkpointer),
         ]
 
     # ------------------------------------------------------------------ the loop
@@ -159,9 +159,8 @@ class Trainer:
         while state.step < s.total_steps:
             t0 = time.perf_counter()
             out = self.train_step()
-            if self.stability.wants_rollback(state, out.skip_reason):
-                self.stability.rollback(state)
-                continue
+            if out.skip_reason and any(cb.on_update_skipped(state, out) for cb in self.callbacks):
+                continue  # rolled back: the step never happened
             if s.device.type == "cuda":
                 torch.cuda.synchronize()
             out.seconds = time.perf_counter() - t0
@@ -183,21 +182,19 @@ class Trainer:
         loss, data_wait, z_loss = forward_backward(
             s.model, s.train_iter, s.accum, s.accelerator, fault, z_loss=cfg.z_loss, fused_head=s.fused_head
         )
-        grad_norm = clip_gradients(s.model, s.accelerator, cfg.grad_clip)
-        loss_value = float(loss)
-        skip_reason = self.stability.skip_reason(state, loss_value, grad_norm)
-        if not skip_reason:
+        out = StepOutput(
+            loss=float(loss),
+            grad_norm=clip_gradients(s.model, s.accelerator, cfg.grad_clip),
+            data_wait_s=data_wait,
+            z_loss=float(z_loss) if z_loss is not None else None,
+        )
+        out.skip_reason = next(filter(None, (cb.pre_optim_step(state, out) for cb in self.callbacks)), None)
+        if not out.skip_reason:
             s.optimizer.step()
         s.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.tokens_seen += s.tokens_per_step
-        return StepOutput(
-            loss=loss_value,
-            grad_norm=grad_norm,
-            data_wait_s=data_wait,
-            skip_reason=skip_reason,
-            z_loss=float(z_loss) if z_loss is not None else None,
-        )
+        return out
 
 
 def fingerprint_inputs(recipe: Recipe) -> dict:

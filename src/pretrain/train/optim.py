@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import torch
 
-from pretrain.config.train import OptimizerConfig
+from pretrain.config.optimizer import OptimizerConfig
 from pretrain.core.errors import StageError
 
 
@@ -61,6 +61,33 @@ def param_groups(
         )
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def describe_optimizers(cfg: OptimizerConfig) -> list[dict[str, str | float]]:
+    """What trains which parameters, with its peak lr and settings (the model card's optimizer rows)."""
+    betas = ", ".join(f"{b:g}" for b in cfg.betas)
+    adamw_settings = f"betas ({betas}), eps {cfg.eps:g}, weight decay {cfg.weight_decay:g} (not on {', '.join(cfg.no_decay) or 'none'})"
+    if cfg.name == "adamw":
+        return [{"name": "AdamW", "trains": "every parameter", "lr": cfg.lr, "settings": adamw_settings}]
+    m = cfg.muon
+    muon_settings = (
+        f"momentum {m.momentum:g}{' (Nesterov)' if m.nesterov else ''}, {m.ns_steps} Newton-Schulz steps, "
+        f"lr scale `{m.adjust_lr}`, weight decay {m.weight_decay:g}"
+    )
+    return [
+        {
+            "name": "Muon",
+            "trains": "the 2-D hidden matrices (attention and MLP projections)",
+            "lr": m.lr,
+            "settings": muon_settings,
+        },
+        {
+            "name": "AdamW",
+            "trains": "the embedding, the LM head, norm gains and biases",
+            "lr": cfg.lr,
+            "settings": adamw_settings,
+        },
+    ]
 
 
 FUSED_ADAMW_DEVICES = ("cuda", "cpu")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from pretrain.config.train import ScheduleConfig
+from pretrain.config.optimizer import ScheduleConfig
 
 
 def warmup_steps(cfg: ScheduleConfig, total_steps: int) -> int:

@@ -8,7 +8,6 @@ from `train.collective_timeout_s`, so a dead rank makes the others fail with an 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,14 +25,16 @@ from pretrain.core.progress import get_logger
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters, load_parent
-from pretrain.planning.flops import device_peak_flops, flops_per_token
-from pretrain.tokens.loader import TokenLoader
+from pretrain.scaling.flops import device_peak_flops, flops_per_token
+from pretrain.tokens.loader import TokenLoader, WindowLoader
 from pretrain.tokens.stages import StagedTokenLoader, loader_stages
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
-from pretrain.train.checkpoint import resolved_recipe_yaml
+from pretrain.train.checkpoint import resolved_recipe_yaml, upload_filter
 from pretrain.train.fused_loss import FusedHead
 from pretrain.train.lock import RunLock
 from pretrain.train.optim import build_optimizer
+from pretrain.train.precision import cast_parameters_to_bf16, mixed_precision
+from pretrain.train.trackers import flat_recipe, require_trackers
 
 if TYPE_CHECKING:  # accelerate is imported when training starts, not with every CLI command (start-up time)
     from accelerate import Accelerator
@@ -46,32 +47,6 @@ def is_sharded(accelerator: Accelerator) -> bool:
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type == DistributedType.FSDP
-
-
-def native_bf16() -> bool:
-    """The device training runs on multiplies bf16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16
-    or AMX (elsewhere CPU autocast emulates bf16 matmuls, slower than fp32)."""
-    if torch.cuda.is_available() and not force_cpu():
-        return torch.cuda.is_bf16_supported()
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private: may go away
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def precision_that_runs(recipe: Recipe) -> str:
-    """`train.precision` with `auto` / `bf16-mixed-if-native` decided: bf16-mixed on a CUDA device with
-    bf16 (for the latter also on a CPU with native bf16), else fp32 (the start record of metrics.jsonl keeps
-    it; the model card shows it)."""
-    p = recipe.train.precision
-    if p == "auto":
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if p == "bf16-mixed-if-native":
-        return "bf16-mixed" if native_bf16() else "fp32"
-    return p
-
-
-def mixed_precision(recipe: Recipe) -> str:
-    """accelerate's `mixed_precision` for `train.precision`."""
-    return "bf16" if precision_that_runs(recipe) == "bf16-mixed" else "no"
 
 
 def prepare_process() -> None:
@@ -89,7 +64,7 @@ class TrainSetup:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     tokenizer: PreTrainedTokenizerFast
-    train_iter: TokenLoader | StagedTokenLoader
+    train_iter: WindowLoader
     total_steps: int
     accum: int  # micro batches per optimizer step on each rank
     tokens_per_step: int
@@ -181,7 +156,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=is_sharded(acc))
     pusher = None
     if recipe.hub.push_checkpoints and acc.is_main_process:
-        pusher = CheckpointPusher(recipe)
+        pusher = CheckpointPusher(recipe.hub.repo_id, recipe.hub.private, upload_filter())
     peak = device_peak_flops(torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else None)
     if acc.is_main_process:
         recipe.layout.resolved_recipe.write_text(resolved_recipe_yaml(recipe))
@@ -234,9 +209,7 @@ def build_fused_head(
         return None
 
 
-def build_train_loader(
-    recipe: Recipe, rank: int, world_size: int, total_steps: int
-) -> TokenLoader | StagedTokenLoader:
+def build_train_loader(recipe: Recipe, rank: int, world_size: int, total_steps: int) -> WindowLoader:
     """The train split's loader: the packed mix as one stream, or with `train.data_stages` the staged mix
     drawn from the per-source shards (its stage boundaries fall on optimizer steps of `total_steps`)."""
     cfg = recipe.train
@@ -253,58 +226,6 @@ def build_train_loader(
     if cfg.data_stages:
         return StagedTokenLoader(recipe.layout.tokens, loader_stages(cfg, total_steps), **common)
     return TokenLoader(recipe.layout.tokens, "train", **common)
-
-
-# train.trackers name -> the module it needs (pip package of the same name)
-TRACKER_MODULES = {
-    "tensorboard": "tensorboard",
-    "wandb": "wandb",
-    "trackio": "trackio",
-    "mlflow": "mlflow",
-    "comet_ml": "comet_ml",
-    "aim": "aim",
-}
-
-
-def require_trackers(trackers: list[str]) -> None:
-    """Every requested tracker's package is installed; accelerate would drop a missing one with a warning."""
-    missing = [t for t in trackers if importlib.util.find_spec(TRACKER_MODULES[t]) is None]
-    if missing:
-        packages = " ".join(TRACKER_MODULES[t] for t in missing)
-        raise PretrainError(
-            f"train.trackers: {', '.join(missing)} requested but not installed; `pip install {packages}` "
-            "or remove it from train.trackers"
-        )
-
-
-def flat_recipe(recipe: Recipe) -> dict[str, str | int | float | bool]:
-    """The resolved recipe as `section.key: value` scalars (trackers such as tensorboard's hparams take no
-    nesting); lists and nulls become strings."""
-    flat: dict[str, str | int | float | bool] = {}
-
-    def walk(prefix: str, value: object) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        else:
-            flat[prefix] = value if isinstance(value, str | int | float | bool) else str(value)
-
-    walk("", recipe.model_dump(mode="json"))
-    return flat
-
-
-def cast_parameters_to_bf16(model: torch.nn.Module) -> None:
-    """bf16-true: parameters (and so the AdamW state) in bf16; floating buffers stay fp32.
-
-    A plain `model.to(bfloat16)` also rounds buffers such as RoPE's `inv_freq`, which are not saved: a
-    reloaded model recomputes them in fp32, and its logits differ from the trained model's (more so at
-    long positions).
-    """
-    buffers = {name: b for name, b in model.named_buffers() if b.is_floating_point()}
-    model.to(torch.bfloat16)
-    for name, buffer in buffers.items():
-        module_name, _, attr = name.rpartition(".")
-        model.get_submodule(module_name)._buffers[attr] = buffer
 
 
 def _apply_liger(model: torch.nn.Module) -> None:

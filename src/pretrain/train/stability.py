@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from pretrain.config.train import StabilityConfig
+from pretrain.config.stability import StabilityConfig
 
 
 class SpikeGuard:

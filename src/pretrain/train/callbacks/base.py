@@ -25,6 +25,16 @@ class Callback:
     def on_train_start(self, state: TrainState) -> None:
         """Before the first step of this process (state.step > 0 after a resume)."""
 
+    def pre_optim_step(self, state: TrainState, out: StepOutput) -> str | None:
+        """After backward and clipping, before the optimizer step (state.step not yet counting it): a reason
+        to skip this update, or None to apply it (OLMo-core's hook of the same name)."""
+        return None
+
+    def on_update_skipped(self, state: TrainState, out: StepOutput) -> bool:
+        """An update was skipped (`out.skip_reason`; state.step counts the step). True: the callback undid the
+        step (a rollback), and no hook hears of it."""
+        return False
+
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         """After a step (state.step already counts it) that was not rolled back."""
 

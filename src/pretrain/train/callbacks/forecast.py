@@ -1,7 +1,7 @@
 """The run checked against its forecast: at each validation pass, predicted vs actual validation loss.
 
 When `pretrain ladder` has fitted the recipe's law (`ladder/fit.json`), every validation pass logs a
-`forecast` event (predicted value and interval, actual, phase; planning/forecast.py says which law
+`forecast` event (predicted value and interval, actual, phase; scaling/forecast.py says which law
 applies when) and a log line; a loss outside the interval is a warning, and the model card lists it.
 Runs without a ladder fit are not checked. Logging only: nothing here changes training.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pretrain.core.progress import get_logger
 from pretrain.modeling import count_parameters
-from pretrain.planning.forecast import Forecast
+from pretrain.scaling.forecast import Forecast
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.callbacks.validation import Validation
 from pretrain.train.metrics import EVENT_FORECAST, MetricsLog

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import torch
 
+from pretrain.core.launcher import under_elastic_agent
 from pretrain.core.progress import get_logger
-from pretrain.launch import under_elastic_agent
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.metrics import EVENT_PREEMPTED, MetricsLog
 from pretrain.train.setup import TrainSetup

@@ -16,7 +16,8 @@ import torch
 from pretrain.core.progress import Progress, get_logger
 from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.metrics import MetricsLog, memory_gb, read_records, start_record
-from pretrain.train.setup import TrainSetup, precision_that_runs
+from pretrain.train.precision import precision_that_runs
+from pretrain.train.setup import TrainSetup
 from pretrain.train.state import TrainState
 
 log = get_logger("pretrain.train")

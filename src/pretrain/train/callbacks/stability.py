@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pretrain.core.progress import get_logger
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.callbacks.base import Callback
+from pretrain.train.callbacks.base import Callback, StepOutput
 from pretrain.train.checkpointer import Checkpointer
 from pretrain.train.metrics import EVENT_ROLLBACK, EVENT_SKIP, MetricsLog
 from pretrain.train.setup import TrainSetup
@@ -23,19 +23,27 @@ class SpikeGuardCallback(Callback):
         self.setup, self.metrics, self.checkpointer = setup, metrics, checkpointer
         self.cfg = setup.recipe.train.stability
 
-    def skip_reason(self, state: TrainState, loss: float, grad_norm: float) -> str | None:
-        """Called between backward and the optimizer step: None to apply the update, else why not."""
-        reason = state.guard.check(loss, grad_norm)
+    def pre_optim_step(self, state: TrainState, out: StepOutput) -> str | None:
+        """The guard's verdict on this step's loss and gradient norm: None to apply the update, else why not."""
+        reason = state.guard.check(out.loss, out.grad_norm)
         if reason:
             step = state.step + 1  # the step being taken
-            self.metrics.log_event(step, EVENT_SKIP, reason=reason, loss=loss, grad_norm=grad_norm)
+            self.metrics.log_event(step, EVENT_SKIP, reason=reason, loss=out.loss, grad_norm=out.grad_norm)
             log.warning(
-                "step %d: update skipped (%s, loss %.4f, grad norm %.3g)", step, reason, loss, grad_norm
+                "step %d: update skipped (%s, loss %.4f, grad norm %.3g)",
+                step,
+                reason,
+                out.loss,
+                out.grad_norm,
             )
         return reason
 
-    def wants_rollback(self, state: TrainState, skip_reason: str | None) -> bool:
-        return skip_reason is not None and state.guard.wants_rollback
+    def on_update_skipped(self, state: TrainState, out: StepOutput) -> bool:
+        """Spikes that persist (`spikes_before_rollback` in a row): back to the last good checkpoint."""
+        if not state.guard.wants_rollback:
+            return False
+        self.rollback(state)
+        return True
 
     def rollback(self, state: TrainState) -> None:
         """Back to the last good checkpoint; raises TrainingError when rollbacks are used up or none exists."""

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import time
 
 import torch
 
 from pretrain.core.progress import get_logger
+from pretrain.evaluation.metrics import bits_per_byte
 from pretrain.tokens.loader import TokenLoader
 from pretrain.train.callbacks.base import Callback, StepOutput, fraction_steps
 from pretrain.train.fused_loss import FusedHead
@@ -40,11 +40,6 @@ def summed_val_loss(
             total += fused_losses(model, batch, fused_head)[1] if fused_head else causal_lm_loss(model, batch)
         n += 1
     return total, n
-
-
-def bits_per_byte(loss: float, bytes_per_token: float | None) -> float | None:
-    """Mean loss (nats/token) in bits per byte of the val split's text (None when its bytes per token are unknown)."""
-    return loss / math.log(2) / bytes_per_token if bytes_per_token else None
 
 
 def validation_batches(setup: TrainSetup) -> tuple[list[dict[str, torch.Tensor]], float | None]:

@@ -1,0 +1,153 @@
+"""`pretrain run`: every stage of the registry in order, skipping the ones whose outputs are current.
+
+    pretrain run recipes/tiny/config.yaml
+    accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain run RECIPE
+
+Data stages run on the main process only; other ranks wait at a barrier. After training, the run's
+evaluation summary and the model card are written (and the final model pushed when the recipe says so).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pretrain.commands.card import write_model_card
+from pretrain.commands.launch import LaunchRequest, relaunch_if_asked
+from pretrain.commands.stages import STAGES, get_stage, is_current, require_current, stage_output
+from pretrain.config import Recipe
+from pretrain.core.dist import on_main_process
+from pretrain.core.errors import PretrainError
+from pretrain.core.progress import capture_run_output, format_seconds, get_logger
+from pretrain.evaluation.report import summarize_run
+from pretrain.hub.push import push_folder
+from pretrain.tokens.tokenizer import check_extension
+from pretrain.train.checkpoint import upload_filter
+
+log = get_logger("pretrain.commands.run")
+
+
+def run_stage(recipe: Recipe, name: str, force: bool = False, **options: str) -> Path:
+    """Run one stage (a data stage on the main process while other ranks wait); return its output folder."""
+    stage = get_stage(name)
+    if stage.main_process_only:
+        on_main_process(lambda: _run_stage_here(recipe, name, force, options))
+    else:
+        _run_stage_here(recipe, name, force, options)
+    return stage.folder(recipe.layout)
+
+
+def check_upstream(recipe: Recipe, name: str) -> None:
+    """Every stage `name` reads is built and current (else a StageError saying what to run)."""
+    for upstream in get_stage(name).upstream(recipe):
+        require_current(recipe, upstream, needed_by=f"pretrain {name}")
+
+
+def _run_stage_here(recipe: Recipe, name: str, force: bool, options: dict[str, str]) -> None:
+    stage = get_stage(name)
+    check_upstream(recipe, name)
+    out = stage_output(recipe, name)
+    if not force and is_current(recipe, name):
+        log.info("%s: up to date (%s) — skipping", name, out.folder)
+        return
+    start = time.monotonic()  # the whole stage: curation's document pass runs before its publish step
+    summary = stage.run(recipe, out, **options)
+    if stage.main_process_only and isinstance(summary, dict):
+        elapsed = format_seconds(time.monotonic() - start)
+        log.info("%s: done in %s -> %s %s", name, elapsed, out.folder, _brief(summary))
+
+
+def _brief(summary: dict) -> str:
+    keep = {k: v for k, v in summary.items() if k != "seconds" and isinstance(v, int | float | str)}
+    return "(" + ", ".join(f"{k}={v}" for k, v in list(keep.items())[:6]) + ")" if keep else ""
+
+
+def stopped_before_the_end(recipe: Recipe) -> bool:
+    """Training returned without publishing `final/`: a signal stopped it after a checkpoint (every rank
+    sees the same). Nothing can be summarised or carded yet; the same command resumes it."""
+    if recipe.layout.final.exists():
+        return False
+    log.warning(
+        "training stopped before its end (a checkpoint was saved); run the same command again to resume — "
+        "the eval table and the model card are written when training finishes"
+    )
+    return True
+
+
+def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Path:
+    """Every registered stage in order (data stages, then training with in-loop evals), then the eval
+    table/plots and the model card."""
+    start = time.monotonic()
+    recipe.out.mkdir(parents=True, exist_ok=True)
+    if recipe.tokenizer.extend and (force or not is_current(recipe, "tokenizer")):
+        check_extension(recipe)  # a listed token the parent already has: an error before curation runs
+    for name in STAGES:
+        options = {
+            o.dest: (o.when_forced if force and o.when_forced else o.default) for o in STAGES[name].options
+        }
+        run_stage(recipe, name, force=force, **options)
+
+    final = recipe.layout.final
+    if stopped_before_the_end(recipe):
+        return final
+    card = on_main_process(lambda: _publish(recipe, final, skip_eval))
+    if card is None:  # another rank: the main process wrote the summary and the card
+        return final
+    log.info(
+        "run: finished in %s — model in %s, card %s, libraries' output in %s",
+        format_seconds(time.monotonic() - start),
+        final,
+        card.name,
+        recipe.layout.log_file.name,
+    )
+    return final
+
+
+def _publish(recipe: Recipe, final: Path, skip_eval: bool) -> Path:
+    """The run's evaluation summary, the model card and (with `hub.push_checkpoints`) the final push."""
+    if not skip_eval:
+        summarize_run(recipe.out)
+    card = write_model_card(recipe, final)
+    if recipe.hub.push_checkpoints and recipe.hub.repo_id:
+        _push_final(recipe, final)
+    return card
+
+
+def _push_final(recipe: Recipe, final: Path) -> None:
+    """With `hub.push_checkpoints`, `main` gets the final model and its card once the run is done."""
+    try:
+        url = push_folder(
+            final,
+            recipe.hub.repo_id,
+            None,
+            recipe.hub.private,
+            skip=upload_filter(),
+            commit_message="Final base model",
+        )
+        log.info("pushed the final model to %s@main: %s", recipe.hub.repo_id, url)
+    except PretrainError as exc:  # the run itself succeeded; the message says how to retry the upload
+        log.error("%s", exc)
+
+
+def stage_command(
+    recipe: Recipe, name: str, force: bool, options: dict[str, str], launch: LaunchRequest | None = None
+) -> int:
+    """`pretrain curate|tokenizer|pack|train RECIPE`: one stage. Training runs under the recipe's launch config;
+    a missing or stale input fails every launched rank alike, and the launcher's restart budget would retry it:
+    it is said once, here, before launching anything."""
+    if not get_stage(name).main_process_only:
+        check_upstream(recipe, name)
+        relaunch_if_asked(recipe, launch)
+    with capture_run_output(recipe.layout.log_file):  # libraries' bars and warnings: to the run's log
+        run_stage(recipe, name, force=force, **options)
+    return 0
+
+
+def run_command(
+    recipe: Recipe, force: bool = False, skip_eval: bool = False, launch: LaunchRequest | None = None
+) -> int:
+    """`pretrain run RECIPE`: every stage (under the recipe's launch config), then the summary and the card."""
+    relaunch_if_asked(recipe, launch)
+    with capture_run_output(recipe.layout.log_file):
+        run_all(recipe, force=force, skip_eval=skip_eval)
+    return 0

@@ -1,0 +1,173 @@
+"""The stage registry: one entry per stage drives `pretrain run`, the CLI's stage commands and fingerprints.
+
+    curate ──▶ tokenizer ──▶ pack ──▶ train
+
+Each `Stage` names its output folder (a `RunLayout` entry), what it reads from the recipe (its
+`inputs`, hashed into the fingerprint together with its upstream stages' fingerprints), its upstream
+stages and its run function. A stage module owns its run function and its inputs; nothing else knows
+a stage by name. To add a stage: write its module, then add one entry to `STAGES` (in pipeline order).
+
+A stage folder is current when its `STAGE.json` records the fingerprint computed now (core/markers.py),
+so a changed recipe re-runs exactly the stages it affects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pretrain.config import Recipe
+from pretrain.core.errors import StageError
+from pretrain.core.layout import RunLayout
+from pretrain.core.markers import StageOutput, read_marker
+from pretrain.data import curate
+from pretrain.tokens import pack, tokenizer
+from pretrain.train import loop as train
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """An extra command-line option of a stage's command (passed to its run function by name)."""
+
+    flag: str
+    default: str
+    help: str
+    when_forced: str | None = None
+    """The value `pretrain run --force` passes (None: the default)."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    help: str
+    folder: Callable[[RunLayout], Path]
+    inputs: Callable[[Recipe], object]
+    """What the stage reads from the recipe (JSON-able): a change re-runs it and every stage downstream."""
+    upstream: Callable[[Recipe], tuple[str, ...]]
+    run: Callable[..., object]
+    """run(recipe, StageOutput, **options): publishes the folder with its marker; may return a summary."""
+    main_process_only: bool = True
+    """Data stages run on the main process while other ranks wait; training runs on every rank."""
+    options: tuple[CliOption, ...] = field(default=())
+
+
+def _publishing(produce: Callable[[Recipe, Path], dict]) -> Callable[[Recipe, StageOutput], dict]:
+    """A stage that fills a temporary folder: publish it atomically with its marker."""
+
+    def run(recipe: Recipe, out: StageOutput) -> dict:
+        return out.publish(lambda tmp: produce(recipe, tmp))
+
+    return run
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(
+            name="curate",
+            help="sources -> normalize -> filter -> dedup -> decontaminate -> weighted mix (mix/)",
+            folder=lambda layout: layout.mix,
+            inputs=curate.fingerprint_inputs,
+            upstream=lambda recipe: (),
+            run=curate.curate,
+        ),
+        Stage(
+            name="tokenizer",
+            help="train (or load) the tokenizer on a sample of the mix (tokenizer/)",
+            folder=lambda layout: layout.tokenizer,
+            inputs=tokenizer.fingerprint_inputs,
+            # a reused pretrained tokenizer reads no mix, unless new tokens are learnt on it
+            upstream=lambda recipe: () if tokenizer.reads_no_mix(recipe) else ("curate",),
+            run=_publishing(tokenizer.build_tokenizer),
+        ),
+        Stage(
+            name="pack",
+            help="tokenize the mix into shards with a train/val split (tokens/)",
+            folder=lambda layout: layout.tokens,
+            inputs=pack.fingerprint_inputs,
+            upstream=lambda recipe: ("tokenizer", "curate"),
+            run=pack.pack,
+        ),
+        Stage(
+            name="train",
+            help="the training loop; launch with `accelerate launch -m pretrain train RECIPE`",
+            folder=lambda layout: layout.final,
+            inputs=train.fingerprint_inputs,
+            upstream=lambda recipe: ("pack",),
+            run=train.run_training,
+            main_process_only=False,
+            options=(
+                CliOption(
+                    "--resume",
+                    "auto",
+                    "'auto' (newest complete checkpoint), 'never', or a checkpoint path",
+                    when_forced="never",
+                ),
+            ),
+        ),
+    )
+}
+
+
+def get_stage(name: str) -> Stage:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise StageError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
+
+
+def stage_path(recipe: Recipe, name: str) -> Path:
+    return get_stage(name).folder(recipe.layout)
+
+
+def data_stage_names() -> list[str]:
+    """The stages that prepare data (main process only), in pipeline order."""
+    return [name for name, stage in STAGES.items() if stage.main_process_only]
+
+
+def upstream_stages(recipe: Recipe, name: str) -> tuple[str, ...]:
+    return get_stage(name).upstream(recipe)
+
+
+def fingerprint(recipe: Recipe, name: str) -> str:
+    """Hash of what the stage reads from the recipe and of its upstream stages' fingerprints."""
+    stage = get_stage(name)
+    h = hashlib.sha256()
+    h.update(name.encode())
+    h.update(json.dumps(stage.inputs(recipe), sort_keys=True, default=str).encode())
+    for up in stage.upstream(recipe):
+        h.update(fingerprint(recipe, up).encode())
+    return h.hexdigest()[:16]
+
+
+def stage_output(recipe: Recipe, name: str) -> StageOutput:
+    """Where stage `name` publishes, with the fingerprint its marker records."""
+    return StageOutput(name, stage_path(recipe, name), fingerprint(recipe, name), recipe.source_label)
+
+
+def is_current(recipe: Recipe, name: str) -> bool:
+    marker = read_marker(stage_path(recipe, name))
+    return bool(marker) and marker.get("fingerprint") == fingerprint(recipe, name)
+
+
+def require_current(recipe: Recipe, name: str, needed_by: str) -> Path:
+    """Return the stage's output folder, or raise a StageError telling the user what to run."""
+    folder = stage_path(recipe, name)
+    marker = read_marker(folder)
+    if marker is None:
+        raise StageError(
+            f"{folder}: missing (run `pretrain {name} {recipe.source_label}` or `pretrain run` before `{needed_by}`)"
+        )
+    if marker.get("fingerprint") != fingerprint(recipe, name):
+        raise StageError(
+            f"{folder}: stale — the recipe or an upstream stage changed since it was built "
+            f"(re-run `pretrain {name} {recipe.source_label}` or use `pretrain run`)"
+        )
+    return folder

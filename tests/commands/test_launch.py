@@ -1,0 +1,99 @@
+"""`pretrain run|train` applies the recipe's launch config: relaunch under accelerate outside a launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pretrain.commands.launch import plan_launch, strip_launch_flags
+from pretrain.config import load_recipe
+from pretrain.core.launcher import under_launcher
+
+
+def _recipe(tiny_recipe_path, tmp_path, config: str | None):
+    over = [f"accelerate_config={config}"] if config else ["accelerate_config=null"]
+    # 8-sequence micro batches: tiny's 4,096-token batch then divides over 1 or 2 ranks (as its README launches it)
+    over.append("train.micro_batch_size=8")
+    return load_recipe(tiny_recipe_path, overrides=over, output_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("config", "relaunched"),
+    [
+        ("cpu.yaml", False),
+        ("cpu_ddp.yaml", True),
+        ("single_gpu.yaml", True),
+        (None, False),
+    ],
+)
+def test_which_configs_relaunch(config, relaunched, tiny_recipe_path, tmp_path, repo_root):
+    path = str(repo_root / "accelerate_configs" / config) if config else None
+    launch = plan_launch(_recipe(tiny_recipe_path, tmp_path, path), ["run", "R"], environ={})
+    assert (launch is not None) == relaunched
+    if launch:
+        # max_restarts: the tiny recipe's train.max_restarts (a dead rank restarts the job from its checkpoint)
+        assert launch.shown == f"accelerate launch --config_file {path} --max_restarts 3 -m pretrain run R"
+        assert launch.argv[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def test_process_count_override_and_launcher_trust(tiny_recipe_path, tmp_path, repo_root):
+    recipe = _recipe(tiny_recipe_path, tmp_path, str(repo_root / "accelerate_configs" / "cpu.yaml"))
+    launch = plan_launch(recipe, ["train", "R"], num_processes=2, environ={})
+    assert "--num_processes 2 --max_restarts 3 -m pretrain train R" in launch.shown
+    # under accelerate / torchrun (or once relaunched) the launcher is trusted
+    for env in ({"LOCAL_RANK": "0"}, {"ACCELERATE_MIXED_PRECISION": "no"}, {"PRETRAIN_RELAUNCHED": "1"}):
+        assert under_launcher(env)
+        assert plan_launch(recipe, ["train", "R"], num_processes=2, environ=env) is None
+
+
+def test_launch_flags_are_not_passed_on():
+    argv = ["run", "R", "--num-processes", "2", "--set", "a=1", "--no-relaunch", "--num-processes=3"]
+    assert strip_launch_flags(argv) == ["run", "R", "--set", "a=1"]
+
+
+def test_train_relaunches_itself_with_two_cpu_ranks(make_run, small_run_overrides, tmp_path, repo_root):
+    """Started plainly, `pretrain train` with the 2-process CPU config trains on 2 gloo ranks."""
+    out = tmp_path / "run"
+    make_run(out)  # the data stages, copied from the session's small run
+    config = repo_root / "accelerate_configs" / "cpu_ddp.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    recipe = repo_root / "recipes" / "tiny" / "config.yaml"
+    argv = ["train", str(recipe), "--output-dir", str(out), *small_run_overrides]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", *argv, "--set", f"accelerate_config={config}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        f"accelerate launch --config_file {config} --max_restarts 3 -m pretrain train {recipe}" in proc.stdout
+    )
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert next(r for r in records if r.get("event") == "start")["world_size"] == 2
+    assert (out / "final" / "model.safetensors").exists()
+
+
+def test_a_stale_input_fails_once_before_the_launch(tmp_path, repo_root):
+    """Missing or stale data fails every rank alike: one error line before launching, no restart loop."""
+    config = repo_root / "accelerate_configs" / "cpu_ddp.yaml"
+    recipe = repo_root / "recipes" / "tiny" / "config.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", "train", str(recipe), "--output-dir", str(tmp_path / "run")]
+        + ["--set", f"accelerate_config={config}", "--set", "train.micro_batch_size=8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "relaunching" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "missing (run `pretrain" in errors[0]
