@@ -150,13 +150,7 @@ def build_model(recipe: Recipe, tokenizer) -> torch.nn.Module:
     init_weights(model, recipe.model.init_std, recipe.model.scaled_residual_init, layers)
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
-    _training_options(recipe, model)
     return model
-
-
-def _training_options(recipe: Recipe, model: torch.nn.Module) -> None:
-    if recipe.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 class ParentModel(NamedTuple):
@@ -222,7 +216,6 @@ def load_parent(recipe: Recipe, tokenizer) -> ParentModel:
     )
     if extension:
         add_token_rows(model, extension)
-    _training_options(recipe, model)
     return ParentModel(model, ref.describe(folder))
 
 

@@ -42,10 +42,12 @@ class ModelConfig(Section):
         description="attention kernel passed to transformers; flash_attention_2 needs the flash-attn "
         "package and falls back to sdpa without CUDA",
     )
-    gradient_checkpointing: bool = Field(
+    gradient_checkpointing: bool | Literal["selective"] = Field(
         False,
-        description="recompute activations in the backward pass: less activation memory for ~30% more "
-        "compute; turn on when a micro batch does not fit",
+        description="activation checkpointing per transformer block: true recomputes each whole block in the "
+        "backward pass (least activation memory, ~+33% compute); `selective` is torchtitan's op policy (keeps "
+        "attention and every other matmul output, recomputes the rest: most of the saving for less compute); "
+        "false keeps every activation. Losses are the same either way; turn on when a micro batch does not fit",
     )
     trust_remote_code: bool = Field(
         False, description="allow model code from the Hub for model types transformers does not ship"

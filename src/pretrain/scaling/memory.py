@@ -4,8 +4,10 @@ Bytes per parameter: `bf16-mixed`/`fp32` keep fp32 weights (4) + fp32 grads (4) 
 `bf16-true` keeps everything in bf16 (2 + 2 + 4). DDP replicates all of it; ZeRO-2 shards grads and
 optimizer state; FSDP (full shard) and ZeRO-3 shard weights too. Activations follow Korthikanti et al.
 2022 (reducing activation recomputation), with a fused (flash/SDPA) attention: about 34·s·b·h bytes
-per layer in 16-bit (the 5·a·s²·b term disappears), ~2·s·b·h per layer with gradient checkpointing
-plus one live layer, and the logits s·b·V in bf16 plus fp32 for the loss.
+per layer in 16-bit (the 5·a·s²·b term disappears), ~2·s·b·h per layer with full activation checkpointing
+plus one live layer, ~16·s·b·h per layer with the selective op policy (the block input, the attention output
+and every other matmul output of a Llama block: q, v, gate, down with an MLP of 8/3·h, plus one live layer),
+and the logits s·b·V in bf16 plus fp32 for the loss.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def memory_per_device(
     seq_len: int,
     micro_batch: int,
     precision: str,
-    gradient_checkpointing: bool,
+    gradient_checkpointing: bool | str,
     strategy: Strategy,
 ) -> dict[str, float]:
     """GiB per device for each component and the total."""
@@ -52,7 +54,9 @@ def memory_per_device(
     shard_w = n if strategy.name == "fsdp" else 1
     shard_go = n if strategy.name in ("fsdp", "shard_grad_op") else 1
     act_layer = 34 * seq_len * micro_batch * hidden
-    if gradient_checkpointing:
+    if gradient_checkpointing == "selective":
+        activations = 16 * seq_len * micro_batch * hidden * layers + act_layer
+    elif gradient_checkpointing:
         activations = 2 * seq_len * micro_batch * hidden * layers + act_layer
     else:
         activations = act_layer * layers

@@ -29,6 +29,7 @@ from pretrain.scaling.flops import device_peak_flops, flops_per_token
 from pretrain.tokens.loader import TokenLoader, WindowLoader
 from pretrain.tokens.stages import StagedTokenLoader, loader_stages
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
+from pretrain.train.activation_checkpointing import apply_activation_checkpointing
 from pretrain.train.checkpoint import resolved_recipe_yaml, upload_filter
 from pretrain.train.fused_loss import FusedHead
 from pretrain.train.lock import RunLock
@@ -131,6 +132,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
     tokenizer = load_tokenizer(tok_dir)
     parent = load_parent(recipe, tokenizer) if recipe.model.init_from else None
     model = parent.model if parent else build_model(recipe, tokenizer)
+    apply_activation_checkpointing(model, recipe.model.gradient_checkpointing)
     n_params, non_emb = count_parameters(model.config)
     total_steps = recipe.train.total_steps(n_params)
     train_iter = build_train_loader(recipe, acc.process_index, acc.num_processes, total_steps)
