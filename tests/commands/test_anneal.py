@@ -91,7 +91,7 @@ def test_bad_anneal_input_is_one_error_line_before_any_work(stable, tmp_path, ca
 def test_anneal_from_an_incomplete_checkpoint_is_refused(tmp_path, capsys):
     (tmp_path / "step-0000008").mkdir()
     assert _anneal(tmp_path / "step-0000008", tmp_path / "anneal", "--steps", "2", "--weight", "a=1") == 1
-    assert "not a complete checkpoint" in capsys.readouterr().err
+    assert "not an intact checkpoint" in capsys.readouterr().err
 
 
 def _fake_checkpoint(folder, recipe_path, step: int, total: int):
@@ -103,8 +103,8 @@ def _fake_checkpoint(folder, recipe_path, step: int, total: int):
     ts.mkdir(parents=True)
     (ts / ckpt.RECIPE_YAML).write_text(ckpt.resolved_recipe_yaml(load_recipe(recipe_path)))
     (ts / ckpt.STATE_JSON).write_text(json.dumps({"step": step, "total_steps": total}))
-    (ts / ckpt.COMPLETE).write_text("ok\n")
     (folder / ckpt.WEIGHTS).write_bytes(b"")
+    ckpt.seal_checkpoint(folder)
     return folder
 
 

@@ -71,7 +71,11 @@ def test_dry_run_lists_no_pickles_or_trainer_state(final, tmp_path, capsys):
     _, out = final
     ckpt = sorted((out / "checkpoints").glob("step-*"))[-1]
     dest = tmp_path / "upload"
+    before = {p: p.read_bytes() for p in ckpt.rglob("*") if p.is_file()}
     assert push(ckpt, repo_id="me/tiny", revision="step-0000008", dry_run=dest) == 0
+    # the dry run renders the card into its copy: the folder itself is left as it was (it used to get a README)
+    assert {p: p.read_bytes() for p in ckpt.rglob("*") if p.is_file()} == before
+    assert "me/tiny" in (dest / "README.md").read_text()
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert "model.safetensors" in files and "README.md" in files and "tokenizer.json" in files
     assert not [

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
+import os
 
 import pytest
 
+from pretrain.commands.push import push
+from pretrain.commands.run import run_stage
+from pretrain.commands.stages import is_current
 from pretrain.core.errors import PretrainError
-from pretrain.testing import run_train_stage
+from pretrain.testing import copy_run_up_to, run_train_stage
 from pretrain.train import checkpoint as ckpt
+from pretrain.train.metrics import step_losses
 
 
 @pytest.fixture()
@@ -79,3 +85,82 @@ def test_token_never_written(run, monkeypatch, tmp_path):
     for path in out.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+# ---------------------------------------------------------------- damaged checkpoints and final/ (content checks)
+DAMAGE_RUN = ("eval.enabled=false", "train.checkpoint.every_steps=4", "train.tokens=6144")
+
+
+@pytest.fixture(scope="module")
+def reference(make_run, tmp_path_factory):
+    """A finished 12-step run with checkpoints at steps 4, 8 and 12."""
+    out = tmp_path_factory.mktemp("damage") / "ref"
+    run_train_stage(make_run(out, *DAMAGE_RUN), resume="never")
+    return out
+
+
+def _reference_and_copy(reference, fresh_run):
+    """The reference run and a copy of it stopped after step 8 (its checkpoints and metrics up to step 8)."""
+    recipe, out = fresh_run("damaged", *DAMAGE_RUN)
+    copy_run_up_to(reference, out, 4)
+    copy_run_up_to(reference, out, 8)
+    return reference, recipe, out
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda c: (c / "trainer_state" / "optimizer.pt").unlink(), "trainer_state/optimizer.pt: missing"),
+        (lambda c: os.truncate(c / "model.safetensors", 1000), "model.safetensors: 1000 bytes"),
+        (lambda c: (c / "trainer_state" / "state.json").write_text("{"), "trainer_state/state.json: 1 bytes"),
+    ],
+    ids=["optimizer-missing", "weights-truncated", "state-corrupt"],
+)
+def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
+    reference, fresh_run, caplog, damage, named
+):
+    """It used to resume with a fresh optimizer (exit 0, no word) or die in a traceback: now resume takes the
+    previous intact checkpoint, says what was wrong once, and the losses are those of an uninterrupted run."""
+    ref_out, recipe, out = _reference_and_copy(reference, fresh_run)
+    damage(out / "checkpoints" / "step-0000008")
+    with caplog.at_level(logging.WARNING, logger="pretrain.train"):
+        run_train_stage(recipe, resume="auto")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and named in warnings[0] and "resuming from step-0000004" in warnings[0], (
+        warnings
+    )
+    assert step_losses(out / "metrics.jsonl") == step_losses(ref_out / "metrics.jsonl")
+
+
+def test_only_damaged_checkpoints_is_one_error_not_a_fresh_start(reference, fresh_run):
+    _, recipe, out = _reference_and_copy(reference, fresh_run)
+    for step in (4, 8):
+        (out / "checkpoints" / f"step-{step:07d}" / "model.safetensors").unlink()
+    with pytest.raises(
+        PretrainError, match=r"no intact checkpoint to resume from: step-0000008 \(model.safetensors"
+    ):
+        run_train_stage(recipe, resume="auto")
+    named = out / "checkpoints" / "step-0000008"
+    with pytest.raises(PretrainError, match="not an intact checkpoint"):
+        run_train_stage(recipe, resume=str(named))
+
+
+def test_a_damaged_final_is_rebuilt_by_run_and_refused_by_push(fresh_run, tmp_path, caplog):
+    recipe, out = fresh_run(
+        "final", "eval.enabled=false", "train.checkpoint.every_steps=4", "train.tokens=4096"
+    )
+    run_stage(recipe, "train")
+    weights = out / "final" / "model.safetensors"
+    intact = weights.read_bytes()
+    os.truncate(weights, len(intact) // 2)
+    assert not is_current(recipe, "train")
+    with pytest.raises(
+        PretrainError, match=r"damaged, not pushed: model.safetensors: \d+ bytes, \d+ when written"
+    ):
+        push(out / "final", repo_id="me/x", dry_run=tmp_path / "upload")
+    assert not (tmp_path / "upload").exists()
+    with caplog.at_level(logging.WARNING):
+        run_stage(recipe, "train")
+    assert any("is damaged (model.safetensors" in r.getMessage() for r in caplog.records)
+    assert weights.read_bytes() == intact  # retrained from its checkpoints: the same weights
+    assert is_current(recipe, "train")

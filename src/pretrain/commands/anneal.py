@@ -69,8 +69,9 @@ def parse_weights(items: list[str]) -> dict[str, float]:
 
 def _checkpoint_run(folder: Path) -> tuple[dict, dict]:
     """The checkpoint's resolved recipe (raw) and its state.json."""
-    if not ckpt.is_complete(folder):
-        raise AnnealError(f"{folder}: not a complete checkpoint (no trainer_state/COMPLETE); pick another")
+    problems = ckpt.damage(folder)
+    if problems:
+        raise AnnealError(f"{folder}: not an intact checkpoint ({'; '.join(problems[:3])}); pick another")
     ts = folder / ckpt.TRAINER_STATE
     raw = yaml.safe_load((ts / ckpt.RECIPE_YAML).read_text(encoding="utf-8"))
     state = json.loads((ts / ckpt.STATE_JSON).read_text(encoding="utf-8"))

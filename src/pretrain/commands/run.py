@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pretrain.commands.card import write_model_card
 from pretrain.commands.launch import LaunchRequest, relaunch_if_asked
-from pretrain.commands.stages import STAGES, get_stage, is_current, require_current, stage_output
+from pretrain.commands.stages import STAGES, damaged, get_stage, is_current, require_current, stage_output
 from pretrain.config import Recipe
 from pretrain.core.dist import on_main_process
 from pretrain.core.errors import PretrainError
@@ -50,6 +50,9 @@ def _run_stage_here(recipe: Recipe, name: str, force: bool, options: dict[str, s
     if not force and is_current(recipe, name):
         log.info("%s: up to date (%s) — skipping", name, out.folder)
         return
+    problems = damaged(recipe, name)
+    if problems:
+        log.warning("%s: %s is damaged (%s) — building it again", name, out.folder, "; ".join(problems[:3]))
     start = time.monotonic()  # the whole stage: curation's document pass runs before its publish step
     summary = stage.run(recipe, out, **options)
     if stage.main_process_only and isinstance(summary, dict):

@@ -22,7 +22,7 @@ from pathlib import Path
 from pretrain.config import Recipe
 from pretrain.core.errors import StageError
 from pretrain.core.layout import RunLayout
-from pretrain.core.markers import StageOutput, read_marker
+from pretrain.core.markers import StageOutput, marker_damage, read_marker
 from pretrain.data import curate
 from pretrain.tokens import pack, tokenizer
 from pretrain.train import loop as train
@@ -153,8 +153,20 @@ def stage_output(recipe: Recipe, name: str) -> StageOutput:
 
 
 def is_current(recipe: Recipe, name: str) -> bool:
-    marker = read_marker(stage_path(recipe, name))
-    return bool(marker) and marker.get("fingerprint") == fingerprint(recipe, name)
+    """Built for this recipe and, for a sealed folder (`final/`), its files there with the sizes they were
+    published with. Sizes, not digests: every rank of a launched run asks, and all must agree cheaply; `pretrain
+    push` checks the digests too."""
+    folder = stage_path(recipe, name)
+    marker = read_marker(folder)
+    return (
+        bool(marker) and marker.get("fingerprint") == fingerprint(recipe, name) and not damaged(recipe, name)
+    )
+
+
+def damaged(recipe: Recipe, name: str) -> list[str]:
+    """Files of a stage's sealed folder missing or of another size than published ([] when intact or not
+    sealed)."""
+    return marker_damage(stage_path(recipe, name), hashes=False)
 
 
 def require_current(recipe: Recipe, name: str, needed_by: str) -> Path:
@@ -169,5 +181,11 @@ def require_current(recipe: Recipe, name: str, needed_by: str) -> Path:
         raise StageError(
             f"{folder}: stale — the recipe or an upstream stage changed since it was built "
             f"(re-run `pretrain {name} {recipe.source_label}` or use `pretrain run`)"
+        )
+    problems = damaged(recipe, name)
+    if problems:
+        raise StageError(
+            f"{folder}: damaged since it was built ({'; '.join(problems[:3])}); re-run `pretrain {name} "
+            f"{recipe.source_label}` or use `pretrain run`"
         )
     return folder

@@ -7,14 +7,17 @@
         trainer_state/rank-00000.json       that rank's RNG states and loader position
         trainer_state/state.json            step, tokens, scheduler, spike guard, recent metrics, world size
         trainer_state/recipe.yaml           the resolved recipe
-        trainer_state/COMPLETE              written last; a folder without it is never resumed from
+        trainer_state/COMPLETE              written last: every other file's size and SHA-256 (core/integrity.py);
+                                            a folder without it, or whose files differ from it, is never resumed from
 
 Under FSDP the weights are gathered once into a full state dict for the HF folder (so every
 checkpoint loads with `from_pretrained`), while the optimizer state stays sharded: each rank writes
 and reads only its own part, with no rank ever holding the whole optimizer in memory.
 
 The folder is assembled under `checkpoints/.step-N.tmp-*` and renamed when complete, so a kill or a
-full disk mid-write leaves the previous checkpoint as the newest complete one.
+full disk mid-write leaves the previous checkpoint as the newest complete one. What happens to it later (a file
+deleted or truncated by hand, a copy cut short) is caught by `damage()` before it is used: resume falls back to
+the newest intact checkpoint, and push refuses it.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import yaml
 from pretrain.config import Recipe
 from pretrain.core.atomic import fsync_dir, fsync_tree
 from pretrain.core.errors import StageError
+from pretrain.core.integrity import check_sealed, seal
 from pretrain.core.layout import CHECKPOINT_PREFIX, step_name
-from pretrain.core.markers import MARKER
+from pretrain.core.markers import MARKER, marker_damage
 from pretrain.evaluation.records import EVAL_RESULTS
 from pretrain.hub.push import UploadFilter
 from pretrain.tokens.tokenizer import save_tokenizer
@@ -68,12 +72,35 @@ def rank_state_name(rank: int) -> str:
 
 
 def is_complete(folder: Path) -> bool:
-    """A checkpoint is resumable only once its COMPLETE marker (written last) and its weights exist."""
-    return (folder / TRAINER_STATE / COMPLETE).exists() and (folder / WEIGHTS).exists()
+    """The write of the checkpoint finished (its COMPLETE marker exists); `damage` says whether its files are
+    still what was written."""
+    return (folder / TRAINER_STATE / COMPLETE).exists()
+
+
+def damage(folder: Path, hashes: bool = True) -> list[str]:
+    """What is wrong with a checkpoint's files, one line each ([] when intact): its COMPLETE marker lists every
+    file with its size and SHA-256 (`hashes=False`: sizes only). A checkpoint sealed before the marker carried
+    that list is checked for the files every checkpoint has."""
+    marker = Path(folder) / TRAINER_STATE / COMPLETE
+    if not marker.exists():
+        return [f"{TRAINER_STATE}/{COMPLETE}: missing (the write never finished)"]
+    problems = check_sealed(folder, marker, hashes)
+    if problems is None:
+        needed = (WEIGHTS, f"{TRAINER_STATE}/{STATE_JSON}", f"{TRAINER_STATE}/{rank_state_name(0)}")
+        problems = [f"{rel}: missing" for rel in needed if not (Path(folder) / rel).is_file()]
+    return problems
+
+
+def model_folder_damage(folder: Path) -> list[str]:
+    """`damage` of a checkpoint, or of `final/` (sealed by its stage marker); [] for a folder sealed by
+    neither (an averaged model, a folder from elsewhere): nothing records what it held."""
+    if (Path(folder) / TRAINER_STATE).is_dir():
+        return damage(folder)
+    return marker_damage(folder)
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Complete checkpoints (their COMPLETE marker written; `damage` checks their content), oldest first."""
     if not ckpt_root.is_dir():
         return []
     found = [p for p in ckpt_root.iterdir() if STEP_DIR.match(p.name) and p.is_dir() and is_complete(p)]
@@ -138,9 +165,16 @@ def write_main_state(tmp: Path, state: dict, recipe_yaml: str) -> None:
     (ts / RECIPE_YAML).write_text(recipe_yaml)
 
 
+def seal_checkpoint(folder: Path, files: dict | None = None) -> None:
+    """Write the COMPLETE marker: the size and SHA-256 of every other file of the folder. The last write of a
+    checkpoint, whatever wrote the rest (`files`: a manifest merged from the ranks that wrote their own parts,
+    `core.integrity.manifest_of`)."""
+    seal(folder, folder / TRAINER_STATE / COMPLETE, {"complete": True}, files)
+
+
 def finalize(tmp: Path, final: Path) -> None:
-    """Mark complete, fsync, and rename into place (replacing an older folder of the same step)."""
-    (tmp / TRAINER_STATE / COMPLETE).write_text("ok\n")
+    """Seal, fsync, and rename into place (replacing an older folder of the same step)."""
+    seal_checkpoint(tmp)
     fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)

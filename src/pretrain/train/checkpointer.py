@@ -25,18 +25,50 @@ class Checkpointer:
         self.root = setup.recipe.layout.checkpoints
 
     def resume_point(self, resume: str) -> Path | None:
-        """The checkpoint `--resume` names: `never` = none, `auto` = the newest complete one, else a path."""
+        """The checkpoint `--resume` names: `never` = none, `auto` = the newest intact one, else a path.
+
+        The main process checks the files against the checkpoint's COMPLETE marker (sizes and SHA-256) and every
+        rank takes its answer. `auto` passes over a damaged checkpoint with one warning naming what is wrong; a
+        named one that is damaged, or only damaged ones, are a `TrainingError`."""
         if resume == "never":
             return None
+        acc = self.setup.accelerator
+        choice = self._choose(resume) if acc.is_main_process else None
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            choice = broadcast_object_list([choice])[0]
+        path, error = choice
+        if error:
+            raise TrainingError(error)
+        return Path(path) if path else None
+
+    def _choose(self, resume: str) -> tuple[str | None, str | None]:
+        """(the checkpoint to resume from or None, the error to raise or None)."""
         if resume != "auto":
-            path = Path(resume)
-            if not ckpt.is_complete(path):
-                raise TrainingError(
-                    f"{path}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
-                )
-            return path
-        found = ckpt.list_checkpoints(self.root)
-        return found[-1] if found else None
+            problems = ckpt.damage(Path(resume))
+            if problems:
+                return None, f"{resume}: not an intact checkpoint ({'; '.join(problems[:3])}); pick another"
+            return resume, None
+        damaged = []
+        for folder in reversed(ckpt.list_checkpoints(self.root)):
+            problems = ckpt.damage(folder)
+            if not problems:
+                if damaged:
+                    log.warning(
+                        "%s: %s — resuming from %s, the newest intact checkpoint",
+                        "; ".join(damaged),
+                        "damaged, not used" if len(damaged) == 1 else "damaged, none used",
+                        folder.name,
+                    )
+                return str(folder), None
+            damaged.append(f"{folder.name} ({'; '.join(problems[:3])})")
+        if damaged:
+            return None, (
+                f"{self.root}: no intact checkpoint to resume from: {'; '.join(damaged)}; restore the files, "
+                "or move the damaged checkpoints away to start afresh (--resume never starts afresh too)"
+            )
+        return None, None
 
     def save(self, state: TrainState) -> Path:
         """Write `checkpoints/step-N/` from every rank; a collective. An OSError leaves no partial folder."""
@@ -125,7 +157,7 @@ class Checkpointer:
                     summary["data_stages"] = shares
                 return summary
 
-            out.publish(produce)
+            out.publish(produce, sealed=True)  # its marker lists every file: a damaged final/ is retrained
             log.info(
                 "final model: %s (%d steps, %s tokens)",
                 s.recipe.layout.final,

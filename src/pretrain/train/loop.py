@@ -109,9 +109,10 @@ class Trainer:
         """A branch of another run (`pretrain anneal`): its weights, optimizer, counters and RNG streams, but
         this recipe's data from the branch step on (the other run's data position means nothing to this mix)."""
         s = self.setup
-        if not ckpt_format.is_complete(folder):
+        problems = ckpt_format.damage(folder)
+        if problems:
             raise TrainingError(
-                f"{folder}: not a complete checkpoint (no trainer_state/COMPLETE); pick another"
+                f"{folder}: not an intact checkpoint ({'; '.join(problems[:3])}); pick another"
             )
         self.checkpointer.restore(folder, self.state, with_data=False, with_rng=True)
         if s.train_iter.stage is None:
