@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 
 import pytest
 
@@ -164,3 +165,14 @@ def test_a_damaged_final_is_rebuilt_by_run_and_refused_by_push(fresh_run, tmp_pa
     assert any("is damaged (model.safetensors" in r.getMessage() for r in caplog.records)
     assert weights.read_bytes() == intact  # retrained from its checkpoints: the same weights
     assert is_current(recipe, "train")
+
+
+def test_a_checkpoint_sealed_before_manifests_is_checked_for_what_its_state_says_it_holds(reference, tmp_path):
+    folder = tmp_path / "step-0000004"
+    shutil.copytree(reference / "checkpoints" / "step-0000004", folder)
+    (folder / "trainer_state" / "COMPLETE").write_text("ok\n")  # the marker of earlier versions
+    assert ckpt.damage(folder) == []
+    (folder / "trainer_state" / "optimizer.pt").unlink()
+    assert ckpt.damage(folder) == ["trainer_state/optimizer.pt: missing (the recipe saved the optimizer)"]
+    (folder / "trainer_state" / "rank-00000.json").unlink()
+    assert "trainer_state/rank-00000.json: missing" in ckpt.damage(folder)

@@ -85,9 +85,25 @@ def damage(folder: Path, hashes: bool = True) -> list[str]:
     if not marker.exists():
         return [f"{TRAINER_STATE}/{COMPLETE}: missing (the write never finished)"]
     problems = check_sealed(folder, marker, hashes)
-    if problems is None:
-        needed = (WEIGHTS, f"{TRAINER_STATE}/{STATE_JSON}", f"{TRAINER_STATE}/{rank_state_name(0)}")
-        problems = [f"{rel}: missing" for rel in needed if not (Path(folder) / rel).is_file()]
+    return _unsealed_damage(Path(folder)) if problems is None else problems
+
+
+def _unsealed_damage(folder: Path) -> list[str]:
+    """A checkpoint sealed before COMPLETE listed its files: the files its own state.json and recipe.yaml say
+    it must have (weights, every rank's state, the optimizer state when the recipe saved it)."""
+    ts = folder / TRAINER_STATE
+    try:
+        state = json.loads((ts / STATE_JSON).read_text(encoding="utf-8"))
+        saved_optimizer = yaml.safe_load((ts / RECIPE_YAML).read_text(encoding="utf-8"))["train"]["checkpoint"][
+            "save_optimizer"
+        ]
+        world = int(state.get("world_size", 1))
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
+        return [f"{TRAINER_STATE}/{STATE_JSON} or {RECIPE_YAML}: unreadable ({type(exc).__name__})"]
+    needed = [WEIGHTS, *(f"{TRAINER_STATE}/{rank_state_name(r)}" for r in range(world))]
+    problems = [f"{rel}: missing" for rel in needed if not (folder / rel).is_file()]
+    if saved_optimizer and not ((ts / OPTIMIZER_PT).is_file() or (ts / OPTIMIZER_SHARDS).is_dir()):
+        problems.append(f"{TRAINER_STATE}/{OPTIMIZER_PT}: missing (the recipe saved the optimizer)")
     return problems
 
 
