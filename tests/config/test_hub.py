@@ -45,3 +45,22 @@ def test_values_are_not_coerced():
 def test_an_unknown_key_is_an_error():
     with pytest.raises(ValidationError, match="push_checkpoint"):
         HubConfig(push_checkpoint=True)
+
+
+@pytest.mark.parametrize("template", ["../../../../etc/passwd", "card.md", "secrets.txt", "model_cards"])
+def test_a_card_template_must_be_a_jinja_file(template):
+    """Its output becomes the uploaded README.md: any readable file used to be accepted as the card."""
+    with pytest.raises(
+        ValidationError, match="is not a card template: name a Jinja file ending .j2 or .jinja"
+    ):
+        HubConfig(card_template=template)
+
+
+def test_a_link_named_like_a_template_must_lead_to_one(tmp_path):
+    from pretrain.core.recipe_files import find_card_template
+
+    (tmp_path / "real.md.j2").write_text("# {{ recipe.name }}")
+    (tmp_path / "card.md.j2").symlink_to("/etc/passwd")
+    (tmp_path / "ok.md.j2").symlink_to(tmp_path / "real.md.j2")
+    assert find_card_template("card.md.j2", lambda name: tmp_path / name) is None
+    assert find_card_template("ok.md.j2", lambda name: tmp_path / name) == tmp_path / "ok.md.j2"

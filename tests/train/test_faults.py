@@ -167,7 +167,9 @@ def test_a_damaged_final_is_rebuilt_by_run_and_refused_by_push(fresh_run, tmp_pa
     assert is_current(recipe, "train")
 
 
-def test_a_checkpoint_sealed_before_manifests_is_checked_for_what_its_state_says_it_holds(reference, tmp_path):
+def test_a_checkpoint_sealed_before_manifests_is_checked_for_what_its_state_says_it_holds(
+    reference, tmp_path
+):
     folder = tmp_path / "step-0000004"
     shutil.copytree(reference / "checkpoints" / "step-0000004", folder)
     (folder / "trainer_state" / "COMPLETE").write_text("ok\n")  # the marker of earlier versions

@@ -21,7 +21,7 @@ from pretrain.core.atomic import write_text_atomic
 from pretrain.core.errors import RecipeError
 from pretrain.core.layout import RunLayout
 from pretrain.core.progress import human
-from pretrain.core.recipe_files import find_card_template
+from pretrain.core.recipe_files import TEMPLATE_SUFFIXES, find_card_template
 from pretrain.evaluation.metrics import is_reported, split_key
 from pretrain.evaluation.records import read_eval_records
 from pretrain.evaluation.regressions import find_regressions
@@ -167,7 +167,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     return {
-        "recipe": recipe,
+        "recipe": recipe.model_dump(mode="json"),  # plain data: a template reaches no method of ours
         "config": config,
         "params": total,
         "non_embedding_params": non_emb,
@@ -218,26 +218,52 @@ def template_path(recipe: Recipe) -> Path:
     return path
 
 
-def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
-    """Render `final_dir/README.md` and copy the loss and learning-curve images next to it."""
+def render_card(recipe: Recipe, template: Path, context: dict) -> str:
+    """The card's text from `template`, rendered in Jinja's immutable sandbox (as transformers renders chat
+    templates): recipes are shared, and a template from one must not run code. The context is plain data (the
+    recipe as its JSON values) plus `human`; the loader serves only Jinja files of the template's own folder.
+    A template that reaches for anything else, or does not parse, is a `RecipeError` naming it."""
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    final_dir = Path(final_dir)
-    layout = recipe.layout
-    has_loss = plot_loss(_metrics(layout), final_dir / "loss_curve.png")
-    curves = layout.learning_curves
-    if curves.exists():
-        shutil.copy2(curves, final_dir / "learning_curves.png")
-    template = template_path(recipe)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template.parent)),
+    class TemplatesOnly(jinja2.FileSystemLoader):
+        def get_source(self, environment, name):
+            if not name.endswith(TEMPLATE_SUFFIXES):
+                raise jinja2.TemplateNotFound(
+                    f"{name} (only {'/'.join(TEMPLATE_SUFFIXES)} files are templates)"
+                )
+            return super().get_source(environment, name)
+
+    env = ImmutableSandboxedEnvironment(
+        loader=TemplatesOnly(str(template.parent)),
         undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    text = env.get_template(template.name).render(
-        **card_context(recipe, final_dir), has_loss_plot=has_loss, has_curves=curves.exists()
-    )
+    try:
+        return env.get_template(template.name).render(**context)
+    except jinja2.TemplateError as exc:
+        where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        raise RecipeError(
+            [
+                f"{recipe.source_label}: hub.card_template: {template}{where}: {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]} — a card template reads the card's facts only (no attributes "
+                "starting with _, no calls into Python, no other files); fix or replace the template"
+            ]
+        ) from None
+
+
+def write_model_card(recipe: Recipe, final_dir: Path) -> Path:
+    """Render `final_dir/README.md` and copy the loss and learning-curve images next to it."""
+    final_dir = Path(final_dir)
+    layout = recipe.layout
+    template = template_path(recipe)
+    has_loss = plot_loss(_metrics(layout), final_dir / "loss_curve.png")
+    curves = layout.learning_curves
+    if curves.exists():
+        shutil.copy2(curves, final_dir / "learning_curves.png")
+    context = {**card_context(recipe, final_dir), "has_loss_plot": has_loss, "has_curves": curves.exists()}
+    text = render_card(recipe, template, context)
     path = final_dir / "README.md"
     write_text_atomic(path, text)  # a crash mid-write must not leave a truncated card to be pushed
     return path

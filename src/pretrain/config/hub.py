@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pretrain.config.base import Section
+from pretrain.core.recipe_files import TEMPLATE_SUFFIXES
 
 
 class HubConfig(Section):
@@ -22,8 +23,9 @@ class HubConfig(Section):
     )
     card_template: str = Field(
         "base_model.md.j2",
-        description="Jinja template of the model card: a file (absolute, or relative to the recipe), else the "
-        "name of a template shipped in model_cards/",
+        description="Jinja template of the model card, ending .j2 or .jinja: a file (absolute, or relative to "
+        "the recipe), else the name of a template shipped in model_cards/. Rendered in Jinja's sandbox: it reads "
+        "the card's facts and can call no code",
     )
     license: str = Field("apache-2.0", description="license id in the model card's front matter")
     language: list[str] = Field(
@@ -34,3 +36,13 @@ class HubConfig(Section):
         default_factory=list,
         description="extra Hub tags, added to pretrained, base-model and pretraining-handbook",
     )
+
+    @field_validator("card_template")
+    @classmethod
+    def _a_template_file(cls, value: str) -> str:
+        if not value.endswith(TEMPLATE_SUFFIXES):
+            raise ValueError(
+                f"{value!r} is not a card template: name a Jinja file ending {' or '.join(TEMPLATE_SUFFIXES)} "
+                "(the template's output becomes the uploaded README.md)"
+            )
+        return value

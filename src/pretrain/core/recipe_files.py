@@ -6,8 +6,9 @@ A clone keeps them at the repository root (`recipes/<name>/config.yaml`, `accele
 `accelerate_config: ../../accelerate_configs/cpu.yaml` resolves the same way in a clone and in a non-editable
 install (`pretrain run tiny` works in both).
 
-`hub.card_template` is a file (relative to the recipe, like every path of a recipe) or else the name of a
-shipped template.
+`hub.card_template` is a Jinja file ending `.j2` or `.jinja` (relative to the recipe, like every path of a recipe;
+a link must lead to such a file too) or else the name of a shipped template: its output becomes the README.md that
+is uploaded, so no other file can stand in for it.
 
 A recipe argument is a path when that file exists (or a folder holding `config.yaml`), else a shipped recipe's
 name; an unknown name is a `RecipeError` that lists the shipped names.
@@ -23,6 +24,7 @@ from pretrain.core.errors import RecipeError
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RECIPE_FILE = "config.yaml"
 CARD_TEMPLATES = "model_cards"  # the shipped templates' folder, under `shipped_root()`
+TEMPLATE_SUFFIXES = (".j2", ".jinja")  # what a card template's file name ends with
 
 
 def shipped_root() -> Path | None:
@@ -95,8 +97,10 @@ def find_card_template(name: str, resolve: Callable[[str], Path]) -> Path | None
     """`hub.card_template`, resolved like a recipe argument: an existing file at `resolve(name)` (the recipe's
     path rule: absolute, else relative to the recipe, else to the working directory) wins, else a shipped
     template of that name, else None. An edited copy of a shipped template next to the recipe is used."""
+    if not name.endswith(TEMPLATE_SUFFIXES):
+        return None
     candidate = resolve(name)
-    if candidate.is_file():
+    if candidate.is_file() and candidate.resolve().name.endswith(TEMPLATE_SUFFIXES):
         return candidate
     folder = card_templates()
     shipped = folder / name if folder else None

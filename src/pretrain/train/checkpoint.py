@@ -94,9 +94,9 @@ def _unsealed_damage(folder: Path) -> list[str]:
     ts = folder / TRAINER_STATE
     try:
         state = json.loads((ts / STATE_JSON).read_text(encoding="utf-8"))
-        saved_optimizer = yaml.safe_load((ts / RECIPE_YAML).read_text(encoding="utf-8"))["train"]["checkpoint"][
-            "save_optimizer"
-        ]
+        saved_optimizer = yaml.safe_load((ts / RECIPE_YAML).read_text(encoding="utf-8"))["train"][
+            "checkpoint"
+        ]["save_optimizer"]
         world = int(state.get("world_size", 1))
     except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
         return [f"{TRAINER_STATE}/{STATE_JSON} or {RECIPE_YAML}: unreadable ({type(exc).__name__})"]
