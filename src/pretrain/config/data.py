@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pretrain.config.base import Section
 from pretrain.config.sources import Source
+from pretrain.core.slurm import SBATCH_OPTION, sbatch_value_problem, shell_word_problem
 
 
 class NormalizeConfig(Section):
@@ -133,8 +134,36 @@ class SlurmConfig(Section):
     )
     sbatch_args: dict[str, str | int] = Field(
         default_factory=dict,
-        description="extra #SBATCH options as option: value (e.g. account: myproj, constraint: cpu)",
+        description="extra #SBATCH options as option: value (e.g. account: myproj, constraint: cpu); no control "
+        "characters (a newline would start a shell line of the batch script)",
     )
+
+    @field_validator("partition", "qos")
+    @classmethod
+    def _one_sbatch_line(cls, value: str) -> str:
+        problem = sbatch_value_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("venv_path")
+    @classmethod
+    def _a_shell_word(cls, value: str | None) -> str | None:
+        problem = shell_word_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("sbatch_args")
+    @classmethod
+    def _sbatch_options(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for option, setting in value.items():
+            if not SBATCH_OPTION.match(option):
+                raise ValueError(f"{option!r} is not an sbatch option name (letters, digits, - and _)")
+            problem = sbatch_value_problem(setting)
+            if problem:
+                raise ValueError(f"{option}: {problem}")
+        return value
 
 
 class ExecutorConfig(Section):

@@ -8,14 +8,24 @@ steps, each a job array of `tasks` whose task `rank` calls `step(data, rank, wor
 its pipeline, each step depending on the one before (`afterok`). datatrove pickles the executor and runs it on
 the nodes (`launch_pickled_pipeline`), so the callables must pickle (dill). `SubmittedJobs` keeps the ids of a
 submission that has not finished, so a second command while they are queued is refused instead of submitting
-twice. A missing or failing `sbatch` is a one-line `SlurmError`.
+twice. A missing or failing `sbatch` is a one-line `SlurmError` carrying what sbatch said on stderr (`sbatch`
+below replaces datatrove's submitter, which captured only stdout), and a submission is bounded in time.
+
+Everything a recipe puts into a batch script is checked first: a value with a control character (a newline)
+would end its `#SBATCH` line and start a shell line of the script, and the paths and venv written into the
+script's shell lines must be words the shell reads as themselves (no `$`, `;`, quotes or spaces). The recipe
+schema refuses such values at `pretrain validate` (`sbatch_value_problem`, `shell_word_problem`); the paths
+(output_dir) are checked again when the script is made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +36,33 @@ from pretrain.core.atomic import write_text_atomic
 from pretrain.core.errors import PretrainError
 
 SUBMITTED = "submitted.json"
+SBATCH_TIMEOUT_S = 120  # one sbatch call; a controller that does not answer in this time fails the submission
+SBATCH_OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # `#SBATCH --<option>=...`
+SHELL_WORD = re.compile(r"^[A-Za-z0-9_./~+@%:,=-]+$")  # what a shell line of the script can hold unquoted
+
+
+def sbatch_value_problem(value: object) -> str | None:
+    """Why `value` cannot be an `#SBATCH` value (None when it can): a control character would end the line."""
+    text = str(value)
+    bad = sorted({c for c in text if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return (
+            f"holds a control character ({shown}): in the batch script it would end the #SBATCH line and start a "
+            "shell command; remove it"
+        )
+    return None
+
+
+def shell_word_problem(value: str) -> str | None:
+    """Why `value` cannot stand unquoted in a shell line of the batch script (None when it can)."""
+    if SHELL_WORD.match(value):
+        return None
+    odd = sorted({c for c in value if not SHELL_WORD.match(c)})
+    return (
+        f"holds {', '.join(repr(c) for c in odd)}, which the batch script's shell would interpret (it is written "
+        "unquoted); use a path of letters, digits and _ . / ~ + @ % : , = -"
+    )
 
 
 class SlurmError(PretrainError):
@@ -89,20 +126,81 @@ class SubmittedJobs:
 @functools.cache
 def step_executor() -> type:
     """datatrove's `SlurmPipelineExecutor` without its stats-merging job: our steps keep their own records (one
-    job per step, not two). Built on first use, so that datatrove is imported when something is submitted, not
-    by every command; dill pickles the class with the executor for the nodes."""
+    job per step, not two), submitted by `sbatch` (stderr kept, time bounded). Built on first use, so that
+    datatrove is imported when something is submitted, not by every command; dill pickles the class with the
+    executor for the nodes."""
     from datatrove.executor import SlurmPipelineExecutor
 
     class StepExecutor(SlurmPipelineExecutor):
         def launch_merge_stats(self) -> None:
             return None
 
+        def launch_job(self) -> None:
+            with _submitting_with(sbatch):
+                super().launch_job()
+
     return StepExecutor
+
+
+@contextlib.contextmanager
+def _submitting_with(submit: Callable[..., str]):
+    """datatrove's `launch_job` calls its module's `launch_slurm_job`; ours stands in while it runs."""
+    import datatrove.executor.slurm as datatrove_slurm
+
+    original = datatrove_slurm.launch_slurm_job
+    datatrove_slurm.launch_slurm_job = submit
+    try:
+        yield
+    finally:
+        datatrove_slurm.launch_slurm_job = original
+
+
+def sbatch(script: str, job_id_retriever: Callable[[str], str], *args: str) -> str:
+    """Submit `script` with `sbatch ARGS FILE`; the job id. datatrove's own ran `check_output`, which drops
+    stderr (where sbatch says why it refused) and waits for ever; a refusal here carries sbatch's stderr, and
+    an sbatch that does not answer in `SBATCH_TIMEOUT_S` is a `SlurmError`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".slurm") as fh:
+        fh.write(script)
+        fh.flush()
+        command = ["sbatch", *args, fh.name]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=SBATCH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise SlurmError(
+                f"sbatch did not answer within {SBATCH_TIMEOUT_S} s (is the Slurm controller up? `sinfo`); nothing "
+                "was recorded as submitted: check `squeue --me`, then run the command again"
+            ) from None
+    if done.returncode:
+        raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+    return job_id_retriever(done.stdout)
+
+
+def _check_script_values(settings: SlurmSettings, job_prefix: str, logs: Path) -> None:
+    """What goes into a batch script: `#SBATCH` values free of control characters, shell words shell-safe."""
+    values = {"partition": settings.partition, "qos": settings.qos, "job name": job_prefix}
+    values.update({f"sbatch_args.{k}": v for k, v in settings.sbatch_args.items()})
+    problems = [
+        f"slurm {key}: {problem}" for key, v in values.items() if (problem := sbatch_value_problem(v))
+    ]
+    problems += [
+        f"slurm sbatch_args: {k!r} is not an sbatch option name"
+        for k in settings.sbatch_args
+        if not SBATCH_OPTION.match(str(k))
+    ]
+    words = {"venv_path": settings.venv_path, "output folder": str(logs.absolute())}
+    problems += [
+        f"slurm {key} {v!r}: {problem}"
+        for key, v in words.items()
+        if v and (problem := shell_word_problem(v))
+    ]
+    if problems:
+        raise SlurmError(f"{problems[0]} — nothing was submitted")
 
 
 def slurm_chain(settings: SlurmSettings, steps: list[SlurmStep], job_prefix: str, logs: Path) -> list:
     """One datatrove executor per step, each depending on the previous one (nothing submitted yet); each
     step's script, pickled executor and logs go under `logs/<step name>/`."""
+    _check_script_values(settings, job_prefix, logs)
     executor = step_executor()
     venv = str(Path(settings.venv_path) / "bin" / "activate") if settings.venv_path else None
     jobs, previous = [], None
@@ -137,7 +235,8 @@ def submit_chain(jobs: list, guard: SubmittedJobs) -> list[str]:
             "sbatch is not on PATH; submit from a Slurm login node, or set the executor to local"
         ) from None
     except subprocess.CalledProcessError as exc:
-        detail = " ".join(((exc.stderr or exc.output or b"").decode(errors="replace")).split())
+        said = exc.stderr or exc.output or ""
+        detail = " ".join((said.decode(errors="replace") if isinstance(said, bytes) else said).split())
         raise SlurmError(f"sbatch failed: {detail or f'exit status {exc.returncode}'}") from None
     ids = [str(job.job_id) for job in jobs]
     guard.record(ids)
