@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import yaml
@@ -57,3 +58,36 @@ def copy_run_up_to(ref_out: Path, out: Path, step: int) -> None:
     lines = (ref_out / "metrics.jsonl").read_text().splitlines()
     kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
     (out / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: [state, ppid, ...]; None when there is no such process (Linux)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def is_running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def child_pids(pid: int) -> list[int]:
+    """The running children of `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(pids: list[int], seconds: float) -> list[int]:
+    """Wait up to `seconds` for `pids` to end; returns those still running."""
+    deadline = time.monotonic() + seconds
+    while (left := [p for p in pids if is_running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

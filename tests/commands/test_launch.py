@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from pretrain.commands.launch import plan_launch, strip_launch_flags
 from pretrain.config import load_recipe
 from pretrain.core.launcher import under_launcher
+from pretrain.testing import child_pids, is_running, wait_until_gone
 
 
 def _recipe(tiny_recipe_path, tmp_path, config: str | None):
@@ -97,3 +100,44 @@ def test_a_stale_input_fails_once_before_the_launch(tmp_path, repo_root):
     assert "relaunching" not in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and "missing (run `pretrain" in errors[0]
+
+
+@pytest.mark.slow  # ~30 s quiet, 86 s loaded; tests/data/test_local_pool.py kills a parent in the default suite
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc: Linux")
+def test_ranks_die_with_the_launchers_process_group_and_the_rerun_resumes(
+    make_run, small_run_overrides, tmp_path, repo_root
+):
+    """torchrun starts each rank in a session of its own: killing `accelerate launch`'s process group used to
+    leave both ranks training to the end, and their run lock refused the resume."""
+    out = tmp_path / "run"
+    make_run(out)
+    config = repo_root / "accelerate_configs" / "cpu_ddp.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    argv = [sys.executable, "-m", "pretrain", "train", str(repo_root / "recipes" / "tiny" / "config.yaml")]
+    argv += ["--output-dir", str(out), *small_run_overrides, "--set", f"accelerate_config={config}"]
+    argv += ["--set", "train.checkpoint.every_steps=2", "--set", "eval.enabled=false"]
+    launcher = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "checkpoints").glob("step-*")) and time.monotonic() < deadline:
+            assert launcher.poll() is None, "the launch ended before its first checkpoint"
+            time.sleep(0.1)
+        ranks = child_pids(
+            launcher.pid
+        )  # the relaunched process is accelerate launch; its children the ranks
+        assert len(ranks) == 2
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        assert wait_until_gone(ranks, 30) == []
+    finally:
+        for pid in [launcher.pid, *ranks]:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not (out / "final").exists()
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stderr and (out / "final" / "model.safetensors").exists()

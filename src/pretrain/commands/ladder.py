@@ -35,6 +35,7 @@ from pretrain.commands.stages import data_stage_names, is_current
 from pretrain.config import Recipe, load_recipe
 from pretrain.core.dist import is_main_process, wait_for_all_ranks
 from pretrain.core.errors import PretrainError, StageError
+from pretrain.core.lifetime import die_with_parent
 from pretrain.core.progress import get_logger, human
 from pretrain.core.slurm import SUBMITTED, SlurmStep, SubmittedJobs, slurm_chain, submit_chain
 from pretrain.scaling.flops import budget_flops
@@ -100,7 +101,8 @@ class LadderTask:
     argv: list[str]
 
     def __call__(self, data=None, rank: int = 0, world_size: int = 1):
-        subprocess.run([a.replace("{rank}", str(rank)) for a in self.argv], check=True)
+        argv = [a.replace("{rank}", str(rank)) for a in self.argv]
+        subprocess.run(argv, check=True, preexec_fn=die_with_parent)  # noqa: PLW1509 - only a prctl; ends with us
         return data
 
 

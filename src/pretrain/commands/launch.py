@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pretrain.config import Recipe
 from pretrain.core.errors import RecipeError
 from pretrain.core.launcher import RELAUNCHED, under_launcher
+from pretrain.core.lifetime import PARENT_PID
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ def plan_launch(
 
 
 def relaunch(launch: Launch) -> None:
-    """Replace this process with the launcher (signals from a scheduler then reach it directly)."""
+    """Replace this process with the launcher (signals from a scheduler then reach it directly). The ranks it
+    starts are its children: they end when it does (`PARENT_PID`: this pid, which the launcher keeps)."""
     print(f"relaunching under the recipe's launch config:\n  {launch.shown}", flush=True)
     sys.stderr.flush()
-    os.execve(launch.argv[0], launch.argv, {**os.environ, RELAUNCHED: "1"})
+    os.execve(launch.argv[0], launch.argv, {**os.environ, RELAUNCHED: "1", PARENT_PID: str(os.getpid())})
 
 
 def strip_launch_flags(argv: list[str]) -> list[str]:

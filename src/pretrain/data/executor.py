@@ -5,8 +5,8 @@ A data stage is a list of `TaskStep`s, each `tasks` wide, that run one after the
     curate   pass (N) -> dedup buckets (N) -> dedup cluster (1) -> filter + write mix files (N) -> publish
     pack     tokenize + sample towards the token targets (N) -> publish manifest and report
 
-`local` runs each step on datatrove's LocalPipelineExecutor (`data.workers` processes) and the publish step
-in this process; `ray` runs each step on RayPipelineExecutor (`pip install ray`, a running cluster or a
+`local` runs each step on datatrove's LocalPipelineExecutor (`data.workers` processes, on a pool that fails
+the step within seconds when a worker dies: data/local_pool.py) and the publish step in this process; `ray` runs each step on RayPipelineExecutor (`pip install ray`, a running cluster or a
 local one); `slurm` submits each step as a job array depending on the previous one, the publish step last,
 and returns (the work folder and the output dir must be on a filesystem the nodes share; `pretrain run`
 picks the output up once the jobs are done). Every task writes its output through a temporary name renamed
@@ -27,6 +27,7 @@ from pretrain.config import Recipe
 from pretrain.core.errors import CurationSubmitted, DataError
 from pretrain.core.progress import get_logger
 from pretrain.core.slurm import SUBMITTED, SlurmStep, SubmittedJobs, slurm_chain, submit_chain
+from pretrain.data.local_pool import WatchedLocalExecutor, WorkerDied
 from pretrain.data.taskprogress import TotalProgress
 
 log = get_logger("pretrain.data")
@@ -44,7 +45,8 @@ class TaskStep:
     done: Callable[[int], bool]
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
-        self.run(rank, world_size)
+        if not self.done(rank):  # a rerun after a failure runs only what is left
+            self.run(rank, world_size)
         return data
 
 
@@ -154,9 +156,7 @@ def _executor(recipe: Recipe, step: TaskStep, logs: Path):
             logging_dir=str(logs),
             skip_completed=False,
         )
-    from datatrove.executor import LocalPipelineExecutor
-
-    return LocalPipelineExecutor(
+    return WatchedLocalExecutor(
         pipeline=[step],
         tasks=step.tasks,
         workers=min(step.tasks, recipe.data.workers),
@@ -182,8 +182,10 @@ def run_steps(recipe: Recipe, work: Path, stage: str, steps: list[TaskStep]) -> 
                 _executor(recipe, step, logs).run()
             except DataError:
                 raise
-            except Exception as exc:  # a task failed: what is done stays done, the rest reruns next time
-                failure = f" ({type(exc).__name__}: {exc})"
+            except (
+                Exception
+            ) as exc:  # a task failed or a worker died: what is done stays done, the rest reruns
+                failure = f" ({exc})" if isinstance(exc, WorkerDied) else f" ({type(exc).__name__}: {exc})"
         missing = [r for r in range(step.tasks) if not step.done(r)]
         if missing:
             raise DataError(
