@@ -44,9 +44,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from pretrain.config import load_recipe  # noqa: E402
+from pretrain.config.parallelism import MeshShape  # noqa: E402
 from pretrain.modeling import build_hf_config, count_parameters, init_weights  # noqa: E402
 from pretrain.scaling.flops import device_peak_flops, flops_per_token  # noqa: E402
 from pretrain.train.optim import build_optimizer  # noqa: E402
+from pretrain.train.parallel.mesh import Parallelism  # noqa: E402
+from pretrain.train.parallel.parallelize import parallelize  # noqa: E402
 from pretrain.train.precision import precision_that_runs  # noqa: E402
 from pretrain.train.step import clip_gradients, forward_backward  # noqa: E402
 
@@ -133,16 +136,15 @@ def make_ours(recipe, vocab, device):
         model = model.to(torch.bfloat16)
     model.to(device)
     fused_head = build_fused_head(model, recipe, device.type, sharded=False)
+    # one process: the training's own parallelisation is torch.compile per block (and nothing else)
+    parallelize(model, Parallelism(MeshShape()), compile_blocks=recipe.train.compile)
     opt = build_optimizer(model, recipe.train.optimizer, device.type)
-    if recipe.train.compile:
-        model = torch.compile(model)
-    model, opt = acc.prepare(model, opt)
     batches = _random_batches(vocab, recipe.train.micro_batch_size, recipe.train.seq_len, device)
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=own_autocast):
             forward_backward(model, batches, 1, acc, z_loss=recipe.train.z_loss, fused_head=fused_head)
-        clip_gradients(model, acc, recipe.train.grad_clip)
+        clip_gradients(model, recipe.train.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
 

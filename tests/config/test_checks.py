@@ -166,6 +166,32 @@ def test_a_batch_split_evenly_over_the_processes_is_fine(tmp_path):
     assert combination_problems(recipe, LABEL) == []
 
 
+def test_a_launch_mesh_is_checked_against_the_processes_the_model_and_muon(tmp_path):
+    sizes = {"parallelism_config_dp_shard_size": 2, "parallelism_config_tp_size": 2}
+    launch = launch_config(tmp_path, distributed_type="MULTI_GPU", num_processes=4, parallelism_config=sizes)
+    model = {"hidden_size": 33, "num_attention_heads": 3, "num_key_value_heads": 3, "intermediate_size": 64}
+    problems = combination_problems(make_recipe(tmp_path, accelerate_config=launch, model=model), LABEL)
+    assert [p.split(": ")[1] for p in problems if "tp_size 2" in p] == [
+        "model.num_attention_heads",
+        "model.num_key_value_heads",
+        "model.hidden_size",
+    ]
+    muon = make_recipe(
+        tmp_path, accelerate_config=launch, train={"optimizer": {"name": "muon"}, "global_batch_tokens": 32}
+    )
+    assert combination_problems(muon, LABEL) == [f"{LABEL}: train.optimizer.name: {MUON_UNDER_FSDP}"]
+    # 2 x 2 leaves 2 data-parallel ranks: the batch splits over them, not over the 4 processes
+    assert (
+        combination_problems(
+            make_recipe(tmp_path, accelerate_config=launch, train={"global_batch_tokens": 32}), LABEL
+        )
+        == []
+    )
+    wrong = launch_config(tmp_path, distributed_type="MULTI_GPU", num_processes=8, parallelism_config=sizes)
+    (problem,) = combination_problems(make_recipe(tmp_path, accelerate_config=wrong), LABEL)
+    assert "= 4 processes, but the launch has 8 processes" in problem
+
+
 def test_hidden_size_must_divide_into_the_heads(tmp_path):
     recipe = make_recipe(
         tmp_path, model={"hidden_size": 30, "num_attention_heads": 4, "num_key_value_heads": 4}

@@ -10,6 +10,7 @@ import glob
 import re
 from typing import TYPE_CHECKING, Any
 
+from pretrain.config.parallelism import launch_problems
 from pretrain.config.refs import RefError, parse_pretrained_ref
 from pretrain.config.sources import LocalSource
 from pretrain.core.recipe_files import card_template_names, find_card_template
@@ -127,22 +128,25 @@ def _consumed_kwarg(model_type: str, key: str, value: Any, default_dict: dict) -
 
 def combination_problems(recipe: Recipe, label: str) -> list[str]:
     problems = []
-    if (recipe.accelerate_settings() or {}).get("distributed_type") == "DEEPSPEED":
+    settings = recipe.accelerate_settings()
+    if (settings or {}).get("distributed_type") == "DEEPSPEED":
         problems.append(f"{label}: accelerate_config: {UNSUPPORTED_DEEPSPEED}")
-    if (
-        recipe.train.optimizer.name == "muon"
-        and (recipe.accelerate_settings() or {}).get("distributed_type") == "FSDP"
-    ):
+    shape, mesh_problems = launch_problems(
+        settings,
+        f"accelerate_config {recipe.accelerate_config}",
+        recipe.model.model_type,
+        recipe.model.hf_fields,
+    )
+    problems += [f"{label}: {problem}" for problem in mesh_problems]
+    # an FSDP launch or any mesh that cuts the weights (FSDP shards, tensor-parallel slices)
+    sharded = (settings or {}).get("distributed_type") == "FSDP" or (shape is not None and shape.sharded)
+    if sharded and recipe.train.optimizer.name == "muon":
         problems.append(f"{label}: train.optimizer.name: {MUON_UNDER_FSDP}")
-    if (
-        recipe.train.fused_cross_entropy is True
-        and (recipe.accelerate_settings() or {}).get("distributed_type") == "FSDP"
-    ):
+    if sharded and recipe.train.fused_cross_entropy is True:
         problems.append(f"{label}: train.fused_cross_entropy: {FUSED_CE_UNDER_FSDP}")
-    world = recipe.world_size_from_accelerate_config()
-    if world:
+    if settings and shape is not None and not mesh_problems:
         try:
-            recipe.train.grad_accum_steps(world)
+            recipe.train.grad_accum_steps(shape.dp)
         except ValueError as exc:
             problems.append(f"{label}: train.global_batch_tokens: {exc}")
     fields = recipe.model.hf_fields

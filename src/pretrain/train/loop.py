@@ -181,11 +181,18 @@ class Trainer:
         state.attempts += 1
         fault = self.faults.for_step(state.attempts)
         loss, data_wait, z_loss = forward_backward(
-            s.model, s.train_iter, s.accum, s.accelerator, fault, z_loss=cfg.z_loss, fused_head=s.fused_head
+            s.model,
+            s.train_iter,
+            s.accum,
+            s.accelerator,
+            fault,
+            z_loss=cfg.z_loss,
+            fused_head=s.fused_head,
+            parallelism=s.parallelism,
         )
         out = StepOutput(
             loss=float(loss),
-            grad_norm=clip_gradients(s.model, s.accelerator, cfg.grad_clip),
+            grad_norm=clip_gradients(s.model, cfg.grad_clip),
             data_wait_s=data_wait,
             z_loss=float(z_loss) if z_loss is not None else None,
         )

@@ -19,7 +19,8 @@ from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
 from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_FSDP, UNSUPPORTED_DEEPSPEED
-from pretrain.core.dist import force_cpu, init_process_group
+from pretrain.config.parallelism import USE_FSDP, USE_PARALLELISM_CONFIG, MeshShape, shape_for_launch
+from pretrain.core.dist import force_cpu, init_process_group, world_size
 from pretrain.core.errors import PretrainError, StageError
 from pretrain.core.progress import get_logger
 from pretrain.evaluation.loop import LoopEvaluator
@@ -34,6 +35,8 @@ from pretrain.train.checkpoint import resolved_recipe_yaml, upload_filter
 from pretrain.train.fused_loss import FusedHead
 from pretrain.train.lock import RunLock
 from pretrain.train.optim import build_optimizer
+from pretrain.train.parallel.mesh import Parallelism, build_parallelism
+from pretrain.train.parallel.parallelize import bf16_mixed_policy, parallelize
 from pretrain.train.precision import cast_parameters_to_bf16, mixed_precision
 from pretrain.train.trackers import flat_recipe, require_trackers
 
@@ -43,11 +46,15 @@ if TYPE_CHECKING:  # accelerate is imported when training starts, not with every
 log = get_logger("pretrain.train")
 
 
-def is_sharded(accelerator: Accelerator) -> bool:
-    """FSDP: weights are gathered for saving, optimizer state is saved per rank, evaluation runs on all ranks."""
-    from accelerate.utils import DistributedType
-
-    return accelerator.distributed_type == DistributedType.FSDP
+def launch_mesh(recipe: Recipe) -> MeshShape:
+    """The mesh this launch asks for (`config/parallelism.py`), read before accelerate starts; accelerate's own
+    FSDP and parallelism-config handling is then switched off (it refuses CPU ranks, and the model is
+    parallelised here, the same way on every device)."""
+    where = f"{recipe.source_label}: accelerate_config {recipe.accelerate_config}"
+    shape = shape_for_launch(world_size(), recipe.accelerate_settings(), os.environ, where)
+    for variable in (USE_PARALLELISM_CONFIG, USE_FSDP):
+        os.environ[variable] = "false"
+    return shape
 
 
 def prepare_process() -> None:
@@ -65,6 +72,7 @@ class TrainSetup:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     tokenizer: PreTrainedTokenizerFast
+    parallelism: Parallelism
     train_iter: WindowLoader
     total_steps: int
     accum: int  # micro batches per optimizer step on each rank
@@ -85,7 +93,8 @@ class TrainSetup:
 
     @property
     def sharded(self) -> bool:
-        return is_sharded(self.accelerator)
+        """No rank holds whole weight matrices (FSDP shards or tensor-parallel slices)."""
+        return self.parallelism.sharded
 
 
 def build_setup(recipe: Recipe) -> TrainSetup:
@@ -97,6 +106,7 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     require_trackers(cfg.trackers)
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
     init_process_group(timedelta(seconds=cfg.collective_timeout_s))  # a restarted attempt's own store keys
+    shape = launch_mesh(recipe)
     acc = Accelerator(
         cpu=force_cpu(),
         mixed_precision=mixed_precision(recipe),
@@ -112,20 +122,21 @@ def build_setup(recipe: Recipe) -> TrainSetup:
     if lock:
         lock.acquire()
     try:
-        return _build(recipe, acc, lock)
+        return _build(recipe, acc, lock, shape)
     except BaseException:
         if lock:
             lock.release()
         raise
 
 
-def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup:
+def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshShape) -> TrainSetup:
     from accelerate.utils import set_seed
 
     cfg = recipe.train
     set_seed(recipe.seed)
+    par = build_parallelism(shape, acc.device.type)
     try:
-        accum = cfg.grad_accum_steps(acc.num_processes)
+        accum = cfg.grad_accum_steps(par.data_world)
     except ValueError as exc:
         raise PretrainError(f"{recipe.source_label}: train.global_batch_tokens: {exc}") from None
     tok_dir = recipe.layout.tokenizer
@@ -135,7 +146,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
     apply_activation_checkpointing(model, recipe.model.gradient_checkpointing)
     n_params, non_emb = count_parameters(model.config)
     total_steps = recipe.train.total_steps(n_params)
-    train_iter = build_train_loader(recipe, acc.process_index, acc.num_processes, total_steps)
+    train_iter = build_train_loader(recipe, par.data_rank, par.data_world, total_steps)
     fpt = flops_per_token(model.config, non_emb, cfg.seq_len)
     if cfg.precision == "bf16-true":
         cast_parameters_to_bf16(model)
@@ -143,19 +154,22 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         _apply_liger(model)
     model.to(acc.device)
 
-    if cfg.optimizer.name == "muon" and is_sharded(acc):
-        raise StageError(f"train.optimizer.name: {MUON_UNDER_FSDP}")
-    fused_head = build_fused_head(model, recipe, acc.device.type, is_sharded(acc))
-    optimizer = build_optimizer(model, cfg.optimizer, acc.device.type)
-    if cfg.compile:
-        model = torch.compile(model)
-    model, optimizer = acc.prepare(model, optimizer)
+    if cfg.optimizer.name == "muon" and par.sharded:
+        raise StageError(f"train.optimizer.name: {MUON_UNDER_FSDP} ({shape.describe()})")
+    fused_head = build_fused_head(model, recipe, acc.device.type, par.sharded)
+    # the head's logits stay vocab-sharded into the loss, unless the z-loss needs them whole
+    par.loss_parallel = par.tensor_parallel and fused_head is None and not cfg.z_loss
+    sharded_bf16 = par.data_parallel and par.sharded and mixed_precision(recipe) == "bf16"
+    parallelize(
+        model, par, compile_blocks=cfg.compile, mp_policy=bf16_mixed_policy() if sharded_bf16 else None
+    )
+    optimizer = build_optimizer(model, cfg.optimizer, acc.device.type)  # over the parallelised parameters
     model.train()
     if cfg.trackers:
         acc.init_trackers(recipe.name, config={**flat_recipe(recipe), "params": n_params})
     evaluator = None
     if recipe.eval.enabled and recipe.eval.tasks + [t.name for t in recipe.eval.local_tasks]:
-        evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=is_sharded(acc))
+        evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=par.sharded)
     pusher = None
     if recipe.hub.push_checkpoints and acc.is_main_process:
         pusher = CheckpointPusher(recipe.hub.repo_id, recipe.hub.private, upload_filter())
@@ -168,6 +182,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None) -> TrainSetup
         model=model,
         optimizer=optimizer,
         tokenizer=tokenizer,
+        parallelism=par,
         train_iter=train_iter,
         total_steps=total_steps,
         accum=accum,

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from pretrain.train.fused_loss import IGNORE_INDEX, FusedHead
+from pretrain.train.parallel.clip import clip_grad_norm_
+from pretrain.train.parallel.mesh import Parallelism
+from pretrain.train.parallel.parallelize import local_value, loss_context, no_gradient_sync
 
 
 def _output(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -64,6 +67,7 @@ def forward_backward(
     fault=None,
     z_loss: float = 0.0,
     fused_head: FusedHead | None = None,
+    parallelism: Parallelism | None = None,
 ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
     """Accumulate gradients over `accum` micro batches.
 
@@ -71,7 +75,8 @@ def forward_backward(
     `z_loss` > 0 the gradient is that of cross-entropy + z_loss * z-loss; the cross-entropy is what is
     reported (and guarded against spikes), so losses stay comparable with and without it. With `fused_head`
     (`train.fused_cross_entropy`) the head and the loss run fused; a fault then transforms the whole objective
-    (z-loss included) and the reported cross-entropy alike.
+    (z-loss included) and the reported cross-entropy alike. `parallelism` (the run's mesh; None for a plain
+    module): gradients are reduced on the last micro batch only, and the loss may run on vocab shards.
     """
     total = torch.zeros((), device=accelerator.device)
     total_z = torch.zeros((), device=accelerator.device) if z_loss else None
@@ -80,8 +85,11 @@ def forward_backward(
         t0 = time.perf_counter()
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
         data_wait += time.perf_counter() - t0
-        sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(model)
-        with sync, accelerator.autocast():
+        last = i == accum - 1
+        sync = (
+            contextlib.nullcontext() if last or parallelism is None else no_gradient_sync(model, parallelism)
+        )
+        with sync, loss_context(parallelism), accelerator.autocast():
             if fused_head is not None:
                 objective, loss, z = fused_losses(model, batch, fused_head, z_loss)
                 if fault is not None:
@@ -97,14 +105,13 @@ def forward_backward(
                 objective = loss + z_loss * z if z_loss else loss
             if z_loss:
                 total_z += z.detach()
-            accelerator.backward(objective / accum)
-        total += loss.detach()
+            (objective / accum).backward()
+        total += local_value(loss.detach())
     mean = accelerator.reduce(total / accum, reduction="mean")
     mean_z = accelerator.reduce(total_z / accum, reduction="mean") if total_z is not None else None
     return mean, data_wait, mean_z
 
 
-def clip_gradients(model, accelerator, max_norm: float | None) -> float:
-    """Clip to `max_norm` (or just measure with inf) and return the global grad norm."""
-    norm = accelerator.clip_grad_norm_(model.parameters(), max_norm if max_norm else float("inf"))
-    return float(norm)
+def clip_gradients(model, max_norm: float | None) -> float:
+    """Clip to `max_norm` (or just measure with inf) and return the global grad norm (over every mesh)."""
+    return float(clip_grad_norm_(model.parameters(), max_norm if max_norm else float("inf")))

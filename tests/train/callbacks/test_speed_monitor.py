@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from pretrain.config.parallelism import MeshShape
 from pretrain.config.train import StabilityConfig
 from pretrain.train.callbacks.base import StepOutput
 from pretrain.train.callbacks.speed_monitor import SpeedMonitor, device_label
 from pretrain.train.metrics import EVENT_START, MetricsLog, read_records, step_records
+from pretrain.train.parallel.mesh import Parallelism
 from pretrain.train.stability import SpikeGuard
 from pretrain.train.state import TrainState
 
@@ -46,6 +48,7 @@ def make(tmp_path):
     def build(main: bool = True, peak_flops: float | None = 1e12, parent: dict | None = None):
         setup = SimpleNamespace(
             accelerator=SimpleNamespace(num_processes=2, is_main_process=main),
+            parallelism=Parallelism(MeshShape(dp_replicate=2)),
             device=torch.device("cpu"),
             n_params=1_234_567,
             recipe=SimpleNamespace(train=SimpleNamespace(precision="fp32", log_every=2)),
@@ -93,6 +96,17 @@ def test_a_new_run_logs_its_start_record_and_says_what_it_trains(make, lines):
         f"training 1,234,567 params for 5 steps (1000 tokens/step, accum 2 x 2 ranks, fp32, "
         f"{device_label(torch.device('cpu'))})",
     ) in lines
+
+
+def test_a_sharded_run_counts_data_parallel_ranks_and_names_its_mesh(make, lines):
+    callback, _ = make()
+    callback.setup.parallelism = Parallelism(MeshShape(dp_shard=2, tp=2))
+    callback.on_train_start(new_state())
+    assert any(
+        "(1000 tokens/step, accum 2 x 2 ranks, mesh dp_replicate 1 x dp_shard 2 x tp 2 x cp 1 = 4 processes, fp32"
+        in line
+        for _, line in lines
+    )
 
 
 def test_a_resumed_run_keeps_its_start_record(make, lines):

@@ -55,13 +55,15 @@ class SpeedMonitor(Callback):
                 s.parent,
             )
         if first and acc.is_main_process:
+            shape = s.parallelism.shape  # the batch splits over the data-parallel ranks only
             log.info(
-                "training %s params for %d steps (%d tokens/step, accum %d x %d ranks, %s, %s)",
+                "training %s params for %d steps (%d tokens/step, accum %d x %d ranks%s, %s, %s)",
                 f"{s.n_params:,}",
                 s.total_steps,
                 s.tokens_per_step,
                 s.accum,
-                acc.num_processes,
+                shape.dp,
+                f", mesh {shape.describe()}" if shape.sharded else "",
                 precision_that_runs(s.recipe),
                 device_label(s.device),
             )

@@ -18,6 +18,8 @@ from pretrain.tokens.loader import TokenLoader
 from pretrain.train.callbacks.base import Callback, StepOutput, fraction_steps
 from pretrain.train.fused_loss import FusedHead
 from pretrain.train.metrics import MetricsLog
+from pretrain.train.parallel.mesh import Parallelism
+from pretrain.train.parallel.parallelize import local_value, loss_context
 from pretrain.train.setup import TrainSetup
 from pretrain.train.state import TrainState
 from pretrain.train.step import causal_lm_loss, fused_losses
@@ -27,7 +29,12 @@ log = get_logger("pretrain.train")
 
 @torch.no_grad()
 def summed_val_loss(
-    model, batches, device: torch.device, autocast=contextlib.nullcontext, fused_head: FusedHead | None = None
+    model,
+    batches,
+    device: torch.device,
+    autocast=contextlib.nullcontext,
+    fused_head: FusedHead | None = None,
+    parallelism: Parallelism | None = None,
 ) -> tuple[torch.Tensor, int]:
     """(sum of the per-batch mean losses, number of batches) over `batches` (micro batches of the val split).
 
@@ -36,8 +43,9 @@ def summed_val_loss(
     total, n = torch.zeros((), device=device), 0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast():
-            total += fused_losses(model, batch, fused_head)[1] if fused_head else causal_lm_loss(model, batch)
+        with autocast(), loss_context(parallelism):
+            loss = fused_losses(model, batch, fused_head)[1] if fused_head else causal_lm_loss(model, batch)
+        total += local_value(loss)
         n += 1
     return total, n
 
@@ -45,15 +53,15 @@ def summed_val_loss(
 def validation_batches(setup: TrainSetup) -> tuple[list[dict[str, torch.Tensor]], float | None]:
     """This rank's val micro batches (at most `train.validation.batches`, on the device) and the val split's
     bytes per token. The val split is read in order and never changes, so the loop reads it once."""
-    recipe, acc = setup.recipe, setup.accelerator
+    recipe, par = setup.recipe, setup.parallelism
     cfg = recipe.train
     val = TokenLoader(
         recipe.layout.tokens,
         "val",
         cfg.seq_len,
         cfg.micro_batch_size,
-        acc.process_index,
-        acc.num_processes,
+        par.data_rank,
+        par.data_world,
         document_positions=cfg.document_masking,
     )
     batches = [
@@ -71,7 +79,9 @@ def validate(setup: TrainSetup, batches: tuple[list[dict], float | None] | None 
     start = time.perf_counter()
     val_batches, bytes_per_token = batches if batches is not None else validation_batches(setup)
     model.eval()
-    total, n = summed_val_loss(model, val_batches, setup.device, acc.autocast, setup.fused_head)
+    total, n = summed_val_loss(
+        model, val_batches, setup.device, acc.autocast, setup.fused_head, setup.parallelism
+    )
     model.train()
     loss = float(acc.reduce(total / max(n, 1), reduction="mean"))
     bpb = bits_per_byte(loss, bytes_per_token)

@@ -1,0 +1,6 @@
+"""N-D parallel training from torch's composable APIs: one code path for 1 process, DDP, FSDP2, TP and HSDP.
+
+mesh.py         the device mesh (replicas x FSDP shards x tensor parallel) and each rank's data coordinates
+parallelize.py  tensor parallel from the model's own plan, torch.compile per block, FSDP2 / replicas, loss parallel
+clip.py         the global gradient norm over parameters on different meshes
+"""
