@@ -126,3 +126,25 @@ def test_every_key_a_shipped_recipe_sets_is_explained(recipe):
     for key in _dotted_keys(yaml.safe_load(recipe.read_text())):
         text = explain(key, loaded)
         assert text.startswith(key) and "(no description)" not in text, key
+
+
+@pytest.mark.parametrize(
+    ("key", "listed"), [("data.sources[]", "keys of data.sources[]:"), ("train.data_stages[]", "  weights: ")]
+)
+def test_a_list_item_is_explained_as_the_list_and_its_keys(capsys, key, listed):
+    # `explain 'data.sources[]'` and `'train.data_stages[]'` were an IndexError traceback
+    code, out, err = _explain(capsys, key)
+    assert code == 0 and not err
+    assert out.splitlines()[0] == key.removesuffix("[]")
+    assert listed in out
+
+
+def test_an_item_of_a_list_by_index_shows_the_recipes_entry(capsys, tiny_recipe_path):
+    code, out, _ = _explain(capsys, "data.sources.0", "--recipe", str(tiny_recipe_path))
+    assert code == 0
+    assert "keys of data.sources[]:" in out and "data.sources.0:" in out
+
+
+def test_brackets_on_a_section_that_is_no_list_are_one_error(capsys):
+    code, _, err = _explain(capsys, "train[]")
+    assert code == 1 and "train is not a list of sections" in err

@@ -238,12 +238,17 @@ def explain(key: str, recipe: Recipe | None = None) -> str:
     if len(parts) == 2 and parts[0] == "model" and parts[1] not in ModelConfig.model_fields:
         lines = _hf_field_lines(canonical, parts[1], recipe)
     else:
-        fields = resolve(canonical)
-        lines = _field_block(canonical, fields)
+        # `data.sources[]` (or `.0`) names an item of a list: explained as the list and its items' keys
+        item = len(parts) > 1 and (parts[-1] == ITEM or parts[-1].isdigit())
+        list_key = join_key(parts[:-1]) if item else canonical
+        fields = resolve(list_key)
+        if item and not _item_sections(fields[0].info.annotation):
+            fields = resolve(canonical)  # not a list of sections: resolve's error says so
+        lines = _field_block(list_key, fields)
         annotation = fields[0].info.annotation
         subsections = _sections(annotation) or _item_sections(annotation)
         if subsections:
-            sub_key = canonical if _sections(annotation) else canonical + ITEM
+            sub_key = list_key if _sections(annotation) else list_key + ITEM
             lines += _section_lines(sub_key, subsections, recipe)
     if recipe is not None:
         values = recipe_values(recipe, parts)
