@@ -17,9 +17,9 @@ from pretrain.config import load_recipe
 from pretrain.config.optimizer import OptimizerConfig
 from pretrain.core.errors import PretrainError, RecipeError
 from pretrain.core.layout import RunLayout
+from pretrain.core.lock import RunLock
 from pretrain.modeling import build_model
 from pretrain.testing import copy_run_up_to, run_train_stage
-from pretrain.train.lock import RunLock
 from pretrain.train.metrics import step_losses
 from pretrain.train.optim import MuonAdamW, build_optimizer, muon_parameters
 from pretrain.train.step import causal_lm_losses, forward_backward

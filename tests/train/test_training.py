@@ -9,9 +9,9 @@ import pytest
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.layout import RunLayout
+from pretrain.core.lock import RunLock
 from pretrain.testing import copy_run_up_to, run_train_stage
 from pretrain.train.checkpoint import list_checkpoints
-from pretrain.train.lock import RunLock
 from pretrain.train.metrics import step_losses
 
 

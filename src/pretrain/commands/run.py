@@ -16,8 +16,10 @@ from pretrain.commands.card import write_model_card
 from pretrain.commands.launch import LaunchRequest, relaunch_if_asked
 from pretrain.commands.stages import STAGES, damaged, get_stage, is_current, require_current, stage_output
 from pretrain.config import Recipe
+from pretrain.core.atomic import remove_dead_attempts
 from pretrain.core.dist import on_main_process
 from pretrain.core.errors import PretrainError
+from pretrain.core.lock import RunLock
 from pretrain.core.progress import capture_run_output, format_seconds, get_logger
 from pretrain.evaluation.report import summarize_run
 from pretrain.hub.push import push_folder
@@ -44,9 +46,19 @@ def check_upstream(recipe: Recipe, name: str) -> None:
 
 
 def _run_stage_here(recipe: Recipe, name: str, force: bool, options: dict[str, str]) -> None:
+    """A data stage holds the run folder's lock while it runs (training takes it itself, on its main process)."""
+    if get_stage(name).main_process_only:
+        with RunLock(recipe.layout.lock).held(f"pretrain {name}"):
+            _build_stage(recipe, name, force, options)
+    else:
+        _build_stage(recipe, name, force, options)
+
+
+def _build_stage(recipe: Recipe, name: str, force: bool, options: dict[str, str]) -> None:
     stage = get_stage(name)
     check_upstream(recipe, name)
     out = stage_output(recipe, name)
+    remove_dead_attempts(out.folder)  # a killed attempt's temporary folder is as large as the output
     if not force and is_current(recipe, name):
         log.info("%s: up to date (%s) — skipping", name, out.folder)
         return

@@ -22,6 +22,7 @@ from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_FSDP, UNSUPPO
 from pretrain.config.parallelism import USE_FSDP, USE_PARALLELISM_CONFIG, MeshShape, shape_for_launch
 from pretrain.core.dist import force_cpu, init_process_group, world_size
 from pretrain.core.errors import PretrainError, StageError
+from pretrain.core.lock import RunLock
 from pretrain.core.progress import get_logger
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
@@ -33,7 +34,6 @@ from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 from pretrain.train.activation_checkpointing import apply_activation_checkpointing
 from pretrain.train.checkpoint import resolved_recipe_yaml, upload_filter
 from pretrain.train.fused_loss import FusedHead
-from pretrain.train.lock import RunLock
 from pretrain.train.optim import build_optimizer
 from pretrain.train.parallel.mesh import Parallelism, build_parallelism
 from pretrain.train.parallel.parallelize import bf16_mixed_policy, parallelize
@@ -120,7 +120,7 @@ def build_setup(recipe: Recipe) -> TrainSetup:
         raise StageError(f"accelerate launch: {UNSUPPORTED_DEEPSPEED}")
     lock = RunLock(recipe.layout.lock) if acc.is_main_process else None
     if lock:
-        lock.acquire()
+        lock.acquire("pretrain train")
     try:
         return _build(recipe, acc, lock, shape)
     except BaseException:
