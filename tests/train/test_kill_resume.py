@@ -50,6 +50,7 @@ def test_kill_9_then_resume_auto_is_exact(fresh_run, tmp_path):
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
     assert "resumed from" in resumed.stderr.read()
     assert step_losses(out / "metrics.jsonl") == step_losses(ref_out / "metrics.jsonl")
+    assert not list(out.rglob("*.tmp-*")), "the killed attempt's temporary files are left"
 
 
 def test_sigterm_stops_pretrain_run_cleanly_and_the_same_command_finishes_it(fresh_run, tmp_path):
@@ -72,4 +73,5 @@ def test_sigterm_stops_pretrain_run_cleanly_and_the_same_command_finishes_it(fre
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stderr and (out / "final" / "README.md").exists()
+    assert not list(out.rglob("*.tmp-*"))
     assert len(step_losses(out / "metrics.jsonl")) > stopped_at
