@@ -66,8 +66,8 @@ class Recipe(Section):
     description: str = Field("", description="one line on what the recipe trains; shown in the model card")
     seed: int = Field(
         1234,
-        description="seeds curation sampling, the train/val split, model init and data order; "
-        "change it for a replicate run",
+        description="seeds curation sampling, the tokenizer's sample, the train/val split and, unless "
+        "train.seed is set, model init and data order; a replicate run changes train.seed, which keeps the data",
     )
     output_dir: str | None = Field(
         None,
@@ -100,6 +100,11 @@ class Recipe(Section):
     )
 
     _path: Path | None = PrivateAttr(None)
+
+    @property
+    def train_seed(self) -> int:
+        """What seeds model init and the data order: `train.seed`, else the recipe's `seed`."""
+        return self.seed if self.train.seed is None else self.train.seed
 
     # ------------------------------------------------------------------ paths
     @property

@@ -121,6 +121,11 @@ class TrainConfig(Section):
         description="training length as tokens per model parameter, e.g. 20 for Chinchilla-optimal "
         "(one of tokens, steps, tokens_per_param)",
     )
+    seed: int | None = Field(
+        None,
+        description="seeds model init and the training data order; null = the recipe's `seed`. Set it (not "
+        "`seed`) for a replicate run: the curated, tokenized and packed data (and the val split) stay the same",
+    )
     optimizer: OptimizerConfig = Field(
         default_factory=OptimizerConfig, description="optimizer: AdamW, or Muon for the hidden matrices"
     )

@@ -133,7 +133,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
     from accelerate.utils import set_seed
 
     cfg = recipe.train
-    set_seed(recipe.seed)
+    set_seed(recipe.train_seed)
     par = build_parallelism(shape, acc.device.type)
     try:
         accum = cfg.grad_accum_steps(par.data_world)
@@ -235,7 +235,7 @@ def build_train_loader(recipe: Recipe, rank: int, world_size: int, total_steps: 
         batch_size=cfg.micro_batch_size,
         rank=rank,
         world_size=world_size,
-        seed=recipe.seed,
+        seed=recipe.train_seed,
         document_positions=cfg.document_masking,
         expected_tokenizer_hash=tokenizer_hash(recipe.layout.tokenizer),
         windows_per_step=cfg.global_batch_tokens // cfg.seq_len,
