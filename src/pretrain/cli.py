@@ -1,6 +1,7 @@
 """The `pretrain` command line: argparse only. Each verb is one typed function of `commands/` (see `VERBS`).
 
     pretrain validate recipes/*/config.yaml
+    pretrain preflight recipes/smollm2-135m/config.yaml    # go / no-go in a minute: every check a run can fail
     pretrain plan recipes/smollm2-135m/config.yaml [--json]
     pretrain plan --budget-gpu-hours 1000 --gpu h100
     pretrain ladder recipes/tiny/config.yaml               # small runs -> the recipe's own scaling law
@@ -34,13 +35,15 @@ from pretrain.commands.explain import explain
 from pretrain.commands.ladder import LadderRequest, ladder
 from pretrain.commands.launch import LaunchRequest
 from pretrain.commands.plan import plan
+from pretrain.commands.preflight import preflight
 from pretrain.commands.push import push
 from pretrain.commands.run import run_command, stage_command
 from pretrain.commands.stages import STAGES
 from pretrain.commands.validate import validate
 from pretrain.config import Recipe, load_recipe
 from pretrain.core.dist import release_process_group
-from pretrain.core.errors import CurationSubmitted, PretrainError
+from pretrain.core.errors import CurationSubmitted, Interrupted, PretrainError
+from pretrain.core.supervisor import report_failure
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -77,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser(
+        "preflight",
+        help="every check a run can fail later, in a minute: one line each, exit 1 on any failure",
+    )
+    p.add_argument("recipe", type=Path)
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="check the launch with N processes (as run/train take it)",
+    )
+    _common(p)
+
+    p = sub.add_parser(
         "ladder",
         help="train a ladder of small models of the recipe's family and fit its scaling law (ladder/)",
     )
@@ -100,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(option.flag, default=option.default, help=option.help)
         if not stage.main_process_only:
             _launch_options(p)
+            _preflight_option(p)
         _common(p)
 
     p = sub.add_parser("eval", help="lm-eval on a checkpoint, or on every checkpoint of an output dir")
@@ -170,8 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", type=Path)
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("--skip-eval", action="store_true", help="skip the final benchmark table")
+    _preflight_option(p)
     _common(p)
     return parser
+
+
+def _preflight_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="start without the preflight checks (`pretrain preflight RECIPE` runs them alone)",
+    )
 
 
 def _launch_options(p: argparse.ArgumentParser) -> None:
@@ -203,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     except PretrainError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"error: {line}", file=sys.stderr)
+        report_failure(str(exc))  # a supervising parent must not restart a job over its input
         return 1
+    except Interrupted as exc:  # stopped by a signal after its checkpoint: not a success
+        print(f"stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -229,7 +259,8 @@ def _stage(name: str):
     def verb(args: argparse.Namespace, argv: list[str]) -> int:
         options = {o.dest: getattr(args, o.dest) for o in STAGES[name].options}
         launch = None if STAGES[name].main_process_only else _launch(args, argv)
-        return stage_command(_recipe(args), name, args.force, options, launch)
+        checks = not getattr(args, "no_preflight", True)
+        return stage_command(_recipe(args), name, args.force, options, launch, preflight=checks)
 
     return verb
 
@@ -273,7 +304,10 @@ VERBS = {
     ),
     "average": lambda a, argv: average(a.checkpoints, a.output, a.weights),
     "explain": lambda a, argv: explain(a.key, _recipe(a)),
-    "run": lambda a, argv: run_command(_recipe(a), a.force, a.skip_eval, _launch(a, argv)),
+    "run": lambda a, argv: run_command(
+        _recipe(a), a.force, a.skip_eval, _launch(a, argv), preflight=not a.no_preflight
+    ),
+    "preflight": lambda a, argv: preflight(a.recipe, a.overrides, a.output_dir, a.num_processes),
 }
 
 

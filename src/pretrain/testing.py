@@ -15,6 +15,7 @@ import yaml
 
 from pretrain.commands.stages import stage_output
 from pretrain.config import Recipe
+from pretrain.train import checkpoint as ckpt
 from pretrain.train.loop import run_training
 
 SMOKE_SHAPE = [
@@ -48,6 +49,24 @@ def write_recipe_file(recipe: Recipe, path: Path) -> Path:
     data["accelerate_config"] = None
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def write_checkpoint(recipe: Recipe, step: int, total_steps: int, **config_changes: object) -> Path:
+    """A complete checkpoint folder of `recipe`'s run at `step` of `total_steps`, as the format says
+    (`train/checkpoint.py`) but without training: empty weights, the recipe's model config (with
+    `config_changes`), state.json and recipe.yaml. For tests of what reads a run folder, not of loading."""
+    folder = recipe.layout.checkpoint(step)
+    ts = folder / ckpt.TRAINER_STATE
+    ts.mkdir(parents=True)
+    config = {"model_type": recipe.model.model_type, **recipe.model.hf_fields, **config_changes}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / ckpt.WEIGHTS).write_bytes(b"")
+    tokens = step * recipe.train.global_batch_tokens
+    state = {"step": step, "tokens_seen": tokens, "world_size": 1, "total_steps": total_steps}
+    (ts / ckpt.STATE_JSON).write_text(json.dumps(state))
+    (ts / ckpt.RECIPE_YAML).write_text(ckpt.resolved_recipe_yaml(recipe))
+    (ts / ckpt.COMPLETE).write_text("ok\n")
+    return folder
 
 
 def copy_run_up_to(ref_out: Path, out: Path, step: int) -> None:

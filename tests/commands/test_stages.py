@@ -146,3 +146,30 @@ def test_registry_drives_cli_run_and_fingerprints(fake_registry, tiny_recipe_pat
     assert (out / "polished" / "polished.txt").read_text() == "TINYglossy"
     pipeline.run_all(recipe, force=True)
     assert ran[-1] == ("polish", {"shine": "bright"})
+
+
+def test_stage_plans_say_which_stages_run_and_why(tiny_recipe_path, tmp_path):
+    from pretrain.commands.stages import changed_inputs, stage_plans
+
+    base = _with(tiny_recipe_path, tmp_path)
+    assert [(p.name, p.status) for p in stage_plans(base)] == [
+        ("curate", "missing"),
+        ("tokenizer", "missing"),
+        ("pack", "missing"),
+        ("train", "missing"),
+    ]
+    for name in ("curate", "tokenizer"):  # markers as the stages write them, with the inputs they hashed
+        out = stage_output(base, name)
+        out.folder.mkdir(parents=True)
+        out.write_marker(out.folder)
+    plans = {p.name: p for p in stage_plans(_with(tiny_recipe_path, tmp_path, "tokenizer.vocab_size=2048"))}
+    assert plans["curate"].status == "current"
+    assert (plans["tokenizer"].status, plans["tokenizer"].why) == (
+        "stale",
+        "tokenizer.vocab_size: 4096 -> 2048",
+    )
+    assert plans["pack"].status == "missing"
+    assert changed_inputs({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 4}) == [
+        "a.c: 2 -> 3",
+        "d: (unset) -> 4",
+    ]

@@ -36,12 +36,13 @@ class HubState:
         self.datasets: dict[str, dict] = {}  # repo_id -> {"sha", "files": {path: bytes}}
         self.dataset_bytes_served = 0
 
-    def add_dataset(self, repo_id: str, files: dict[str, bytes]) -> str:
-        """A dataset repo with `files` on `main`; returns its commit sha."""
+    def add_dataset(self, repo_id: str, files: dict[str, bytes], card_data: dict | None = None) -> str:
+        """A dataset repo with `files` on `main` (and `card_data`, its card's front matter as the Hub parses
+        it); returns its commit sha."""
         sha = hashlib.sha1(
             json.dumps(sorted((k, git_blob_sha(v)) for k, v in files.items())).encode()
         ).hexdigest()
-        self.datasets[repo_id] = {"sha": sha, "files": dict(files)}
+        self.datasets[repo_id] = {"sha": sha, "files": dict(files), "card_data": dict(card_data or {})}
         return sha
 
     @staticmethod
@@ -319,7 +320,7 @@ def _dataset_info(repo_id: str, repo: dict) -> dict:
         "downloads": 0,
         "likes": 0,
         "tags": [],
-        "cardData": {},
+        "cardData": repo.get("card_data", {}),
         "lastModified": "2026-01-01T00:00:00.000Z",
         "siblings": [{"rfilename": f} for f in sorted(repo["files"])],
     }

@@ -54,8 +54,9 @@ def test_kill_9_then_resume_auto_is_exact(fresh_run, tmp_path):
 
 
 def test_sigterm_stops_pretrain_run_cleanly_and_the_same_command_finishes_it(fresh_run, tmp_path):
-    """A scheduler's SIGTERM mid-training: `pretrain run` checkpoints and exits 0 with a resume hint, no traceback
-    (it used to die writing the card into a `final/` that training had not made); rerun, it finishes the card."""
+    """A scheduler's SIGTERM mid-training: `pretrain run` checkpoints and exits 143 (128 + SIGTERM: stopped, not
+    finished) with a resume hint, no traceback (it used to die writing the card into a `final/` that training had
+    not made, then to exit 0); rerun, it finishes the card."""
     recipe, out = fresh_run("stopped", "eval.enabled=false", "train.checkpoint.every_steps=100")
     path = write_recipe_file(recipe, tmp_path / "stopped.yaml")
     cmd = [sys.executable, "-m", "pretrain", "run", str(path), "--output-dir", str(out)]
@@ -66,7 +67,7 @@ def test_sigterm_stops_pretrain_run_cleanly_and_the_same_command_finishes_it(fre
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     stderr = proc.communicate(timeout=600)[1]
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert not (out / "final").exists(), "the run finished before the signal; make it longer"
     assert "Traceback" not in stderr and "run the same command again to resume" in stderr
     stopped_at = len(step_losses(out / "metrics.jsonl"))
@@ -75,3 +76,50 @@ def test_sigterm_stops_pretrain_run_cleanly_and_the_same_command_finishes_it(fre
     assert "resumed from" in again.stderr and (out / "final" / "README.md").exists()
     assert not list(out.rglob("*.tmp-*"))
     assert len(step_losses(out / "metrics.jsonl")) > stopped_at
+
+
+def _start_paused(recipe, tmp_path, command: str = "train"):
+    """`pretrain COMMAND` whose 3rd step sleeps 60 s first; returns the process once step 2 is logged."""
+    path = write_recipe_file(recipe, tmp_path / f"{recipe.out.name}.yaml")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pretrain",
+        command,
+        str(path),
+        "--output-dir",
+        str(recipe.out),
+        "--no-preflight",
+    ]
+    cmd += ["--set", "train.fault_injection.pause_at=[3]", "--set", "train.fault_injection.pause_s=60"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and len(step_losses(recipe.layout.metrics)) < 2:
+        time.sleep(0.02)
+    return proc
+
+
+def test_ctrl_c_checkpoints_then_exits_130(fresh_run, tmp_path):
+    """Case 5 of issue #31: Ctrl-C saved a checkpoint and exited 0, so `pretrain train ... && pretrain push ...`
+    pushed a half-trained model. Now: the checkpoint of the step in progress, then exit 130."""
+    recipe, out = fresh_run("ctrl_c", "eval.enabled=false", "train.checkpoint.every_steps=100")
+    proc = _start_paused(recipe, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=600)[1]
+    assert proc.returncode == 130, stderr[-3000:]
+    assert (out / "checkpoints" / "step-0000003").is_dir() and not (out / "final").exists()
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+
+
+def test_a_second_ctrl_c_aborts_without_waiting_for_the_step(fresh_run, tmp_path):
+    recipe, out = fresh_run("ctrl_c_twice", "eval.enabled=false", "train.checkpoint.every_steps=100")
+    proc = _start_paused(recipe, tmp_path)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.5)  # a second press, not the first delivered twice (preemption.REPEAT_AFTER_S)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=600)[1]
+    assert proc.returncode == 130, stderr[-3000:]
+    assert time.monotonic() - start < 30, "waited for the 60 s step instead of aborting"
+    assert not (out / "checkpoints" / "step-0000003").exists()
+    assert "again: stopping now, without a stop checkpoint" in stderr

@@ -1,5 +1,5 @@
-"""Hardware failure: one of 2 CPU ranks dies mid-run (as a lost node would); the launcher the relaunch set up
-(`accelerate launch --max_restarts`, torchrun elastic) restarts the job, which resumes from the last complete
+"""Hardware failure: one of 2 CPU ranks dies mid-run (as a lost node would); the relaunching process, which
+supervises the launch (core/supervisor.py), starts the job again, which resumes from the last complete
 checkpoint and finishes with the uninterrupted run's per-step losses and data position; the restart is an event
 in metrics.jsonl and a line in the model card."""
 
@@ -67,7 +67,7 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(
         "train.fault_injection.die_rank=1",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "--max_restarts 3" in proc.stdout
+    assert "restart 1 of at most 3 (train.max_restarts)" in proc.stderr
 
     records = read_records(out / "metrics.jsonl")
     restarts = [r for r in records if r.get("event") == "restart"]

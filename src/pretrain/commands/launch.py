@@ -10,22 +10,26 @@ process or machine, or for a GPU, re-executes itself as
 first: a GPU user who forgets `accelerate launch` would otherwise train on one device for days. Under a
 launcher (accelerate, torchrun, Slurm's srun with torchrun) the launcher is trusted and nothing happens.
 
-The relaunch also passes `--max_restarts` (`train.max_restarts`): when a rank dies, torchrun's elastic
-agent stops the others and starts the whole group again, and training resumes from the last complete
-checkpoint (`--resume auto`) with exact data accounting.
+This process stays as the job's supervisor (core/supervisor.py): when a rank dies, the whole launch is
+started again, at most `train.max_restarts` times, and training resumes from the last complete checkpoint
+(`--resume auto`) with exact data accounting — but an error of the input (a `PretrainError` in any rank) is
+never retried, and a job stopped by a signal exits 128 + that signal (130 after Ctrl-C) once its stop checkpoint
+is written.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from pretrain.config import Recipe
 from pretrain.core.errors import RecipeError
 from pretrain.core.launcher import RELAUNCHED, under_launcher
-from pretrain.core.lifetime import PARENT_PID
+from pretrain.core.recipe_files import shipped_root
+from pretrain.core.supervisor import supervise
+from pretrain.core.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Launch:
 
     argv: list[str]
     shown: str
+    max_restarts: int = 0
+    """Restarts after a crash (`train.max_restarts`), by this process (core/supervisor.py)."""
 
 
 def wants_launcher(settings: dict) -> bool:
@@ -41,6 +47,52 @@ def wants_launcher(settings: dict) -> bool:
     processes = settings.get("num_processes") or 1
     machines = settings.get("num_machines") or 1
     return processes > 1 or machines > 1 or settings.get("use_cpu") is False
+
+
+def wants_gpu(settings: dict) -> bool:
+    """The launch config is meant for GPUs: not `use_cpu`, and GPU mixed precision (bf16 / fp16 / fp8).
+
+    accelerate's MULTI_GPU type alone says only "start N processes": on a machine without CUDA they train on
+    the CPU over gloo, which is what `cpu_ddp.yaml` (fp32) is for; the GPU configs ask for mixed precision."""
+    precision = str(settings.get("mixed_precision") or "no").lower()
+    return settings.get("use_cpu") is not True and precision in ("bf16", "fp16", "fp8")
+
+
+def cpu_config_hint() -> str:
+    """How to run a recipe on this machine's CPU instead: the shipped one-process config."""
+    root = shipped_root()
+    config = root / "accelerate_configs" / "cpu.yaml" if root else "accelerate_configs/cpu.yaml"
+    return f"--set accelerate_config={config}"
+
+
+def launch_verdict(recipe: Recipe, num_processes: int | None = None, gpus: int | None = None) -> Verdict:
+    """The launch config against this machine: GPU processes need as many GPUs here (per machine).
+
+    `gpus`: the GPUs visible here (default: torch's count)."""
+    settings = recipe.accelerate_settings() or {}
+    processes = num_processes or settings.get("num_processes") or 1
+    machines = settings.get("num_machines") or 1
+    per_machine = max(1, processes // machines)
+    name = Path(recipe.accelerate_config).name if recipe.accelerate_config else "no accelerate_config"
+    if not wants_gpu(settings):
+        return Verdict.passed("launch", f"{name}: {processes} CPU process(es)")
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if gpus >= per_machine:
+        return Verdict.passed("launch", f"{name}: {processes} GPU process(es), {gpus} GPU(s) on this machine")
+    here = "no GPU" if gpus == 0 else f"{gpus} GPU(s)"
+    fix = (
+        f"run it on a machine with {per_machine} GPUs, or here on the CPU with {cpu_config_hint()}"
+        if gpus == 0
+        else f"pass --num-processes {gpus} (the global batch stays the same), or run it where {per_machine} GPUs are"
+    )
+    return Verdict.failed(
+        "launch",
+        f"accelerate_config {name} asks for {per_machine} GPU process(es) per machine, and this machine has "
+        f"{here}: {fix}",
+    )
 
 
 def plan_launch(
@@ -61,31 +113,33 @@ def plan_launch(
     launcher = ["accelerate", "launch", "--config_file", str(config)]
     if num_processes is not None:
         launcher += ["--num_processes", str(num_processes)]
-    if recipe.train.max_restarts:  # a dead rank restarts the job, which resumes from its last checkpoint
-        launcher += ["--max_restarts", str(recipe.train.max_restarts)]
     command = [*launcher, "-m", "pretrain", *argv]
     return Launch(
-        argv=[sys.executable, "-m", "accelerate.commands.launch", *command[2:]], shown=shlex.join(command)
+        argv=[sys.executable, "-m", "accelerate.commands.launch", *command[2:]],
+        shown=shlex.join(command),
+        max_restarts=recipe.train.max_restarts,
     )
 
 
 def relaunch(launch: Launch) -> None:
-    """Replace this process with the launcher (signals from a scheduler then reach it directly). The ranks it
-    starts are its children: they end when it does (`PARENT_PID`: this pid, which the launcher keeps)."""
+    """Run the launcher under this process's supervision (restarts after a crash), then exit with its code.
+    The launcher is this process's child and its ranks are the launcher's: each ends when its parent does
+    (core/lifetime.py)."""
     print(f"relaunching under the recipe's launch config:\n  {launch.shown}", flush=True)
     sys.stderr.flush()
-    os.execve(launch.argv[0], launch.argv, {**os.environ, RELAUNCHED: "1", PARENT_PID: str(os.getpid())})
+    sys.exit(supervise(launch.argv, {RELAUNCHED: "1"}, launch.max_restarts))
 
 
 def strip_launch_flags(argv: list[str]) -> list[str]:
-    """`argv` without our own launch flags (the relaunched process must not see them again)."""
+    """`argv` without our own launch flags (the relaunched process must not see them again), nor
+    `--no-preflight` (a launched rank does not run the checks anyway)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg == "--num-processes":
             skip = True
-        elif not (arg.startswith("--num-processes=") or arg == "--no-relaunch"):
+        elif not (arg.startswith("--num-processes=") or arg in ("--no-relaunch", "--no-preflight")):
             out.append(arg)
     return out
 
@@ -97,6 +151,13 @@ class LaunchRequest:
 
     argv: list[str]
     num_processes: int | None = None
+
+
+def will_relaunch(recipe: Recipe, request: LaunchRequest | None) -> bool:
+    """`relaunch_if_asked` would re-execute this command under `accelerate launch`."""
+    if request is None:
+        return False
+    return plan_launch(recipe, strip_launch_flags(request.argv), request.num_processes) is not None
 
 
 def relaunch_if_asked(recipe: Recipe, request: LaunchRequest | None) -> None:

@@ -9,16 +9,27 @@ evaluation summary and the model card are written (and the final model pushed wh
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from pretrain.commands.card import write_model_card
-from pretrain.commands.launch import LaunchRequest, relaunch_if_asked
-from pretrain.commands.stages import STAGES, damaged, get_stage, is_current, require_current, stage_output
+from pretrain.commands.launch import LaunchRequest, relaunch_if_asked, will_relaunch
+from pretrain.commands.preflight import require_preflight
+from pretrain.commands.stages import (
+    STAGES,
+    damaged,
+    data_stage_names,
+    get_stage,
+    is_current,
+    require_current,
+    stage_output,
+)
 from pretrain.config import Recipe
 from pretrain.core.atomic import remove_dead_attempts
 from pretrain.core.dist import on_main_process
 from pretrain.core.errors import PretrainError
+from pretrain.core.launcher import DATA_STAGES_DONE, under_launcher
 from pretrain.core.lock import RunLock
 from pretrain.core.progress import capture_run_output, format_seconds, get_logger
 from pretrain.evaluation.report import summarize_run
@@ -89,18 +100,28 @@ def stopped_before_the_end(recipe: Recipe) -> bool:
     return True
 
 
-def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Path:
-    """Every registered stage in order (data stages, then training with in-loop evals), then the eval
-    table/plots and the model card."""
-    start = time.monotonic()
+def run_data_stages(recipe: Recipe, force: bool = False) -> None:
+    """The data stages in order (each on the main process), skipping current ones unless `force`."""
     recipe.out.mkdir(parents=True, exist_ok=True)
     if recipe.tokenizer.extend and (force or not is_current(recipe, "tokenizer")):
         check_extension(recipe)  # a listed token the parent already has: an error before curation runs
+    for name in data_stage_names():
+        run_stage(recipe, name, force=force, **_options(name, force))
+
+
+def _options(name: str, force: bool) -> dict[str, str]:
+    return {o.dest: (o.when_forced if force and o.when_forced else o.default) for o in STAGES[name].options}
+
+
+def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Path:
+    """Every registered stage in order (data stages, then training with in-loop evals), then the eval
+    table/plots and the model card. Data stages that a parent process ran before relaunching this one
+    (`DATA_STAGES_DONE`) are not forced again."""
+    start = time.monotonic()
+    run_data_stages(recipe, force=force and os.environ.get(DATA_STAGES_DONE) != "1")
     for name in STAGES:
-        options = {
-            o.dest: (o.when_forced if force and o.when_forced else o.default) for o in STAGES[name].options
-        }
-        run_stage(recipe, name, force=force, **options)
+        if not get_stage(name).main_process_only:
+            run_stage(recipe, name, force=force, **_options(name, force))
 
     final = recipe.layout.final
     if stopped_before_the_end(recipe):
@@ -144,14 +165,27 @@ def _push_final(recipe: Recipe, final: Path) -> None:
         log.error("%s", exc)
 
 
+def preflight_here(recipe: Recipe, launch: LaunchRequest | None, preflight: bool, force: bool) -> None:
+    """The preflight checks before a command that trains starts work, in the process the user started (a
+    launched rank trusts its parent, see commands/preflight.py)."""
+    if preflight and not under_launcher():
+        require_preflight(recipe, launch.num_processes if launch else None, force=force)
+
+
 def stage_command(
-    recipe: Recipe, name: str, force: bool, options: dict[str, str], launch: LaunchRequest | None = None
+    recipe: Recipe,
+    name: str,
+    force: bool,
+    options: dict[str, str],
+    launch: LaunchRequest | None = None,
+    preflight: bool = True,
 ) -> int:
     """`pretrain curate|tokenizer|pack|train RECIPE`: one stage. Training runs under the recipe's launch config;
     a missing or stale input fails every launched rank alike, and the launcher's restart budget would retry it:
-    it is said once, here, before launching anything."""
+    it is said once, here, before launching anything (with the preflight checks)."""
     if not get_stage(name).main_process_only:
         check_upstream(recipe, name)
+        preflight_here(recipe, launch, preflight, force or options.get("resume") == "never")
         relaunch_if_asked(recipe, launch)
     with capture_run_output(recipe.layout.log_file):  # libraries' bars and warnings: to the run's log
         run_stage(recipe, name, force=force, **options)
@@ -159,9 +193,20 @@ def stage_command(
 
 
 def run_command(
-    recipe: Recipe, force: bool = False, skip_eval: bool = False, launch: LaunchRequest | None = None
+    recipe: Recipe,
+    force: bool = False,
+    skip_eval: bool = False,
+    launch: LaunchRequest | None = None,
+    preflight: bool = True,
 ) -> int:
-    """`pretrain run RECIPE`: every stage (under the recipe's launch config), then the summary and the card."""
+    """`pretrain run RECIPE`: the preflight checks; every stage (training under the recipe's launch config),
+    then the summary and the card. When training relaunches under accelerate, the data stages run here first:
+    a data error is reported once, by this process, instead of by every rank of every restart."""
+    preflight_here(recipe, launch, preflight, force)
+    if will_relaunch(recipe, launch):
+        with capture_run_output(recipe.layout.log_file):
+            run_data_stages(recipe, force=force)
+        os.environ[DATA_STAGES_DONE] = "1"
     relaunch_if_asked(recipe, launch)
     with capture_run_output(recipe.layout.log_file):
         run_all(recipe, force=force, skip_eval=skip_eval)

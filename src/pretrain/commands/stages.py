@@ -147,9 +147,20 @@ def fingerprint(recipe: Recipe, name: str) -> str:
     return h.hexdigest()[:16]
 
 
+def stage_inputs(recipe: Recipe, name: str) -> dict:
+    """What the stage's fingerprint hashes of the recipe, as plain JSON values."""
+    return json.loads(json.dumps(get_stage(name).inputs(recipe), sort_keys=True, default=str))
+
+
 def stage_output(recipe: Recipe, name: str) -> StageOutput:
-    """Where stage `name` publishes, with the fingerprint its marker records."""
-    return StageOutput(name, stage_path(recipe, name), fingerprint(recipe, name), recipe.source_label)
+    """Where stage `name` publishes, with the fingerprint (and the inputs) its marker records."""
+    return StageOutput(
+        name,
+        stage_path(recipe, name),
+        fingerprint(recipe, name),
+        recipe.source_label,
+        stage_inputs(recipe, name),
+    )
 
 
 def is_current(recipe: Recipe, name: str) -> bool:
@@ -167,6 +178,58 @@ def damaged(recipe: Recipe, name: str) -> list[str]:
     """Files of a stage's sealed folder missing or of another size than published ([] when intact or not
     sealed)."""
     return marker_damage(stage_path(recipe, name), hashes=False)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What `pretrain run` would do with one stage now: `current` (skip), `missing` or `stale` (run), and why."""
+
+    name: str
+    status: str
+    why: str
+
+    @property
+    def runs(self) -> bool:
+        return self.status != "current"
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def changed_inputs(before: dict, now: dict, limit: int = 3) -> list[str]:
+    """`key: old -> new` for the inputs that differ (at most `limit`, then how many more)."""
+    old, new = _flat(before), _flat(now)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    shown = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in keys[:limit]]
+    return shown + ([f"{len(keys) - limit} more"] if len(keys) > limit else [])
+
+
+def stage_plans(recipe: Recipe) -> list[StagePlan]:
+    """Every stage in pipeline order: whether `pretrain run` would skip or (re-)run it, and why."""
+    plans: dict[str, StagePlan] = {}
+    for name in STAGES:
+        marker = read_marker(stage_path(recipe, name))
+        rerun_upstream = [up for up in upstream_stages(recipe, name) if plans[up].runs]
+        if marker is None:
+            plans[name] = StagePlan(name, "missing", "not built yet")
+        elif marker.get("fingerprint") == fingerprint(recipe, name):
+            problems = damaged(recipe, name)
+            why = f"damaged: {'; '.join(problems[:2])}" if problems else "up to date"
+            plans[name] = StagePlan(name, "stale" if problems else "current", why)
+        elif rerun_upstream:
+            plans[name] = StagePlan(name, "stale", f"{' and '.join(rerun_upstream)} re-run(s) first")
+        elif "inputs" in marker:
+            changes = changed_inputs(marker["inputs"], stage_inputs(recipe, name))
+            plans[name] = StagePlan(name, "stale", "; ".join(changes) or "its inputs changed")
+        else:
+            plans[name] = StagePlan(name, "stale", "the recipe changed since it was built")
+    return list(plans.values())
 
 
 def require_current(recipe: Recipe, name: str, needed_by: str) -> Path:

@@ -69,6 +69,11 @@ class FaultInjectionConfig(Section):
     spike_scale: float = Field(
         50.0, gt=0, description="loss multiplier of a spike_at / grad_spike_at attempt"
     )
+    pause_at: list[int] = Field(
+        default_factory=list,
+        description="attempts that sleep pause_s seconds first (a slow step, to signal it)",
+    )
+    pause_s: float = Field(30.0, gt=0, description="how long a pause_at attempt sleeps")
     die_at: int | None = Field(
         None, gt=0, description="attempt at which the process exits at once (code 17), as a crashed node"
     )

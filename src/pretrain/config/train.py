@@ -199,7 +199,8 @@ class TrainConfig(Section):
         3,
         ge=0,
         description="when a process of a multi-process run dies (crash, lost node), the launcher restarts all "
-        "of them this many times at most (accelerate launch --max_restarts, set by the relaunch); each "
+        "of them this many times at most (the relaunching `pretrain` process supervises the launch; an error of "
+        "the input is never retried); each "
         "restart resumes from the last complete checkpoint and is counted in metrics and the model card",
     )
     data_stages: list[DataStage] = Field(

@@ -37,3 +37,17 @@ class StageError(_OneLineError):
 
 class CurationSubmitted(PretrainError):
     """Curation was handed to a scheduler (Slurm); the mix appears when its jobs finish. Not a failure: exit 0."""
+
+
+class Interrupted(Exception):
+    """A signal (Ctrl-C, a scheduler's SIGTERM) stopped a command after it saved what it could: not a success,
+    so the command line exits 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), and
+    `pretrain train ... && pretrain push ...` does not push a half-trained model."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

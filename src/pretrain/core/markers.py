@@ -32,6 +32,8 @@ class StageOutput:
     folder: Path
     fingerprint: str
     recipe_label: str
+    inputs: dict | None = None
+    """What the fingerprint hashed (JSON-able), kept in the marker so that a later change can be named."""
 
     def publish(self, produce: Callable[[Path], dict | None], sealed: bool = False) -> dict:
         """Run `produce(tmp)` into a temporary folder, then rename it into place with its marker.
@@ -51,6 +53,7 @@ class StageOutput:
             "stage": self.stage,
             "fingerprint": self.fingerprint,
             "recipe": self.recipe_label,
+            **({"inputs": self.inputs} if self.inputs is not None else {}),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "summary": summary or {},
         }

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from pretrain.config import Recipe
+from pretrain.core.errors import Interrupted
 from pretrain.core.launcher import launcher_restarts
 from pretrain.core.markers import StageOutput
 from pretrain.core.progress import get_logger
@@ -34,6 +35,7 @@ from pretrain.train.callbacks.speed_monitor import SpeedMonitor
 from pretrain.train.callbacks.stability import SpikeGuardCallback
 from pretrain.train.callbacks.validation import Validation
 from pretrain.train.checkpointer import Checkpointer
+from pretrain.train.compat import resume_problems
 from pretrain.train.faults import FaultInjector
 from pretrain.train.metrics import EVENT_RESTART, MetricsLog, truncate_after
 from pretrain.train.schedules import lr_multiplier
@@ -93,6 +95,9 @@ class Trainer:
         if start_from is None and self.branch_from is not None:
             start_from = self._branch(self.branch_from)
         elif start_from is not None:
+            problems = resume_problems(start_from, self.recipe, s.total_steps)
+            if problems:  # a changed shape or an undone decay: refused before anything is loaded
+                raise TrainingError("; ".join(problems))
             self.checkpointer.restore(start_from, state, with_data=True)
             if state.step > s.total_steps:  # e.g. `--set train.tokens=<fewer>` on a run that went further
                 raise TrainingError(
@@ -170,7 +175,11 @@ class Trainer:
             if state.stopping:
                 for callback in self.callbacks:
                     callback.on_preempted(state)
-                return
+                raise Interrupted(
+                    state.stop_signal,
+                    f"training stopped at step {state.step} by signal {state.stop_signal}, after its checkpoint; "
+                    "run the same command again to resume",
+                )
         self.checkpointer.save_final(self.out, state)
 
     def train_step(self) -> StepOutput:

@@ -21,6 +21,7 @@ class TrainState:
     attempts: int = 0  # optimizer steps attempted by this process; unlike `step`, never rolled back
     last_good: Path | None = None  # the newest checkpoint written or restored by this process
     stopping: bool = False  # every rank agreed to stop after this step (a signal arrived)
+    stop_signal: int = 0  # the signal that stopped the run (the largest number any rank received)
 
     def state_dict(self, world_size: int, total_steps: int) -> dict:
         """The content of a checkpoint's state.json."""

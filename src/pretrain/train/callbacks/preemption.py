@@ -1,8 +1,14 @@
-"""SIGTERM / SIGINT (a scheduler's preemption, Ctrl-C): checkpoint at the end of the step, then exit cleanly.
+"""SIGTERM / SIGINT (a scheduler's preemption, Ctrl-C): checkpoint at the end of the step, then stop.
 
 The handler only sets a flag; after each step the ranks agree (a signal on any rank stops every
 rank), the `checkpointing` callback writes the stop checkpoint, and the run ends with a `preempted`
-event, to be continued with `--resume auto`.
+event, to be continued with `--resume auto`. The command then exits 128 + the signal (130 for Ctrl-C):
+a stopped run is not a finished one (`pretrain train ... && pretrain push ...` must not push it).
+
+A second signal, once the first is more than `REPEAT_AFTER_S` old, aborts at once without the stop
+checkpoint (the last complete checkpoint stays what `--resume auto` uses): the user who presses Ctrl-C again
+does not want to wait for the step. Closer repeats are the same signal delivered twice — a terminal's Ctrl-C
+reaches a launched rank directly and again through torchrun's agent, which forwards what it receives.
 
 A Python handler runs only between bytecodes of the main thread, so a rank blocked in a collective whose
 peer has died (an NCCL all-reduce; a gloo one with a stalled peer) never sees it: torchrun's agent stops the
@@ -19,6 +25,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import torch
@@ -35,6 +42,7 @@ log = get_logger("pretrain.train")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # the ranks get this many step times (at least MIN, at most MAX seconds) to agree on a stop after a signal
 STOP_GRACE_STEPS, MIN_STOP_GRACE_S, MAX_STOP_GRACE_S = 3, 5.0, 20.0
+REPEAT_AFTER_S = 1.0  # a second signal sooner than this after the first is the same one delivered twice
 
 
 class StopDeadline:
@@ -88,6 +96,8 @@ class Preemption(Callback):
     def __init__(self, setup: TrainSetup, metrics: MetricsLog):
         self.setup, self.metrics = setup, metrics
         self.requested = False
+        self.signum = 0
+        self.first_signal_at = 0.0
         self.previous_handlers: dict = {}
         self.deadline: StopDeadline | None = None
         self.step_seconds = 0.0
@@ -101,22 +111,35 @@ class Preemption(Callback):
         return min(MAX_STOP_GRACE_S, max(MIN_STOP_GRACE_S, STOP_GRACE_STEPS * self.step_seconds))
 
     def _on_signal(self, signum, frame) -> None:
-        log.warning("signal %d received: checkpointing at the end of this step, then exiting", signum)
-        self.requested = True
+        now = time.monotonic()
+        if self.requested:
+            if now - self.first_signal_at < REPEAT_AFTER_S:
+                return  # the first signal again (through the launcher)
+            log.warning("signal %d again: stopping now, without a stop checkpoint", signum)
+            raise KeyboardInterrupt
+        log.warning(
+            "signal %d received: checkpointing at the end of this step, then exiting (again to abort now)",
+            signum,
+        )
+        self.requested, self.signum, self.first_signal_at = True, signum, now
 
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
         self.step_seconds = max(self.step_seconds, out.seconds)
-        state.stopping = self._agree(self.requested)
+        state.stop_signal = self._agree(self.signum if self.requested else 0)
+        state.stopping = state.stop_signal > 0
         if state.stopping and self.deadline is not None:
             self.deadline.agreed()  # every rank is here: the stop checkpoint can be written
 
-    def _agree(self, flag: bool) -> bool:
-        """All ranks stop together: a signal on any rank stops every rank (a collective)."""
-        acc = self.setup.accelerator
-        if acc.num_processes == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.setup.device)
-        return bool(acc.reduce(t, reduction="sum").item() > 0)
+    def _agree(self, signum: int) -> int:
+        """All ranks stop together: a signal on any rank stops every rank (a collective); the largest signal
+        number any rank received, 0 for none."""
+        if self.setup.accelerator.num_processes == 1:
+            return signum
+        import torch.distributed as dist
+
+        t = torch.tensor([signum], device=self.setup.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
 
     def on_preempted(self, state: TrainState) -> None:
         self.metrics.log_event(state.step, EVENT_PREEMPTED)
