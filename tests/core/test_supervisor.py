@@ -37,7 +37,9 @@ def _supervise(tmp_path, behaviours: str, max_restarts: int = 3) -> tuple[int, l
 
 
 def test_a_crash_is_restarted_until_it_succeeds(tmp_path):
+    before = dict(os.environ)
     assert _supervise(tmp_path, "crash,crash,0") == (0, [0, 1, 2])
+    assert dict(os.environ) == before  # the attempt's variables do not stay behind
 
 
 def test_restarts_are_bounded(tmp_path, capsys):

@@ -78,13 +78,13 @@ def supervise(argv: list[str], env: dict[str, str], max_restarts: int) -> int:
             child[0].send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    saved_env = dict(os.environ)
     try:
         for attempt in range(max_restarts + 1):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            child[:] = [
-                subprocess.Popen(argv, env={**env, FAILURE_REPORT: str(folder), RESTARTS: str(attempt)})
-            ]
+            os.environ.update({**env, FAILURE_REPORT: str(folder), RESTARTS: str(attempt)})
+            child[:] = [subprocess.Popen(argv, preexec_fn=_start_child)]  # noqa: PLW1509 - env + a prctl only
             code = child[0].wait()
             if code == 0:
                 return 0
@@ -104,4 +104,6 @@ def supervise(argv: list[str], env: dict[str, str], max_restarts: int) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.environ.clear()
+        os.environ.update(saved_env)
         shutil.rmtree(folder, ignore_errors=True)
