@@ -204,3 +204,28 @@ def test_legacy_model_keys_folded_by_the_config_are_accepted(tiny_recipe_path, m
 def test_unknown_model_key_is_still_an_error(tiny_recipe_path):
     with pytest.raises(RecipeError, match="model.rotary_pcnt: not a field of the gpt_neox config"):
         load_recipe(tiny_recipe_path, overrides=["model={model_type: gpt_neox, rotary_pcnt: 0.25}"])
+
+
+def test_the_recipe_as_run_validates_from_anywhere(tiny_recipe_path, tmp_path, monkeypatch, capsys):
+    """Case 7 of issue #31: `pretrain validate outputs/tiny/recipe.resolved.yaml` said `accelerate_config: file not
+    found` — the copy kept paths relative to the original recipe's folder."""
+    import yaml
+
+    from pretrain.cli import main
+    from pretrain.config import load_recipe
+    from pretrain.train.checkpoint import resolved_recipe_yaml
+
+    recipe = load_recipe(tiny_recipe_path, output_dir=str(tmp_path / "run"))
+    saved = tmp_path / "run" / "recipe.resolved.yaml"
+    saved.parent.mkdir()
+    saved.write_text(resolved_recipe_yaml(recipe))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(saved)]) == 0, capsys.readouterr().err
+    again = load_recipe(saved)
+    assert again.resolve_path(again.accelerate_config) == recipe.resolve_path(recipe.accelerate_config)
+    assert again.out == recipe.out
+    as_run = yaml.safe_load(saved.read_text())
+    plain = recipe.model_dump(mode="json")
+    for key in ("accelerate_config", "output_dir"):
+        as_run.pop(key), plain.pop(key)
+    assert as_run == plain  # only the paths differ

@@ -4,8 +4,10 @@ post-training" code blocks (TRL `SFTTrainer` + peft LoRA on a few repeated chats
 falls and that greedy generation after a chat prompt stops at the turn end (`<|im_end|>`, the eos the
 snippet sets) well within `max_new_tokens`.
 
-Only the trainer's budget is the test's own (steps, learning rate, batch, no saving of checkpoints, CPU);
-the chat template, eos handling, LoRA config and generation call are the card's.
+Only the trainer's budget is the test's own (steps, learning rate, batch, no saving of checkpoints); the device
+and precision, chat template, eos handling, LoRA config and generation call are the card's — pasted on a CPU,
+the card's arguments must start (case 7 of issue #31: TRL's bf16 default refused, and this test hid it by
+setting use_cpu itself).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ RUN_CARD_SNIPPETS = textwrap.dedent("""
         def __init__(self, **kwargs):
             budget = dict(
                 learning_rate=lr, max_steps=steps, per_device_train_batch_size=8, lr_scheduler_type="constant",
-                warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+                warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
                 disable_tqdm=True, seed=0, dataloader_num_workers=0,
             )
             super().__init__(**{**kwargs, **budget})

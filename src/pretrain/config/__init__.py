@@ -147,6 +147,27 @@ class Recipe(Section):
         payload = self.section_values(*sections)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def values_as_run(self) -> dict[str, Any]:
+        """The recipe's values with every path in it absolute (its launch config, local sources and tasks, a
+        card template file, local tokenizer / parent folders, the output folder): the copy a run keeps
+        (`recipe.resolved.yaml`, each checkpoint's) then loads and runs again from any folder."""
+        data = self.model_dump(mode="json")
+        data["output_dir"] = str(self.out)
+        if self.accelerate_config:
+            data["accelerate_config"] = str(self.resolve_path(self.accelerate_config))
+        for src, raw in zip(self.data.sources, data["data"]["sources"]):
+            if isinstance(src, LocalSource):
+                raw["paths"] = [str(self.resolve_path(p)) for p in src.paths]
+        for task, raw in zip(self.eval.local_tasks, data["eval"]["local_tasks"]):
+            raw["path"] = str(self.resolve_path(task.path))
+        if self.resolve_path(self.hub.card_template).is_file():  # else the name of a shipped template
+            data["hub"]["card_template"] = str(self.resolve_path(self.hub.card_template))
+        for section, key in (("tokenizer", "pretrained"), ("model", "init_from")):
+            spec = data[section].get(key)
+            if spec and self.resolve_path(spec).is_dir():  # else a Hub id
+                data[section][key] = str(self.resolve_path(spec))
+        return data
+
     def accelerate_settings(self) -> dict | None:
         """The recipe's accelerate config file as a dict (None when absent or unreadable)."""
         if not self.accelerate_config:

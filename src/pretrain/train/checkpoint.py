@@ -124,8 +124,9 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
 
 
 def resolved_recipe_yaml(recipe: Recipe) -> str:
-    """The recipe with every default filled in, as saved in each checkpoint and next to the run."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    """The recipe with every default filled in and every path absolute, as saved in each checkpoint and next
+    to the run: `pretrain validate|run` take it as it is, from any folder."""
+    return yaml.safe_dump(recipe.values_as_run(), sort_keys=False)
 
 
 def tmp_dir_for(ckpt_root: Path, step: int, attempt: str) -> Path:
