@@ -5,7 +5,7 @@
      "splits": {"train": {"shards": [{"file", "index", "tokens", "docs"}], "tokens", "docs", "bytes"},
                 "val": {...}},
      "sources": {name: {"train_tokens", "val_tokens", "docs", "bytes", "token_share", "bytes_per_token",
-                        "requested_share", "target_tokens", "epochs", "capped",
+                        "requested_share", "target_tokens", "epochs", "capped", "val_bytes",
                         "shards": {"train": [{"file", "index", "tokens", "docs"}], "val": [...]}}}}
 
 Token shards are kept per source (`<source>/{train,val}-NNNNN-NNN.bin`): the splits list them all (source by
@@ -82,6 +82,16 @@ class SourceTokens:
     """True when max_epochs stopped the source short of its share."""
     shards: dict[str, list[TokenShard]] | None = None
     """The source's own shards per split (a subset of the splits' shards)."""
+    val_bytes: int | None = None
+    """UTF-8 bytes of the source's val documents (its own val bits per byte); None in older manifests."""
+
+    @property
+    def val_bytes_per_token(self) -> float:
+        """Bytes per token of the source's val split (of the whole source where the manifest predates
+        `val_bytes`); 0.0 when unknown."""
+        if self.val_bytes is not None and self.val_tokens:
+            return self.val_bytes / self.val_tokens
+        return self.bytes_per_token
 
     def to_json(self) -> dict:
         out = {
@@ -92,7 +102,7 @@ class SourceTokens:
             "token_share": self.token_share,
             "bytes_per_token": self.bytes_per_token,
         }
-        for key in ("requested_share", "target_tokens", "epochs", "capped"):
+        for key in ("requested_share", "target_tokens", "epochs", "capped", "val_bytes"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.shards is not None:

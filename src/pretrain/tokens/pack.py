@@ -52,10 +52,45 @@ log = get_logger("pretrain.pack")
 PLAN = "plan.json"
 
 
+# a file expecting this many val documents has none with probability < e^-20: no need to look ahead
+VAL_LOOKAHEAD_DOCS = 20
+
+
+def _base_id(doc_id: str) -> str:
+    return doc_id.split("#rep", 1)[0]
+
+
+def _val_draw(doc_id: str, seed: int) -> float:
+    h = int.from_bytes(
+        hashlib.blake2b(f"{seed}:{_base_id(doc_id)}".encode(), digest_size=8).digest(), "little"
+    )
+    return h / 2**64
+
+
 def is_val(doc_id: str, seed: int, fraction: float) -> bool:
-    base = doc_id.split("#rep", 1)[0]
-    h = int.from_bytes(hashlib.blake2b(f"{seed}:{base}".encode(), digest_size=8).digest(), "little")
-    return h / 2**64 < fraction
+    return _val_draw(doc_id, seed) < fraction
+
+
+def split_documents(samples, seed: int, fraction: float, guarantee: bool):
+    """`(record, ids, repeat)` of a mix file's sampled documents -> `(record, ids, repeat, split)`.
+
+    The split is the hash rule (`is_val`). With `guarantee` (a source's first mix file), when the rule puts
+    none of the file's sampled documents in val, the one with the smallest draw goes there: a source of a few
+    long documents (30 articles) could otherwise end with no val tokens and no val bits/byte of its own. Only
+    a file that expects few val documents is held back to decide (one expecting `VAL_LOOKAHEAD_DOCS` or more
+    has none with probability < e^-20); the choice depends on the data and the seed only."""
+    if guarantee:
+        samples = list(samples)
+        if len({rec["id"] for rec, _, _ in samples}) * fraction >= VAL_LOOKAHEAD_DOCS:
+            guarantee = False
+    forced = None
+    if guarantee:
+        bases = {rec["id"] for rec, _, _ in samples}
+        if len(bases) >= 2 and not any(is_val(base, seed, fraction) for base in bases):
+            forced = min(sorted(bases), key=lambda base: _val_draw(base, seed))
+    for rec, ids, repeat in samples:
+        doc_id = rec["id"] if repeat == 0 else f"{rec['id']}#rep{repeat}"
+        yield rec, ids, repeat, "val" if is_val(doc_id, seed, fraction) or rec["id"] == forced else "train"
 
 
 def fingerprint_inputs(recipe: Recipe) -> dict:
@@ -92,11 +127,10 @@ def pack_task(recipe: Recipe, work: Path, rank: int, world: int) -> None:
                 s: ShardWriter(tmp, f"{f['source']}/{s}-{i:05d}", encoder.dtype) for s in ("train", "val")
             }
             counts = {"train": [0, 0], "val": [0, 0]}  # docs, bytes
-            for rec, ids, repeat in sample_file(
-                mix / f["file"], f["target_tokens"], file_seed(seed, f["file"]), encoder
+            samples = sample_file(mix / f["file"], f["target_tokens"], file_seed(seed, f["file"]), encoder)
+            for rec, ids, repeat, split in split_documents(
+                samples, seed, fraction, guarantee=bool(f.get("first_of_source"))
             ):
-                doc_id = rec["id"] if repeat == 0 else f"{rec['id']}#rep{repeat}"
-                split = "val" if is_val(doc_id, seed, fraction) else "train"
                 writers[split].add(ids)
                 nbytes = len(rec["text"].encode("utf-8"))
                 counts[split][0] += 1
@@ -197,6 +231,7 @@ def assemble_tokens(recipe: Recipe, work: Path, out: Path) -> dict:
                     src.train_tokens += entry[split]["tokens"]
                 else:
                     src.val_tokens += entry[split]["tokens"]
+                    src.val_bytes = (src.val_bytes or 0) + (entry[split]["bytes"] or 0)
     splits = {
         s: TokenSplit(
             shards=split_shards[s],
@@ -210,6 +245,14 @@ def assemble_tokens(recipe: Recipe, work: Path, out: Path) -> dict:
         raise DataError(
             f"{recipe.layout.mix}: the {'train' if not splits['train'].tokens else 'val'} split is empty; "
             "add data or change data.val_fraction"
+        )
+    no_val = [name for name, s in per_source.items() if not s.val_tokens]
+    if no_val:
+        log.warning(
+            "source(s) %s got no val documents (one document, or too few for data.val_fraction=%s): their "
+            "own val bits/byte cannot be measured; add documents or raise data.val_fraction",
+            ", ".join(no_val),
+            recipe.data.val_fraction,
         )
     total = sum(s.train_tokens + s.val_tokens for s in per_source.values())
     for name, s in per_source.items():

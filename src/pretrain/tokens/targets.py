@@ -68,13 +68,14 @@ def plan_tokens(recipe: Recipe, encoder: DocumentEncoder) -> dict:
             "available_tokens": int(available[name]),
             "capped": capped,
         }
-        for shard in e["shards"]:
+        for position, shard in enumerate(e["shards"]):
             plan["files"].append(
                 {
                     "source": name,
                     "source_idx": idx,
                     "file": shard["file"],
                     "target_tokens": target * shard["bytes"] / max(e["bytes"], 1),
+                    "first_of_source": position == 0,  # gives the val split a document if it has none
                 }
             )
     return plan
