@@ -66,3 +66,18 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(tiny_recipe_path):
         timeout=120,
     )
     assert proc.stdout.strip() and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_version(capsys):
+    """Case 10 of issue #31: `pretrain --version` was an error."""
+    import pytest
+
+    from pretrain import __version__
+    from pretrain.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert (
+        exit_.value.code == 0
+        and capsys.readouterr().out.strip() == f"pretrain (pretraining-handbook) {__version__}"
+    )

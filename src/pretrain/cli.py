@@ -28,6 +28,7 @@ import os
 import sys
 from pathlib import Path
 
+from pretrain import __version__
 from pretrain.commands.anneal import anneal
 from pretrain.commands.average import average
 from pretrain.commands.evaluate import EvalOptions, evaluate
@@ -43,6 +44,7 @@ from pretrain.commands.validate import validate
 from pretrain.config import Recipe, load_recipe
 from pretrain.core.dist import release_process_group
 from pretrain.core.errors import CurationSubmitted, Interrupted, PretrainError
+from pretrain.core.progress import enable_crash_traces
 from pretrain.core.supervisor import report_failure
 
 
@@ -60,6 +62,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pretrain", description="Pretrain a causal LM from a recipe YAML.")
+    parser.add_argument(
+        "--version", action="version", version=f"pretrain (pretraining-handbook) {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="load and validate recipes; exit 1 listing every problem")
@@ -217,6 +222,7 @@ def _launch_options(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    enable_crash_traces(sys.stderr)  # a native crash (SIGSEGV) prints the Python stack on stderr
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         command = VERBS.get(args.command) or _stage(

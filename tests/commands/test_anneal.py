@@ -65,6 +65,8 @@ def test_anneal_branches_a_decay_on_the_new_mix(stable, tmp_path, capsys):
     assert "### Data stages" in (out / "final" / "README.md").read_text()
     summary = json.loads((out / "final" / "STAGE.json").read_text())["summary"]
     assert summary["steps"] == 20
+    # what libraries print while the anneal trains goes to its log, not the console (case 10 of issue #31)
+    assert "branched from" in (out / "pretrain.log").read_text()
 
 
 @pytest.mark.parametrize(

@@ -144,3 +144,21 @@ def test_on_a_terminal_a_bar_with_our_lines_above_it(monkeypatch, capfd):
     assert "train: 100%" in drawn and "4/4" in drawn and "loss 6.19" in drawn
     assert "validation at step 2\n" in drawn
     assert "train:" not in capfd.readouterr().err  # nothing beside the console
+
+
+def test_a_native_crash_prints_its_stack_on_the_console_while_output_is_captured(tmp_path):
+    """Case 8 of issue #31: a SIGSEGV stopped the console dead; its trace went only to pretrain.log."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes, sys\n"
+        "from pretrain.core.progress import capture_run_output\n"
+        f"with capture_run_output({str(tmp_path / 'pretrain.log')!r}):\n"
+        "    ctypes.string_at(0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert (
+        "Fatal Python error: Segmentation fault" in proc.stderr and 'File "<string>", line 4' in proc.stderr
+    )

@@ -68,3 +68,26 @@ def test_training_a_finished_run_on_is_refused_and_final_kept(make_run, tmp_path
     else:
         raise AssertionError("a finished run was trained on past its decay")
     assert (out / "final" / "model.safetensors").read_bytes() == final
+
+
+def test_a_pruned_checkpoint_is_named_with_the_ones_that_exist(make_small_recipe, tmp_path):
+    """Case 10 of issue #31: anneal / --resume on a checkpoint that keep_last had pruned said "no
+    trainer_state/COMPLETE"; now "no such checkpoint; available: ..."."""
+    from pretrain.commands.anneal import AnnealError, anneal_recipe
+    from pretrain.train.checkpoint import not_a_checkpoint
+
+    recipe = make_small_recipe(tmp_path / "run", "train.tokens=20480")
+    for step in (32, 36, 40):
+        write_checkpoint(recipe, step, 40)
+    pruned = recipe.layout.checkpoint(12)
+    message = not_a_checkpoint(pruned)
+    assert "no such checkpoint" in message and "keep_last" in message
+    assert message.endswith(
+        "available in " + str(recipe.layout.checkpoints) + ": step-0000032, step-0000036, step-0000040"
+    )
+    try:
+        anneal_recipe(pruned, tmp_path / "anneal", {"stdlib_docs": 1.0}, steps=4)
+    except AnnealError as exc:
+        assert str(exc) == message
+    else:
+        raise AssertionError("annealed from a pruned checkpoint")

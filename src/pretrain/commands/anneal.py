@@ -38,7 +38,7 @@ from pretrain.commands.run import stopped_before_the_end
 from pretrain.config import Recipe, validate_recipe
 from pretrain.core.dist import is_main_process
 from pretrain.core.errors import PretrainError
-from pretrain.core.progress import get_logger
+from pretrain.core.progress import capture_run_output, get_logger
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import last_validation, read_records
 from pretrain.train.schedules import lr_multiplier, warmup_steps
@@ -69,6 +69,8 @@ def parse_weights(items: list[str]) -> dict[str, float]:
 
 def _checkpoint_run(folder: Path) -> tuple[dict, dict]:
     """The checkpoint's resolved recipe (raw) and its state.json."""
+    if not Path(folder).exists():  # pruned, or mistyped: say which ones exist
+        raise AnnealError(ckpt.not_a_checkpoint(folder))
     problems = ckpt.damage(folder)
     if problems:
         raise AnnealError(f"{folder}: not an intact checkpoint ({'; '.join(problems[:3])}); pick another")
@@ -165,7 +167,8 @@ def run_anneal(
         recipe.train.optimizer.lr,
         ", ".join(f"{k}={v}" for k, v in weights.items()),
     )
-    train_derived(parent, recipe, resume, branch_from=Path(checkpoint))
+    with capture_run_output(recipe.layout.log_file):  # libraries' bars and warnings: to the anneal's log
+        train_derived(parent, recipe, resume, branch_from=Path(checkpoint))
     return recipe
 
 

@@ -10,12 +10,14 @@
   run's log file (`RunLayout.log_file`). Whatever libraries print there — lm-eval's and datasets' progress
   bars, transformers' and Python warnings, datatrove's loguru lines, accelerate's notices, also from the
   worker processes a stage starts — is kept in that file instead of flooding the console, while our lines
-  and bars keep the terminal (a duplicate of the original stderr).
+  and bars keep the terminal (a duplicate of the original stderr), and so does the stack of a native crash
+  (`faulthandler`, which the command line turns on).
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import sys
@@ -94,6 +96,16 @@ def get_logger(name: str = "pretrain") -> logging.Logger:
 # ---------------------------------------------------------------------------------------------- capture
 
 
+def enable_crash_traces(stream: TextIO) -> bool:
+    """Have a native crash print every thread's Python stack on `stream` (False: it has no file descriptor,
+    as a test runner's captured stderr)."""
+    try:
+        faulthandler.enable(file=stream, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def capture_run_output(log_file: Path) -> Iterator[Path]:
     """Send everything written to file descriptor 2 (by this process and the processes it starts) to
@@ -128,9 +140,15 @@ def capture_run_output(log_file: Path) -> Iterator[Path]:
     # sys.stderr too, for when it is not fd 2 (a notebook, a test runner): libraries write through it
     saved_stderr, sys.stderr = sys.stderr, sink
     _console = terminal
+    # a native crash (SIGSEGV in a kernel or a library) ends the process before any of our lines: its Python
+    # stack goes to the console, where the user is looking, not only into the log
+    crash_traces = faulthandler.is_enabled()
+    enable_crash_traces(terminal)
     try:
         yield log_file
     finally:
+        if not (crash_traces and enable_crash_traces(saved_stderr)):
+            faulthandler.disable()
         _console = None
         sys.stderr = saved_stderr
         os.dup2(saved_fd, 2)

@@ -115,6 +115,15 @@ def model_folder_damage(folder: Path) -> list[str]:
     return marker_damage(folder)
 
 
+def not_a_checkpoint(folder: Path) -> str:
+    """`folder` does not exist (pruned by `keep_last`, or mistyped): which checkpoints of its run do."""
+    folder = Path(folder)
+    available = [p.name for p in list_checkpoints(folder.parent)]
+    pruned = " (train.checkpoint.keep_last removes older ones)" if STEP_DIR.match(folder.name) else ""
+    there = f"; available in {folder.parent}: {', '.join(available)}" if available else ""
+    return f"{folder}: no such checkpoint{pruned}{there}"
+
+
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
     """Complete checkpoints (their COMPLETE marker written; `damage` checks their content), oldest first."""
     if not ckpt_root.is_dir():

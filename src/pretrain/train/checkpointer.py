@@ -46,6 +46,8 @@ class Checkpointer:
     def _choose(self, resume: str) -> tuple[str | None, str | None]:
         """(the checkpoint to resume from or None, the error to raise or None)."""
         if resume != "auto":
+            if not Path(resume).exists():  # pruned, or mistyped: say which ones exist
+                return None, ckpt.not_a_checkpoint(Path(resume))
             problems = ckpt.damage(Path(resume))
             if problems:
                 return None, f"{resume}: not an intact checkpoint ({'; '.join(problems[:3])}); pick another"

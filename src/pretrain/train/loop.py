@@ -114,6 +114,8 @@ class Trainer:
         """A branch of another run (`pretrain anneal`): its weights, optimizer, counters and RNG streams, but
         this recipe's data from the branch step on (the other run's data position means nothing to this mix)."""
         s = self.setup
+        if not folder.exists():  # pruned, or mistyped: say which ones exist
+            raise TrainingError(ckpt_format.not_a_checkpoint(folder))
         problems = ckpt_format.damage(folder)
         if problems:
             raise TrainingError(
@@ -227,6 +229,6 @@ def run_training(
     `branch_from` (used by `pretrain anneal`): a checkpoint of another run to start from when `resume`
     finds no checkpoint of this run: its weights, optimizer and step, with this recipe's data stages."""
     if resume not in ("auto", "never") and not Path(resume).exists():
-        raise TrainingError(f"--resume {resume}: no such checkpoint folder")
+        raise TrainingError(f"--resume {ckpt_format.not_a_checkpoint(Path(resume))}")
     prepare_process()
     return Trainer(recipe, out, resume, branch_from).run()
