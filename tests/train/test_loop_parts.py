@@ -156,7 +156,7 @@ def test_validation_seconds_count_the_pass_once(monkeypatch, tmp_path):
         return {"val/loss": 4.0, "val/bpb": 2.0, "val/batches": 1, "val/seconds": 0.3}
 
     monkeypatch.setattr(validation, "validate", slow_validate)
-    monkeypatch.setattr(validation, "validation_batches", lambda setup: ([], 3.0))
+    monkeypatch.setattr(validation, "validation_batches", lambda setup: ([], 3.0, {}))
     recipe = SimpleNamespace(train=SimpleNamespace(validation=SimpleNamespace(every_fraction=0.5)))
     setup = SimpleNamespace(recipe=recipe, total_steps=4, accelerator=SimpleNamespace(is_main_process=False))
     metrics = MetricsLog(tmp_path / "metrics.jsonl", _NoTrackers(), enabled=True)

@@ -11,8 +11,9 @@ from pretrain.core.errors import PretrainError
 from pretrain.core.layout import RunLayout
 from pretrain.core.lock import RunLock
 from pretrain.testing import copy_run_up_to, run_train_stage
+from pretrain.tokens.manifest import TokenManifest
 from pretrain.train.checkpoint import list_checkpoints
-from pretrain.train.metrics import step_losses
+from pretrain.train.metrics import last_validation, read_records, source_val_bpb, step_losses
 
 
 def _losses(out):
@@ -53,6 +54,11 @@ def test_trains_and_writes_hf_folders(reference):
     ):
         assert key in record
     assert any("val/bpb" in line for line in (out / "metrics.jsonl").read_text().splitlines())
+    # each source's own val bits/byte beside the mixed one
+    final = last_validation(read_records(out / "metrics.jsonl"))
+    sources = [n for n, s in TokenManifest.read(out / "tokens").sources.items() if s.val_tokens]
+    assert sources and sorted(source_val_bpb(final)) == sorted(sources)
+    assert all(0.5 < bpb < 10 for bpb in source_val_bpb(final).values())
 
 
 def test_resume_reproduces_losses_exactly(reference, fresh_run):

@@ -49,6 +49,13 @@ class ValidationConfig(Section):
         gt=0,
         description="micro batches of the val split per validation; more gives a less noisy val loss but takes longer",
     )
+    per_source_batches: int = Field(
+        2,
+        ge=0,
+        description="micro batches of each source's own val documents per validation, logged as "
+        "`val/<source>/loss` and `val/<source>/bpb` beside the mixed split's (windows spread evenly over the "
+        "source's val stream, the same windows every pass); 0 = the mixed split only",
+    )
 
 
 class DataStage(Section):

@@ -5,7 +5,8 @@ One JSON object per line, each with `time` (unix seconds) and `step`. Record kin
 - step record (every `train.log_every` steps): `tokens_seen, loss` (mean over the window), `lr,
   grad_norm` (of the last step), `tokens_per_s, mfu, step_time_s, data_wait_s, mem_gb, eta_s,
   skipped_updates`;
-- validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`;
+- validation record: `tokens_seen, val/loss, val/bpb, val/batches, val/seconds`, and per source with val
+  documents `val/<source>/loss, val/<source>/bpb`;
 - eval record: `tokens_seen` and `eval/<task>/<metric>` values;
 - events, with an `event` key: `start` (device, world_size, params, precision as run, torch; `parent` {model, revision,
   commit} when continuing from a pretrained model), `restart` (restarts: the launcher's count, resumed_from),
@@ -236,3 +237,12 @@ def truncate_after(path: Path, step: int) -> None:
         if rec.get("step", 0) <= step:
             keep.append(line)
     path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+
+def source_val_bpb(record: dict) -> dict[str, float]:
+    """`{source: val bits/byte}` of a validation record (its `val/<source>/bpb` keys; the mixed split's left out)."""
+    return {
+        key.split("/")[1]: value
+        for key, value in record.items()
+        if key.startswith("val/") and key.endswith("/bpb") and key.count("/") == 2 and value is not None
+    }
