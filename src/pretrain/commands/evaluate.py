@@ -68,6 +68,7 @@ def evaluate_one(options: EvalOptions, checkpoint: Path, run_dir: Path) -> dict:
         num_fewshot=options.num_fewshot
         if options.num_fewshot is not None
         else (ev.num_fewshot or None if ev else None),
+        rc_bpb=bool(ev and ev.rc_bpb),
     )
     return {
         "checkpoint": str(checkpoint),

@@ -59,6 +59,13 @@ class EvalConfig(Section):
         gt=0,
         description="max examples per task per evaluation; null = all. Set it to keep in-loop evals short",
     )
+    rc_bpb: bool = Field(
+        False,
+        description="also score every multiple-choice and cloze task as bits per byte of its gold answer given "
+        "the context (`eval/<task>/rc_bpb`, OLMES/olmix 'rc bpb'; lower is better), in the loop and in "
+        "`pretrain eval`: it keeps moving while a small model's accuracy sits at chance, so such a task can be a "
+        "`mixture` target. Costs no extra forward pass",
+    )
     batch_size: int = Field(8, gt=0, description="lm-eval batch size (requests per forward pass)")
     num_fewshot: int = Field(
         0,

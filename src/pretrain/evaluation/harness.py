@@ -8,7 +8,8 @@ from pathlib import Path
 from pretrain.core.errors import PretrainError
 from pretrain.core.network import NETWORK_ERRORS, network_reason
 from pretrain.core.progress import get_logger
-from pretrain.evaluation.metrics import chance_levels
+from pretrain.evaluation.metrics import chance_levels, leaf_task_items
+from pretrain.evaluation.rc_bpb import add_rc_bpb_to_all
 
 log = get_logger("pretrain.eval")
 SELF_CHECK_REQUESTS = 8  # requests scored both ways at a run's first evaluation
@@ -81,25 +82,33 @@ def evaluate_checkpoint(
     limit: int | None,
     batch_size: int,
     num_fewshot: int | None,
+    rc_bpb: bool = False,
 ) -> dict:
-    """Same call the `lm_eval --model hf --model_args pretrained=CKPT` CLI makes, so numbers match it."""
+    """Same call the `lm_eval --model hf --model_args pretrained=CKPT` CLI makes, so numbers match it; with
+    `rc_bpb` the task objects are built here and given the `rc_bpb` metric (the other metrics unchanged)."""
     import lm_eval
     import torch
+    from lm_eval.tasks import get_task_dict
 
     quiet_lm_eval()
     compile_templates_once()
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the CLI equivalent needs `--device cpu` on CPU
     try:
+        manager = task_manager(include_dir, tasks, local)
+        to_run: list = list(tasks)
+        if rc_bpb:  # group scores are not recomputed: the leaf tasks run, each with rc_bpb
+            to_run = [task for _, task in leaf_task_items(get_task_dict(tasks, manager))]
+            add_rc_bpb_to_all(to_run)
         return lm_eval.simple_evaluate(
             model="hf",
             model_args={"pretrained": str(checkpoint)},
-            tasks=tasks,
+            tasks=to_run,
             limit=limit,
             batch_size=batch_size,
             num_fewshot=num_fewshot,
             log_samples=False,
             device=device,
-            task_manager=task_manager(include_dir, tasks, local),
+            task_manager=manager,
         )
     except (KeyError, ValueError) as exc:
         raise PretrainError(f"lm-eval could not run tasks {tasks} on {checkpoint}: {exc}") from None

@@ -22,6 +22,7 @@ from pretrain.evaluation.harness import (
     unreachable_error,
 )
 from pretrain.evaluation.metrics import chance_levels
+from pretrain.evaluation.rc_bpb import add_rc_bpb_to_all
 
 
 class LiveEvaluation:
@@ -42,6 +43,7 @@ class LiveEvaluation:
         batch_size: int,
         num_fewshot: int | None,
         max_length: int,
+        rc_bpb: bool = False,
     ):
         from lm_eval.tasks import get_task_dict
 
@@ -55,6 +57,8 @@ class LiveEvaluation:
             if num_fewshot is not None and hasattr(task, "set_config"):
                 task.set_config(key="num_fewshot", value=num_fewshot)
             _build_requests_once(task)
+        if rc_bpb:
+            add_rc_bpb_to_all(leaf_tasks(self.task_dict))
         self.limit, self.batch_size, self.max_length = limit, batch_size, max_length
         self.chance = chance_levels(self.task_dict, limit)
         self._lm = None

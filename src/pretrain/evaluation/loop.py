@@ -83,6 +83,7 @@ class LoopEvaluator:
                 ev.batch_size,
                 ev.num_fewshot or None,
                 self.recipe.train.seq_len,
+                rc_bpb=ev.rc_bpb,
             )
         return self._live
 

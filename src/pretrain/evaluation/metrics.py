@@ -21,7 +21,7 @@ DERIVED = frozenset({"word_perplexity", "byte_perplexity"})
 """Metrics left out of every view: 2 ** bits_per_byte and 2 ** (bits per byte x bytes per word)."""
 ACCURACY = frozenset({"acc", "acc_norm", "acc_mutual_info", "exact_match"})
 PERPLEXITY = frozenset({"perplexity", "word_perplexity", "byte_perplexity"})
-UNITS = {"bits_per_byte": "bits/byte"}
+UNITS = {"bits_per_byte": "bits/byte", "rc_bpb": "bits/byte"}
 LOCAL_DATASET_LOADERS = frozenset({"json", "csv", "parquet", "text", "arrow"})
 """`dataset_path`s of tasks that read local files (ours: built-in and `eval.local_tasks`): no Hub id."""
 
@@ -60,7 +60,7 @@ def chance_levels(task_dict: Mapping, limit: int | None) -> dict[str, float]:
     """{task: chance accuracy} for the multiple-choice tasks of an lm-eval task dict (groups walked): the
     mean of 1 / len(choices) over the first `limit` documents, which are the ones lm-eval evaluates."""
     chance: dict[str, float] = {}
-    for name, task in _leaf_tasks(task_dict):
+    for name, task in leaf_task_items(task_dict):
         if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice":
             continue
         docs = task.eval_docs
@@ -71,10 +71,11 @@ def chance_levels(task_dict: Mapping, limit: int | None) -> dict[str, float]:
     return chance
 
 
-def _leaf_tasks(task_dict: Mapping) -> Iterable[tuple[str, object]]:
+def leaf_task_items(task_dict: Mapping) -> Iterable[tuple[str, object]]:
+    """(name, task object) of each task of an lm-eval task dict, groups walked."""
     for key, value in task_dict.items():
         if isinstance(value, Mapping):  # a group: {group: {task: Task}}
-            yield from _leaf_tasks(value)
+            yield from leaf_task_items(value)
         elif value is not None:
             name = getattr(getattr(value, "config", None), "task", None) or str(key)
             yield name, value

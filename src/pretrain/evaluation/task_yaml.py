@@ -42,10 +42,13 @@ FORMATS = {
         "doc_to_choice": "{{choices}}",
         "doc_to_target": "{{gold}}",
     },
+    # lm-eval joins a loglikelihood request's context and target with nothing between: the word's space goes
+    # into the target (as lm-eval's own lambada task does), unless the file already put whitespace on one side
     "lambada_context": {
         "output_type": "loglikelihood",
         "doc_to_text": "{{context}}",
-        "doc_to_target": "{{continuation}}",
+        "doc_to_target": "{{continuation if continuation[:1].isspace() or context[-1:].isspace() "
+        "else ' ' ~ continuation}}",
         "metric_list": [
             {"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
             {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
