@@ -35,6 +35,10 @@ class StageError(_OneLineError):
     """A stage's inputs are missing or stale (e.g. `pretrain pack` before `pretrain tokenizer`)."""
 
 
+class MixtureError(_OneLineError):
+    """A mixture search cannot start or go on: its target, its candidates or its share bounds are impossible."""
+
+
 class CurationSubmitted(PretrainError):
     """Curation was handed to a scheduler (Slurm); the mix appears when its jobs finish. Not a failure: exit 0."""
 
