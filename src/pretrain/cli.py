@@ -9,6 +9,7 @@
     pretrain curate|tokenizer|pack RECIPE                  # one data stage
     accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain train RECIPE [--resume auto]
     pretrain eval outputs/tiny/final --tasks val_bpb       # or OUTPUT_DIR for every checkpoint
+    pretrain inspect-batch outputs/tiny --step 372         # the documents of a step's batch
     pretrain push outputs/tiny/final --repo-id me/tiny [--dry-run DIR]
     pretrain average outputs/tiny/checkpoints/step-0000180 .../step-0000200 --output outputs/tiny/avg
     pretrain anneal outputs/tiny/checkpoints/step-0000120 --output-dir outputs/tiny-anneal --tokens 491520 \
@@ -33,6 +34,7 @@ from pretrain.commands.anneal import anneal
 from pretrain.commands.average import average
 from pretrain.commands.evaluate import EvalOptions, evaluate
 from pretrain.commands.explain import explain
+from pretrain.commands.inspect_batch import inspect_batch
 from pretrain.commands.ladder import LadderRequest, ladder
 from pretrain.commands.launch import LaunchRequest
 from pretrain.commands.plan import plan
@@ -137,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the results JSON")
     _common(p)
+
+    p = sub.add_parser("inspect-batch", help="the documents of a training step's batch, drawn again")
+    p.add_argument("output_dir_arg", type=Path, metavar="OUTPUT_DIR", help="the run's output_dir")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--step", type=int, help="optimizer step as metrics.jsonl counts it (from 1)")
+    which.add_argument("--data-step", type=int, help="global batch index (from 0; skip events' data_step)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--tokens", action="store_true", help="also print every window's token ids")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("push", help="render the model card and upload a checkpoint to the Hub")
     p.add_argument("checkpoint", type=Path)
@@ -301,6 +312,9 @@ VERBS = {
     "eval": lambda a, argv: evaluate(
         a.checkpoint,
         EvalOptions(a.tasks, a.limit, a.batch_size, a.num_fewshot, a.recipe, a.overrides, a.json),
+    ),
+    "inspect-batch": lambda a, argv: inspect_batch(
+        a.output_dir_arg, a.step, a.data_step, a.json, a.tokens, a.overrides
     ),
     "push": lambda a, argv: push(
         a.checkpoint, a.repo_id, a.revision, a.private, a.dry_run, a.include_optimizer, a.recipe, a.overrides

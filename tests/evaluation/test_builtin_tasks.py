@@ -24,8 +24,8 @@ def items() -> list[dict]:
     return stdlib_cloze_items(seed=0, n=N)
 
 
-def test_the_builtin_tasks_are_val_bpb_and_stdlib_cloze():
-    assert BUILTIN_TASKS == ("val_bpb", "stdlib_cloze")
+def test_the_builtin_tasks_are_val_bpb_stdlib_cloze_and_position_loss():
+    assert BUILTIN_TASKS == ("val_bpb", "stdlib_cloze", "position_loss")
 
 
 def test_the_items_come_from_the_standard_librarys_test_suite():

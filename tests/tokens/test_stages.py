@@ -100,7 +100,7 @@ def test_resume_mid_stage_and_across_the_boundary_equals_an_uninterrupted_run(to
     got += _steps(third, 11)
     assert got == expected
     # none twice within a source epoch, none skipped: the big source's first-epoch windows are all distinct
-    web = [w for step in expected for w in step if w < third[0].offsets[1]]
+    web = [w for step in expected for w in step if w < third[0].windows[SEQ].offsets[1]]
     assert len(web) == len(set(web))
 
 
@@ -133,7 +133,7 @@ def test_windows_come_from_the_stage_sources_and_tokens_match_their_source(token
         assert torch.equal(ids[:, 1:], batch["labels"][:, :-1])
         # every non-EOS id of a window falls in its source's id range (source index * 100 ...)
         for row, window in zip(ids, loader.last_windows):
-            source = int(np.searchsorted(loader.offsets, int(window), side="right") - 1)
+            source, _ = loader.windows[SEQ].source_of(int(window))
             body = row[row != 0]
             assert ((body > 100 * source) & (body < 100 * source + 100)).all()
             if step >= 12:
@@ -149,9 +149,9 @@ def test_a_source_that_runs_out_repeats_with_a_new_permutation(tokens):
         if len(seen) >= 2 * n:
             break
         next(loader)
-        lo, hi = loader.offsets[small], loader.offsets[small + 1]
+        lo, hi = loader.windows[SEQ].offsets[small], loader.windows[SEQ].offsets[small + 1]
         seen += [int(w) for w in loader.last_windows if lo <= w < hi]
-    assert loader.epochs[small] >= 2
+    assert loader.windows[SEQ].epochs[small] >= 2
     epoch0, epoch1 = seen[:n], seen[n : 2 * n]
     assert sorted(epoch0) == sorted(epoch1) == list(range(lo, hi))  # each epoch: every window once
     assert epoch0 != epoch1  # in a new order
@@ -190,3 +190,78 @@ def test_a_stage_source_missing_from_the_packed_tokens_is_refused(tokens):
     stages = [LoaderStage("main", 10, {"web": 0.5, "books": 0.5})]
     with pytest.raises(DataError, match="books"):
         StagedTokenLoader(tokens, stages, SEQ, 8, windows_per_step=GLOBAL)
+
+
+# a context-extension stage: windows of 2 x SEQ from step 8 on, the global batch the same 128 tokens (4 windows)
+LONG = 2 * SEQ
+LONG_STAGES = [
+    LoaderStage("short", 8, {"web": 0.6, "code": 0.4}),
+    LoaderStage("long", 20, {"web": 0.5, "code": 0.5}, seq_len=LONG),
+]
+
+
+def _long_steps(loaders: list[StagedTokenLoader], n: int) -> list[list[tuple[int, int]]]:
+    """(window length, global window id) each of `n` optimizer steps reads, over all ranks, in read order."""
+    steps = []
+    for _ in range(n):
+        ids = []
+        for _ in range(loaders[0].accum_steps):
+            for loader in loaders:
+                batch = next(loader)
+                assert batch["input_ids"].shape[1] == loader.last_seq_len
+                ids += [(loader.last_seq_len, int(w)) for w in loader.last_windows]
+        steps.append(ids)
+    return steps
+
+
+def _long_loaders(tokens, world: int, micro: int, saved: dict | None = None) -> list[StagedTokenLoader]:
+    loaders = _loaders(tokens, world, micro, LONG_STAGES)
+    for loader in loaders:
+        if saved is not None:
+            loader.load_state_dict(saved)
+    return loaders
+
+
+def test_a_long_stage_reads_fewer_longer_windows_with_the_same_tokens_per_step(tokens):
+    (loader,) = _long_loaders(tokens, 1, 8)
+    steps = _long_steps([loader], 12)
+    assert [len(s) for s in steps] == [GLOBAL] * 8 + [GLOBAL // 2] * 4
+    assert {length for s in steps[8:] for length, _ in s} == {LONG}
+    assert [len(s) * s[0][0] for s in steps] == [GLOBAL * SEQ] * 12  # tokens per step never change
+    # the long stage's micro batch holds as many tokens as the base one: 8 x 16 -> 4 x 32, still 1 micro step
+    assert loader.accum_steps == 1 and next(loader)["input_ids"].shape == (4, LONG)
+    report = loader.realised_shares()
+    assert report[1]["tokens"] == 5 * (GLOBAL // 2) * LONG  # windows x their length (4 steps + the one above)
+    # long windows are the packed stream re-cut at 33 tokens, in their own permutation
+    web = loader.windows[LONG].streams[0]
+    assert web.n_windows == (int(web._starts[-1]) - 1) // LONG
+    for _, window in steps[9]:
+        source, index = loader.windows[LONG].source_of(window)
+        assert np.array_equal(
+            loader.windows[LONG].tokens(window),
+            np.concatenate([np.asarray(s) for s in loader.windows[LONG].streams[source]._shards])[
+                index * LONG : index * LONG + LONG + 1
+            ],
+        )
+
+
+def test_resume_at_and_inside_the_long_stage_on_one_and_two_ranks_equals_an_uninterrupted_run(tokens):
+    expected = _long_steps(_long_loaders(tokens, 2, 4), 20)
+    # 2 ranks stop at the boundary (step 8, the long stage's first batch not drawn yet) -> 1 rank (micro 2,
+    # accum 4 in the short stage, 4 in the long one) stops inside the long stage (step 13) -> 2 ranks
+    first = _long_loaders(tokens, 2, 4)
+    got = _long_steps(first, 8)
+    assert first[0].stage == 1
+    second = _long_loaders(tokens, 1, 2, first[0].state_dict())
+    assert second[0].accum_steps == 4  # micro 1 x 32 tokens: 4 micro steps for the 4 windows
+    got += _long_steps(second, 5)
+    saved = second[0].state_dict()
+    assert set(saved["sources_by_seq_len"]) == {str(LONG)}  # where each source stands in its long windows
+    got += _long_steps(_long_loaders(tokens, 2, 4, saved), 7)
+    assert got == expected
+
+
+def test_a_long_stage_whose_batch_does_not_divide_is_refused(tokens):
+    odd = [LONG_STAGES[0], LoaderStage("long", 20, {"web": 1.0}, seq_len=48)]
+    with pytest.raises(DataError, match=r"stage 'long': a global batch of 128 tokens .* 48 tokens"):
+        _loaders(tokens, 1, 8, odd)

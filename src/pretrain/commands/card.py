@@ -17,17 +17,20 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from pretrain.config import HubSource, Recipe
 from pretrain.config.checks import missing_template_problem
+from pretrain.config.stages import stage_geometries
 from pretrain.core.atomic import write_text_atomic
 from pretrain.core.errors import RecipeError
 from pretrain.core.layout import RunLayout
 from pretrain.core.progress import human
 from pretrain.core.recipe_files import TEMPLATE_SUFFIXES, find_card_template
 from pretrain.evaluation.metrics import is_reported, split_key
+from pretrain.evaluation.position_loss import position_loss_table
 from pretrain.evaluation.records import read_eval_records
 from pretrain.evaluation.regressions import find_regressions
 from pretrain.modeling import count_parameters
-from pretrain.scaling.flops import flops_per_token
 from pretrain.scaling.forecast import Forecast
+from pretrain.scaling.moe import active_non_embedding, moe_spec
+from pretrain.scaling.plan import training_flops_by_stage
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.train.metrics import (
     data_stage_shares,
@@ -139,6 +142,16 @@ def parent_front_matter(parent: dict | None) -> dict:
     return {"base_model": parent["model"], "base_model_relation": "finetune"}
 
 
+def context_stage_rows(recipe: Recipe) -> list[dict]:
+    """The data stages that extend the context or change the RoPE: name, seq_len, RoPE fields."""
+    stages = enumerate(zip(recipe.train.data_stages, stage_geometries(recipe.train)))
+    return [
+        {"name": stage.name or f"stage-{i}", "seq_len": geo.seq_len, "rope": geo.rope}
+        for i, (stage, geo) in stages
+        if geo.seq_len != recipe.train.seq_len or geo.rope
+    ]
+
+
 def handbook_version() -> str:
     """The installed pretraining-handbook's version (the card names what trained the model)."""
     try:
@@ -178,7 +191,9 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "tokens_manifest": tokens_manifest.to_json() if tokens_manifest else {},
         "tokens": tokens,
         "steps": steps[-1]["step"] if steps else 0,
-        "flops": flops_per_token(hf_config, non_emb, recipe.train.seq_len) * tokens,
+        "flops": training_flops_by_stage(
+            recipe, hf_config, active_non_embedding(hf_config) if moe_spec(hf_config) else non_emb, tokens
+        ),
         "tokens_per_s": mean_measured(steps, "tokens_per_s"),
         "mfu": mean_measured(steps, "mfu"),
         "train_hours": seconds / 3600,
@@ -194,6 +209,8 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "parent": parent,
         "restarts": restarts,
         "data_stages": stages,
+        "context_stages": context_stage_rows(recipe),
+        "position_loss": position_loss_table(summary),
         "data_stage_sources": list(dict.fromkeys(name for st in stages for name in st["realised"])),
         **forecast_and_regressions(layout, records, non_emb, tokens),
         "front_matter": ModelCardData(

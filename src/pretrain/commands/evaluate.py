@@ -23,6 +23,14 @@ from pretrain.core.markers import marker_summary
 from pretrain.core.progress import capture_run_output, get_logger
 from pretrain.evaluation.harness import checkpoint_chance_levels, evaluate_checkpoint, flatten
 from pretrain.evaluation.metrics import eval_line, task_facts
+from pretrain.evaluation.position_loss import (
+    POSITION_LOSS,
+    PositionLoss,
+    default_bounds,
+    held_out_windows,
+    lm_eval_tasks,
+    recipe_bounds,
+)
 from pretrain.evaluation.records import EVAL_RESULTS, EvalRecord, write_eval_record
 from pretrain.evaluation.report import summarize_run
 from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
@@ -58,26 +66,56 @@ def evaluate_one(options: EvalOptions, checkpoint: Path, run_dir: Path) -> dict:
     ev = recipe.eval if recipe else None
     include, local = write_task_yamls(run_dir, recipe, tasks)
     limit = options.limit if options.limit is not None else (ev.limit if ev else None)
-    results = evaluate_checkpoint(
-        checkpoint,
-        include,
-        tasks,
-        local,
-        limit=limit,
-        batch_size=options.batch_size or (ev.batch_size if ev else 8),
-        num_fewshot=options.num_fewshot
-        if options.num_fewshot is not None
-        else (ev.num_fewshot or None if ev else None),
-        rc_bpb=bool(ev and ev.rc_bpb),
-    )
+    lm_tasks = lm_eval_tasks(tasks)
+    results: dict = {"results": {}}
+    if lm_tasks:
+        results = evaluate_checkpoint(
+            checkpoint,
+            include,
+            lm_tasks,
+            local,
+            limit=limit,
+            batch_size=options.batch_size or (ev.batch_size if ev else 8),
+            num_fewshot=options.num_fewshot
+            if options.num_fewshot is not None
+            else (ev.num_fewshot or None if ev else None),
+            rc_bpb=bool(ev and ev.rc_bpb),
+        )
+    metrics = flatten(results)
+    if POSITION_LOSS in tasks:
+        positions = checkpoint_position_loss(checkpoint, run_dir, recipe, options.batch_size)
+        metrics.update(positions)
+        results.setdefault("results", {})[POSITION_LOSS] = {
+            k.rsplit("/", 1)[1]: v for k, v in positions.items()
+        }
     return {
         "checkpoint": str(checkpoint),
         "tasks": tasks,
-        "metrics": flatten(results),
+        "metrics": metrics,
         "results": results.get("results", {}),
         "include_path": str(include),
-        "task_facts": task_facts(results, checkpoint_chance_levels(include, tasks, local, limit)),
+        "task_facts": task_facts(results, checkpoint_chance_levels(include, lm_tasks, local, limit))
+        if lm_tasks
+        else {},
     }
+
+
+def checkpoint_position_loss(
+    checkpoint: Path, run_dir: Path, recipe, batch_size: int | None
+) -> dict[str, float]:
+    """The `position_loss` task on a saved checkpoint (its own config, so the RoPE it was trained with)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    if recipe is not None:
+        bounds = recipe_bounds(recipe)
+    else:  # a checkpoint without its recipe: the quarters of the model's context
+        bounds = default_bounds(model.config.max_position_embeddings, model.config.max_position_embeddings)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    windows = held_out_windows(run_dir, tokenizer, bounds[-1])
+    return PositionLoss(windows, bounds, batch_size or 4)(model.to(device), device)
 
 
 def evaluate(checkpoint: Path, options: EvalOptions) -> int:

@@ -30,7 +30,13 @@ def _fmt_recipe(p: dict) -> str:
     rows = [
         (
             "parameters",
-            f"{p['params']:,} ({human(p['params'])}); non-embedding {p['non_embedding_params']:,}",
+            f"{p['params']:,} ({human(p['params'])}); non-embedding {p['non_embedding_params']:,}"
+            + (
+                f"; active per token {p['active_params']:,} (non-embedding {p['active_non_embedding_params']:,}:"
+                " the routed experts a token uses; FLOPs count these, memory all)"
+                if p["active_params"] != p["params"]
+                else ""
+            ),
         ),
         ("vocab", f"{p['vocab_size']:,} ({p['vocab_source']})"),
         (

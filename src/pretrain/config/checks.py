@@ -10,6 +10,7 @@ import glob
 import re
 from typing import TYPE_CHECKING, Any
 
+from pretrain.config.context_checks import context_stage_problems, longest_seq_len
 from pretrain.config.parallelism import launch_problems
 from pretrain.config.refs import RefError, parse_pretrained_ref
 from pretrain.config.sources import LocalSource
@@ -160,11 +161,10 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
         problems.append(
             f"{label}: model.num_key_value_heads: {heads} heads are not divisible by {kv} kv heads"
         )
-    max_pos = fields.get("max_position_embeddings")
-    if isinstance(max_pos, int) and max_pos < recipe.train.seq_len:
-        problems.append(
-            f"{label}: model.max_position_embeddings: {max_pos} < train.seq_len={recipe.train.seq_len}; raise it"
-        )
+    max_pos, longest = fields.get("max_position_embeddings"), longest_seq_len(recipe)
+    if isinstance(max_pos, int) and max_pos < longest:
+        what = "train.seq_len" if longest == recipe.train.seq_len else "the longest train.data_stages seq_len"
+        problems.append(f"{label}: model.max_position_embeddings: {max_pos} < {what}={longest}; raise it")
     if recipe.tokenizer.extend and not (recipe.tokenizer.pretrained or recipe.model.init_from):
         problems.append(
             f"{label}: tokenizer.extend: extends a reused tokenizer, but none is set; set tokenizer.pretrained "
@@ -173,6 +173,7 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
     if recipe.hub.push_checkpoints and not recipe.hub.repo_id:
         problems.append(f"{label}: hub.push_checkpoints: needs hub.repo_id to be set")
     problems += data_stage_problems(recipe, label)
+    problems += context_stage_problems(recipe, label)
     return problems
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pretrain.config.base import Section
 
@@ -46,8 +46,16 @@ class EvalConfig(Section):
     )
     tasks: list[str] = Field(
         default_factory=lambda: ["val_bpb"],
-        description="task names: built-in (`val_bpb` held-out bits/byte, `stdlib_cloze`) or lm-eval "
-        "tasks such as hellaswag, arc_easy (their data comes from the Hub)",
+        description="task names: built-in (`val_bpb` held-out bits/byte, `stdlib_cloze`, `position_loss` "
+        "held-out loss by position bucket on long documents) or lm-eval tasks such as hellaswag, arc_easy "
+        "(their data comes from the Hub)",
+    )
+    position_buckets: list[Annotated[int, Field(gt=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="upper ends of the position buckets of the `position_loss` task, increasing (positions "
+        "1-b1, b1+1-b2, ...; held-out documents longer than the last are scored); null = train.seq_len doubled "
+        "up to the longest data stage's seq_len (256, 512, 1024 in tiny-long), or the quarters of train.seq_len",
     )
     local_tasks: list[LocalTask] = Field(
         default_factory=list,
@@ -72,3 +80,10 @@ class EvalConfig(Section):
         ge=0,
         description="in-context examples per request; 0 = each task's own default (zero-shot for most)",
     )
+
+    @model_validator(mode="after")
+    def _increasing_buckets(self) -> EvalConfig:
+        b = self.position_buckets
+        if b is not None and any(lo >= hi for lo, hi in zip(b, b[1:])):
+            raise ValueError(f"position_buckets {b}: give increasing upper ends, e.g. [256, 512, 1024]")
+        return self

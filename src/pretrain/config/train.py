@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from pretrain.config.base import Section
 from pretrain.config.optimizer import OptimizerConfig, ScheduleConfig
 from pretrain.config.stability import FaultInjectionConfig, StabilityConfig
+from pretrain.config.stages import DataStage
 
 # the run's length is given by exactly one of these train keys
 LENGTH_KEYS = ("tokens", "steps", "tokens_per_param")
@@ -56,47 +57,6 @@ class ValidationConfig(Section):
         "`val/<source>/loss` and `val/<source>/bpb` beside the mixed split's (windows spread evenly over the "
         "source's val stream, the same windows every pass); 0 = the mixed split only",
     )
-
-
-class DataStage(Section):
-    """One stage of a staged data mix: a slice of the run's training tokens drawn with its own source weights.
-
-    Stages live under `train` (not `data`): they say when in training each mix is read, next to the run's
-    length and lr schedule, and changing them re-runs training only, never curation or packing (the
-    `data` section is the fingerprint of those stages)."""
-
-    name: str | None = Field(
-        None, description="label in metrics.jsonl, reports and the model card; null = `stage-<index>`"
-    )
-    share: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="this stage's fraction of the run's training tokens (0-1]; the shares of all stages add "
-        "up to 1. Give share or tokens, not both",
-    )
-    tokens: int | None = Field(
-        None,
-        gt=0,
-        description="this stage's training tokens; the stages' tokens add up to train.tokens (or "
-        "train.steps x global_batch_tokens). Give share or tokens, not both",
-    )
-    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(
-        min_length=1,
-        description="source name (as in data.sources) -> weight (> 0); normalised to token shares of the "
-        "stage's global batches. Sources left out are not read in this stage",
-    )
-
-    @model_validator(mode="after")
-    def _one_length(self) -> DataStage:
-        if (self.share is None) == (self.tokens is None):
-            raise ValueError("give exactly one of share (fraction of the run's tokens) or tokens")
-        return self
-
-    def weight_shares(self) -> dict[str, float]:
-        """The weights normalised to sum to 1 (the token share each source aims at)."""
-        total = sum(self.weights.values())
-        return {name: w / total for name, w in self.weights.items()}
 
 
 class TrainConfig(Section):

@@ -2,6 +2,8 @@
 
 - `val_bpb`: bits-per-byte (and byte/word perplexity) of the run's own held-out val documents
   (`tokens/val_docs.jsonl`), scored with lm-eval's `loglikelihood_rolling`.
+- `position_loss`: held-out loss by position bucket on the val documents longer than the longest bucket
+  (evaluation/position_loss.py; computed beside lm-eval, not by it).
 - `stdlib_cloze`: 4-way multiple choice built from the Python standard library's *test suite*
   (`Lib/test/`, which the builtin training corpora exclude): given 4 lines of a test file, pick the
   true next line against 3 versions of the same line with its words shuffled (same characters, same
@@ -17,7 +19,7 @@ import random
 import sysconfig
 from pathlib import Path
 
-BUILTIN_TASKS = ("val_bpb", "stdlib_cloze")
+BUILTIN_TASKS = ("val_bpb", "stdlib_cloze", "position_loss")  # position_loss: evaluation/position_loss.py
 CLOZE_ITEMS = 1000
 CLOZE_VERSION = "v2"  # bump when item generation changes: cached item files are keyed by it
 CONTEXT_LINES = 4

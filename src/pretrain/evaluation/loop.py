@@ -21,6 +21,13 @@ from pretrain.core.progress import get_logger
 from pretrain.evaluation.harness import flatten
 from pretrain.evaluation.live import LiveEvaluation
 from pretrain.evaluation.metrics import eval_line, task_facts
+from pretrain.evaluation.position_loss import (
+    POSITION_LOSS,
+    PositionLoss,
+    held_out_windows,
+    lm_eval_tasks,
+    recipe_bounds,
+)
 from pretrain.evaluation.records import EvalRecord, write_eval_record
 from pretrain.evaluation.task_yaml import all_task_names, existing_task_yamls, write_task_yamls
 
@@ -33,6 +40,8 @@ class LoopEvaluator:
         self.collective = collective  # FSDP: every rank takes part in each forward
         self.tasks = all_task_names(recipe)
         self._live: LiveEvaluation | None = None
+        self._positions: PositionLoss | None = None  # the `position_loss` task, when asked for
+        self._prepared = False
         self.seconds = 0.0  # in-loop: every evaluation's own clock, summed
         self.setup_seconds = 0.0  # once, before the first step (`prepare`)
 
@@ -48,7 +57,7 @@ class LoopEvaluator:
     def prepare(self) -> None:
         """Load the tasks now (import lm-eval, read each task's data), before training; raises PretrainError
         if they cannot be loaded (an unknown task, a missing or unreadable data file, a Hub dataset offline)."""
-        if not self.takes_part or self._live is not None:
+        if not self.takes_part or self._prepared:
             return
         start = time.perf_counter()
         try:
@@ -65,8 +74,13 @@ class LoopEvaluator:
         finally:
             self.setup_seconds += time.perf_counter() - start
 
-    def _prepare(self) -> LiveEvaluation:
-        if self._live is None:
+    def _prepare(self) -> LiveEvaluation | None:
+        if POSITION_LOSS in self.tasks and self._positions is None:
+            bounds = recipe_bounds(self.recipe)
+            windows = held_out_windows(self.recipe.out, self.tokenizer, bounds[-1])
+            self._positions = PositionLoss(windows, bounds, self.recipe.eval.batch_size)
+        lm_tasks = lm_eval_tasks(self.tasks)
+        if self._live is None and lm_tasks:
             if self.collective:  # one writer; the other ranks read what it wrote
                 if self.is_main:
                     write_task_yamls(self.recipe.out, self.recipe, self.tasks)
@@ -77,7 +91,7 @@ class LoopEvaluator:
             ev = self.recipe.eval
             self._live = LiveEvaluation(
                 include,
-                self.tasks,
+                lm_tasks,
                 local,
                 ev.limit,
                 ev.batch_size,
@@ -85,6 +99,7 @@ class LoopEvaluator:
                 self.recipe.train.seq_len,
                 rc_bpb=ev.rc_bpb,
             )
+        self._prepared = True
         return self._live
 
     def __call__(self, model, step: int, tokens_seen: int) -> dict[str, float]:
@@ -94,10 +109,14 @@ class LoopEvaluator:
             was_training = model.training
             try:
                 live = self._prepare()
-                results = live(model, self.tokenizer)
+                results = live(model, self.tokenizer) if live is not None else {"results": {}}
                 flat = flatten(results)
+                if self._positions is not None:
+                    positions = self._positions(model)
+                    flat.update(positions)
+                    results["results"][POSITION_LOSS] = {k.rsplit("/", 1)[1]: v for k, v in positions.items()}
                 if self.is_main:
-                    facts = task_facts(results, live.chance)
+                    facts = task_facts(results, live.chance if live is not None else {})
                     self._record(step, tokens_seen, flat, results, facts, time.perf_counter() - start)
             except Exception as exc:  # an eval bug must not end a long training run
                 log.error(

@@ -17,6 +17,7 @@ from pretrain.core.errors import StageError
 from pretrain.core.layout import RunLayout
 from pretrain.evaluation.benchmarks import read_items
 from pretrain.evaluation.builtin_tasks import BUILTIN_TASKS, CLOZE_VERSION, write_cloze_file
+from pretrain.evaluation.position_loss import POSITION_LOSS
 
 MC = {
     "output_type": "multiple_choice",
@@ -88,6 +89,8 @@ def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path
     tasks_dir.mkdir(parents=True, exist_ok=True)
     local = []
     for name in task_names:
+        if name == POSITION_LOSS:
+            continue  # not an lm-eval task (evaluation/position_loss.py)
         if name == "val_bpb":
             val = RunLayout(run_dir).tokens / "val_docs.jsonl"
             if not val.exists():

@@ -12,6 +12,7 @@ final validation loss and bits per byte with intervals, GPU-hours and dollars (`
 from __future__ import annotations
 
 from pretrain.config import Recipe
+from pretrain.config.stages import stage_geometries
 from pretrain.modeling import build_hf_config, count_parameters
 from pretrain.scaling.chinchilla import TOKENS_PER_PARAM, chinchilla_tokens, compute_optimal, propose_shape
 from pretrain.scaling.family import Family
@@ -21,6 +22,7 @@ from pretrain.scaling.ladder import LadderError, recipe_vocab, rung_config
 from pretrain.scaling.law import Estimate
 from pretrain.scaling.law import compute_optimal as fitted_optimum
 from pretrain.scaling.memory import memory_per_device, strategy_from_accelerate
+from pretrain.scaling.moe import active_non_embedding, moe_spec
 
 
 def _estimate(e: Estimate) -> dict:
@@ -96,11 +98,12 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
     vocab, vocab_source = recipe_vocab(recipe)
     config = build_hf_config(recipe, vocab)
     total, non_emb = count_parameters(config)
+    active = active_non_embedding(config) if moe_spec(config) else non_emb  # a mixture of experts: per token
     cfg = recipe.train
     steps = cfg.total_steps(total)
     tokens = steps * cfg.global_batch_tokens
-    fpt = flops_per_token(config, non_emb, cfg.seq_len)
-    flops = fpt * tokens
+    fpt = flops_per_token(config, active, cfg.seq_len)
+    flops = training_flops_by_stage(recipe, config, active, tokens)
     strategy = strategy_from_accelerate(recipe.accelerate_settings())
     spec = gpu_spec(gpu or recipe.plan.gpu)
     mfu = mfu or recipe.plan.mfu
@@ -132,6 +135,8 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         "vocab_source": vocab_source,
         "params": total,
         "non_embedding_params": non_emb,
+        "active_params": total - non_emb + active,
+        "active_non_embedding_params": active,
         "tokens": tokens,
         "steps": steps,
         "global_batch_tokens": cfg.global_batch_tokens,
@@ -139,7 +144,7 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         "launch": {"strategy": strategy.name, "world_size": strategy.world_size, "grad_accum": accum},
         "flops_per_token": fpt,
         "training_flops": flops,
-        "flops_6nd": 6 * total * tokens,
+        "flops_6nd": 6 * (total - non_emb + active) * tokens,
         "chinchilla_optimal_tokens": optimal,
         "tokens_per_param": tokens / total,
         "tokens_vs_chinchilla": tokens / optimal,
@@ -163,6 +168,18 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         ),
         "ladder": forecast_plan(recipe, forecast, 6.0 * non_emb * tokens, gpu, mfu) if forecast else None,
     }
+
+
+def training_flops_by_stage(recipe: Recipe, config, active_non_embedding_params: int, tokens: int) -> float:
+    """Training FLOPs of `tokens` tokens, each data stage's share at its own sequence length (attention's
+    term grows with it: a context-extension stage costs more per token)."""
+    cfg = recipe.train
+    if not cfg.data_stages:
+        return flops_per_token(config, active_non_embedding_params, cfg.seq_len) * tokens
+    return sum(
+        share * tokens * flops_per_token(config, active_non_embedding_params, geometry.seq_len)
+        for share, geometry in zip(cfg.stage_shares(), stage_geometries(cfg))
+    )
 
 
 def propose(flops: float | None, gpu_hours: float | None, gpu: str, mfu: float) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pretrain.core.errors import DataError
+from pretrain.tokens.manifest import TokenShard
 from pretrain.tokens.windows import open_split, read_tokens, read_tokens_manifest, window_batch
 
 
@@ -63,6 +64,7 @@ class WindowLoader:
                 f"micro batch {batch_size} x {world_size} processes; change the batch or the number of processes"
             )
         self.last_windows: np.ndarray | None = None  # window ids of the last batch (for data accounting)
+        self.last_seq_len = seq_len  # the length of those windows (a context-extension stage's may differ)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
@@ -74,6 +76,15 @@ class WindowLoader:
         """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""
         raise NotImplementedError
 
+    @property
+    def accum_steps(self) -> int:
+        """Micro batches per optimizer step on each rank (for the next optimizer step)."""
+        return self.windows_per_step // self.step_windows
+
+    def skip_steps(self, n_steps: int) -> None:
+        """Advance by `n_steps` whole optimizer steps without reading (a rollback's data-skip window)."""
+        self.skip(n_steps * self.accum_steps)
+
     def state_dict(self) -> dict:
         raise NotImplementedError
 
@@ -84,6 +95,29 @@ class WindowLoader:
     def stage(self) -> int | None:
         """The data stage of the next global batch (None: one packed stream, no stages)."""
         return None
+
+    # ------------------------------------------------------------------ forensics (tokens/forensics.py)
+    @property
+    def data_step(self) -> int:
+        """Global batches drawn so far (between optimizer steps: the index of the next one)."""
+        raise NotImplementedError
+
+    def last_step_windows(self) -> tuple[int, np.ndarray]:
+        """(window length, global window ids) of the last whole global batch drawn, in the order ranks and
+        micro steps read it (rank r of micro step m reads [m x world + r] x micro batch onwards)."""
+        raise NotImplementedError
+
+    def next_global_batch(self) -> tuple[int, np.ndarray]:
+        """Draw the next global batch whole, without reading tokens: (window length, window ids)."""
+        raise NotImplementedError
+
+    def window_tokens(self, window: int, seq_len: int) -> np.ndarray:
+        """The seq_len + 1 tokens of a global window id of that length."""
+        raise NotImplementedError
+
+    def window_source(self, window: int, seq_len: int) -> tuple[list[TokenShard], int]:
+        """The shards of the stream a window comes from (as the manifest lists them) and its first token there."""
+        raise NotImplementedError
 
     def realised_shares(self) -> list[dict] | None:
         """Per data stage, the requested and realised source shares (None: one packed stream)."""
@@ -183,6 +217,28 @@ class TokenLoader(WindowLoader):
         """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""
         for _ in range(n_batches):
             self._advance()
+
+    @property
+    def data_step(self) -> int:
+        return (self.epoch * self.usable_windows + self.position) // self.windows_per_step
+
+    def last_step_windows(self) -> tuple[int, np.ndarray]:
+        return self.seq_len, self._order()[self.position - self.windows_per_step : self.position]
+
+    def next_global_batch(self) -> tuple[int, np.ndarray]:
+        self.skip_steps(1)
+        return self.last_step_windows()
+
+    def seek_step(self, step: int) -> None:
+        """Stand before global batch `step` (0-based): O(1), the position is arithmetic."""
+        per_epoch = self.usable_windows // self.windows_per_step
+        self.epoch, self.position = step // per_epoch, step % per_epoch * self.windows_per_step
+
+    def window_tokens(self, window: int, seq_len: int) -> np.ndarray:
+        return self._tokens(int(window) * seq_len, seq_len + 1)
+
+    def window_source(self, window: int, seq_len: int) -> tuple[list[TokenShard], int]:
+        return self.manifest.splits[self.split].shards, int(window) * seq_len
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

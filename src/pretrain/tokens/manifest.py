@@ -2,7 +2,7 @@
 
     {"version": 1, "dtype": "uint16", "vocab_size", "eos_id", "bos_id",
      "tokenizer_hash", "encoder", "seed", "val_fraction",            (written by `pretrain pack`)
-     "splits": {"train": {"shards": [{"file", "index", "tokens", "docs"}], "tokens", "docs", "bytes"},
+     "splits": {"train": {"shards": [{"file", "index", "tokens", "docs", "ids"}], "tokens", "docs", "bytes"},
                 "val": {...}},
      "sources": {name: {"train_tokens", "val_tokens", "docs", "bytes", "token_share", "bytes_per_token",
                         "requested_share", "target_tokens", "epochs", "capped", "val_bytes",
@@ -30,15 +30,18 @@ VERSION = 1
 
 @dataclass
 class TokenShard:
-    """One `{split}-NNNNN.bin` file of token ids and its `.idx.npy` of document start offsets."""
+    """One `{split}-NNNNN.bin` file of token ids, its `.idx.npy` of document start offsets and, when the packer
+    knew them, its `.ids.txt` of the documents' ids (one per line, as in the mix; what spike forensics name)."""
 
     file: str
     index: str
     tokens: int = 0
     docs: int = 0
+    ids: str | None = None
 
     def to_json(self) -> dict:
-        return {"file": self.file, "index": self.index, "tokens": self.tokens, "docs": self.docs}
+        out = {"file": self.file, "index": self.index, "tokens": self.tokens, "docs": self.docs}
+        return {**out, "ids": self.ids} if self.ids else out
 
 
 @dataclass

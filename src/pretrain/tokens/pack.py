@@ -8,6 +8,7 @@ Layout of `tokens/`:
     <source>/{train,val}-FFFFF-NNN.bin      raw little-endian uint16 (vocab <= 65,535) or uint32 token ids
                                             of mix file FFFFF of that source
     <source>/{train,val}-FFFFF-NNN.idx.npy  int64 start offset of every document inside its shard
+    <source>/{train,val}-FFFFF-NNN.ids.txt  each document's id in the mix (`#repN` for a repeated pass)
     val_docs.jsonl                          the val split's documents as text (held-out bits-per-byte in lm-eval)
 
 Packing runs as executor tasks (data/executor.py), each taking whole mix files (dealt round-robin). The
@@ -71,6 +72,12 @@ def is_val(doc_id: str, seed: int, fraction: float) -> bool:
     return _val_draw(doc_id, seed) < fraction
 
 
+def document_id(record: dict, repeat: int) -> str:
+    """A packed document's id: its mix id, and `#repN` for its N-th repeat (the split hashes it; the shard's
+    .ids.txt records it for spike forensics)."""
+    return record["id"] if repeat == 0 else f"{record['id']}#rep{repeat}"
+
+
 def split_documents(samples, seed: int, fraction: float, guarantee: bool):
     """`(record, ids, repeat)` of a mix file's sampled documents -> `(record, ids, repeat, split)`.
 
@@ -89,8 +96,8 @@ def split_documents(samples, seed: int, fraction: float, guarantee: bool):
         if len(bases) >= 2 and not any(is_val(base, seed, fraction) for base in bases):
             forced = min(sorted(bases), key=lambda base: _val_draw(base, seed))
     for rec, ids, repeat in samples:
-        doc_id = rec["id"] if repeat == 0 else f"{rec['id']}#rep{repeat}"
-        yield rec, ids, repeat, "val" if is_val(doc_id, seed, fraction) or rec["id"] == forced else "train"
+        val = is_val(document_id(rec, repeat), seed, fraction) or rec["id"] == forced
+        yield rec, ids, repeat, "val" if val else "train"
 
 
 def fingerprint_inputs(recipe: Recipe) -> dict:
@@ -131,7 +138,7 @@ def pack_task(recipe: Recipe, work: Path, rank: int, world: int) -> None:
             for rec, ids, repeat, split in split_documents(
                 samples, seed, fraction, guarantee=bool(f.get("first_of_source"))
             ):
-                writers[split].add(ids)
+                writers[split].add(ids, document_id(rec, repeat))
                 nbytes = len(rec["text"].encode("utf-8"))
                 counts[split][0] += 1
                 counts[split][1] += nbytes
@@ -200,7 +207,9 @@ def assemble_tokens(recipe: Recipe, work: Path, out: Path) -> dict:
             folder_of[entry["file"]] = task
             for split in ("train", "val"):
                 for shard in entry[split]["shards"]:
-                    for name in (shard["file"], shard["index"]):
+                    for name in (shard["file"], shard["index"], shard.get("ids")):
+                        if name is None:
+                            continue
                         (out / name).parent.mkdir(parents=True, exist_ok=True)
                         os.replace(task / name, out / name)
     with open(out / "val_docs.jsonl", "wb") as val_docs:  # the val split's text only: a small fraction

@@ -2,6 +2,7 @@
 
     <source>/{train,val}-FFFFF-NNN.bin      uint16 (vocab <= 65,535) or uint32 token ids
     <source>/{train,val}-FFFFF-NNN.idx.npy  int64 start offset of every document inside its shard
+    <source>/{train,val}-FFFFF-NNN.ids.txt  each document's id in the mix, one per line (when the packer had them)
 
 A shard holds at most `SHARD_TOKENS` tokens; the manifest (tokens/manifest.py) lists them. The loaders read
 them back through tokens/loader.py.
@@ -29,12 +30,15 @@ class ShardWriter:
     def __init__(self, out: Path, prefix: str, dtype: np.dtype):
         self.out, self.prefix, self.dtype = Path(out), prefix, dtype
         self.shards: list[TokenShard] = []
-        self._fh, self._offsets, self._n = None, [], 0
+        self._fh, self._offsets, self._n, self._doc_ids = None, [], 0, []
 
-    def add(self, ids) -> None:
+    def add(self, ids, doc_id: str | None = None) -> None:
+        """Append one document's token ids (and its id in the mix, when known)."""
         if self._fh is None or self._n >= SHARD_TOKENS:
             self._roll()
         self._offsets.append(self._n)
+        if doc_id is not None:
+            self._doc_ids.append(doc_id.replace("\n", " "))
         self._fh.write(np.asarray(ids, dtype=self.dtype).tobytes())
         self._n += len(ids)
 
@@ -44,7 +48,7 @@ class ShardWriter:
         self.shards.append(TokenShard(file=f"{name}.bin", index=f"{name}.idx.npy"))
         (self.out / name).parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.out / f"{name}.bin", "wb")
-        self._offsets, self._n = [], 0
+        self._offsets, self._n, self._doc_ids = [], 0, []
 
     def _finish(self) -> None:
         if self._fh is None:
@@ -53,6 +57,9 @@ class ShardWriter:
         shard = self.shards[-1]
         np.save(self.out / shard.index, np.asarray(self._offsets, dtype=np.int64))
         shard.tokens, shard.docs = self._n, len(self._offsets)
+        if self._doc_ids and len(self._doc_ids) == len(self._offsets):
+            shard.ids = shard.file.removesuffix(".bin") + ".ids.txt"
+            (self.out / shard.ids).write_text("\n".join(self._doc_ids) + "\n", encoding="utf-8")
         self._fh = None
 
     def close(self, text_bytes: int | None = None, empty_shard: bool = True) -> TokenSplit:

@@ -20,12 +20,24 @@ Elastic and exact resume: the global batch of step g depends only on the state b
 batch, so a checkpoint resumes on any world size dividing the global batch with the windows not yet
 consumed. Stages follow the loader's own count of global batches drawn; after a spike-guard rollback
 (which does not rewind data) it runs ahead of the trainer's step by the rolled-back steps. Window ids
-in `last_windows` are global: source offset (sources in manifest order) + the source's window index.
+in `last_windows` are global: source offset (sources in manifest order) + the source's window index, in
+the windows of `last_seq_len` tokens.
+
+Context-extension stages (a longer `LoaderStage.seq_len`): the accounting rule. The global batch stays the
+same number of TOKENS (`windows_per_step x seq_len` of the loader's base length), so a stage of length L
+draws `windows_per_step x seq_len / L` windows per step, in micro batches of its own size (`batch_size`):
+its micro steps per optimizer step (grad accumulation) may differ from the base stage's. Each length L
+cuts every source's stream into its own windows of L+1 tokens, with its own permutation per epoch (seed,
+source, L, epoch) and its own (epoch, position) per source: the documents are re-windowed, not the
+positions converted, so a stage of length L continues exactly where the last stage of length L stopped
+(a second stage at the base length continues the base epochs, as before). `drawn` counts windows per stage,
+so a stage's realised tokens are its windows x its L. All of it is state between optimizer steps, saved
+per length (`sources` for the base length, `sources_by_seq_len` for the others), so a checkpoint inside or
+at the start of a long stage resumes exactly, on any world size that divides the stage's global batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,27 +45,10 @@ import torch
 
 from pretrain.core.errors import DataError
 from pretrain.tokens.loader import WindowLoader
-from pretrain.tokens.manifest import TokenManifest
-from pretrain.tokens.source_streams import SourceStream, quota_counts
-from pretrain.tokens.windows import open_shard_list, window_batch
-
-
-@dataclass(frozen=True)
-class LoaderStage:
-    """A stage as the loader needs it: its label, the optimizer step it ends at (exclusive), source shares."""
-
-    name: str
-    end_step: int
-    weights: dict[str, float]  # normalised: sums to 1
-
-
-def loader_stages(train_cfg, total_steps: int) -> list[LoaderStage]:
-    """`train.data_stages` of a recipe as loader stages over a run of `total_steps` optimizer steps."""
-    ends = train_cfg.stage_end_steps(total_steps)
-    return [
-        LoaderStage(stage.name or f"stage-{i}", end, stage.weight_shares())
-        for i, (stage, end) in enumerate(zip(train_cfg.data_stages, ends))
-    ]
+from pretrain.tokens.manifest import TokenShard
+from pretrain.tokens.source_streams import SourceWindows, open_source_streams, quota_counts
+from pretrain.tokens.stage_plan import LoaderStage, realised_shares
+from pretrain.tokens.windows import window_batch
 
 
 class StagedTokenLoader(WindowLoader):
@@ -85,46 +80,26 @@ class StagedTokenLoader(WindowLoader):
             expected_tokenizer_hash,
             windows_per_step,
         )
-        self.stages = list(stages)
-        self.sources = self._open_sources()
+        tokens_per_step = self.windows_per_step * seq_len
+        self.stages = [
+            stage.resolved(seq_len, batch_size, document_positions, tokens_per_step, world_size, self.dir)
+            for stage in stages
+        ]
+        self.seq_lens = sorted({seq_len} | {stage.seq_len for stage in self.stages})
+        # per length: every source's windows of that length, and where each source stands in them
+        streams = open_source_streams(self.dir, self.manifest, self.stages, self.seq_lens, seed, seq_len)
+        self.windows = {length: SourceWindows(by_length) for length, by_length in streams.items()}
+        self.sources = self.windows[seq_len].streams
         self.source_names = [s.name for s in self.sources]
-        self.offsets = np.concatenate([[0], np.cumsum([s.n_windows for s in self.sources])]).astype(np.int64)
-        self.micro_steps = self.windows_per_step // self.step_windows
         self._weights = [
             np.array([stage.weights.get(name, 0.0) for name in self.source_names]) for stage in self.stages
         ]
         self.step, self.micro = 0, 0  # global batches started; micro step within the current one
-        self.epochs = np.zeros(len(self.sources), dtype=np.int64)
-        self.positions = np.zeros(len(self.sources), dtype=np.int64)
         # windows drawn per stage per source (the quota rule's memory, and the realised shares)
         self.drawn = np.zeros((len(self.stages), len(self.sources)), dtype=np.int64)
         self._batch: np.ndarray | None = None  # the current global batch's global window ids
-
-    def _open_sources(self) -> list[SourceStream]:
-        where = TokenManifest.path(self.dir)
-        if not self.manifest.sources or any(s.shards is None for s in self.manifest.sources.values()):
-            raise DataError(
-                f"{where}: train.data_stages needs per-source token shards (`sources.<name>.shards`), and this "
-                "tokens/ folder has none; re-run `pretrain pack RECIPE` to re-pack it, or remove train.data_stages"
-            )
-        wanted = {name for stage in self.stages for name in stage.weights}
-        missing = sorted(wanted - set(self.manifest.sources))
-        if missing:
-            raise DataError(
-                f"{where}: train.data_stages names source(s) {', '.join(missing)} that the packed tokens do not "
-                f"have (packed: {', '.join(self.manifest.sources)}); re-run `pretrain pack RECIPE`"
-            )
-        streams = []
-        for name, counts in self.manifest.sources.items():
-            shards, starts = open_shard_list(self.dir, self.manifest, counts.shards.get("train", []))
-            stream = SourceStream(name, shards, starts, self.seq_len, self.seed)
-            if name in wanted and stream.n_windows == 0:
-                raise DataError(
-                    f"{where}: source {name!r} has fewer than {self.seq_len + 1} train tokens, too few for one "
-                    "window; drop it from train.data_stages or lower train.seq_len"
-                )
-            streams.append(stream)
-        return streams
+        self._batch_stage = 0
+        self.last_seq_len = seq_len  # the length of the windows in `last_windows`
 
     # ------------------------------------------------------------------ stages
     def stage_at(self, step: int) -> int:
@@ -139,94 +114,103 @@ class StagedTokenLoader(WindowLoader):
         """The stage of the next global batch."""
         return self.stage_at(self.step)
 
+    def _stage_windows(self, stage: int) -> int:
+        """Windows in one global batch of `stage` (the same tokens as the base stage's)."""
+        return self.windows_per_step * self.seq_len // self.stages[stage].seq_len
+
+    def _micro_steps(self, stage: int) -> int:
+        return self._stage_windows(stage) // (self.stages[stage].batch_size * self.world_size)
+
+    @property
+    def accum_steps(self) -> int:
+        """Micro batches per optimizer step on each rank in the stage of the next global batch."""
+        return self._micro_steps(self._batch_stage if self.micro else self.stage)
+
     def realised_shares(self) -> list[dict]:
         """Per stage: requested weights, windows and tokens drawn, and each source's realised token share."""
-        out = []
-        for i, stage in enumerate(self.stages):
-            drawn = self.drawn[i]
-            total = int(drawn.sum())
-            out.append(
-                {
-                    "stage": stage.name,
-                    "index": i,
-                    "end_step": stage.end_step,
-                    "tokens": total * self.seq_len,
-                    "requested": {
-                        n: round(stage.weights[n], 6) for n in self.source_names if n in stage.weights
-                    },
-                    "realised": {
-                        n: round(int(d) / total, 6) if total else 0.0
-                        for n, d in zip(self.source_names, drawn)
-                        if n in stage.weights or d
-                    },
-                }
-            )
-        return out
+        return realised_shares(self.stages, self.drawn, self.source_names, self.seq_len)
 
     # ------------------------------------------------------------------ drawing
-    def _draw_global_batch(self) -> np.ndarray:
-        """The next optimizer step's global window ids; advances the per-source positions."""
-        stage = self.stage_at(self.step)
-        counts = quota_counts(self._weights[stage], self.drawn[stage], self.windows_per_step)
-        ids = []
-        for i, count in enumerate(counts):
-            if not count:
-                continue
-            windows, self.epochs[i], self.positions[i] = self.sources[i].take(
-                int(self.epochs[i]), int(self.positions[i]), int(count)
-            )
-            ids.append(windows + self.offsets[i])
+    def _draw_global_batch(self, stage: int) -> np.ndarray:
+        """The next optimizer step's global window ids; advances the per-source positions of its length."""
+        counts = quota_counts(self._weights[stage], self.drawn[stage], self._stage_windows(stage))
+        batch = self.windows[self.stages[stage].seq_len].take(counts)
         self.drawn[stage] += counts
-        batch = np.concatenate(ids)
         return np.random.default_rng([self.seed, self.step]).permutation(batch)
 
     def _advance(self) -> np.ndarray:
         """This micro step's slice of the global batch (all ranks), drawing a new global batch when due."""
         if self.micro == 0:
-            self._batch = self._draw_global_batch()
-        first = self.micro * self.step_windows
+            self._batch_stage = self.stage
+            self._batch = self._draw_global_batch(self._batch_stage)
+        step_windows = self.stages[self._batch_stage].batch_size * self.world_size
+        first = self.micro * step_windows
         self.micro += 1
-        if self.micro == self.micro_steps:
+        if self.micro == self._micro_steps(self._batch_stage):
             self.micro, self.step = 0, self.step + 1
-        return self._batch[first : first + self.step_windows]
-
-    def _window_tokens(self, global_id: int) -> np.ndarray:
-        i = int(np.searchsorted(self.offsets, global_id, side="right") - 1)
-        return self.sources[i].window_tokens(global_id - int(self.offsets[i]))
+        return self._batch[first : first + step_windows]
 
     def __next__(self) -> dict[str, torch.Tensor]:
         step_slice = self._advance()
-        windows = step_slice[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        self.last_windows = windows
-        rows = np.stack([self._window_tokens(int(w)) for w in windows])
-        return window_batch(rows, self.eos_id if self.document_positions else None)
+        stage = self.stages[self._batch_stage]
+        windows = step_slice[self.rank * stage.batch_size : (self.rank + 1) * stage.batch_size]
+        self.last_windows, self.last_seq_len = windows, stage.seq_len
+        rows = np.stack([self.window_tokens(w, stage.seq_len) for w in windows])
+        return window_batch(rows, self.eos_id if stage.document_positions else None)
 
     def skip(self, n_batches: int) -> None:
         """Advance by `n_batches` micro steps without reading (used to skip a bad data window)."""
         for _ in range(n_batches):
             self._advance()
 
+    def skip_steps(self, n_steps: int) -> None:
+        """Advance by `n_steps` whole optimizer steps without reading, whatever each step's stage."""
+        for _ in range(n_steps):
+            self.skip(self.accum_steps - self.micro)
+
+    # ------------------------------------------------------------------ forensics (tokens/forensics.py)
+    @property
+    def data_step(self) -> int:
+        return self.step
+
+    def last_step_windows(self) -> tuple[int, np.ndarray]:
+        return self.stages[self._batch_stage].seq_len, self._batch
+
+    def next_global_batch(self) -> tuple[int, np.ndarray]:
+        self.skip_steps(1)
+        return self.last_step_windows()
+
+    def window_tokens(self, window: int, seq_len: int) -> np.ndarray:
+        return self.windows[seq_len].tokens(int(window))
+
+    def window_source(self, window: int, seq_len: int) -> tuple[list[TokenShard], int]:
+        source, index = self.windows[seq_len].source_of(int(window))
+        return self.manifest.sources[self.source_names[source]].shards["train"], index * seq_len
+
     def start_at_step(self, step: int) -> None:
         """Start drawing at optimizer step `step` with every source at its first window (a branch of another
         run: `pretrain anneal`); stages before it stay undrawn."""
         self.step, self.micro, self._batch = step, 0, None
-        self.epochs[:], self.positions[:], self.drawn[:] = 0, 0, 0
+        for windows in self.windows.values():
+            windows.reset()
+        self.drawn[:] = 0
 
     # ------------------------------------------------------------------ state
     def _plan(self) -> list[dict]:
-        return [{"name": s.name, "end_step": s.end_step, "weights": s.weights} for s in self.stages]
+        plan = []
+        for s in self.stages:  # a stage at the base length is written as before context stages existed
+            entry = {"name": s.name, "end_step": s.end_step, "weights": s.weights}
+            plan.append(entry if s.seq_len == self.seq_len else {**entry, "seq_len": s.seq_len})
+        return plan
 
     def state_dict(self) -> dict:
         """The global position between optimizer steps (the same on every rank)."""
-        return {
+        state = {
             "kind": "staged",
             "step": self.step,
             "micro": self.micro,
             "stage": self.stage,
-            "sources": {
-                name: {"epoch": int(e), "position": int(p), "n_windows": s.n_windows}
-                for name, e, p, s in zip(self.source_names, self.epochs, self.positions, self.sources)
-            },
+            "sources": self.windows[self.seq_len].state_dict(),
             "drawn": self.drawn.tolist(),
             "stages": self._plan(),
             "seed": self.seed,
@@ -235,6 +219,12 @@ class StagedTokenLoader(WindowLoader):
             "world_size": self.world_size,
             "batch_size": self.batch_size,
         }
+        longer = [length for length in self.seq_lens if length != self.seq_len]
+        if longer:
+            state["sources_by_seq_len"] = {
+                str(length): self.windows[length].state_dict() for length in longer
+            }
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Continue where `state` stopped, on this loader's world size and micro batch (see the module docstring)."""
@@ -243,13 +233,18 @@ class StagedTokenLoader(WindowLoader):
                 f"{self.dir}: the checkpoint's loader state is of a run without train.data_stages; resume it "
                 "without data stages, or branch a new mix from it with `pretrain anneal CKPT`"
             )
-        saved_sources = {n: s.get("n_windows") for n, s in state["sources"].items()}
-        mine = {n: s.n_windows for n, s in zip(self.source_names, self.sources)}
+        saved_by_length = {self.seq_len: state["sources"], **state.get("sources_by_seq_len", {})}
+        saved_by_length = {int(length): sources for length, sources in saved_by_length.items()}
+        saved_windows = {
+            length: {n: s.get("n_windows") for n, s in sources.items()}
+            for length, sources in saved_by_length.items()
+        }
+        mine = {length: windows.n_windows() for length, windows in self.windows.items()}
         for key, saved, now in (
             ("seq_len", state.get("seq_len"), self.seq_len),
             ("seed", state.get("seed"), self.seed),
             ("windows_per_step", state.get("windows_per_step"), self.windows_per_step),
-            ("per-source windows", saved_sources, mine),
+            ("per-source windows", saved_windows, mine),
             ("data stages", state.get("stages"), self._plan()),
         ):
             if saved != now:
@@ -263,8 +258,7 @@ class StagedTokenLoader(WindowLoader):
                 "checkpoint (taken between optimizer steps)"
             )
         self.step, self.micro = int(state["step"]), 0
-        for i, name in enumerate(self.source_names):
-            self.epochs[i] = int(state["sources"][name]["epoch"])
-            self.positions[i] = int(state["sources"][name]["position"])
+        for length, sources in saved_by_length.items():
+            self.windows[length].load_state_dict(sources)
         self.drawn = np.array(state["drawn"], dtype=np.int64).reshape(len(self.stages), len(self.sources))
         self._batch = None

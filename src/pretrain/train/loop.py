@@ -38,6 +38,7 @@ from pretrain.train.checkpointer import Checkpointer
 from pretrain.train.compat import resume_problems
 from pretrain.train.faults import FaultInjector
 from pretrain.train.metrics import EVENT_RESTART, MetricsLog, truncate_after
+from pretrain.train.moe import RouterStats
 from pretrain.train.schedules import lr_multiplier
 from pretrain.train.setup import TrainSetup, build_setup, prepare_process
 from pretrain.train.stability import SpikeGuard
@@ -190,22 +191,29 @@ class Trainer:
         for group, base in zip(s.optimizer.param_groups, s.base_lrs):
             group["lr"] = base * lr_multiplier(state.step, s.total_steps, cfg.schedule)
         state.attempts += 1
+        if s.context is not None:  # a context-extension stage: its RoPE on the model, its FLOPs for MFU
+            s.flops_per_token = s.context.enter(s.train_iter.stage)
         fault = self.faults.for_step(state.attempts)
+        router = RouterStats(s.moe) if s.moe is not None else None
         loss, data_wait, z_loss = forward_backward(
             s.model,
             s.train_iter,
-            s.accum,
+            s.train_iter.accum_steps,
             s.accelerator,
             fault,
             z_loss=cfg.z_loss,
             fused_head=s.fused_head,
             parallelism=s.parallelism,
+            router=router,
         )
         out = StepOutput(
             loss=float(loss),
             grad_norm=clip_gradients(s.model, cfg.grad_clip),
             data_wait_s=data_wait,
             z_loss=float(z_loss) if z_loss is not None else None,
+            aux_loss=router.aux_loss if router is not None else None,
+            router_loss=router.weighted if router is not None else None,
+            expert_share=router.shares() if router is not None else None,
         )
         out.skip_reason = next(filter(None, (cb.pre_optim_step(state, out) for cb in self.callbacks)), None)
         if not out.skip_reason:

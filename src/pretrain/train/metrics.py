@@ -85,7 +85,10 @@ class MetricsLog:
         eta_s: float,
         skipped_updates: int,
         z_loss: float | None = None,
+        **extra: float | list | None,
     ) -> None:
+        """One step record; `extra`: what only some runs have (a mixture of experts' `aux_loss`, `objective`,
+        `expert_share_min` / `_max` per layer), left out when None."""
         self._write(
             {
                 "step": step,
@@ -101,6 +104,7 @@ class MetricsLog:
                 "eta_s": eta_s,
                 "skipped_updates": skipped_updates,
                 **({"z_loss": z_loss} if z_loss is not None else {}),  # only when train.z_loss > 0
+                **{k: v for k, v in extra.items() if v is not None},
             }
         )
 

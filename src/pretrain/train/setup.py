@@ -28,11 +28,14 @@ from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters, load_parent
 from pretrain.scaling.flops import device_peak_flops, flops_per_token
+from pretrain.scaling.moe import MoESpec, active_non_embedding, moe_spec
 from pretrain.tokens.loader import TokenLoader, WindowLoader
-from pretrain.tokens.stages import StagedTokenLoader, loader_stages
+from pretrain.tokens.stage_plan import loader_stages
+from pretrain.tokens.stages import StagedTokenLoader
 from pretrain.tokens.tokenizer import load_tokenizer, tokenizer_hash
 from pretrain.train.activation_checkpointing import apply_activation_checkpointing
 from pretrain.train.checkpoint import resolved_recipe_yaml, upload_filter
+from pretrain.train.context_stages import ContextStages
 from pretrain.train.fused_loss import FusedHead
 from pretrain.train.optim import build_optimizer
 from pretrain.train.parallel.mesh import Parallelism, build_parallelism
@@ -86,6 +89,8 @@ class TrainSetup:
     base_lrs: list[float] = field(default_factory=list)
     parent: dict | None = None  # continued pretraining: the parent model, revision and commit (model card)
     fused_head: FusedHead | None = None  # train.fused_cross_entropy: the LM head fused into the loss
+    context: ContextStages | None = None  # data stages that change the sequence length or the RoPE
+    moe: MoESpec | None = None  # a mixture of experts: its routing and router-loss weights
 
     @property
     def device(self) -> torch.device:
@@ -147,7 +152,10 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
     n_params, non_emb = count_parameters(model.config)
     total_steps = recipe.train.total_steps(n_params)
     train_iter = build_train_loader(recipe, par.data_rank, par.data_world, total_steps)
-    fpt = flops_per_token(model.config, non_emb, cfg.seq_len)
+    moe = moe_spec(model.config)
+    active = active_non_embedding(model.config) if moe else non_emb  # FLOPs count the experts a token uses
+    fpt = flops_per_token(model.config, active, cfg.seq_len)
+    context = ContextStages.build(model, recipe, active)
     if cfg.precision == "bf16-true":
         cast_parameters_to_bf16(model)
     if cfg.liger_kernels:
@@ -196,6 +204,8 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
         base_lrs=[group["lr"] for group in optimizer.param_groups],  # peak lrs (Muon's differs from AdamW's)
         parent=parent.source if parent else None,
         fused_head=fused_head,
+        context=context,
+        moe=moe,
     )
 
 

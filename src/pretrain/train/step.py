@@ -14,34 +14,43 @@ import torch
 import torch.nn.functional as F
 
 from pretrain.train.fused_loss import IGNORE_INDEX, FusedHead
+from pretrain.train.moe import RouterStats
 from pretrain.train.parallel.clip import clip_grad_norm_
 from pretrain.train.parallel.mesh import Parallelism
 from pretrain.train.parallel.parallelize import local_value, loss_context, no_gradient_sync
 
 
-def _output(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The model's `logits` output (the final hidden states while a FusedHead is bypassed)."""
+def _output(model, batch: dict[str, torch.Tensor], router: RouterStats | None = None) -> torch.Tensor:
+    """The model's `logits` output (the final hidden states while a FusedHead is bypassed). With `router` (a
+    mixture of experts) the model also returns its router outputs, which `router` takes in."""
     kwargs = {"input_ids": batch["input_ids"]}
     if "position_ids" in batch:
         kwargs["position_ids"] = batch["position_ids"]
-    return model(**kwargs, use_cache=False).logits
+    if router is not None:
+        kwargs["output_router_logits"] = True
+    out = model(**kwargs, use_cache=False)
+    if router is not None:
+        router.pending = router.objective_term(out)
+    return out.logits
 
 
-def _logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    logits = _output(model, batch)
+def _logits(model, batch: dict[str, torch.Tensor], router: RouterStats | None = None) -> torch.Tensor:
+    logits = _output(model, batch, router)
     return logits.float().reshape(-1, logits.size(-1))
 
 
-def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def causal_lm_loss(model, batch: dict[str, torch.Tensor], router: RouterStats | None = None) -> torch.Tensor:
     """Mean next-token cross-entropy; labels are already shifted by the loader (no padding in packed data)."""
-    return F.cross_entropy(_logits(model, batch), batch["labels"].reshape(-1))
+    return F.cross_entropy(_logits(model, batch, router), batch["labels"].reshape(-1))
 
 
-def causal_lm_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def causal_lm_losses(
+    model, batch: dict[str, torch.Tensor], router: RouterStats | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean cross-entropy, mean z-loss): the z-loss is logsumexp(logits)^2 per token (PaLM), which is
     zero only when the softmax normaliser is 1, so it keeps the output logits from drifting large. Both
     are means over the tokens whose label is not -100."""
-    logits = _logits(model, batch)
+    logits = _logits(model, batch, router)
     labels = batch["labels"].reshape(-1)
     counted = labels != IGNORE_INDEX  # the tokens cross-entropy averages over (packed data: all of them)
     z = (torch.logsumexp(logits, dim=-1).pow(2) * counted).sum() / counted.sum().clamp(min=1)
@@ -49,13 +58,17 @@ def causal_lm_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
 
 
 def fused_losses(
-    model, batch: dict[str, torch.Tensor], head: FusedHead, z_loss: float = 0.0
+    model,
+    batch: dict[str, torch.Tensor],
+    head: FusedHead,
+    z_loss: float = 0.0,
+    router: RouterStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective, mean cross-entropy, mean z-loss) with the LM head fused into the loss: the forward still
     goes through `model` (DDP's hooks included), which returns the final hidden states while `head` is
     bypassed. Only the objective (ce + z_loss * z) is differentiable."""
     with head.bypassed():
-        hidden = _output(model, batch)
+        hidden = _output(model, batch, router)
     return head.losses(hidden, batch["labels"], z_loss)
 
 
@@ -68,6 +81,7 @@ def forward_backward(
     z_loss: float = 0.0,
     fused_head: FusedHead | None = None,
     parallelism: Parallelism | None = None,
+    router: RouterStats | None = None,
 ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
     """Accumulate gradients over `accum` micro batches.
 
@@ -76,7 +90,10 @@ def forward_backward(
     reported (and guarded against spikes), so losses stay comparable with and without it. With `fused_head`
     (`train.fused_cross_entropy`) the head and the loss run fused; a fault then transforms the whole objective
     (z-loss included) and the reported cross-entropy alike. `parallelism` (the run's mesh; None for a plain
-    module): gradients are reduced on the last micro batch only, and the loss may run on vocab shards.
+    module): gradients are reduced on the last micro batch only, and the loss may run on vocab shards. With
+    `router` (a mixture of experts) each micro
+    batch's objective also carries the router's weighted losses (train/moe.py), and `router` ends with their
+    means and the experts' load over micro batches and ranks; the reported loss stays the cross-entropy.
     """
     total = torch.zeros((), device=accelerator.device)
     total_z = torch.zeros((), device=accelerator.device) if z_loss else None
@@ -91,22 +108,28 @@ def forward_backward(
         )
         with sync, loss_context(parallelism), accelerator.autocast():
             if fused_head is not None:
-                objective, loss, z = fused_losses(model, batch, fused_head, z_loss)
+                objective, loss, z = fused_losses(model, batch, fused_head, z_loss, router)
+                if router is not None:
+                    objective = objective + router.pending
                 if fault is not None:
                     objective, loss = fault(objective), fault(loss)
             else:
                 if z_loss:
-                    loss, z = causal_lm_losses(model, batch)
+                    loss, z = causal_lm_losses(model, batch, router)
                 else:
-                    loss = causal_lm_loss(model, batch)
+                    loss = causal_lm_loss(model, batch, router)
                 if fault is not None:
                     loss = fault(loss)
                 # without z-loss this is exactly the plain cross-entropy path
                 objective = loss + z_loss * z if z_loss else loss
+                if router is not None:
+                    objective = objective + router.pending
             if z_loss:
                 total_z += z.detach()
             (objective / accum).backward()
         total += local_value(loss.detach())
+    if router is not None:
+        router.finish(accelerator)
     mean = accelerator.reduce(total / accum, reduction="mean")
     mean_z = accelerator.reduce(total_z / accum, reduction="mean") if total_z is not None else None
     return mean, data_wait, mean_z

@@ -50,10 +50,12 @@ class Checkpointer:
 
 
 class Loader:
-    def __init__(self):
-        self.skipped = 0
+    data_step = 5  # global batches drawn (the skipped step's is the one before)
 
-    def skip(self, steps: int) -> None:
+    def __init__(self):
+        self.skipped = 0  # whole optimizer steps (a stage's micro steps may differ: steps are the unit)
+
+    def skip_steps(self, steps: int) -> None:
         self.skipped += steps
 
 
@@ -65,7 +67,10 @@ def make(tmp_path):
         cfg = StabilityConfig(**{"window": 5, "min_history": 3, "grad_norm_zscore": None, **settings})
         loader = Loader()
         setup = SimpleNamespace(
-            recipe=SimpleNamespace(train=SimpleNamespace(stability=cfg)), train_iter=loader, accum=2
+            recipe=SimpleNamespace(train=SimpleNamespace(stability=cfg)),
+            train_iter=loader,
+            # a process other than the main one: it names the data step, the main one also the documents
+            accelerator=SimpleNamespace(is_main_process=False),
         )
         metrics = MetricsLog(tmp_path / "metrics.jsonl", SimpleNamespace(trackers=[]), enabled=True)
         checkpointer = Checkpointer(tmp_path / "checkpoints")
@@ -102,7 +107,11 @@ def test_a_non_finite_loss_is_skipped_with_a_skip_event_at_the_step_being_taken(
     (event,) = events(metrics, EVENT_SKIP)
     assert event["step"] == 6 and event["reason"] == "non_finite" and event["grad_norm"] == 2.5
     assert math.isnan(event["loss"])
-    assert warnings == ["step 6: update skipped (non_finite, loss nan, grad norm 2.5)"]
+    assert event["data_step"] == 4
+    assert warnings == [
+        "step 6: update skipped (non_finite, loss nan, grad norm 2.5); its batch: data step 4 (documents on "
+        "the main process's log)"
+    ]
 
 
 def test_a_loss_spike_is_skipped_with_its_z_score(make):
@@ -145,12 +154,16 @@ def test_persistent_spikes_roll_back_to_the_last_good_checkpoint(make, tmp_path,
     assert state.guard.wants_rollback
     assert callback.on_update_skipped(state, out(float("nan"))) is True
     assert checkpointer.restored == [(target, False)]  # the loader stays where it is
-    assert loader.skipped == 3 * 2  # skip_window_steps optimizer steps of micro batches
+    assert loader.skipped == 3  # skip_window_steps optimizer steps
     assert (state.step, state.tokens_seen) == (4, 7000)  # consumed tokens still count
     assert state.guard.consecutive == 0 and state.guard.rollbacks == 1
     (event,) = events(metrics, EVENT_ROLLBACK)
     assert (event["step"], event["from_step"], event["to"], event["rollbacks"]) == (4, 7, str(target), 1)
-    assert warnings[-1] == f"rolled back from step 7 to {target} (rollback 1 of 3)"
+    assert event["data_step"] == 4 and event["skipped_data_steps"] == 3  # the bad batch, and the skip past it
+    assert warnings[-1] == (
+        f"rolled back from step 7 to {target} (rollback 1 of 3); the data skipped past the batch of data step 4 "
+        "(documents on the main process's log)"
+    )
 
 
 def test_without_a_checkpoint_of_this_process_the_newest_complete_one_on_disk_is_used(make, tmp_path):

@@ -17,6 +17,9 @@ class StepOutput:
     skip_reason: str | None = None
     seconds: float = 0.0  # wall time of the step, set once it is done (after a CUDA sync)
     z_loss: float | None = None  # mean z-loss over micro batches and ranks, when train.z_loss > 0
+    aux_loss: float | None = None  # a mixture of experts: the router's mean load-balancing loss
+    router_loss: float | None = None  # ... and its weighted router losses, as in the objective
+    expert_share: tuple[list[float], list[float]] | None = None  # per MoE layer: (min, max) expert share
 
 
 class Callback:

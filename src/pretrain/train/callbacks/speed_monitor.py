@@ -40,6 +40,7 @@ class SpeedMonitor(Callback):
         self.window_tokens, self.window_time, self.window_wait = 0, 0.0, 0.0
         self.window_losses: list[float] = []
         self.window_z: list[float] = []
+        self.window_aux: list[tuple[float, float]] = []  # (aux loss, weighted router losses)
 
     def on_train_start(self, state: TrainState) -> None:
         s, acc = self.setup, self.setup.accelerator
@@ -78,6 +79,18 @@ class SpeedMonitor(Callback):
             disable=not acc.is_main_process,
         )
 
+    def _router_fields(self, loss: float, out: StepOutput) -> dict:
+        """A mixture of experts: the window's mean aux loss, the objective it trained (cross-entropy + z-loss +
+        the router's weighted losses), and the last step's per-layer min / max expert share."""
+        if not self.window_aux:
+            return {}
+        aux = sum(a for a, _ in self.window_aux) / len(self.window_aux)
+        router = sum(r for _, r in self.window_aux) / len(self.window_aux)
+        z = sum(self.window_z) / len(self.window_z) if self.window_z else 0.0
+        objective = loss + self.setup.recipe.train.z_loss * z + router
+        low, high = out.expert_share or (None, None)
+        return {"aux_loss": aux, "objective": objective, "expert_share_min": low, "expert_share_max": high}
+
     def on_train_end(self) -> None:
         if self.progress is not None:
             self.progress.close()
@@ -90,6 +103,8 @@ class SpeedMonitor(Callback):
         self.window_losses.append(out.loss)
         if out.z_loss is not None:
             self.window_z.append(out.z_loss)
+        if out.aux_loss is not None:
+            self.window_aux.append((out.aux_loss, out.router_loss or 0.0))
         if state.step % s.recipe.train.log_every and state.step != total:
             self.progress.update_to(state.step)
             return
@@ -114,6 +129,7 @@ class SpeedMonitor(Callback):
             eta_s=eta_s,
             skipped_updates=state.guard.skipped,
             z_loss=sum(self.window_z) / len(self.window_z) if self.window_z else None,
+            **self._router_fields(loss, out),
         )
         fields = {
             "loss": f"{loss:.4f}",
