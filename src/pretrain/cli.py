@@ -131,7 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tasks", default=None, help="comma-separated task names (default: the run's recipe eval.tasks)"
     )
-    p.add_argument("--limit", type=int, default=None, help="max examples per task")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="items per task; 0: every item (default: the recipe's eval.limit, else every item)",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--num-fewshot", type=int, default=None)
     p.add_argument(
@@ -311,7 +316,16 @@ VERBS = {
     ),
     "eval": lambda a, argv: evaluate(
         a.checkpoint,
-        EvalOptions(a.tasks, a.limit, a.batch_size, a.num_fewshot, a.recipe, a.overrides, a.json),
+        EvalOptions(
+            a.tasks,
+            a.limit,
+            a.batch_size,
+            a.num_fewshot,
+            a.recipe,
+            a.overrides,
+            a.json,
+            Path(a.output_dir) if a.output_dir else None,
+        ),
     ),
     "inspect-batch": lambda a, argv: inspect_batch(
         a.output_dir_arg, a.step, a.data_step, a.json, a.tokens, a.overrides

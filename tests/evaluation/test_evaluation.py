@@ -105,12 +105,67 @@ def test_live_model_matches_checkpoint(trained):
 
 
 def test_eval_over_run_makes_learning_curves(trained, capsys):
+    """#33.9: `pretrain eval OUTPUT_DIR` writes its records, summary and curves into evals/pretrain-eval/,
+    never over the run's own in-loop records (the card and the regression alerts read those)."""
     _, out = trained
+    own = out / "evals" / "step-0000008.json"
+    own.parent.mkdir(parents=True, exist_ok=True)
+    own.write_text('{"step": 8, "tokens_seen": 1, "metrics": {"eval/stdlib_cloze/acc": 0.5}}')
     assert _eval(out, tasks="stdlib_cloze", limit=8) == 0
-    summary = json.loads((out / "evals" / "summary.json").read_text())
+    evals = out / "evals" / "pretrain-eval"
+    summary = json.loads((evals / "summary.json").read_text())
     assert [r["step"] for r in summary["rows"]][:2] == [8, 16]
-    assert (out / "evals" / "learning_curves.png").stat().st_size > 1000
-    assert "stdlib_cloze/acc" in (out / "evals" / "summary.md").read_text()
+    assert (evals / "learning_curves.png").stat().st_size > 1000
+    assert "stdlib_cloze/acc" in (evals / "summary.md").read_text()
+    assert json.loads(own.read_text())["metrics"] == {"eval/stdlib_cloze/acc": 0.5}  # untouched
+    assert len(json.loads((evals / "step-0000008.json").read_text())["items"]["stdlib_cloze"]["acc"]) == 8
+
+
+def test_eval_skips_a_checkpoint_pruned_while_it_is_evaluated(trained, tmp_path, monkeypatch):
+    """#33.9: a checkpoint that keep_last removed during `pretrain eval OUTPUT_DIR` became a "step 0" row."""
+    import shutil
+
+    from pretrain.commands import evaluate as command
+
+    _, out = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("evals", "final"))
+    first, *_ = sorted((run / "checkpoints").glob("step-*"))
+    real = command.evaluate_one
+
+    def pruned_meanwhile(options, ckpt, place):
+        if ckpt == first:
+            shutil.rmtree(ckpt)
+        return real(options, ckpt, place)
+
+    monkeypatch.setattr(command, "evaluate_one", pruned_meanwhile)
+    assert _eval(run, tasks="stdlib_cloze", limit=2) == 0
+    steps = [r["step"] for r in json.loads((run / "evals/pretrain-eval/summary.json").read_text())["rows"]]
+    assert steps and 0 not in steps and int(first.name.split("-")[1]) not in steps
+
+
+def test_eval_of_a_model_folder_says_what_it_scores_and_writes_beside_it(trained, tmp_path, capsys):
+    """Case 8 of issue #31: on a plain model folder `pretrain eval` wrote evals/ and pretrain.log loose into
+    the parent, applied a limit without saying so, `--limit 0` failed and `--output-dir` was ignored."""
+    import shutil
+
+    from pretrain.commands.evaluate import limit_of
+
+    _, out = trained
+    model = tmp_path / "models" / "tiny"
+    shutil.copytree(out / "final", model, ignore=shutil.ignore_patterns("eval_results.json"))
+    assert _eval(model, tasks="stdlib_cloze", limit=3) == 0
+    assert sorted(p.name for p in model.parent.iterdir()) == ["tiny", "tiny-eval"]
+    assert (model.parent / "tiny-eval" / "pretrain.log").exists()
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == ["task", "metric", "value", "±", "stderr", "items"]
+    assert "stdlib_cloze" in table and table.splitlines()[1].split()[-1] == "3"
+    assert _eval(model, tasks="stdlib_cloze", limit=2, output_dir=tmp_path / "elsewhere") == 0
+    assert json.loads((tmp_path / "elsewhere" / "eval_results.json").read_text())["limit"] == 2
+    assert limit_of(EvalOptions(limit=0), None)[0] is None
+    recipe, _ = trained
+    assert limit_of(EvalOptions(), recipe) == (12, limit_of(EvalOptions(), recipe)[1])
+    assert "the recipe's eval.limit" in limit_of(EvalOptions(), recipe)[1]
 
 
 def test_failing_eval_does_not_raise(trained, monkeypatch):

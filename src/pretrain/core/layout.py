@@ -59,8 +59,13 @@ class RunLayout:
     # ------------------------------------------------------------------ evaluation
     @property
     def evals(self) -> Path:
-        """In-loop and `pretrain eval` records, the summary and the learning curves."""
+        """The in-loop evaluations' records, their summary and learning curves."""
         return self.root / "evals"
+
+    @property
+    def command_evals(self) -> Path:
+        """`pretrain eval OUTPUT_DIR`'s own records, summary and curves: never over the in-loop ones above."""
+        return self.evals / "pretrain-eval"
 
     def eval_record(self, step: int) -> Path:
         return self.evals / f"{step_name(step)}.json"

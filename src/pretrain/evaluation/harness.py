@@ -63,6 +63,24 @@ def task_manager(include_dir: Path, tasks: list[str], local: list[str]):
     return TaskManager(include_defaults=need_defaults, include_path=str(include_dir))
 
 
+def item_scores(results: dict) -> dict[str, dict[str, list[float]]]:
+    """{task: {metric: each document's score, in document order}} from lm-eval's logged samples: what a paired
+    test between two evaluations of the same documents compares (regressions.py). Metrics whose per-document
+    value is not a number (a perplexity keeps (log-likelihood, length) pairs to aggregate) are left out."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for task, samples in (results.get("samples") or {}).items():
+        ordered = sorted(samples, key=lambda sample: sample["doc_id"])
+        names = ordered[0].get("metrics", []) if ordered else []
+        scores = {}
+        for name in names:
+            values = [sample.get(name) for sample in ordered]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                scores[name] = [float(v) for v in values]
+        if scores:
+            out[task] = scores
+    return out
+
+
 def flatten(results: dict) -> dict[str, float]:
     """lm-eval's {"results": {task: {"acc,none": x, ...}}} -> {"eval/task/acc": x} (stderr dropped)."""
     flat = {}
@@ -106,7 +124,7 @@ def evaluate_checkpoint(
             limit=limit,
             batch_size=batch_size,
             num_fewshot=num_fewshot,
-            log_samples=False,
+            log_samples=True,  # each document's score: regressions.py pairs them across checkpoints
             device=device,
             task_manager=manager,
         )

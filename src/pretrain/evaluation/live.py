@@ -79,7 +79,7 @@ class LiveEvaluation:
             lm=self.language_model(model, tokenizer),
             task_dict=self.task_dict,
             limit=self.limit,
-            log_samples=False,
+            log_samples=True,  # each document's score: regressions.py pairs them across evaluations
             verbosity="WARNING",
         )
 

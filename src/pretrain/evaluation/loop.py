@@ -18,7 +18,7 @@ import traceback
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
-from pretrain.evaluation.harness import flatten
+from pretrain.evaluation.harness import flatten, item_scores
 from pretrain.evaluation.live import LiveEvaluation
 from pretrain.evaluation.metrics import eval_line, task_facts
 from pretrain.evaluation.position_loss import (
@@ -144,6 +144,7 @@ class LoopEvaluator:
             results=results.get("results", {}),
             seconds=round(seconds, 2),
             task_facts=facts,
+            items=item_scores(results),
         )
         write_eval_record(self.recipe.layout, record)
         log.info("%s", eval_line(step, flat, facts, seconds))

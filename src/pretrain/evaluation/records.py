@@ -4,11 +4,16 @@
      "tasks": ["val_bpb", ...], "metrics": {"eval/val_bpb": 1.93, ...}, "results": {lm-eval's per task},
      "include_path": ".../evals/tasks", "seconds": 4.2,
      "task_facts": {"hellaswag": {"dataset": "Rowan/hellaswag", "split": "validation", "num_fewshot": 0,
-                                  "chance": 0.25}, ...}}
+                                  "chance": 0.25}, ...},
+     "items": {"stdlib_cloze": {"acc": [1.0, 0.0, ...], "acc_norm": [...]}, ...}}
 
-The in-loop evaluator (loop.py) writes `seconds` and no checkpoint; `pretrain eval OUTPUT_DIR`
-(commands/evaluate.py) writes the checkpoint and lm-eval's include path. Keys left unset are omitted. The learning
-curves (report.py) read every record of a run. The path of step N's record is `RunLayout.eval_record(N)`.
+`items`: each evaluated document's score, in document order (lm-eval's logged samples) — what the paired
+regression test compares between two evaluations of the same documents (regressions.py).
+
+The in-loop evaluator (loop.py) writes the run's own records, `seconds` and no checkpoint, into `evals/`; the
+path of step N's record is `RunLayout.eval_record(N)`. `pretrain eval` (commands/evaluate.py) writes the
+same format with the checkpoint and lm-eval's include path into a folder of its own (`write_record_in`), never
+over the run's. Keys left unset are omitted. The learning curves (report.py) read every record of a folder.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.core.atomic import write_json_atomic
-from pretrain.core.layout import CHECKPOINT_PREFIX, RunLayout
+from pretrain.core.layout import CHECKPOINT_PREFIX, RunLayout, step_name
 from pretrain.core.progress import get_logger
 
 log = get_logger("pretrain.eval")
@@ -41,6 +46,8 @@ class EvalRecord:
     """Wall time of an in-loop evaluation (counted as evaluation overhead)."""
     task_facts: dict[str, dict] = field(default_factory=dict)
     """Per task: its Hub dataset id, config, split, shots and chance level (metrics.task_facts)."""
+    items: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Per task and metric: each document's score, in document order (harness.item_scores)."""
 
     def to_json(self) -> dict:
         out: dict = {"step": self.step, "tokens_seen": self.tokens_seen}
@@ -52,6 +59,8 @@ class EvalRecord:
                 out[key] = getattr(self, key)
         if self.task_facts:
             out["task_facts"] = self.task_facts
+        if self.items:
+            out["items"] = self.items
         return out
 
     @classmethod
@@ -66,20 +75,31 @@ class EvalRecord:
             include_path=raw.get("include_path"),
             seconds=raw.get("seconds"),
             task_facts=raw.get("task_facts", {}),
+            items=raw.get("items", {}),
         )
 
 
 def write_eval_record(layout: RunLayout, record: EvalRecord) -> Path:
     """Write (atomically) the record of `record.step` into the run's `evals/`."""
-    path = layout.eval_record(record.step)
+    return write_record_in(layout.evals, record)
+
+
+def write_record_in(folder: Path, record: EvalRecord) -> Path:
+    """Write (atomically) the record of `record.step` into `folder` (`step-NNNNNNN.json`)."""
+    path = Path(folder) / f"{step_name(record.step)}.json"
     write_json_atomic(path, record.to_json())
     return path
 
 
 def read_eval_records(layout: RunLayout) -> list[EvalRecord]:
-    """Every evaluation record of a run, by step; an unreadable one is skipped with a warning."""
+    """Every in-loop evaluation record of a run, by step; an unreadable one is skipped with a warning."""
+    return read_records_in(layout.evals)
+
+
+def read_records_in(folder: Path) -> list[EvalRecord]:
+    """Every evaluation record in `folder`, by step; an unreadable one is skipped with a warning."""
     records = []
-    for path in sorted(layout.evals.glob(f"{CHECKPOINT_PREFIX}*.json")):
+    for path in sorted(Path(folder).glob(f"{CHECKPOINT_PREFIX}*.json")):
         try:
             records.append(EvalRecord.from_json(json.loads(path.read_text(encoding="utf-8"))))
         except (ValueError, KeyError, TypeError) as exc:

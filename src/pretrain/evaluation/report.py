@@ -15,13 +15,16 @@ from pathlib import Path
 from pretrain.core.atomic import write_json_atomic
 from pretrain.core.layout import RunLayout
 from pretrain.evaluation.metrics import is_accuracy, is_perplexity, is_reported, split_key
-from pretrain.evaluation.records import read_eval_records
+from pretrain.evaluation.records import read_records_in
 
 
-def summarize_run(out_dir: Path) -> dict:
+def summarize_run(out_dir: Path, folder: Path | None = None) -> dict:
+    """The summary, table and plot of the records in the run's `evals/`, or in `folder` (`pretrain eval`'s
+    own records), written beside them under the same names."""
     layout = RunLayout(Path(out_dir))
+    folder = layout.evals if folder is None else Path(folder)
     rows, tasks = [], {}
-    for rec in sorted(read_eval_records(layout), key=lambda r: r.step):
+    for rec in sorted(read_records_in(folder), key=lambda r: r.step):
         values = {k: v for k, v in rec.metrics.items() if is_reported(k)}
         rows.append(
             {"step": rec.step, "tokens_seen": rec.tokens_seen, "checkpoint": rec.checkpoint, **values}
@@ -35,11 +38,11 @@ def summarize_run(out_dir: Path) -> dict:
         "tasks": tasks,
         "plot": "learning_curves.png" if rows else None,
     }
-    layout.evals.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(layout.eval_summary_json, summary)
-    layout.eval_summary_md.write_text(markdown_table(summary), encoding="utf-8")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / layout.eval_summary_json.name, summary)
+    (folder / layout.eval_summary_md.name).write_text(markdown_table(summary), encoding="utf-8")
     if rows:
-        plot_curves(summary, layout.learning_curves)
+        plot_curves(summary, folder / layout.learning_curves.name)
     return summary
 
 

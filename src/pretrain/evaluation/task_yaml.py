@@ -83,9 +83,17 @@ def _task(name: str, data_file: Path, fmt: str) -> dict:
     }
 
 
-def write_task_yamls(run_dir: Path, recipe, task_names: list[str]) -> tuple[Path, list[str]]:
-    """Generate YAMLs for the built-in and local tasks among `task_names`; return (include dir, local names)."""
-    tasks_dir, data_dir = task_dir(run_dir), RunLayout(run_dir).eval_task_data
+def write_task_yamls(
+    run_dir: Path, recipe, task_names: list[str], into: Path | None = None
+) -> tuple[Path, list[str]]:
+    """Generate YAMLs for the built-in and local tasks among `task_names`; return (include dir, local names).
+
+    They go into the run's `evals/` (`RunLayout.eval_task_yamls`), or into `into`'s `tasks/` and `data/` when
+    given (`pretrain eval --output-dir`, or a model folder that belongs to no run)."""
+    if into is None:
+        tasks_dir, data_dir = task_dir(run_dir), RunLayout(run_dir).eval_task_data
+    else:
+        tasks_dir, data_dir = Path(into) / "tasks", Path(into) / "data"
     tasks_dir.mkdir(parents=True, exist_ok=True)
     local = []
     for name in task_names:
