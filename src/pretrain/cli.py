@@ -43,6 +43,7 @@ from pretrain.commands.push import push
 from pretrain.commands.run import run_command, stage_command
 from pretrain.commands.stages import STAGES
 from pretrain.commands.validate import validate
+from pretrain.commands.watch import watch
 from pretrain.config import Recipe, load_recipe
 from pretrain.core.dist import release_process_group
 from pretrain.core.errors import CurationSubmitted, Interrupted, PretrainError
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
     p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
     _common(p)
+
+    p = sub.add_parser(
+        "watch", help="live view of a run: loss and val bits/byte vs its forecast, tok/s, MFU, ETA, evals"
+    )
+    p.add_argument("output_dir_", metavar="OUTPUT_DIR", type=Path, help="the run's folder")
+    p.add_argument("--once", action="store_true", help="print the view once as plain text (logs, CI)")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes (default 5)")
+    p.add_argument("--width", type=int, default=None, help="--once: columns of the text (default 100)")
 
     p = sub.add_parser(
         "preflight",
@@ -341,6 +350,7 @@ VERBS = {
     "run": lambda a, argv: run_command(
         _recipe(a), a.force, a.skip_eval, _launch(a, argv), preflight=not a.no_preflight
     ),
+    "watch": lambda a, argv: watch(a.output_dir_, a.once, a.interval, a.width),
     "preflight": lambda a, argv: preflight(a.recipe, a.overrides, a.output_dir, a.num_processes),
 }
 
