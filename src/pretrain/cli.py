@@ -5,6 +5,7 @@
     pretrain plan recipes/smollm2-135m/config.yaml [--json]
     pretrain plan --budget-gpu-hours 1000 --gpu h100
     pretrain ladder recipes/tiny/config.yaml               # small runs -> the recipe's own scaling law
+    pretrain mixture RECIPE                                # proxies on candidate mixes -> the proposed mix
     pretrain run recipes/tiny/config.yaml                  # every stage, skipping current ones
     pretrain curate|tokenizer|pack RECIPE                  # one data stage
     accelerate launch --config_file accelerate_configs/ddp.yaml -m pretrain train RECIPE [--resume auto]
@@ -37,6 +38,7 @@ from pretrain.commands.explain import explain
 from pretrain.commands.inspect_batch import inspect_batch
 from pretrain.commands.ladder import LadderRequest, ladder
 from pretrain.commands.launch import LaunchRequest
+from pretrain.commands.mixture import mixture
 from pretrain.commands.plan import plan
 from pretrain.commands.preflight import preflight
 from pretrain.commands.push import push
@@ -122,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--fit-only", action="store_true", help=argparse.SUPPRESS)
     _launch_options(p)
+    _common(p)
+
+    p = sub.add_parser(
+        "mixture",
+        help="train small proxies on candidate data mixes, fit how each source's share moves the target, and "
+        "propose the mix (mixture/)",
+    )
+    p.add_argument("recipe", type=Path)
     _common(p)
 
     for stage in STAGES.values():  # one command per registered stage
@@ -323,6 +333,7 @@ VERBS = {
         ),
         _launch(a, argv),
     ),
+    "mixture": lambda a, argv: mixture(_recipe(a)),
     "eval": lambda a, argv: evaluate(
         a.checkpoint,
         EvalOptions(

@@ -62,6 +62,12 @@ def test_rungs_keep_a_staged_mix_given_in_tokens_as_shares(tmp_path):
         rung = rung_recipe(recipe, design, run)
         assert rung.train.stage_shares() == pytest.approx([0.7, 0.3])
         assert [st.weights for st in rung.train.data_stages] == [{"stdlib_code": 1}, {"stdlib_docs": 1}]
+        # the stated lr rule (scaling/lr_transfer.py): AdamW lr x sqrt(width ratio), Muon's unchanged
+        ratio = recipe.model.hidden_size / rung.model.hidden_size
+        assert rung.train.optimizer.lr == pytest.approx(
+            recipe.train.optimizer.lr * min(4.0, max(1.0, ratio**0.5))
+        )
+        assert rung.train.optimizer.muon.lr == recipe.train.optimizer.muon.lr
 
 
 class FakeTraining:

@@ -94,6 +94,7 @@ def test_the_recipes_plan_is_a_table_of_plan_recipes_figures(tiny, capsys):
     assert list(table) == [
         "parameters",
         "vocab",
+        "data mix",
         "tokens",
         "tokens / param",
         "launch",
@@ -105,6 +106,9 @@ def test_the_recipes_plan_is_a_table_of_plan_recipes_figures(tiny, capsys):
     assert table["parameters"] == f"{p['params']:,} (1.38M); non-embedding {p['non_embedding_params']:,}"
     assert table["tokens"] == f"{p['tokens']:,} (1.64M) = {p['steps']:,} steps x {p['global_batch_tokens']:,}"
     assert table["launch"] == "single x 1, grad accum 1"
+    assert table["data mix"] == (
+        "stdlib_code 0.600, stdlib_docs 0.300, pydoc_topics 0.100 — set by hand (data.sources weights)"
+    )
     assert table["training FLOPs"].startswith(f"{p['training_flops']:.3g} (6ND alone: {p['flops_6nd']:.3g};")
     assert table["memory / device"].startswith(f"{p['memory_per_device']['total_gb']} GiB = weights ")
     assert table["GPU-hours"].startswith(f"{p['gpu_hours']:.3g} on NVIDIA H100 SXM at 40% MFU -> ")

@@ -30,7 +30,7 @@ from pretrain.evaluation.regressions import find_regressions
 from pretrain.modeling import count_parameters
 from pretrain.scaling.forecast import Forecast
 from pretrain.scaling.moe import active_non_embedding, moe_spec
-from pretrain.scaling.plan import training_flops_by_stage
+from pretrain.scaling.plan import mix_origin, training_flops_by_stage
 from pretrain.tokens.manifest import TokenManifest
 from pretrain.train.metrics import (
     data_stage_shares,
@@ -201,6 +201,7 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "gpu_hours": seconds / 3600 * world if on_gpu and start else None,
         "final_val": last_validation(records),
         "final_val_sources": source_val_bpb(last_validation(records)),
+        "mix_origin": mix_origin(recipe),
         "optimizers": describe_optimizers(recipe.train.optimizer),
         "precision": start.get("precision"),
         "evals": summary,

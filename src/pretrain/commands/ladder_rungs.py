@@ -1,6 +1,7 @@
 """The ladder's rungs as runs: each rung's recipe, its folder's identity, and training rungs in order.
 
-A rung is the recipe with its model rescaled and its length, batch and schedule set by the design
+A rung is the recipe with its model rescaled (its AdamW lr by scaling/lr_transfer.py's rule, as the mixture
+proxies') and its length, batch and schedule set by the design
 (scaling/ladder.py): a derived run (commands/derive.py) in `ladder/rungs/<name>/` whose data stages link to
 the recipe's. It trains through the train stage, so it is cached and resumable like any run: a finished rung
 (current `final/STAGE.json`) is skipped, an interrupted one resumes from its newest checkpoint, and a branch
@@ -23,6 +24,7 @@ from pretrain.core.errors import PretrainError
 from pretrain.core.progress import format_seconds, get_logger, human
 from pretrain.scaling.ladder import LadderDesign, LadderError, Run
 from pretrain.scaling.ladder_record import RungResult
+from pretrain.scaling.lr_transfer import scale_learning_rates
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import read_records, validation_records
 
@@ -36,6 +38,7 @@ def rung_recipe(recipe: Recipe, design: LadderDesign, run: Run) -> Recipe:
 
     def edit(raw: dict) -> None:
         raw["model"].update(run.shape.model_fields())
+        scale_learning_rates(raw, recipe.model.hidden_size, raw["model"]["hidden_size"])  # the stated rule
         set_length(raw, run.steps)
         train = raw["train"]
         train.update(global_batch_tokens=design.global_batch_tokens, micro_batch_size=design.micro_batch_size)

@@ -40,6 +40,10 @@ def _fmt_recipe(p: dict) -> str:
         ),
         ("vocab", f"{p['vocab_size']:,} ({p['vocab_source']})"),
         (
+            "data mix",
+            ", ".join(f"{k} {v:.3f}" for k, v in p["mix"]["weights"].items()) + f" — {p['mix']['from']}",
+        ),
+        (
             "tokens",
             f"{p['tokens']:,} ({human(p['tokens'])}) = {p['steps']:,} steps x {p['global_batch_tokens']:,}",
         ),

@@ -27,6 +27,7 @@ from pretrain.config.data import DataConfig
 from pretrain.config.evals import EvalConfig, LocalTask
 from pretrain.config.hub import HubConfig
 from pretrain.config.ladder import LadderConfig
+from pretrain.config.mixture import MixtureConfig
 from pretrain.config.model import ModelConfig
 from pretrain.config.plan import PlanConfig
 from pretrain.config.sources import BuiltinSource, HubSource, LocalSource
@@ -97,6 +98,10 @@ class Recipe(Section):
     ladder: LadderConfig = Field(
         default_factory=LadderConfig,
         description="the small runs `pretrain ladder` trains to fit the recipe's own scaling law",
+    )
+    mixture: MixtureConfig = Field(
+        default_factory=MixtureConfig,
+        description="the proxy runs `pretrain mixture` trains to choose the data mix by measurement",
     )
 
     _path: Path | None = PrivateAttr(None)

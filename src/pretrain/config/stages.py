@@ -44,6 +44,11 @@ class DataStage(Section):
         description="source name (as in data.sources) -> weight (> 0); normalised to token shares of the "
         "stage's global batches. Sources left out are not read in this stage",
     )
+    weights_from: str | None = Field(
+        None,
+        description="where these weights came from, shown by `pretrain plan` and the model card (`pretrain "
+        "mixture` writes the path of its proposal.json and its measured figures); null = set by hand",
+    )
     seq_len: int | None = Field(
         None,
         gt=0,

@@ -126,6 +126,21 @@ class RunLayout:
         """Loss against compute: the rungs and the fitted compute-optimal frontier."""
         return self.ladder / "loss_vs_compute.png"
 
+    # ------------------------------------------------------------------ data-mix search
+    @property
+    def mixture(self) -> Path:
+        """`pretrain mixture`: the proxies' runs, proposal.json, report.md (+ plots), recipe.yaml."""
+        return self.root / "mixture"
+
+    def mixture_proxy(self, name: str) -> Path:
+        """One proxy: an ordinary run folder (its data stages link to this run's)."""
+        return self.mixture / "proxies" / name
+
+    @property
+    def mixture_recipe(self) -> Path:
+        """The recipe with the proposed weights, which `pretrain run` takes as is."""
+        return self.mixture / "recipe.yaml"
+
     # ------------------------------------------------------------------ run-level files
     @property
     def metrics(self) -> Path:

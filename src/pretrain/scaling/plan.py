@@ -94,6 +94,18 @@ def forecast_plan(
     }
 
 
+def mix_origin(recipe: Recipe) -> dict:
+    """The recipe's training mix and where its weights came from: `{"weights": {source: share}, "from": str}`
+    (the last data stage's, else data.sources' weights)."""
+    if recipe.train.data_stages:
+        stage = recipe.train.data_stages[-1]
+        origin = stage.weights_from or "set by hand (train.data_stages)"
+        return {"weights": {k: round(v, 4) for k, v in stage.weight_shares().items()}, "from": origin}
+    total = sum(s.weight for s in recipe.data.sources)
+    weights = {s.name: round(s.weight / total, 4) for s in recipe.data.sources}
+    return {"weights": weights, "from": "set by hand (data.sources weights)"}
+
+
 def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None) -> dict:
     vocab, vocab_source = recipe_vocab(recipe)
     config = build_hf_config(recipe, vocab)
@@ -131,6 +143,7 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
     return {
         "recipe": recipe.name,
         "model_type": recipe.model.model_type,
+        "mix": mix_origin(recipe),
         "vocab_size": vocab,
         "vocab_source": vocab_source,
         "params": total,
