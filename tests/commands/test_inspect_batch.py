@@ -64,6 +64,7 @@ def spiked(make_run, tmp_path_factory):
     return recipe, out, handler.lines
 
 
+@pytest.mark.slow  # the spiked run: ~16 s loaded, over the default suite's budget
 def test_a_skipped_spike_names_its_documents_in_the_log_and_the_metrics(spiked):
     recipe, out, lines = spiked
     (event,) = [r for r in read_records(out / "metrics.jsonl") if r.get("event") == EVENT_SKIP]
@@ -79,6 +80,7 @@ def test_a_skipped_spike_names_its_documents_in_the_log_and_the_metrics(spiked):
     assert f"data step 5, {len(docs)} documents: {first['source']}/{first['id']}" in line
 
 
+@pytest.mark.slow  # the spiked run: ~16 s loaded, over the default suite's budget
 def test_inspect_batch_names_the_same_documents_and_reads_the_same_tokens(spiked, capsys):
     recipe, out, _ = spiked
     assert main(["inspect-batch", str(out), "--step", "6", "--json", "--tokens"]) == 0
@@ -99,6 +101,7 @@ def test_inspect_batch_names_the_same_documents_and_reads_the_same_tokens(spiked
     assert tokenizer.decode(report["tokens"][0][:5])  # real token ids of the run's tokenizer
 
 
+@pytest.mark.slow  # the spiked run: ~16 s loaded, over the default suite's budget
 def test_inspect_batch_prints_a_readable_list_and_refuses_bad_input(spiked, capsys, tmp_path):
     _, out, _ = spiked
     assert main(["inspect-batch", str(out), "--data-step", "0"]) == 0

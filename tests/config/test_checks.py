@@ -13,7 +13,7 @@ import yaml
 from pretrain.config import Recipe
 from pretrain.config.checks import (
     FUSED_CE_UNDER_FSDP,
-    MUON_UNDER_FSDP,
+    MUON_UNDER_TP,
     UNSUPPORTED_DEEPSPEED,
     combination_problems,
     data_stage_problems,
@@ -129,10 +129,11 @@ def test_a_deepspeed_launch_is_refused_with_the_alternative(tmp_path):
     assert "fsdp.yaml" in UNSUPPORTED_DEEPSPEED
 
 
-def test_muon_under_fsdp_is_refused(tmp_path):
+def test_muon_under_fsdp_is_fine(tmp_path):
+    """DistributedMuon orthogonalises FSDP2 shards whole on their owner rank (train/muon.py)."""
     launch = launch_config(tmp_path, distributed_type="FSDP", num_processes=1)
     recipe = make_recipe(tmp_path, accelerate_config=launch, train={"optimizer": {"name": "muon"}})
-    assert combination_problems(recipe, LABEL) == [f"{LABEL}: train.optimizer.name: {MUON_UNDER_FSDP}"]
+    assert combination_problems(recipe, LABEL) == []
 
 
 def test_muon_under_ddp_is_fine(tmp_path):
@@ -179,7 +180,7 @@ def test_a_launch_mesh_is_checked_against_the_processes_the_model_and_muon(tmp_p
     muon = make_recipe(
         tmp_path, accelerate_config=launch, train={"optimizer": {"name": "muon"}, "global_batch_tokens": 32}
     )
-    assert combination_problems(muon, LABEL) == [f"{LABEL}: train.optimizer.name: {MUON_UNDER_FSDP}"]
+    assert combination_problems(muon, LABEL) == [f"{LABEL}: train.optimizer.name: {MUON_UNDER_TP}"]
     # 2 x 2 leaves 2 data-parallel ranks: the batch splits over them, not over the 4 processes
     assert (
         combination_problems(

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pretrain.config import load_recipe
 from pretrain.config.optimizer import OptimizerConfig
@@ -21,6 +22,7 @@ from pretrain.core.lock import RunLock
 from pretrain.modeling import build_model
 from pretrain.testing import copy_run_up_to, run_train_stage
 from pretrain.train.metrics import step_losses
+from pretrain.train.muon import DistributedMuon
 from pretrain.train.optim import MuonAdamW, build_optimizer, muon_parameters
 from pretrain.train.step import causal_lm_losses, forward_backward
 
@@ -54,7 +56,7 @@ def test_muon_trains_hidden_matrices_and_adamw_the_rest(tied, tiny_recipe_path, 
         n for n, p in model.named_parameters() if n.endswith(("_proj.weight",)) and p.ndim == 2
     }  # q/k/v/o and gate/up/down: embeddings, the head, norms (incl. q_norm / k_norm) go to AdamW
     opt = build_optimizer(model, OptimizerConfig(name="muon"), "cpu")
-    assert isinstance(opt, MuonAdamW) and isinstance(opt.muon, torch.optim.Muon)
+    assert isinstance(opt, MuonAdamW) and isinstance(opt.muon, DistributedMuon)
     adamw_ids = {id(p) for g in opt.adamw.param_groups for p in g["params"]}
     assert not adamw_ids & muon_ids
     assert adamw_ids | muon_ids == {id(p) for p in model.parameters()}
@@ -167,11 +169,17 @@ def test_saved_model_loads_and_generates_without_project_code(lever_run, tmp_pat
     assert got == {"type": "qwen3", "new": 8, "pretrain": False, "tied": False}
 
 
-def test_muon_under_fsdp_is_a_clear_error(repo_root, tmp_path):
+def test_muon_trains_under_fsdp_and_is_a_clear_error_under_tensor_parallel(repo_root, tmp_path):
     recipe = repo_root / "recipes" / "llama-1b" / "config.yaml"  # launched with accelerate_configs/fsdp.yaml
-    with pytest.raises(RecipeError, match="train.optimizer.name: muon needs whole weight matrices"):
+    assert load_recipe(recipe, output_dir=str(tmp_path), check_files=False).train.optimizer.name == "muon"
+    tp = tmp_path / "tp.yaml"  # 4 FSDP shards x 2 tensor-parallel slices
+    sizes = {"parallelism_config_dp_shard_size": 4, "parallelism_config_tp_size": 2}
+    tp.write_text(
+        yaml.safe_dump({"distributed_type": "MULTI_GPU", "num_processes": 8, "parallelism_config": sizes})
+    )
+    with pytest.raises(RecipeError, match="train.optimizer.name: muon orthogonalises whole matrices"):
         load_recipe(
-            recipe, overrides=["train.optimizer.name=muon"], output_dir=str(tmp_path), check_files=False
+            recipe, overrides=[f"accelerate_config={tp}"], output_dir=str(tmp_path), check_files=False
         )
 
 

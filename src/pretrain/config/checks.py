@@ -25,8 +25,12 @@ UNSUPPORTED_DEEPSPEED = (
 )
 
 
-# Newton-Schulz orthogonalises a whole matrix; an FSDP rank holds only a shard of each
-MUON_UNDER_FSDP = "muon needs whole weight matrices, and FSDP shards them; use adamw under FSDP, or DDP (ddp.yaml) with muon"
+# Newton-Schulz orthogonalises a whole matrix: DistributedMuon gathers FSDP / HSDP shards (dim 0) on one owner
+# rank, but not tensor-parallel slices (split on either dim, and across a second mesh dimension)
+MUON_UNDER_TP = (
+    "muon orthogonalises whole matrices, gathering FSDP shards but not tensor-parallel slices; set "
+    "parallelism_config_tp_size to 1 (FSDP2 / HSDP / replicas train with muon) or use adamw"
+)
 
 
 # the fused loss reads the LM head's whole weight outside the model's forward; an FSDP rank holds a shard of it
@@ -141,8 +145,8 @@ def combination_problems(recipe: Recipe, label: str) -> list[str]:
     problems += [f"{label}: {problem}" for problem in mesh_problems]
     # an FSDP launch or any mesh that cuts the weights (FSDP shards, tensor-parallel slices)
     sharded = (settings or {}).get("distributed_type") == "FSDP" or (shape is not None and shape.sharded)
-    if sharded and recipe.train.optimizer.name == "muon":
-        problems.append(f"{label}: train.optimizer.name: {MUON_UNDER_FSDP}")
+    if shape is not None and shape.tp > 1 and recipe.train.optimizer.name == "muon":
+        problems.append(f"{label}: train.optimizer.name: {MUON_UNDER_TP}")
     if sharded and recipe.train.fused_cross_entropy is True:
         problems.append(f"{label}: train.fused_cross_entropy: {FUSED_CE_UNDER_FSDP}")
     if settings and shape is not None and not mesh_problems:

@@ -12,7 +12,8 @@ from pretrain.config.base import Section
 
 
 class MuonConfig(Section):
-    """Muon (`torch.optim.Muon`): momentum, then the update orthogonalised by Newton-Schulz iterations."""
+    """Muon (`train.muon.DistributedMuon`, torch.optim.Muon's arithmetic): momentum, then the update orthogonalised
+    by Newton-Schulz iterations; under FSDP2 each sharded matrix is orthogonalised whole on one owner rank."""
 
     lr: float = Field(
         0.02,

@@ -40,6 +40,7 @@ from pretrain.core.markers import MARKER, marker_damage
 from pretrain.evaluation.records import EVAL_RESULTS
 from pretrain.hub.push import UploadFilter
 from pretrain.tokens.tokenizer import save_tokenizer
+from pretrain.train.optim import optimizer_parts
 from pretrain.train.rng import rng_state
 
 STEP_DIR = re.compile(rf"^{CHECKPOINT_PREFIX}(\d{{7,}})$")
@@ -175,7 +176,7 @@ def save_optimizer(tmp: Path, model, optimizer, sharded: bool, is_main: bool) ->
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
         dcp.save(
-            {"optimizer": get_optimizer_state_dict(model, optimizer)},
+            {"optimizer": get_optimizer_state_dict(model, optimizer_parts(optimizer))},
             checkpoint_id=str(ts / OPTIMIZER_SHARDS),
         )
     elif is_main:
@@ -271,9 +272,10 @@ def _load_optimizer_state(
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
 
-        template = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+        parts = optimizer_parts(optimizer)  # get_optimizer_state_dict steps a fresh Muon: every rank calls it
+        template = {"optimizer": get_optimizer_state_dict(model, parts)}
         dcp.load(template, checkpoint_id=str(ts / OPTIMIZER_SHARDS))  # reads this rank's shard only
-        set_optimizer_state_dict(model, optimizer, template["optimizer"])
+        set_optimizer_state_dict(model, parts, template["optimizer"])
     elif has_full:
         optimizer.load_state_dict(torch.load(ts / OPTIMIZER_PT, map_location="cpu", weights_only=True))
 

@@ -4,9 +4,10 @@ AdamW decays only matrices that are not norms, biases or embeddings (configurabl
 and biases pulls them towards zero for no benefit; embeddings are excluded by default as in most LLM
 recipes (OLMo, SmolLM). Fused AdamW is used on CUDA (one kernel for all parameters), foreach elsewhere.
 
-`name: muon` trains the 2-D hidden matrices (attention and MLP projections) with `torch.optim.Muon`
-(momentum, then an update orthogonalised by Newton-Schulz iterations, Keller Jordan's recipe as used by
-modded-nanogpt and nanochat) and the rest with AdamW: the input embedding and the LM head (Muon is not
+`name: muon` trains the 2-D hidden matrices (attention and MLP projections) with Muon (momentum, then an
+update orthogonalised by Newton-Schulz iterations, Keller Jordan's recipe as used by modded-nanogpt and
+nanochat): `DistributedMuon` (train/muon.py), torch.optim.Muon's arithmetic with same-shape matrices stacked,
+which under FSDP2 orthogonalises each sharded matrix whole on one owner rank) and the rest with AdamW: the input embedding and the LM head (Muon is not
 meant for them: their rows are looked up one token at a time), norm gains and biases. The two run as one
 `MuonAdamW` optimizer, so the loop, the lr schedule, accelerate and the checkpoints see one object.
 """
@@ -19,6 +20,7 @@ import torch
 
 from pretrain.config.optimizer import OptimizerConfig
 from pretrain.core.errors import StageError
+from pretrain.train.muon import DistributedMuon
 
 
 def _embedding_ids(model: torch.nn.Module) -> set[int]:
@@ -121,7 +123,7 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, device_type: s
         return _adamw(param_groups(model, cfg), cfg, device_type)
     matrices = muon_parameters(model)
     m = cfg.muon
-    muon = torch.optim.Muon(
+    muon = DistributedMuon(
         [{"params": matrices}],
         lr=m.lr,
         weight_decay=m.weight_decay,
@@ -165,8 +167,9 @@ class MuonAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for opt in self.optimizers:
-            opt.step()
+        pending = self.muon.step_begin()  # Muon's exchanges (FSDP2) run while AdamW steps
+        self.adamw.step()
+        self.muon.step_finish(pending)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -190,3 +193,9 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         return f"MuonAdamW(muon={self.muon!r}, adamw={self.adamw!r})"
+
+
+def optimizer_parts(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
+    """What torch's distributed state-dict functions take: MuonAdamW as its two optimizers (its own
+    `state_dict` nests them, which `get_optimizer_state_dict` cannot read), any other optimizer as it is."""
+    return [optimizer.adamw, optimizer.muon] if isinstance(optimizer, MuonAdamW) else optimizer

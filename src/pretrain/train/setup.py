@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
-from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_FSDP, UNSUPPORTED_DEEPSPEED
+from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_TP, UNSUPPORTED_DEEPSPEED
 from pretrain.config.parallelism import USE_FSDP, USE_PARALLELISM_CONFIG, MeshShape, shape_for_launch
 from pretrain.core.dist import force_cpu, init_process_group, world_size
 from pretrain.core.errors import PretrainError, StageError
@@ -165,8 +165,8 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
         _apply_liger(model)
     model.to(acc.device)
 
-    if cfg.optimizer.name == "muon" and par.sharded:
-        raise StageError(f"train.optimizer.name: {MUON_UNDER_FSDP} ({shape.describe()})")
+    if cfg.optimizer.name == "muon" and par.tensor_parallel:
+        raise StageError(f"train.optimizer.name: {MUON_UNDER_TP} ({shape.describe()})")
     fused_head = build_fused_head(model, recipe, acc.device.type, par.sharded)
     # the head's logits stay vocab-sharded into the loss, unless the z-loss needs them whole
     par.loss_parallel = par.tensor_parallel and fused_head is None and not cfg.z_loss
