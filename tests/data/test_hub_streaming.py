@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from pretrain.testing import MINIMAL_MODEL, MINIMAL_TRAIN
@@ -44,7 +45,7 @@ def _shards() -> dict[str, bytes]:
     return files
 
 
-def _curate(tmp_path: Path, endpoint: str, tasks: int, name: str) -> Path:
+def _curate(tmp_path: Path, endpoint: str, tasks: int, name: str, **extra_env: str) -> Path:
     recipe = {
         "name": name,
         "output_dir": str(tmp_path / name),
@@ -74,6 +75,7 @@ def _curate(tmp_path: Path, endpoint: str, tasks: int, name: str) -> Path:
         HF_HOME=str(tmp_path / "hf_home"),
         HF_TOKEN="hf_fake",
         PYTHONPATH=os.pathsep.join(sys.path),
+        **extra_env,
     )
     proc = subprocess.run(
         [sys.executable, "-m", "pretrain", "curate", str(path)],
@@ -82,6 +84,8 @@ def _curate(tmp_path: Path, endpoint: str, tasks: int, name: str) -> Path:
         text=True,
         timeout=600,
     )
+    if extra_env.get("EXPECT_FAILURE"):
+        return proc
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp_path / name
 
@@ -108,3 +112,25 @@ def test_four_tasks_download_each_shard_once(tmp_path):
         iter_documents(one / "mix")
     )  # same documents, same order
     assert len(gets) >= SHARDS  # the four-task run fetched every shard itself
+
+
+@pytest.mark.slow
+def test_a_hub_that_never_answers_fails_curation_with_one_line_within_the_timeout(tmp_path):
+    """Listing a Hub dataset from a Hub that accepts connections and never answers ends, in one line: each request
+    waits at most PRETRAIN_HUB_TIMEOUT_S (huggingface_hub's 60 s retry bound is cut to it), retried a bounded
+    number of times by huggingface_hub (5, 1-8 s apart)."""
+    import socket
+    import time
+
+    with socket.socket() as listener:  # accepts (backlog), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        start = time.monotonic()
+        proc = _curate(tmp_path, endpoint, 1, "silent", PRETRAIN_HUB_TIMEOUT_S="1", EXPECT_FAILURE="1")
+        took = time.monotonic() - start
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and "source 'web'" in errors[0] and "org/corpus" in errors[0], proc.stderr[-2000:]
+    print(errors[0], f"({took:.0f} s)")
+    assert took < 180, took

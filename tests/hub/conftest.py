@@ -53,6 +53,7 @@ def hub_env(tmp_path) -> Callable[..., dict]:
                 "HF_HUB_DISABLE_XET": "1",
                 "HF_HUB_ETAG_TIMEOUT": "5",
                 "HF_HUB_DOWNLOAD_TIMEOUT": "10",
+                "PRETRAIN_HUB_BACKOFF_S": "0",  # a retried push tries again at once (the retries are counted)
             }
         )
         if token is not None:

@@ -3,7 +3,9 @@
 Endpoints: repo create, branch create, validate-yaml, preupload (every file "regular", with the stored
 git-blob oid so unchanged files are skipped), NDJSON commit, repo/revision info, HEAD/GET resolve with
 X-Repo-Commit + ETag, and `whoami-v2`. Writes and `whoami` need an `Authorization: Bearer` token not in
-`rejected_tokens` (else 401, like the Hub); `token_role` is what `whoami` reports. `fail_commits` makes the next N commits answer 500 (a network failure mid-push);
+`rejected_tokens` (else 401, like the Hub); `token_role` is what `whoami` reports. `fail_commits` makes the next N commits answer 500 (a network failure mid-push),
+`fail_whoami` the next N token checks; with `hang_commits` a commit is read and never answered (until the server
+stops);
 `requests` records every request (method, path, headers) for the token-leak check. Everything is in memory.
 
 Dataset repos (read-only, for `datasets` streaming; `add_dataset`): repo/revision info, the recursive tree
@@ -29,6 +31,9 @@ class HubState:
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool, "branches": {name: {"sha", "files"}}}
         self.fail_commits = 0
+        self.fail_whoami = 0
+        self.hang_commits = False
+        self.stopping = threading.Event()  # set when the server stops: a hung request ends then
         self.rejected_tokens: set[str] = set()
         self.token_role = "write"
         self.requests: list[tuple[str, str, dict]] = []
@@ -156,6 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             if action == "commit":
+                if self.state.hang_commits:  # accepted, read, never answered
+                    self.state.lock.release()
+                    try:
+                        self.state.stopping.wait(600)
+                    finally:
+                        self.state.lock.acquire()
+                    return None
                 if self.state.fail_commits > 0:
                     self.state.fail_commits -= 1
                     return self._send(500, {"error": "Internal Error (injected)"})
@@ -193,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/whoami-v2":
             if not self._authorized():
                 return None
+            if self.state.fail_whoami > 0:
+                self.state.fail_whoami -= 1
+                return self._send(500, {"error": "Internal Error (injected)"})
             return self._send(
                 200,
                 {
@@ -416,5 +431,6 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.state.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

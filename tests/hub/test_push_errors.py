@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from pretrain.hub.push import push_folder
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.testing import write_recipe_file
 from pretrain.train.checkpoint import upload_filter
@@ -69,9 +71,42 @@ def test_silent_hub_times_out(model_folder, hub_env, push_cli):
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        env = {**hub_env(endpoint), "HF_HUB_ETAG_TIMEOUT": "2"}
+        env = {**hub_env(endpoint), "PRETRAIN_HUB_TIMEOUT_S": "1"}
         proc = push_cli(env, model_folder, "--repo-id", "user/slow", timeout=60)
-    _assert_one_clean_error(proc, f"cannot reach the Hub at {endpoint}", "timed out")
+    _assert_one_clean_error(
+        proc,
+        f"cannot reach the Hub at {endpoint}",
+        "timed out: no answer within 1 s, PRETRAIN_HUB_TIMEOUT_S",
+        "3 attempts",
+    )
+
+
+@pytest.mark.slow  # the default suite has the pusher's twin below, in process
+def test_a_commit_the_hub_accepts_and_never_answers_ends_within_the_stated_timeout(
+    model_folder, hub, hub_env, push_cli
+):
+    """It used to wait for ever (killed at 240 s): each request now waits PRETRAIN_HUB_TIMEOUT_S, 3 attempts."""
+    hub.state.hang_commits = True
+    env = {**hub_env(hub.endpoint), "PRETRAIN_HUB_TIMEOUT_S": "1"}
+    start = time.monotonic()
+    proc = push_cli(env, model_folder, "--repo-id", "user/hang", timeout=120)
+    took = time.monotonic() - start
+    _assert_one_clean_error(
+        proc, "timed out: no answer within 1 s, PRETRAIN_HUB_TIMEOUT_S", "3 attempts", "re-run"
+    )
+    commits = [path for method, path, _ in hub.state.requests if path.endswith("/commit/main")]
+    assert len(commits) == 3, commits
+    assert took < 60, took  # 3 x 1 s of waiting, plus the command's start on a loaded machine
+
+
+def test_a_server_error_on_the_token_check_is_retried(model_folder, hub, monkeypatch):
+    """A 500 from whoami failed the push at once, though the message said "after retries"."""
+    _in_process_hub(monkeypatch, hub.endpoint)
+    hub.state.fail_whoami = 1
+    push_folder(model_folder, "user/flaky", skip=upload_filter(), backoff_s=0)
+    assert "user/flaky" in hub.state.repos
+    checks = [path for _, path, _ in hub.state.requests if path == "/api/whoami-v2"]
+    assert len(checks) == 2, checks
 
 
 def test_offline_mode_is_named(model_folder, hub, hub_env, push_cli):
@@ -109,7 +144,7 @@ def test_server_error_names_endpoint_and_status(model_folder, hub, hub_env, push
     proc = push_cli(hub_env(hub.endpoint), model_folder, "--repo-id", "user/broken")
     _assert_one_clean_error(
         proc,
-        f"the Hub at {hub.endpoint} answered HTTP 500",
+        f"the Hub at {hub.endpoint} answered HTTP 500 (a server error, 3 attempts)",
         "try again later",
         f"re-run `pretrain push {model_folder} --repo-id user/broken` to retry",
     )
@@ -118,14 +153,21 @@ def test_server_error_names_endpoint_and_status(model_folder, hub, hub_env, push
 # ---------------------------------------------------------------- the in-training pusher
 
 
-@pytest.fixture()
-def hub_unreachable(monkeypatch, closed_port_endpoint):
-    """In this process, huggingface_hub talks to a closed port (its endpoint is read at import time)."""
+def _in_process_hub(monkeypatch, endpoint: str) -> None:
+    """In this process, huggingface_hub talks to `endpoint` (its constants are read at import time), as
+    `hub_env` sets it up for a subprocess."""
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", closed_port_endpoint)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setenv("HF_TOKEN", "hf_FAKEtokenXYZ0123456789abcdefghijkl")
+
+
+@pytest.fixture()
+def hub_unreachable(monkeypatch, closed_port_endpoint):
+    """In this process, huggingface_hub talks to a closed port."""
+    _in_process_hub(monkeypatch, closed_port_endpoint)
     return closed_port_endpoint
 
 
@@ -214,3 +256,24 @@ def test_training_run_survives_hub_errors(hub, make_run, hub_env, tmp_path):
     off = [line for line in proc.stderr.splitlines() if "checkpoint uploads are off" in line]
     assert len(off) == 1 and "no Hugging Face token found" in off[0], proc.stderr[-3000:]
     assert hub.state.requests == [] and hub.state.repos == {}
+
+
+def test_the_pusher_gives_up_on_a_hub_that_never_answers_and_close_names_what_is_left(
+    model_folder, hub, monkeypatch, caplog
+):
+    """The background pusher used to wait for ever too; now its push times out (one line), and close() is bounded."""
+    _in_process_hub(monkeypatch, hub.endpoint)
+    monkeypatch.setenv("PRETRAIN_HUB_TIMEOUT_S", "1")
+    hub.state.hang_commits = True
+    caplog.set_level(logging.INFO, logger="pretrain.hub")
+    pusher = _pusher(retries=1)
+    pusher.submit(model_folder, "step-0000004")
+    start = time.monotonic()
+    pusher.close(timeout=120)
+    took = time.monotonic() - start
+    assert took < 90, took  # whoami, create, preupload, then the commit's 1 s (on a loaded machine)
+    assert pusher.failures == ["step-0000004"]
+    (error,) = _hub_errors(caplog)
+    assert (
+        "timed out: no answer within 1 s, PRETRAIN_HUB_TIMEOUT_S" in error and "training continues" in error
+    )

@@ -2,7 +2,8 @@
 
 A source whose dataset has parquet files is read file by file (a unit per file, streamed with `datasets` from the
 Hub API); otherwise the split is downloaded once and cut into units of `HUB_UNIT_ROWS` rows. Each task reads
-only its units (data/sources.py plans them).
+only its units (data/sources.py plans them). Every Hub request is bounded in time (hub/session.py,
+`PRETRAIN_HUB_TIMEOUT_S`); huggingface_hub and `datasets` retry them a bounded number of times.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ from pathlib import Path
 from pretrain.config import HubSource
 from pretrain.core.errors import DataError
 from pretrain.data.units import HUB_UNIT_ROWS, ReadStats, Unit, text_of
+from pretrain.hub.session import bound_hub_requests, failure_reason
+
+
+def _cannot_load(src: HubSource, exc: Exception) -> DataError:
+    network = failure_reason(exc)
+    if network is not None:
+        from huggingface_hub import constants
+
+        return DataError(
+            f"source {src.name!r}: cannot load dataset {src.path!r}: cannot reach the Hub at {constants.ENDPOINT} "
+            f"({network}); check your network, proxy and HF_ENDPOINT, then run again"
+        )
+    return DataError(f"source {src.name!r}: cannot load dataset {src.path!r}: {type(exc).__name__}: {exc}")
 
 
 def _load_hub(src: HubSource):
@@ -28,12 +42,11 @@ def _load_hub(src: HubSource):
         kwargs["data_files"] = src.data_files
     if src.revision:
         kwargs["revision"] = src.revision
+    bound_hub_requests()
     try:
         return datasets.load_dataset(src.path, **kwargs)
     except Exception as exc:  # datasets raises many types (connection, FileNotFound, DatasetNotFound...)
-        raise DataError(
-            f"source {src.name!r}: cannot load dataset {src.path!r}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise _cannot_load(src, exc) from None
 
 
 def hub_units(src: HubSource, idx: int) -> list[Unit]:
@@ -72,12 +85,11 @@ def _hub_parquet_files(src: HubSource) -> list[str] | None:
     ):
         if value:
             kwargs[key] = value
+    bound_hub_requests()
     try:
         builder = datasets.load_dataset_builder(src.path, **kwargs)
     except Exception as exc:  # datasets raises many types (connection, FileNotFound, DatasetNotFound...)
-        raise DataError(
-            f"source {src.name!r}: cannot load dataset {src.path!r}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise _cannot_load(src, exc) from None
     data_files = getattr(builder.config, "data_files", None) or {}
     if src.split not in data_files:
         return None
@@ -92,14 +104,17 @@ def iter_hub_parquet(src: HubSource, unit: Unit, stats: ReadStats) -> Iterator[t
     import fsspec
     import pyarrow.parquet as pq
 
+    bound_hub_requests()
     fs, path = fsspec.core.url_to_fs(unit.path)
     with tempfile.TemporaryDirectory(prefix="pretrain-hub-") as tmp:
         local = Path(tmp) / "shard.parquet"
         try:
             fs.get_file(path, str(local))
         except Exception as exc:  # network errors of fsspec / huggingface_hub
+            why = failure_reason(exc) or f"{type(exc).__name__}: {exc}"
             raise DataError(
-                f"source {src.name!r}: downloading {unit.path} failed: {type(exc).__name__}: {exc}"
+                f"source {src.name!r}: downloading {unit.path} failed ({why}); run again to resume (finished "
+                "tasks are kept)"
             ) from None
         stats.input_bytes += local.stat().st_size
         stats.files.append(unit.path)

@@ -4,8 +4,9 @@
     folder = fetch(ref, MODEL_FILES, what="model.init_from")
 
 Hub downloads go through `huggingface_hub.snapshot_download` (HF_ENDPOINT, HF_TOKEN and the cache are honoured)
-and fetch only the files asked for; the commit they resolved to is the folder's name, so the model card can name
-the exact parent (`PretrainedRef.describe`).
+and fetch only the files asked for, every request bounded in time (hub/session.py; huggingface_hub retries its
+metadata requests a bounded number of times); the commit they resolved to is the folder's name, so the model card
+can name the exact parent (`PretrainedRef.describe`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from pretrain.config.refs import PretrainedRef
 from pretrain.core.errors import PretrainError
-from pretrain.core.network import NETWORK_ERRORS, network_reason
+from pretrain.core.network import NETWORK_ERRORS
+from pretrain.hub.session import bound_hub_requests, failure_reason
 
 # what continued pretraining reads from a parent model: config and safetensors weights, never pickles
 MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json"]
@@ -41,11 +43,13 @@ def fetch(ref: PretrainedRef, patterns: list[str], what: str) -> Path:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
+    bound_hub_requests()
     where = ref.where
     try:
         return Path(snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=patterns))
@@ -66,14 +70,21 @@ def fetch(ref: PretrainedRef, patterns: list[str], what: str) -> Path:
         why = (
             "downloads are off (HF_HUB_OFFLINE=1)"
             if constants.HF_HUB_OFFLINE
-            else f"cannot reach the Hub at {constants.ENDPOINT} ({network_reason(exc.__context__ or exc)})"
+            else f"cannot reach the Hub at {constants.ENDPOINT} ({failure_reason(exc) or 'no answer'})"
         )
         raise PullError(
             f"{what}: {where}: not in the local Hub cache and {why}; check your network, proxy and "
             "HF_ENDPOINT, or give a local folder"
         ) from None
+    except HfHubHTTPError as exc:  # before NETWORK_ERRORS: it is an httpx2.HTTPError too
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        hint = "a server error; try again later" if (status or 0) >= 500 else "check the repo id and HF_TOKEN"
+        raise PullError(
+            f"{what}: {where}: the Hub at {constants.ENDPOINT} answered HTTP {status or '?'} ({hint}), or give a "
+            "local folder"
+        ) from None
     except NETWORK_ERRORS as exc:
         raise PullError(
-            f"{what}: {where}: cannot reach the Hub at {constants.ENDPOINT} ({network_reason(exc)}); "
+            f"{what}: {where}: cannot reach the Hub at {constants.ENDPOINT} ({failure_reason(exc)}); "
             "check your network, proxy and HF_ENDPOINT, or give a local folder"
         ) from None

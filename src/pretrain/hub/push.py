@@ -7,9 +7,11 @@ keeps `trainer_state/` back unless asked, and the stage marker). The token comes
 Uploads are one commit per push and idempotent: re-pushing the same folder changes nothing.
 
 Before anything is created the token is checked (`whoami`): no token, a token the Hub rejects (401) or a
-read-only token is a `HubPushError` that says how to log in. A Hub that cannot be reached (connection
-refused, timeout, DNS, HTTP 5xx after `huggingface_hub`'s retries) is a one-line `HubPushError` naming
-the endpoint; `retryable` tells the background pusher whether trying again can help.
+read-only token is a `HubPushError` that says how to log in. Every request is bounded in time (hub/session.py:
+`PRETRAIN_HUB_TIMEOUT_S`, 120 s by default; a Hub that accepts the commit and never answers used to hold the push
+for ever), and a failure that may pass (no answer, a refused connection, DNS, HTTP 5xx, on the token check too)
+is tried `HUB_ATTEMPTS` times in all; then it is a one-line `HubPushError` naming the endpoint and the attempts;
+`retryable` tells the background pusher whether trying again later can help.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.core.errors import PretrainError
-from pretrain.core.network import NETWORK_ERRORS, network_reason
+from pretrain.core.network import NETWORK_ERRORS
+from pretrain.hub.session import HUB_ATTEMPTS, bound_hub_requests, failure_reason, hub_timeout_s, retrying
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".png", ".txt", ".model", ".jinja")
 LOGIN_HINT = "run `hf auth login` or set HF_TOKEN to a token with write access"
@@ -86,11 +89,12 @@ def _token_source() -> str:
 def check_token(endpoint: str) -> None:
     """Resolve the token as `huggingface_hub` does and ask the Hub whose it is; `HubPushError` if unusable.
 
-    The request has a timeout (`HF_HUB_ETAG_TIMEOUT`, huggingface_hub's metadata timeout): a Hub that accepts
-    connections but never answers fails here instead of hanging the push. A token once accepted is not
-    checked again in this process (`whoami` is rate-limited); a rate-limited check (429) lets the push go on.
+    The request has the Hub timeout (`PRETRAIN_HUB_TIMEOUT_S`, hub/session.py): a Hub that accepts connections
+    but never answers fails here instead of hanging the push; a 5xx is retried by `push_folder`. A token once
+    accepted is not checked again in this process (`whoami` is rate-limited); a rate-limited check (429) lets the
+    push go on.
     """
-    from huggingface_hub import constants, get_token
+    from huggingface_hub import get_token
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
@@ -106,7 +110,7 @@ def check_token(endpoint: str) -> None:
     response = get_session().get(
         f"{endpoint}/api/whoami-v2",
         headers=build_hf_headers(token=token),
-        timeout=constants.HF_HUB_ETAG_TIMEOUT,
+        timeout=hub_timeout_s(),
     )
     if response.status_code == 401:
         why = (
@@ -140,12 +144,35 @@ def push_folder(
     skip: UploadFilter,
     commit_message: str | None = None,
     source: Path | None = None,
+    attempts: int = HUB_ATTEMPTS,
+    backoff_s: float | None = None,
 ) -> str:
     """Check the token, create the repo (and branch), upload the folder; returns the commit URL.
 
-    Every failure is a one-line `HubPushError` (see the module docstring); nothing is deleted locally.
-    `source`: the folder to name in messages and the default commit message when `folder` is a staging copy.
+    Every request is bounded in time, and a failure that may pass is tried `attempts` times in all (pushes are
+    idempotent). Every failure is a one-line `HubPushError` (see the module docstring); nothing is deleted
+    locally. `source`: the folder to name in messages and the default commit message when `folder` is a
+    staging copy.
     """
+    bound_hub_requests()
+    return retrying(
+        lambda: _push_once(folder, repo_id, revision, private, skip, commit_message, source, attempts),
+        lambda exc: isinstance(exc, HubPushError) and exc.retryable,
+        attempts,
+        backoff_s,
+    )
+
+
+def _push_once(
+    folder: Path,
+    repo_id: str,
+    revision: str | None,
+    private: bool,
+    skip: UploadFilter,
+    commit_message: str | None,
+    source: Path | None,
+    attempts: int,
+) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -154,6 +181,7 @@ def push_folder(
     endpoint = api.endpoint
     target = f"{repo_id}@{revision or 'main'}"
     branch = f" --revision {revision}" if revision and revision != "main" else ""
+    tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
     retry = (
         f"the model stays in {source}; re-run `pretrain push {source} --repo-id {repo_id}{branch}` to retry "
         "(pushes are idempotent)"
@@ -179,7 +207,9 @@ def push_folder(
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status is not None and status >= 500:
-            reason = f"the Hub at {endpoint} answered HTTP {status} (a server error, after retries); try again later"
+            reason = (
+                f"the Hub at {endpoint} answered HTTP {status} (a server error, {tries}); try again later"
+            )
             raise HubPushError(
                 f"push of {source} to {target} failed: {reason} — {retry}", retryable=True, reason=reason
             ) from None
@@ -195,7 +225,10 @@ def push_folder(
             reason=reason,
         ) from None
     except NETWORK_ERRORS as exc:  # refused, timeout, DNS
-        reason = f"cannot reach the Hub at {endpoint} ({network_reason(exc)}); check your network, proxy and HF_ENDPOINT"
+        why = failure_reason(exc)
+        reason = (
+            f"cannot reach the Hub at {endpoint} ({why}, {tries}); check your network, proxy and HF_ENDPOINT"
+        )
         raise HubPushError(
             f"push of {source} to {target} failed: {reason} — {retry}", retryable=True, reason=reason
         ) from None

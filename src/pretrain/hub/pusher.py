@@ -4,8 +4,9 @@
 race the upload) and queues it; one daemon thread pushes in order. Failures never reach the training
 loop: an unreachable Hub (`HubPushError.retryable`) is retried with backoff, then reported in one
 `log.error` line naming the checkpoint and the `pretrain push` command that uploads it later; a missing
-or rejected token is reported once and turns later uploads off (retrying cannot help).
-`close()` waits for the queue (with a timeout).
+or rejected token is reported once and turns later uploads off (retrying cannot help). Every Hub request is
+bounded in time (hub/session.py), so no push can hold the thread for ever; `close()` waits for the queue at most
+`timeout` seconds (the end of training), then names each checkpoint not pushed with the command that pushes it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class CheckpointPusher:
         self.failures: list[str] = []  # revisions that were not pushed
         self.disabled_reason: str | None = None  # set after a token error: later uploads are skipped
         self._queue: queue.Queue = queue.Queue()
+        self._pending: dict[str, Path] = {}  # revision -> checkpoint: submitted, not yet pushed or given up
         self._thread = threading.Thread(target=self._work, name="hub-pusher", daemon=True)
         self._thread.start()
 
@@ -54,6 +56,7 @@ class CheckpointPusher:
             log.error("could not stage %s for upload: %s", checkpoint, exc)
             shutil.rmtree(staging, ignore_errors=True)
             return
+        self._pending[revision] = Path(checkpoint)
         self._queue.put((staging, Path(checkpoint), revision))
 
     def _push_one(self, staging: Path, checkpoint: Path, revision: str) -> None:
@@ -62,7 +65,15 @@ class CheckpointPusher:
         )
         for attempt in range(1, self.retries + 1):
             try:
-                push_folder(staging, self.repo_id, revision, self.private, skip=self.skip, source=checkpoint)
+                push_folder(
+                    staging,
+                    self.repo_id,
+                    revision,
+                    self.private,
+                    skip=self.skip,
+                    source=checkpoint,
+                    attempts=1,
+                )
                 log.info("pushed %s to %s@%s", checkpoint.name, self.repo_id, revision)
                 return
             except HubPushError as exc:
@@ -106,12 +117,24 @@ class CheckpointPusher:
                     self.failures.append(revision)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+                self._pending.pop(revision, None)
 
-    def close(self, timeout: float | None = 600) -> None:
+    def close(self, timeout: float = 600) -> None:
+        """Wait for the queued pushes at most `timeout` seconds; what is left is named, with its command."""
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("checkpoint uploads still running after %ss; they stop with the process", timeout)
+            left = dict(self._pending)
+            commands = "; ".join(
+                f"pretrain push {path} --repo-id {self.repo_id} --revision {rev}"
+                for rev, path in left.items()
+            )
+            log.warning(
+                "checkpoint uploads not finished after %gs, left to do (training is done; they stop with the "
+                "process): %s",
+                timeout,
+                commands or "none",
+            )
         elif self.failures:
             log.warning(
                 "%d checkpoint(s) not pushed to %s: %s",
