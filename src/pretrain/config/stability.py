@@ -30,6 +30,13 @@ class StabilityConfig(Section):
         "standard deviations above the mean of the last `window` accepted steps' norms (checked once there are "
         "`window` of them): it often blows up a step before the loss does; null watches the loss only",
     )
+    grad_norm_min_ratio: float = Field(
+        2.5,
+        ge=1.0,
+        description="a gradient-norm spike must also be this many times the window's mean norm: in the lr "
+        "cooldown the norms vary so little that an ordinary hard batch (2x the mean) scored z=11 and was "
+        "skipped; blow-ups are many times the mean",
+    )
     min_history: int = Field(
         20,
         ge=2,

@@ -3,7 +3,9 @@
 A spike is a loss more than `zscore` standard deviations above the mean of the last `window`
 accepted losses (after `min_history` of them), or a gradient norm (before clipping) more than
 `grad_norm_zscore` standard deviations above the mean of the last `window` accepted norms (once there
-are `window` of them: early-training norms rise and fall too much to be judged against a few steps). OLMo-core skips such
+are `window` of them: early-training norms rise and fall too much to be judged against a few steps) and at
+least `grad_norm_min_ratio` times that mean (in the lr cooldown the norms vary so little that a hard batch's
+ordinary 2x norm scored z=11: the z-score alone skipped steps that were no spikes). OLMo-core skips such
 updates; we also roll back to the last good checkpoint after `spikes_before_rollback` consecutive skips
 and move the data past the offending window, at most `max_rollbacks` times.
 """
@@ -37,6 +39,10 @@ class SpikeGuard:
             # a full window of norms: early in training they drift too much to be judged against a few steps
             full = len(self.grad_norms) >= max(self.cfg.min_history, self.cfg.window)
             z_norm = _zscore(grad_norm, self.grad_norms) if full else 0.0
+            if full and grad_norm < self.cfg.grad_norm_min_ratio * sum(self.grad_norms) / len(
+                self.grad_norms
+            ):
+                z_norm = 0.0  # many deviations, but of a narrow spread: no blow-up
             if z > self.cfg.zscore:
                 reason = f"spike(z={z:.1f})"
             elif self.cfg.grad_norm_zscore is not None and z_norm > self.cfg.grad_norm_zscore:
