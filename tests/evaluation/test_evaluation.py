@@ -284,3 +284,25 @@ def test_a_task_that_cannot_load_stops_the_run_before_the_first_step(make_run, t
     with pytest.raises(PretrainError, match=r"(?s)broken\.jsonl.*not valid JSON"):
         run_train_stage(recipe, resume="never")
     assert not list(recipe.layout.checkpoints.glob("step-*")) and not recipe.layout.final.exists()
+
+
+def test_the_summary_shows_validation_bits_per_byte(tmp_path):
+    """Case 9 of issue #31: the held-out bits/byte of the validation passes was missing from the summary."""
+    from pretrain.core.layout import RunLayout
+    from pretrain.evaluation.records import EvalRecord, write_eval_record
+
+    layout = RunLayout(tmp_path)
+    record = EvalRecord(
+        step=8, tokens_seen=800, tasks=["stdlib_cloze"], metrics={"eval/stdlib_cloze/acc": 0.5}
+    )
+    write_eval_record(layout, record)
+    validation = [
+        {"step": 8, "tokens_seen": 800, "bits_per_byte": 2.5},
+        {"step": 16, "tokens_seen": 1600, "bits_per_byte": 2.25},
+    ]
+    summary = summarize_run(tmp_path, validation=validation)
+    assert summary["validation"] == validation
+    table = layout.eval_summary_md.read_text().splitlines()
+    assert table[0] == "| step | tokens | stdlib_cloze/acc | val bits/byte |"
+    assert table[2:] == ["| 8 | 800 | 0.5000 | 2.5000 |", "| 16 | 1,600 |  | 2.2500 |"]
+    assert layout.learning_curves.stat().st_size > 1000

@@ -31,7 +31,7 @@ from pretrain.core.layout import RunLayout
 from pretrain.core.markers import marker_summary
 from pretrain.core.progress import capture_run_output, get_logger
 from pretrain.evaluation.harness import checkpoint_chance_levels, evaluate_checkpoint, flatten, item_scores
-from pretrain.evaluation.metrics import eval_line, format_value, task_facts
+from pretrain.evaluation.metrics import eval_line, task_facts
 from pretrain.evaluation.position_loss import (
     POSITION_LOSS,
     PositionLoss,
@@ -214,7 +214,7 @@ def results_table(record: dict) -> str:
                 continue
             stderr = values.get(key.replace(name, f"{name}_stderr", 1))
             spread = f"{stderr:.4f}" if isinstance(stderr, float) else ""
-            shown = format_value(f"eval/{task}/{name}", value)
+            shown = f"{value:.4f}"
             lines.append(f"{task:<24} {name:<16} {shown:>12} {spread:>10} {items or '':>6}")
     return "\n".join(lines)
 

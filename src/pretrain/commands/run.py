@@ -36,6 +36,7 @@ from pretrain.evaluation.report import summarize_run
 from pretrain.hub.push import push_folder
 from pretrain.tokens.tokenizer import check_extension
 from pretrain.train.checkpoint import upload_filter
+from pretrain.train.metrics import read_records, validation_records
 
 log = get_logger("pretrain.commands.run")
 
@@ -142,7 +143,11 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
 def _publish(recipe: Recipe, final: Path, skip_eval: bool) -> Path:
     """The run's evaluation summary, the model card and (with `hub.push_checkpoints`) the final push."""
     if not skip_eval:
-        summarize_run(recipe.out)
+        validation = [
+            {"step": r["step"], "tokens_seen": r.get("tokens_seen"), "bits_per_byte": r.get("val/bpb")}
+            for r in validation_records(read_records(recipe.layout.metrics))
+        ]
+        summarize_run(recipe.out, validation=validation)
     card = write_model_card(recipe, final)
     if recipe.hub.push_checkpoints and recipe.hub.repo_id:
         _push_final(recipe, final)

@@ -18,9 +18,13 @@ from pretrain.evaluation.metrics import is_accuracy, is_perplexity, is_reported,
 from pretrain.evaluation.records import read_records_in
 
 
-def summarize_run(out_dir: Path, folder: Path | None = None) -> dict:
+def summarize_run(out_dir: Path, folder: Path | None = None, validation: list[dict] | None = None) -> dict:
     """The summary, table and plot of the records in the run's `evals/`, or in `folder` (`pretrain eval`'s
-    own records), written beside them under the same names."""
+    own records), written beside them under the same names.
+
+    `validation`: the run's validation passes (`{"step", "tokens_seen", "bits_per_byte"}`), shown as the
+    held-out bits/byte column and panel: the one loss figure comparable across tokenizers, which the
+    evaluations alone left out."""
     layout = RunLayout(Path(out_dir))
     folder = layout.evals if folder is None else Path(folder)
     rows, tasks = [], {}
@@ -36,25 +40,35 @@ def summarize_run(out_dir: Path, folder: Path | None = None) -> dict:
         "rows": rows,
         "final": {m: rows[-1].get(m) for m in metrics} if rows else {},
         "tasks": tasks,
-        "plot": "learning_curves.png" if rows else None,
+        "plot": "learning_curves.png" if rows or validation else None,
+        "validation": [v for v in validation or [] if v.get("bits_per_byte") is not None],
     }
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / layout.eval_summary_json.name, summary)
     (folder / layout.eval_summary_md.name).write_text(markdown_table(summary), encoding="utf-8")
-    if rows:
+    if rows or summary["validation"]:
         plot_curves(summary, folder / layout.learning_curves.name)
     return summary
 
 
 def markdown_table(summary: dict) -> str:
+    """One row per evaluated or validated step: the metrics, and the held-out bits/byte where measured."""
     metrics = summary["metrics"]
-    if not summary["rows"]:
+    bpb = {v["step"]: v for v in summary.get("validation", [])}
+    if not summary["rows"] and not bpb:
         return "No evaluations recorded.\n"
-    head = "| step | tokens | " + " | ".join(m.removeprefix("eval/") for m in metrics) + " |"
-    lines = [head, "|" + "---:|" * (len(metrics) + 2)]
-    for r in summary["rows"]:
+    rows = {r["step"]: r for r in summary["rows"]}
+    columns = ["step", "tokens", *(m.removeprefix("eval/") for m in metrics)] + (
+        ["val bits/byte"] if bpb else []
+    )
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
+    for step in sorted(rows.keys() | bpb.keys()):
+        r = rows.get(step, {})
         cells = [f"{r[m]:.4f}" if isinstance(r.get(m), float) else "" for m in metrics]
-        lines.append(f"| {r['step']} | {r['tokens_seen'] or 0:,} | " + " | ".join(cells) + " |")
+        if bpb:
+            cells.append(f"{bpb[step]['bits_per_byte']:.4f}" if step in bpb else "")
+        tokens = r.get("tokens_seen") or bpb.get(step, {}).get("tokens_seen") or 0
+        lines.append(f"| {step} | {tokens:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -74,9 +88,21 @@ def curves_figure(summary: dict):
     import matplotlib.pyplot as plt
 
     metrics = summary["metrics"]
-    cols = min(3, len(metrics)) or 1
-    rows_n = (len(metrics) + cols - 1) // cols
+    validation = summary.get("validation", [])
+    panels = len(metrics) + bool(validation)
+    cols = min(3, panels) or 1
+    rows_n = (panels + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.2 * rows_n), squeeze=False)
+    if validation:
+        ax = list(axes.flat)[len(metrics)]
+        ax.plot(
+            [v["tokens_seen"] or v["step"] for v in validation],
+            [v["bits_per_byte"] for v in validation],
+            marker="o",
+        )
+        ax.set_title("validation bits/byte (held out)", fontsize=9)
+        ax.set_xlabel("tokens seen")
+        ax.grid(alpha=0.3)
     for ax, metric in zip(axes.flat, metrics):
         pts = [
             (r["tokens_seen"] or r["step"], r[metric])
@@ -95,7 +121,7 @@ def curves_figure(summary: dict):
         ax.set_title(metric.removeprefix("eval/"), fontsize=9)
         ax.set_xlabel("tokens seen")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics) :]:
+    for ax in list(axes.flat)[panels:]:
         ax.axis("off")
     fig.tight_layout()
     return fig
