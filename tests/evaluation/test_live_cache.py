@@ -92,3 +92,17 @@ def test_lm_eval_templates_are_compiled_once():
     doc = {"query": "q", "choices": ["a", "b"], "gold": 1}
     assert utils.apply_template("{{query}} -> {{choices[gold]}}", doc) == "q -> b"
     assert utils.apply_template("{{query}}!", doc) == "q!"
+
+
+def test_the_loop_does_not_bootstrap_stderr(monkeypatch):
+    """lm-eval bootstraps a perplexity's stderr 100,000 times in a process pool (~30 s for LAMBADA, and the pool's
+    workers inherit the training loop's SIGTERM handler): the in-loop evaluation asks for none."""
+    import lm_eval.evaluator
+
+    seen = {}
+    monkeypatch.setattr(lm_eval.evaluator, "evaluate", lambda **kwargs: seen.update(kwargs) or {})
+    live = LiveEvaluation.__new__(LiveEvaluation)
+    live.task_dict, live.limit = {}, None
+    monkeypatch.setattr(live, "language_model", lambda model, tokenizer: "lm", raising=False)
+    live(model=None, tokenizer=None)
+    assert seen["bootstrap_iters"] == 0

@@ -81,6 +81,10 @@ class LiveEvaluation:
             limit=self.limit,
             log_samples=True,  # each document's score: regressions.py pairs them across evaluations
             verbosity="WARNING",
+            # no bootstrapped stderr in the loop (the records drop it): a perplexity metric (LAMBADA) bootstrapped
+            # 100,000 times in a process pool, ~30 s per evaluation, and the pool's workers inherit the training
+            # loop's SIGTERM handler, so terminating the pool could hang the run
+            bootstrap_iters=0,
         )
 
 
