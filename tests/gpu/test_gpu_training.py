@@ -233,3 +233,30 @@ def test_resume_from_a_gpu_checkpoint_continues_the_run(bf16_reference, fresh_ru
     assert [s for s, _ in resumed] == [s for s, _ in ref]
     # bit-identical where the kernels are deterministic; GPU attention backward may not be
     assert [x for _, x in resumed] == pytest.approx([x for _, x in ref], rel=1e-3)
+
+
+def test_distributed_muon_on_cuda_is_torch_muon(device):
+    """DistributedMuon's stacked Newton-Schulz (bmm / baddbmm) against torch.optim.Muon's per-matrix addmm on
+    this device: bit for bit on CPU; cuBLAS may pick other kernels for batched and single GEMMs, which could
+    differ by bf16 rounding only (bounded here by a few bf16 ulps of each step's update)."""
+    from pretrain.train.muon import DistributedMuon
+
+    torch.manual_seed(0)
+    shapes = [(128, 128)] * 5 + [(384, 128)] * 3 + [(128, 384)] * 2 + [(201, 96), (5, 3), (1, 4)]
+    ref = [torch.randn(s, device=device) for s in shapes]
+    ours = [p.clone() for p in ref]
+    opt_ref = torch.optim.Muon(ref, lr=0.02, weight_decay=0.1)
+    opt = DistributedMuon(ours, lr=0.02, weight_decay=0.1)
+    steps = 4
+    for _ in range(steps):
+        for a, b in zip(ref, ours):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt_ref.step()
+        opt.step()
+    worst = max((a - b).abs().max().item() for a, b in zip(ref, ours))
+    print(
+        f"\nDistributedMuon vs torch.optim.Muon on {device}: max weight difference {worst:.3g} after {steps} steps"
+    )
+    # an update element is at most lr * sqrt(3) (the tallest matrix's adjusted lr) times ~1 (orthogonalised)
+    assert worst <= steps * 0.02 * math.sqrt(3) * 4 * 2**-8
