@@ -9,7 +9,8 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from pretrain.config import load_recipe
-from pretrain.modeling import build_model
+from pretrain.modeling import build_model, muon_parameter_count
+from pretrain.train.optim import muon_parameters
 
 
 class _Tokenizer:
@@ -115,3 +116,10 @@ def test_qk_norm_architectures_start_at_the_documented_init(spec, tied, tiny_rec
         sum(p.numel() for n, p in model.named_parameters() if n != "lm_head.weight")
         + (0 if tied else head.numel())
     )
+
+
+def test_muon_parameter_count_is_the_hidden_matrices(tiny_recipe_path, tmp_path):
+    model = _model(tiny_recipe_path, tmp_path, LLAMA)
+    hidden, layers, mlp = 64, 2, 128  # LLAMA: q, k, v, o (2 heads, 2 kv heads) and gate, up, down per layer
+    assert muon_parameter_count(model.config) == layers * (4 * hidden * hidden + 3 * hidden * mlp)
+    assert muon_parameter_count(model.config) == sum(p.numel() for p in muon_parameters(model))

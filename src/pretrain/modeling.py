@@ -47,6 +47,31 @@ def build_hf_config(
     return config
 
 
+def embedding_parameter_ids(model: torch.nn.Module) -> set[int]:
+    """Parameters of every nn.Embedding (a tied LM head shares the input embedding's parameter)."""
+    return {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+
+
+def head_parameter_ids(model: torch.nn.Module) -> set[int]:
+    """Parameters of the LM head (the output embedding), tied or not."""
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    return {id(p) for p in head.parameters()} if head is not None else set()
+
+
+def muon_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The hidden matrices Muon trains: 2-D weights that are neither an embedding nor the LM head."""
+    excluded = embedding_parameter_ids(model) | head_parameter_ids(model)
+    return [p for p in model.parameters() if p.requires_grad and p.ndim == 2 and id(p) not in excluded]
+
+
+def muon_parameter_count(config: PretrainedConfig) -> int:
+    """How many parameters `muon_parameters` gives Muon in a model of this config (built on the meta device)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in muon_parameters(model))
+
+
 def count_parameters(config: PretrainedConfig) -> tuple[int, int]:
     """(total, non-embedding) parameter counts, exact, by building the model on the meta device.
 

@@ -85,6 +85,17 @@ def test_memory_sharding():
     assert ckpt["activations_gb"] < selective["activations_gb"] < ddp["activations_gb"]
 
 
+def test_muon_keeps_one_state_and_its_step_buffers():
+    kw = dict(params=10 * 2**30, layers=16, hidden=2048, vocab=49152, seq_len=2048, micro_batch=4)
+    kw.update(precision="bf16-mixed", gradient_checkpointing=False)
+    muon = 8 * 2**30  # of the 10 Gi parameters: fp32 momentum (4 B) + the step's bf16 buffers
+    fsdp = memory_per_device(**kw, strategy=Strategy("fsdp", 8), muon_params=muon)
+    assert fsdp["optimizer_gb"] == (2 * 8 + 8 * (4 + 8)) / 8  # 2 Gi AdamW (8 B), 8 Gi Muon: sent, received,
+    ddp = memory_per_device(**kw, strategy=Strategy("ddp", 8), muon_params=muon)  # output, returned (4 x 2 B)
+    assert ddp["optimizer_gb"] == 2 * 8 + 8 * (4 + 4)  # whole matrices: the stacked updates and their output
+    assert memory_per_device(**kw, strategy=Strategy("ddp", 8))["optimizer_gb"] == 10 * 8  # AdamW on all
+
+
 def _run(argv):
     buf = io.StringIO()
     with redirect_stdout(buf):

@@ -8,6 +8,11 @@ per layer in 16-bit (the 5·a·s²·b term disappears), ~2·s·b·h per layer wi
 plus one live layer, ~16·s·b·h per layer with the selective op policy (the block input, the attention output
 and every other matmul output of a Llama block: q, v, gate, down with an MLP of 8/3·h, plus one live layer),
 and the logits s·b·V in bf16 plus fp32 for the loss.
+
+Under Muon (`muon_params`: the hidden matrices it trains) those keep one state (momentum, fp32 or bf16) instead
+of AdamW's two, and `DistributedMuon` holds its step's bf16 buffers until the step ends: on sharded parameters
+(FSDP2) each rank's rows sent, the owned matrices received, their Newton-Schulz output and the rows returned
+(4 x 2 bytes per element of this rank's share); on whole matrices the stacked updates and their output (2 x 2).
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ def memory_per_device(
     precision: str,
     gradient_checkpointing: bool | str,
     strategy: Strategy,
+    muon_params: int = 0,
 ) -> dict[str, float]:
-    """GiB per device for each component and the total."""
+    """GiB per device for each component and the total (`muon_params`: parameters Muon trains, else AdamW)."""
     if precision == "bf16-true":
         w, g, o = 2, 2, 4
     else:
@@ -65,7 +71,9 @@ def memory_per_device(
     parts = {
         "weights_gb": params * w / shard_w / gib,
         "grads_gb": params * g / shard_go / gib,
-        "optimizer_gb": params * o / shard_go / gib,
+        "optimizer_gb": ((params - muon_params) * o + muon_params * (o // 2 + (8 if shard_go > 1 else 4)))
+        / shard_go
+        / gib,
         "activations_gb": (activations + logits) / gib,
     }
     parts["total_gb"] = sum(parts.values())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pretrain.config import Recipe
 from pretrain.config.stages import stage_geometries
-from pretrain.modeling import build_hf_config, count_parameters
+from pretrain.modeling import build_hf_config, count_parameters, muon_parameter_count
 from pretrain.scaling.chinchilla import TOKENS_PER_PARAM, chinchilla_tokens, compute_optimal, propose_shape
 from pretrain.scaling.family import Family
 from pretrain.scaling.flops import budget_flops, flops_per_token, gpu_spec
@@ -132,6 +132,7 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         precision,
         recipe.model.gradient_checkpointing,
         strategy,
+        muon_params=muon_parameter_count(config) if cfg.optimizer.name == "muon" else 0,
     )
     optimal = chinchilla_tokens(total)
     forecast = Forecast.load(recipe.layout)

@@ -20,25 +20,8 @@ import torch
 
 from pretrain.config.optimizer import OptimizerConfig
 from pretrain.core.errors import StageError
+from pretrain.modeling import embedding_parameter_ids, muon_parameters
 from pretrain.train.muon import DistributedMuon
-
-
-def _embedding_ids(model: torch.nn.Module) -> set[int]:
-    """Parameters of every nn.Embedding (a tied LM head shares the input embedding's parameter)."""
-    return {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
-
-
-def _head_ids(model: torch.nn.Module) -> set[int]:
-    """Parameters of the LM head (the output embedding), tied or not."""
-    get = getattr(model, "get_output_embeddings", None)
-    head = get() if callable(get) else None
-    return {id(p) for p in head.parameters()} if head is not None else set()
-
-
-def muon_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The hidden matrices Muon trains: 2-D weights that are neither an embedding nor the LM head."""
-    excluded = _embedding_ids(model) | _head_ids(model)
-    return [p for p in model.parameters() if p.requires_grad and p.ndim == 2 and id(p) not in excluded]
 
 
 def param_groups(
@@ -47,7 +30,7 @@ def param_groups(
     """Two AdamW groups: decayed matrices, and the rest (1-D norm gains, biases, embeddings per `no_decay`).
 
     Parameters in `exclude` (those Muon trains) are left out."""
-    embedding_ids = _embedding_ids(model)
+    embedding_ids = embedding_parameter_ids(model)
     skip_ids = {id(p) for p in exclude}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
