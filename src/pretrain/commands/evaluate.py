@@ -192,9 +192,10 @@ def evaluate(checkpoint: Path, options: EvalOptions) -> int:
     if (path / "config.json").exists():
         with capture_run_output(place.log_file):
             record = evaluate_one(options, path, place)
-        write_json_atomic(path / EVAL_RESULTS, record)
         if place.work is not None:
             write_json_atomic(place.work / EVAL_RESULTS, record)
+        if (path / "config.json").exists():  # not when training pruned it meanwhile: no folder re-made
+            write_json_atomic(path / EVAL_RESULTS, record)
         print(json.dumps(record, indent=2) if options.as_json else results_table(record))
         return 0
     with capture_run_output(place.log_file):
