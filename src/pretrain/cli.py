@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget-flops", type=float, default=None, help="propose a compute-optimal size for C FLOPs"
     )
     p.add_argument("--budget-gpu-hours", type=float, default=None, help="propose a size for H GPU-hours")
+    p.add_argument(
+        "--budget-usd",
+        type=float,
+        default=None,
+        help="propose a size for D US dollars, priced by the recipe's plan section (rented or owned GPUs)",
+    )
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
     p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
     _common(p)
@@ -315,6 +321,7 @@ VERBS = {
         as_json=a.json,
         budget_flops=a.budget_flops,
         budget_gpu_hours=a.budget_gpu_hours,
+        budget_usd=a.budget_usd,
         gpu=a.gpu,
         mfu=a.mfu,
     ),

@@ -4,6 +4,7 @@ pretrain plan recipes/smollm2-135m/config.yaml [--json] [--gpu a100 --mfu 0.35]
 pretrain plan recipes/tiny/config.yaml --budget-flops 1e15     # with a ladder fit: the fit's optimum
 pretrain plan --budget-flops 1e21
 pretrain plan --budget-gpu-hours 1000 --gpu h100 [--mfu 0.4]
+pretrain plan recipes/smollm2-135m/config.yaml --budget-usd 100000   # priced by the recipe's plan section
 
 The figures are `scaling/plan.py`'s; this module checks the command's options and prints them as a table
 (or JSON).
@@ -16,6 +17,7 @@ import json
 from pretrain.config import Recipe
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import human
+from pretrain.scaling.cost import cost_of, gpu_hours_for
 from pretrain.scaling.flops import budget_flops as flops_of_budget
 from pretrain.scaling.forecast import Forecast
 from pretrain.scaling.plan import forecast_plan, plan_recipe, propose
@@ -23,6 +25,14 @@ from pretrain.scaling.plan import forecast_plan, plan_recipe, propose
 
 def _dollars(usd: float) -> str:
     return f"${usd:,.0f}" if usd >= 100 else f"${usd:.2g}"
+
+
+def _fmt_cost(cost: dict | None) -> list[tuple[str, str]]:
+    """The cost rows: each item, then the total (none for a GPU rental alone: the GPU-hours row prices it)."""
+    if not cost or len(cost["items"]) < 2:
+        return []
+    rows = [("  " + what, _dollars(usd)) for what, usd in cost["items"]]
+    return [*rows, ("cost, total", _dollars(cost["total_usd"]))]
 
 
 def _fmt_recipe(p: dict) -> str:
@@ -72,6 +82,7 @@ def _fmt_recipe(p: dict) -> str:
             f"{hw['num_gpus']} GPU(s)" + (f", {_dollars(p['usd'])}" if p["usd"] is not None else ""),
         ),
     ]
+    rows += _fmt_cost(p.get("cost"))
     if p["predicted_loss"]:
         rows.append(("forecast", "final val loss " + _fmt_estimate(p["predicted_loss"], p["predicted_bpb"])))
     else:
@@ -135,6 +146,7 @@ def _fmt_ladder(f: dict) -> str:
                 else " (set plan.usd_per_gpu_hour for dollars)"
             ),
         ),
+        *_fmt_cost(f.get("cost")),
     ]
     width = max(len(k) for k, _ in rows)
     head = f"under this recipe's ladder fit, for {f['budget_flops']:.3g} FLOPs (6·N·D, N non-embedding):"
@@ -150,7 +162,8 @@ def _fmt_proposal(p: dict) -> str:
         f"({s['num_key_value_heads']} kv), intermediate {s['intermediate_size']}, vocab {s['vocab_size']}, "
         f"tied={s['tie_word_embeddings']}\n"
         f"  exact parameters of that shape: {p['shape_params']:,} -> train on {human(p['tokens_for_shape'])} tokens"
-    )
+        + (f" ({p['tokens_counted']})" if "attention" in p["tokens_counted"] else "")
+    ) + "".join(f"\n  {what}: {usd}" for what, usd in _fmt_cost(p.get("cost")))
 
 
 def plan(
@@ -161,8 +174,18 @@ def plan(
     budget_gpu_hours: float | None = None,
     gpu: str | None = None,
     mfu: float | None = None,
+    budget_usd: float | None = None,
 ) -> int:
-    """`pretrain plan [RECIPE]`: print the recipe's plan, or the proposal for a budget; returns the exit code."""
+    """`pretrain plan [RECIPE]`: print the recipe's plan, or the proposal for a budget; returns the exit code.
+
+    `budget_usd` buys GPU-hours at the recipe's price of one (`plan` section: rented or owned hardware) once
+    its engineering is paid, on the recipe's GPU unless --gpu names another."""
+    if budget_usd is not None:
+        if recipe is None:
+            raise PretrainError("plan: --budget-usd needs a RECIPE (its plan section prices a GPU-hour)")
+        if budget_usd <= 0:
+            raise PretrainError(f"plan: --budget-usd must be positive, got {budget_usd}")
+        budget_gpu_hours, gpu = gpu_hours_for(recipe.plan, budget_usd), gpu or recipe.plan.gpu
     if budget_flops is not None or budget_gpu_hours is not None:
         if budget_gpu_hours is not None and not gpu:
             raise PretrainError("plan: --budget-gpu-hours needs --gpu (e.g. --gpu h100)")
@@ -177,7 +200,10 @@ def plan(
             return 0
         # without a fit: Chinchilla's optimum, priced on the recipe's hardware when a recipe is given
         default_gpu, default_mfu = (recipe.plan.gpu, recipe.plan.mfu) if recipe is not None else ("h100", 0.4)
-        result = propose(budget_flops, budget_gpu_hours, gpu or default_gpu, mfu or default_mfu)
+        seq_len = recipe.train.seq_len if recipe is not None else None
+        result = propose(budget_flops, budget_gpu_hours, gpu or default_gpu, mfu or default_mfu, seq_len)
+        if recipe is not None and (cost := cost_of(recipe.plan, result["gpu_hours"])) is not None:
+            result["cost"] = cost.as_dict()
         print(json.dumps(result, indent=2) if as_json else _fmt_proposal(result))
         return 0
     if recipe is None:

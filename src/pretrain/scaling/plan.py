@@ -15,6 +15,7 @@ from pretrain.config import Recipe
 from pretrain.config.stages import stage_geometries
 from pretrain.modeling import build_hf_config, count_parameters, muon_parameter_count
 from pretrain.scaling.chinchilla import TOKENS_PER_PARAM, chinchilla_tokens, compute_optimal, propose_shape
+from pretrain.scaling.cost import cost_of
 from pretrain.scaling.family import Family
 from pretrain.scaling.flops import budget_flops, flops_per_token, gpu_spec
 from pretrain.scaling.forecast import Forecast
@@ -30,8 +31,14 @@ def _estimate(e: Estimate) -> dict:
 
 
 def _usd(recipe: Recipe, gpu_hours: float) -> float | None:
-    price = recipe.plan.usd_per_gpu_hour
-    return gpu_hours * price if price else None
+    """The run's total cost in dollars (GPU-hours priced by the recipe, plus engineering; scaling/cost.py)."""
+    cost = cost_of(recipe.plan, gpu_hours)
+    return cost.total if cost else None
+
+
+def _cost(recipe: Recipe, gpu_hours: float) -> dict | None:
+    cost = cost_of(recipe.plan, gpu_hours)
+    return cost.as_dict() if cost else None
 
 
 def forecast_plan(
@@ -53,14 +60,11 @@ def forecast_plan(
     shape = family.closest(optimum.params.value, recipe_non_emb)
     config = rung_config(recipe, shape, vocab)
     total, non_emb = count_parameters(config)
-    tokens = flops / (6.0 * non_emb)
+    # the budget buys the tokens at the recipe's own cost per token, attention included (6·N·D alone left it
+    # out: the plan overshot its budget by the attention share, ~12% at seq 2048)
+    tokens = flops / flops_per_token(config, non_emb, recipe.train.seq_len)
     loss = forecast.final(non_emb, tokens)
-    gpu_hours = (
-        flops_per_token(config, non_emb, recipe.train.seq_len)
-        * tokens
-        / (spec.bf16_tflops * 1e12 * mfu)
-        / 3600
-    )
+    gpu_hours = flops / (spec.bf16_tflops * 1e12 * mfu) / 3600
     chinchilla_params, chinchilla_d = compute_optimal(flops)
     law = forecast.fit.law
     return {
@@ -91,6 +95,7 @@ def forecast_plan(
         "mfu": mfu,
         "gpu_hours": gpu_hours,
         "usd": _usd(recipe, gpu_hours),
+        "cost": _cost(recipe, gpu_hours),
     }
 
 
@@ -173,6 +178,7 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         "gpu_hours": gpu_hours,
         "wall_clock_hours": gpu_hours / n_gpus,
         "usd": _usd(recipe, gpu_hours),
+        "cost": _cost(recipe, gpu_hours),
         "fits_in_memory": memory["total_gb"] < spec.memory_gb * 0.9,
         "predicted_loss": _estimate(predicted) if predicted else None,
         "predicted_bpb": (
@@ -196,7 +202,12 @@ def training_flops_by_stage(recipe: Recipe, config, active_non_embedding_params:
     )
 
 
-def propose(flops: float | None, gpu_hours: float | None, gpu: str, mfu: float) -> dict:
+def propose(
+    flops: float | None, gpu_hours: float | None, gpu: str, mfu: float, seq_len: int | None = None
+) -> dict:
+    """Chinchilla's optimum for a budget and a llama shape for it. With `seq_len` (a recipe's) the shape's
+    tokens are what the budget buys at its full cost per token, attention included; without, 20 per parameter
+    (6·N·D leaves attention out: at seq 2048 such a plan overshot its budget by ~12%)."""
     spec = gpu_spec(gpu)
     flops = budget_flops(flops, gpu_hours, gpu, mfu)
     n_opt, d_opt = compute_optimal(flops)
@@ -220,7 +231,10 @@ def propose(flops: float | None, gpu_hours: float | None, gpu: str, mfu: float) 
         "shape": {**shape.as_model_fields(), "vocab_size": shape.vocab_size},
         "shape_params": exact,
         "shape_non_embedding_params": non_emb,
-        "tokens_for_shape": 20 * exact,
+        "tokens_for_shape": flops / flops_per_token(config, non_emb, seq_len) if seq_len else 20 * exact,
+        "tokens_counted": f"budget / FLOPs per token at seq {seq_len} (attention included)"
+        if seq_len
+        else "20 per parameter",
     }
 
 
