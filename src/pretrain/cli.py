@@ -4,6 +4,7 @@
     pretrain preflight recipes/smollm2-135m/config.yaml    # go / no-go in a minute: every check a run can fail
     pretrain plan recipes/smollm2-135m/config.yaml [--json]
     pretrain plan --budget-gpu-hours 1000 --gpu h100
+    pretrain plan recipes/llama-3.1-8b/config.yaml --gpus 64
     pretrain ladder recipes/tiny/config.yaml               # small runs -> the recipe's own scaling law
     pretrain mixture RECIPE                                # proxies on candidate mixes -> the proposed mix
     pretrain run recipes/tiny/config.yaml                  # every stage, skipping current ones
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
     p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="propose a device mesh (FSDP x TP) that fits on N GPUs of --gpu",
+    )
     _common(p)
 
     p = sub.add_parser(
@@ -324,6 +331,7 @@ VERBS = {
         budget_usd=a.budget_usd,
         gpu=a.gpu,
         mfu=a.mfu,
+        gpus=a.gpus,
     ),
     "ladder": lambda a, argv: ladder(
         LadderRequest(

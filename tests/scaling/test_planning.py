@@ -10,9 +10,10 @@ import pytest
 from transformers import AutoConfig
 
 from pretrain.cli import main
+from pretrain.config.parallelism import MeshShape
 from pretrain.modeling import count_parameters
 from pretrain.scaling.chinchilla import chinchilla_tokens, compute_optimal, propose_shape
-from pretrain.scaling.memory import Strategy, memory_per_device
+from pretrain.scaling.memory import memory_per_device, strategy_name
 
 # Hoffmann et al. 2022, Table 3 (approach 1): params, FLOPs, tokens
 CHINCHILLA_TABLE3 = [(400e6, 1.92e19, 8.0e9), (1e9, 1.21e20, 20.2e9), (10e9, 1.23e22, 205.1e9)]
@@ -74,13 +75,13 @@ def test_memory_sharding():
         precision="bf16-mixed",
         gradient_checkpointing=False,
     )
-    ddp = memory_per_device(**kw, strategy=Strategy("ddp", 8))
-    fsdp = memory_per_device(**kw, strategy=Strategy("fsdp", 8))
+    ddp = memory_per_device(**kw, mesh=MeshShape(dp_replicate=8))
+    fsdp = memory_per_device(**kw, mesh=MeshShape(dp_shard=8))
     assert ddp["weights_gb"] + ddp["grads_gb"] + ddp["optimizer_gb"] == pytest.approx(16e9 / 2**30, rel=0.01)
     assert fsdp["optimizer_gb"] == pytest.approx(ddp["optimizer_gb"] / 8, rel=0.02)
-    ckpt = memory_per_device(**{**kw, "gradient_checkpointing": True}, strategy=Strategy("ddp", 8))
+    ckpt = memory_per_device(**{**kw, "gradient_checkpointing": True}, mesh=MeshShape(dp_replicate=8))
     selective = memory_per_device(
-        **{**kw, "gradient_checkpointing": "selective"}, strategy=Strategy("ddp", 8)
+        **{**kw, "gradient_checkpointing": "selective"}, mesh=MeshShape(dp_replicate=8)
     )
     assert ckpt["activations_gb"] < selective["activations_gb"] < ddp["activations_gb"]
 
@@ -89,11 +90,41 @@ def test_muon_keeps_one_state_and_its_step_buffers():
     kw = dict(params=10 * 2**30, layers=16, hidden=2048, vocab=49152, seq_len=2048, micro_batch=4)
     kw.update(precision="bf16-mixed", gradient_checkpointing=False)
     muon = 8 * 2**30  # of the 10 Gi parameters: fp32 momentum (4 B) + the step's bf16 buffers
-    fsdp = memory_per_device(**kw, strategy=Strategy("fsdp", 8), muon_params=muon)
+    fsdp = memory_per_device(**kw, mesh=MeshShape(dp_shard=8), muon_params=muon)
     assert fsdp["optimizer_gb"] == (2 * 8 + 8 * (4 + 8)) / 8  # 2 Gi AdamW (8 B), 8 Gi Muon: sent, received,
-    ddp = memory_per_device(**kw, strategy=Strategy("ddp", 8), muon_params=muon)  # output, returned (4 x 2 B)
+    ddp = memory_per_device(
+        **kw, mesh=MeshShape(dp_replicate=8), muon_params=muon
+    )  # output, returned (4 x 2 B)
     assert ddp["optimizer_gb"] == 2 * 8 + 8 * (4 + 4)  # whole matrices: the stacked updates and their output
-    assert memory_per_device(**kw, strategy=Strategy("ddp", 8))["optimizer_gb"] == 10 * 8  # AdamW on all
+    assert memory_per_device(**kw, mesh=MeshShape(dp_replicate=8))["optimizer_gb"] == 10 * 8  # AdamW on all
+
+
+def test_memory_on_a_mesh_divides_by_shards_and_tensor_parallel_not_by_replicas():
+    kw = dict(
+        params=8_000_000_000,
+        layers=32,
+        hidden=4096,
+        vocab=128256,
+        seq_len=8192,
+        micro_batch=1,
+        precision="bf16-mixed",
+        gradient_checkpointing=False,
+    )
+    fsdp = memory_per_device(**kw, mesh=MeshShape(dp_shard=64))
+    fsdp_tp = memory_per_device(**kw, mesh=MeshShape(dp_shard=32, tp=2))
+    hsdp = memory_per_device(**kw, mesh=MeshShape(dp_replicate=8, dp_shard=8))
+    assert fsdp["optimizer_gb"] == pytest.approx(8e9 * 8 / 64 / 2**30, rel=0.01)
+    assert fsdp_tp["optimizer_gb"] == pytest.approx(fsdp["optimizer_gb"], rel=0.01)  # 64 shards either way
+    assert hsdp["optimizer_gb"] == pytest.approx(8 * fsdp["optimizer_gb"], rel=0.01)  # replicas hold copies
+    # TP slices 24 of each layer's 34 s.b.h and the logits; FSDP shards cannot touch activations
+    assert fsdp_tp["activations_gb"] < 0.7 * fsdp["activations_gb"]
+    # FSDP holds two gathered blocks (the one computed, the one prefetched)
+    assert fsdp["weights_gb"] == pytest.approx((8e9 * 4 / 64 + 2 * 8e9 / 32 * 4) / 2**30, rel=0.01)
+    no_reshard = memory_per_device(**kw, mesh=MeshShape(dp_shard=64, reshard_after_forward=False))
+    assert no_reshard["weights_gb"] > 4 * fsdp["weights_gb"]  # every block stays gathered until backward
+    names = [strategy_name(m) for m in (MeshShape(), MeshShape(dp_replicate=4), MeshShape(dp_shard=4))]
+    assert names == ["single", "ddp", "fsdp"]
+    assert strategy_name(MeshShape(dp_replicate=2, dp_shard=2, tp=2)) == "hsdp+tp"
 
 
 def _run(argv):

@@ -5,6 +5,7 @@ pretrain plan recipes/tiny/config.yaml --budget-flops 1e15     # with a ladder f
 pretrain plan --budget-flops 1e21
 pretrain plan --budget-gpu-hours 1000 --gpu h100 [--mfu 0.4]
 pretrain plan recipes/smollm2-135m/config.yaml --budget-usd 100000   # priced by the recipe's plan section
+pretrain plan recipes/llama-3.1-8b/config.yaml --gpus 64      # the device mesh (FSDP x TP) that fits
 
 The figures are `scaling/plan.py`'s; this module checks the command's options and prints them as a table
 (or JSON).
@@ -64,7 +65,9 @@ def _fmt_recipe(p: dict) -> str:
         ),
         (
             "launch",
-            f"{p['launch']['strategy']} x {p['launch']['world_size']}, grad accum {p['launch']['grad_accum']}",
+            f"{p['launch']['strategy']} x {p['launch']['world_size']}"
+            + (f" ({_mesh(p['launch']['mesh'])})" if p["launch"]["world_size"] > 1 else "")
+            + f", grad accum {p['launch']['grad_accum']}",
         ),
         (
             "training FLOPs",
@@ -87,11 +90,33 @@ def _fmt_recipe(p: dict) -> str:
         rows.append(("forecast", "final val loss " + _fmt_estimate(p["predicted_loss"], p["predicted_bpb"])))
     else:
         rows.append(("forecast", "none (run `pretrain ladder` on this recipe to fit its own scaling law)"))
+    if p.get("mesh_proposal"):
+        rows.append(("mesh", _fmt_proposed_mesh(p["mesh_proposal"], hw["gpu"])))
     width = max(len(k) for k, _ in rows)
     text = f"plan for {p['recipe']} ({p['model_type']})\n" + "\n".join(
         f"  {k:<{width}}  {v}" for k, v in rows
     )
+    accelerate = (p.get("mesh_proposal") or {}).get("accelerate")
+    if accelerate:
+        text += "\n  accelerate config lines for it:\n" + "\n".join(
+            f"    {line}" for line in accelerate.splitlines()
+        )
     return text + ("\n" + _fmt_ladder(p["ladder"]) if p["ladder"] else "")
+
+
+def _mesh(sizes: dict) -> str:
+    return " x ".join(f"{dim} {size}" for dim, size in sizes.items() if dim != "cp")
+
+
+def _fmt_proposed_mesh(proposal: dict, gpu: str) -> str:
+    """The mesh proposed for `--gpus N`, and why smaller tensor-parallel sizes were passed over."""
+    passed = "; ".join(f"tp {row['tp']}: {row['why']}" for row in proposal["tried"])
+    row = proposal["proposed"]
+    if row is None:
+        return f"none of tp 1-8 fits {proposal['gpus']} x {gpu} ({passed}): checkpoint activations or lower the micro batch"
+    memory = row["memory_per_device"]["total_gb"]
+    text = f"{row['strategy']} on {proposal['gpus']} x {gpu}: {_mesh(row['mesh'])}, {memory} GiB per device"
+    return text + (f" (passed over {passed})" if passed else "")
 
 
 def _fmt_estimate(loss: dict, bpb: dict | None) -> str:
@@ -175,6 +200,7 @@ def plan(
     gpu: str | None = None,
     mfu: float | None = None,
     budget_usd: float | None = None,
+    gpus: int | None = None,
 ) -> int:
     """`pretrain plan [RECIPE]`: print the recipe's plan, or the proposal for a budget; returns the exit code.
 
@@ -208,6 +234,8 @@ def plan(
         return 0
     if recipe is None:
         raise PretrainError("plan: give a RECIPE, or --budget-flops C / --budget-gpu-hours H --gpu NAME")
-    result = plan_recipe(recipe, gpu, mfu)
+    if gpus is not None and gpus < 1:
+        raise PretrainError(f"plan: --gpus must be at least 1, got {gpus}")
+    result = plan_recipe(recipe, gpu, mfu, gpus)
     print(json.dumps(result, indent=2) if as_json else _fmt_recipe(result))
     return 0

@@ -70,6 +70,10 @@ class MeshShape:
         """No rank holds whole weight matrices (FSDP shards or TP slices)."""
         return self.dp_shard > 1 or self.tp > 1
 
+    def sizes(self) -> dict[str, int]:
+        """The mesh's sizes by dimension (what a checkpoint records of the run that wrote it)."""
+        return {dim: getattr(self, dim) for dim in SIZE_KEYS}
+
     def describe(self) -> str:
         parts = [f"{name} {getattr(self, name)}" for name in ("dp_replicate", "dp_shard", "tp", "cp")]
         return " x ".join(parts) + f" = {self.world} processes"

@@ -1,13 +1,18 @@
-"""Memory per device: weights, gradients, optimizer state and activations, under the launch strategy.
+"""Memory per device: weights, gradients, optimizer state and activations, on any device mesh.
 
 Bytes per parameter: `bf16-mixed`/`fp32` keep fp32 weights (4) + fp32 grads (4) + AdamW m, v (8);
-`bf16-true` keeps everything in bf16 (2 + 2 + 4). DDP replicates all of it; ZeRO-2 shards grads and
-optimizer state; FSDP (full shard) and ZeRO-3 shard weights too. Activations follow Korthikanti et al.
-2022 (reducing activation recomputation), with a fused (flash/SDPA) attention: about 34·s·b·h bytes
-per layer in 16-bit (the 5·a·s²·b term disappears), ~2·s·b·h per layer with full activation checkpointing
-plus one live layer, ~16·s·b·h per layer with the selective op policy (the block input, the attention output
-and every other matmul output of a Llama block: q, v, gate, down with an MLP of 8/3·h, plus one live layer),
-and the logits s·b·V in bf16 plus fp32 for the loss.
+`bf16-true` keeps everything in bf16 (2 + 2 + 4). A mesh (`config/parallelism.py`) of replicas x FSDP shards x
+tensor parallel divides them by shards x TP (replicas hold a copy each: DDP divides nothing, HSDP by the shards
+of one replica); FSDP also holds the gathered weights of a block being computed and of the next one it
+prefetches (2 blocks, unsharded, divided by TP), or, with `reshard_after_forward: false`, every block's from the
+forward to the backward. Activations follow Korthikanti et al. 2022 (reducing activation recomputation), with a
+fused (flash/SDPA) attention: about 34·s·b·h bytes per layer in 16-bit (the 5·a·s²·b term disappears); tensor
+parallelism without sequence parallelism (transformers' plans) leaves 10·s·b·h of it whole and slices the other
+24·s·b·h; ~2·s·b·h per layer with full activation checkpointing plus one live layer, ~16·s·b·h per layer with the
+selective op policy (the block input, the attention output and every other matmul output of a Llama block: q, v,
+gate, down with an MLP of 8/3·h, plus one live layer). fp32 activations (fp32 precision) take twice the bytes.
+The logits s·b·V (16-bit, or fp32) plus the loss's fp32 log-softmax and its gradient, sliced by TP when the loss
+is computed on the vocabulary shards (loss parallel). b is the micro batch of one data-parallel rank.
 
 Under Muon (`muon_params`: the hidden matrices it trains) those keep one state (momentum, fp32 or bf16) instead
 of AdamW's two, and `DistributedMuon` holds its step's bf16 buffers until the step ends: on sharded parameters
@@ -17,26 +22,17 @@ of AdamW's two, and `DistributedMuon` holds its step's bf16 buffers until the st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pretrain.config.parallelism import MeshShape
 
 
-@dataclass
-class Strategy:
-    name: str  # ddp | fsdp (full shard) | shard_grad_op (weights replicated) | single
-    world_size: int
-
-
-def strategy_from_accelerate(cfg: dict | None) -> Strategy:
-    if not cfg:
-        return Strategy("single", 1)
-    kind = str(cfg.get("distributed_type", "NO")).upper()
-    n = int(cfg.get("num_processes", 1) or 1)
-    if kind == "FSDP":
-        shard = str((cfg.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD")).upper()
-        return Strategy("shard_grad_op" if "GRAD_OP" in shard else "fsdp", n)
-    if kind in ("MULTI_GPU", "MULTI_CPU") or n > 1:
-        return Strategy("ddp", n)
-    return Strategy("single", 1)
+def strategy_name(mesh: MeshShape) -> str:
+    """A short name for the launch: single, ddp, fsdp, hsdp, tp, fsdp+tp, hsdp+tp, ddp+tp."""
+    if mesh.world == 1:
+        return "single"
+    data = "hsdp" if mesh.dp_shard > 1 and mesh.dp_replicate > 1 else "fsdp" if mesh.dp_shard > 1 else "ddp"
+    if mesh.tp == 1:
+        return data
+    return "tp" if mesh.dp == 1 else f"{data}+tp"
 
 
 def memory_per_device(
@@ -48,7 +44,7 @@ def memory_per_device(
     micro_batch: int,
     precision: str,
     gradient_checkpointing: bool | str,
-    strategy: Strategy,
+    mesh: MeshShape,
     muon_params: int = 0,
 ) -> dict[str, float]:
     """GiB per device for each component and the total (`muon_params`: parameters Muon trains, else AdamW)."""
@@ -56,25 +52,31 @@ def memory_per_device(
         w, g, o = 2, 2, 4
     else:
         w, g, o = 4, 4, 8
-    n = max(strategy.world_size, 1)
-    shard_w = n if strategy.name == "fsdp" else 1
-    shard_go = n if strategy.name in ("fsdp", "shard_grad_op") else 1
-    act_layer = 34 * seq_len * micro_batch * hidden
+    act_bytes = 4 if precision == "fp32" else 2  # the Korthikanti terms below count 16-bit activations
+    shards = mesh.dp_shard * mesh.tp
+    weights = params * w / shards
+    if mesh.dp_shard > 1:  # blocks gathered for compute: two at a time, or all of them between fwd and bwd
+        gathered_blocks = 2 if mesh.reshard_after_forward else layers
+        weights += min(gathered_blocks, layers) * (params / max(layers, 1)) * w / mesh.tp
+    sbh = seq_len * micro_batch * hidden * act_bytes / 2
+    act_layer = (10 + 24 / mesh.tp) * sbh
     if gradient_checkpointing == "selective":
-        activations = 16 * seq_len * micro_batch * hidden * layers + act_layer
+        activations = 16 * sbh * layers + act_layer
     elif gradient_checkpointing:
-        activations = 2 * seq_len * micro_batch * hidden * layers + act_layer
+        activations = 2 * sbh * layers + act_layer
     else:
         activations = act_layer * layers
-    logits = seq_len * micro_batch * vocab * (2 + 4)
+    logits = seq_len * micro_batch * vocab * (act_bytes + 4 + 4) / mesh.tp
     gib = 2**30
     parts = {
-        "weights_gb": params * w / shard_w / gib,
-        "grads_gb": params * g / shard_go / gib,
-        "optimizer_gb": ((params - muon_params) * o + muon_params * (o // 2 + (8 if shard_go > 1 else 4)))
-        / shard_go
+        "weights_gb": weights / gib,
+        "grads_gb": params * g / shards / gib,
+        "optimizer_gb": (
+            (params - muon_params) * o + muon_params * (o // 2 + (8 if mesh.dp_shard > 1 else 4))
+        )
+        / shards
         / gib,
         "activations_gb": (activations + logits) / gib,
     }
     parts["total_gb"] = sum(parts.values())
-    return {k: round(v, 2) for k, v in parts.items()}
+    return {k: round(v, 3) for k, v in parts.items()}

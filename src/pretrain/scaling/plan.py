@@ -22,7 +22,8 @@ from pretrain.scaling.forecast import Forecast
 from pretrain.scaling.ladder import LadderError, recipe_vocab, rung_config
 from pretrain.scaling.law import Estimate
 from pretrain.scaling.law import compute_optimal as fitted_optimum
-from pretrain.scaling.memory import memory_per_device, strategy_from_accelerate
+from pretrain.scaling.memory import memory_per_device, strategy_name
+from pretrain.scaling.mesh_plan import launch_mesh, propose_mesh
 from pretrain.scaling.moe import active_non_embedding, moe_spec
 
 
@@ -111,7 +112,10 @@ def mix_origin(recipe: Recipe) -> dict:
     return {"weights": weights, "from": "set by hand (data.sources weights)"}
 
 
-def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None) -> dict:
+def plan_recipe(
+    recipe: Recipe, gpu: str | None = None, mfu: float | None = None, gpus: int | None = None
+) -> dict:
+    """The plan's figures; with `gpus`, also the device mesh proposed for that many GPUs (`mesh_plan.py`)."""
     vocab, vocab_source = recipe_vocab(recipe)
     config = build_hf_config(recipe, vocab)
     total, non_emb = count_parameters(config)
@@ -121,12 +125,13 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
     tokens = steps * cfg.global_batch_tokens
     fpt = flops_per_token(config, active, cfg.seq_len)
     flops = training_flops_by_stage(recipe, config, active, tokens)
-    strategy = strategy_from_accelerate(recipe.accelerate_settings())
+    mesh = launch_mesh(recipe)
     spec = gpu_spec(gpu or recipe.plan.gpu)
     mfu = mfu or recipe.plan.mfu
     n_gpus = recipe.plan.num_gpus
     gpu_hours = flops / (spec.bf16_tflops * 1e12 * mfu) / 3600
     precision = "bf16-mixed" if cfg.precision in ("auto", "bf16-mixed-if-native") else cfg.precision
+    muon_params = muon_parameter_count(config) if cfg.optimizer.name == "muon" else 0
     memory = memory_per_device(
         total,
         config.num_hidden_layers,
@@ -136,14 +141,14 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         cfg.micro_batch_size,
         precision,
         recipe.model.gradient_checkpointing,
-        strategy,
-        muon_params=muon_parameter_count(config) if cfg.optimizer.name == "muon" else 0,
+        mesh,
+        muon_params=muon_params,
     )
     optimal = chinchilla_tokens(total)
     forecast = Forecast.load(recipe.layout)
     predicted = forecast.final(non_emb, tokens) if forecast else None
     try:
-        accum = cfg.grad_accum_steps(strategy.world_size)
+        accum = cfg.grad_accum_steps(mesh.dp)
     except ValueError:
         accum = None
     return {
@@ -160,7 +165,12 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
         "steps": steps,
         "global_batch_tokens": cfg.global_batch_tokens,
         "seq_len": cfg.seq_len,
-        "launch": {"strategy": strategy.name, "world_size": strategy.world_size, "grad_accum": accum},
+        "launch": {
+            "strategy": strategy_name(mesh),
+            "world_size": mesh.world,
+            "mesh": mesh.sizes(),
+            "grad_accum": accum,
+        },
         "flops_per_token": fpt,
         "training_flops": flops,
         "flops_6nd": 6 * (total - non_emb + active) * tokens,
@@ -187,6 +197,11 @@ def plan_recipe(recipe: Recipe, gpu: str | None = None, mfu: float | None = None
             else None
         ),
         "ladder": forecast_plan(recipe, forecast, 6.0 * non_emb * tokens, gpu, mfu) if forecast else None,
+        "mesh_proposal": propose_mesh(
+            recipe, config, total, precision, gpus, spec.memory_gb, muon_params=muon_params
+        )
+        if gpus
+        else None,
     }
 
 
