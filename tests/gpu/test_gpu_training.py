@@ -147,7 +147,8 @@ def test_checkpoint_saved_on_gpu_reloads_with_identical_logits(
     reloads with `from_pretrained` to the same weights and the same logits."""
     from transformers import AutoModelForCausalLM
 
-    from pretrain.train.checkpoint import save_model_folder
+    from pretrain.train.checkpoint import WEIGHTS, save_model_files
+    from pretrain.train.parallel import state_io
     from pretrain.train.setup import build_setup
     from pretrain.train.step import causal_lm_loss
 
@@ -171,7 +172,9 @@ def test_checkpoint_saved_on_gpu_reloads_with_identical_logits(
 
         first, second = logits(unwrapped), logits(unwrapped)
         folder = tmp_path / "ckpt"
-        save_model_folder(folder, unwrapped, tokenizer, None)  # what checkpoints/ and final/ are written with
+        # what checkpoints/ and final/ are written with
+        state_io.write_weights(folder, state_io.model_state(unwrapped), WEIGHTS)
+        save_model_files(folder, unwrapped, tokenizer)
     finally:
         if getattr(setup, "lock", None) is not None:
             setup.lock.release()

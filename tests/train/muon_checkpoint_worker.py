@@ -1,5 +1,5 @@
 """A rank of tests/train/test_muon.py's checkpoint test, under torchrun (gloo, CPU): MuonAdamW on an FSDP2 model,
-3 steps, the optimizer saved through the checkpoint code's DCP path, loaded into a fresh copy, then 2 more steps
+3 steps, the optimizer saved through the checkpoint code's DCP path (train/parallel/state_io.py), loaded into a fresh copy, then 2 more steps
 of each: the same weights.
 
     muon_checkpoint_worker.py DIR
@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from pretrain.config.optimizer import OptimizerConfig
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.optim import build_optimizer
+from pretrain.train.parallel import state_io
 
 
 def checkpoint(folder: Path) -> None:
@@ -47,11 +48,11 @@ def checkpoint(folder: Path) -> None:
     model, optimizer = build()
     for i in range(3):
         step(model, optimizer, i)
-    ckpt.save_optimizer(folder, model, optimizer, sharded=True, is_main=dist.get_rank() == 0)
+    state_io.write_optimizer(ckpt.optimizer_path(folder), state_io.optimizer_state(model, optimizer))
     dist.barrier()
     fresh, fresh_opt = build()
     fresh.load_state_dict(model.state_dict())
-    ckpt._load_optimizer_state(folder / ckpt.TRAINER_STATE, fresh, fresh_opt, True, True, False)
+    state_io.read_optimizer(ckpt.optimizer_path(folder), fresh, fresh_opt)
     for i in range(3, 5):
         step(model, optimizer, i)
         step(fresh, fresh_opt, i)

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,7 +145,14 @@ def _train(recipe, tmp_path, name: str, ranks: int, *overrides: str) -> subproce
 
 @pytest.mark.slow
 def test_ddp_two_ranks_then_one_then_two_matches_an_uninterrupted_run(fresh_run, tmp_path):
-    common = ("eval.enabled=false", "train.checkpoint.every_steps=4", "train.validation.every_fraction=1.0")
+    # synchronous saves: a process that dies 3 steps after a checkpoint always finds it complete (a background
+    # write may still be in flight at the crash, and the run would rightly resume from the one before)
+    common = (
+        "eval.enabled=false",
+        "train.checkpoint.every_steps=4",
+        "train.checkpoint.async_save=false",
+        "train.validation.every_fraction=1.0",
+    )
     reference, ref_out = fresh_run("reference", *common)
     elastic, out = fresh_run("elastic", *common)
     proc = _train(reference, tmp_path, "reference", 2)
@@ -177,47 +183,3 @@ def test_ddp_two_ranks_then_one_then_two_matches_an_uninterrupted_run(fresh_run,
         for o in (ref_out, out)
     ]
     assert loader[0] == loader[1]
-
-
-RESHARD_WORKER = Path(__file__).with_name("fsdp_reshard_worker.py")
-
-
-def _torchrun(ranks: int, *args) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), str(RESHARD_WORKER)]
-    proc = subprocess.run([*cmd, *map(str, args)], env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-def _flat(state: dict, prefix: str = "") -> dict:
-    items = {}
-    for key, value in state.items():
-        if isinstance(value, dict):
-            items.update(_flat(value, f"{prefix}{key}."))
-        elif isinstance(value, list):
-            items.update(_flat(dict(enumerate(value)), f"{prefix}{key}."))
-        else:
-            items[f"{prefix}{key}"] = value
-    return items
-
-
-@pytest.mark.slow
-def test_fsdp_optimizer_shards_reshard_two_to_one_to_two(tmp_path):
-    """FSDP: per-rank optimizer shards written by 2 ranks load on 1 and, saved again there, back on 2 —
-    resharded by torch.distributed.checkpoint — with every weight and optimizer tensor exactly the writer's."""
-    import torch
-
-    two, one = tmp_path / "by-2", tmp_path / "by-1"
-    _torchrun(2, tmp_path, "train", two)
-    _torchrun(1, tmp_path, "load", two, one)
-    _torchrun(2, tmp_path, "load", one)
-    assert len(list((two / "trainer_state" / "optimizer").glob("*.distcp"))) == 2
-    assert len(list((one / "trainer_state" / "optimizer").glob("*.distcp"))) == 1
-    reference = _flat(torch.load(tmp_path / "reference.pt", weights_only=True))
-    assert sum(isinstance(v, torch.Tensor) for v in reference.values()) > 20
-    for world in (1, 2):
-        loaded = _flat(torch.load(tmp_path / f"loaded-{world}.pt", weights_only=True))
-        assert loaded.keys() == reference.keys()
-        for key, value in reference.items():
-            assert (
-                torch.equal(loaded[key], value) if isinstance(value, torch.Tensor) else loaded[key] == value
-            ), key

@@ -111,7 +111,10 @@ def _reference_and_copy(reference, fresh_run):
 @pytest.mark.parametrize(
     ("damage", "named"),
     [
-        (lambda c: (c / "trainer_state" / "optimizer.pt").unlink(), "trainer_state/optimizer.pt: missing"),
+        (
+            lambda c: (c / "trainer_state" / "optimizer" / "__0_0.distcp").unlink(),
+            "trainer_state/optimizer/__0_0.distcp: missing",
+        ),
         (lambda c: os.truncate(c / "model.safetensors", 1000), "model.safetensors: 1000 bytes"),
         (lambda c: (c / "trainer_state" / "state.json").write_text("{"), "trainer_state/state.json: 1 bytes"),
     ],
@@ -174,7 +177,7 @@ def test_a_checkpoint_sealed_before_manifests_is_checked_for_what_its_state_says
     shutil.copytree(reference / "checkpoints" / "step-0000004", folder)
     (folder / "trainer_state" / "COMPLETE").write_text("ok\n")  # the marker of earlier versions
     assert ckpt.damage(folder) == []
-    (folder / "trainer_state" / "optimizer.pt").unlink()
-    assert ckpt.damage(folder) == ["trainer_state/optimizer.pt: missing (the recipe saved the optimizer)"]
+    shutil.rmtree(folder / "trainer_state" / "optimizer")
+    assert ckpt.damage(folder) == ["trainer_state/optimizer: missing (the recipe saved the optimizer)"]
     (folder / "trainer_state" / "rank-00000.json").unlink()
     assert "trainer_state/rank-00000.json: missing" in ckpt.damage(folder)

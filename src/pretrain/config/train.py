@@ -31,6 +31,12 @@ class CheckpointConfig(Section):
     keep_last: int = Field(
         3, ge=1, description="newest complete checkpoints kept on disk; older ones are deleted"
     )
+    async_save: bool = Field(
+        True,
+        description="write checkpoints in the background: each rank stages a CPU copy of its weight and optimizer "
+        "shards and training goes on while they are written (at most one save in flight); false = training "
+        "waits for each write",
+    )
     save_optimizer: bool = Field(
         True,
         description="also write trainer_state/ (optimizer, scheduler, data position, RNG) for exact resume "
@@ -48,7 +54,9 @@ class ValidationConfig(Section):
     batches: int = Field(
         20,
         gt=0,
-        description="micro batches of the val split per validation; more gives a less noisy val loss but takes longer",
+        description="micro batches of the val split per validation, split over the data-parallel ranks (each "
+        "reads batches / ranks of them; a multiple of the ranks reads exactly these); more gives a less noisy "
+        "val loss but takes longer",
     )
     per_source_batches: int = Field(
         2,

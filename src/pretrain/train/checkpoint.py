@@ -2,17 +2,20 @@
 
     checkpoints/step-0000100/
         config.json  model.safetensors  generation_config.json  tokenizer files
-        trainer_state/optimizer.pt          optimizer state (tensors + plain types: loads with weights_only=True)
-        trainer_state/optimizer/            instead, under FSDP: each rank's optimizer shard (torch.distributed.checkpoint)
+        trainer_state/optimizer/            the optimizer state: one shard per rank (torch.distributed.checkpoint),
+                                            keyed by parameter name, so it loads on any mesh and world size
+        trainer_state/optimizer.pt          instead, in checkpoints written before sharded checkpoints: the whole
+                                            optimizer state (an unsharded run resumes from it)
         trainer_state/rank-00000.json       that rank's RNG states and loader position
         trainer_state/state.json            step, tokens, scheduler, spike guard, recent metrics, world size
         trainer_state/recipe.yaml           the resolved recipe
         trainer_state/COMPLETE              written last: every other file's size and SHA-256 (core/integrity.py);
                                             a folder without it, or whose files differ from it, is never resumed from
 
-Under FSDP the weights are gathered once into a full state dict for the HF folder (so every
-checkpoint loads with `from_pretrained`), while the optimizer state stays sharded: each rank writes
-and reads only its own part, with no rank ever holding the whole optimizer in memory.
+No rank ever holds the whole model or optimizer: each writes its own shards (`train/parallel/state_io.py`),
+and `model.safetensors`, the one file `from_pretrained` loads, is consolidated from the weight shards tensor by
+tensor. Reading back, each rank reads only its slices of both, whatever mesh wrote them: a checkpoint of 4
+ranks as FSDP 2 x TP 2 resumes on 2 ranks, on 1, or on 8.
 
 The folder is assembled under `checkpoints/.step-N.tmp-*` and renamed when complete, so a kill or a
 full disk mid-write leaves the previous checkpoint as the newest complete one. What happens to it later (a file
@@ -40,7 +43,7 @@ from pretrain.core.markers import MARKER, marker_damage
 from pretrain.evaluation.records import EVAL_RESULTS
 from pretrain.hub.push import UploadFilter
 from pretrain.tokens.tokenizer import save_tokenizer
-from pretrain.train.optim import optimizer_parts
+from pretrain.train.parallel import state_io
 from pretrain.train.rng import rng_state
 
 STEP_DIR = re.compile(rf"^{CHECKPOINT_PREFIX}(\d{{7,}})$")
@@ -104,7 +107,7 @@ def _unsealed_damage(folder: Path) -> list[str]:
     needed = [WEIGHTS, *(f"{TRAINER_STATE}/{rank_state_name(r)}" for r in range(world))]
     problems = [f"{rel}: missing" for rel in needed if not (folder / rel).is_file()]
     if saved_optimizer and not ((ts / OPTIMIZER_PT).is_file() or (ts / OPTIMIZER_SHARDS).is_dir()):
-        problems.append(f"{TRAINER_STATE}/{OPTIMIZER_PT}: missing (the recipe saved the optimizer)")
+        problems.append(f"{TRAINER_STATE}/{OPTIMIZER_SHARDS}: missing (the recipe saved the optimizer)")
     return problems
 
 
@@ -150,38 +153,27 @@ def write_rank_state(tmp: Path, rank: int, loader_state: dict) -> None:
     path.write_text(json.dumps({"rng": rng_state(), "loader": loader_state}))
 
 
-def full_weights(model, sharded: bool) -> dict | None:
-    """Under FSDP: the gathered full state dict on rank 0 ({} elsewhere). A collective: every rank calls it.
-
-    Unsharded models return None: `save_pretrained` reads the module itself.
-    """
-    if not sharded:
-        return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+def transformers_class(model) -> str:
+    """The model's transformers class name (FSDP2 and replicate put a class of their own in front of it)."""
+    return next(c.__name__ for c in type(model).__mro__ if c.__module__.startswith("transformers."))
 
 
-def save_model_folder(folder: Path, unwrapped, tokenizer, weights: dict | None) -> None:
-    """An HF model folder (config, safetensors, generation config, tokenizer); main process only."""
-    unwrapped.save_pretrained(folder, state_dict=weights, safe_serialization=True)
+def save_model_files(folder: Path, model, tokenizer) -> None:
+    """What `save_pretrained` writes besides the weights (config with dtype and architecture, generation config)
+    and the tokenizer; main process only. The weights are written by every rank (`state_io.write_weights`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    config.dtype = str(model.dtype).split(".")[1]
+    config.architectures = [transformers_class(model)]
+    config.save_pretrained(folder)
+    if model.can_generate():
+        model.generation_config.save_pretrained(folder)
     save_tokenizer(tokenizer, folder)
 
 
-def save_optimizer(tmp: Path, model, optimizer, sharded: bool, is_main: bool) -> None:
-    """optimizer.pt from the main process, or under FSDP one shard per rank (a collective)."""
-    ts = tmp / TRAINER_STATE
-    if sharded:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-        dcp.save(
-            {"optimizer": get_optimizer_state_dict(model, optimizer_parts(optimizer))},
-            checkpoint_id=str(ts / OPTIMIZER_SHARDS),
-        )
-    elif is_main:
-        ts.mkdir(parents=True, exist_ok=True)
-        torch.save(optimizer.state_dict(), ts / OPTIMIZER_PT)
+def optimizer_path(folder: Path) -> Path:
+    """Where a checkpoint's optimizer shards go (`state_io.write_optimizer`)."""
+    return folder / TRAINER_STATE / OPTIMIZER_SHARDS
 
 
 def write_main_state(tmp: Path, state: dict, recipe_yaml: str) -> None:
@@ -223,61 +215,49 @@ def discard_partial(ckpt_root: Path) -> None:
 
 
 def load_main_state(folder: Path, model, optimizer, sharded: bool = False) -> dict:
-    """Weights, optimizer and state.json back into a (possibly FSDP-sharded) model; every rank calls it."""
-    from safetensors.torch import load_file
-
-    weights = load_file(folder / WEIGHTS)
-    expected = set(model.state_dict())  # same names sharded or not (FSDP2 keeps FQNs, values are DTensors)
-    # tied weights are saved once; everything else must match
-    missing = sorted(k for k in expected - set(weights) if "lm_head" not in k)
-    unexpected = sorted(set(weights) - expected)
-    if missing or unexpected:
-        raise StageError(
-            f"{folder}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    if sharded:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        # each rank keeps only its shard of the full tensors it reads
-        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
-    else:
-        model.load_state_dict(weights, strict=False)
+    """Weights, optimizer and state.json back into the model on its mesh (each rank reads its own slices of
+    files any mesh wrote); every rank calls it."""
+    _check_weight_names(folder, model)
+    state_io.read_weights(folder, model)
     _load_optimizer(folder / TRAINER_STATE, model, optimizer, sharded)
     return json.loads((folder / TRAINER_STATE / STATE_JSON).read_text())
 
 
+def _check_weight_names(folder: Path, model) -> None:
+    from safetensors import safe_open
+
+    with safe_open(folder / WEIGHTS, framework="pt") as weights:
+        saved = set(weights.keys())
+    expected = set(state_io.model_state(model))  # a tied head is saved once, as the embedding
+    missing, unexpected = sorted(expected - saved), sorted(saved - expected)
+    if missing or unexpected:
+        raise StageError(
+            f"{folder}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
 def _load_optimizer(ts: Path, model, optimizer, sharded: bool) -> None:
     has_shards, has_full = (ts / OPTIMIZER_SHARDS).is_dir(), (ts / OPTIMIZER_PT).exists()
-    if (has_shards and not sharded) or (sharded and has_full and not has_shards):
-        kind = "sharded (FSDP)" if sharded else "unsharded"
+    if sharded and has_full and not has_shards:
         raise StageError(
-            f"{ts}: optimizer state was written by a run sharded differently from this {kind} one; "
-            "resume with the accelerate config that wrote the checkpoint"
+            f"{ts}: the optimizer state is one {OPTIMIZER_PT} (a checkpoint written before sharded checkpoints), "
+            "which only an unsharded run can load; resume it on one process or with data parallelism (DDP)"
         )
+    from torch.distributed.checkpoint.api import CheckpointException
+
     try:
-        _load_optimizer_state(ts, model, optimizer, sharded, has_shards, has_full)
-    except (ValueError, KeyError, RuntimeError) as exc:  # torch's words for "not this optimizer's state"
+        if has_shards:
+            state_io.read_optimizer(ts / OPTIMIZER_SHARDS, model, optimizer)
+        elif has_full:
+            optimizer.load_state_dict(torch.load(ts / OPTIMIZER_PT, map_location="cpu", weights_only=True))
+    # torch's words for "not this optimizer's state"
+    except (ValueError, KeyError, RuntimeError, CheckpointException) as exc:
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
         raise StageError(
             f"{ts}: its optimizer state does not fit this run's optimizer ({type(inner).__name__}): was "
             "train.optimizer (name, parameter groups) changed since it was written? Resume with the recipe that "
             f"wrote it ({type(exc).__name__}: {str(exc)[:160]})"
         ) from None
-
-
-def _load_optimizer_state(
-    ts: Path, model, optimizer, sharded: bool, has_shards: bool, has_full: bool
-) -> None:
-    if sharded and has_shards:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
-
-        parts = optimizer_parts(optimizer)  # get_optimizer_state_dict steps a fresh Muon: every rank calls it
-        template = {"optimizer": get_optimizer_state_dict(model, parts)}
-        dcp.load(template, checkpoint_id=str(ts / OPTIMIZER_SHARDS))  # reads this rank's shard only
-        set_optimizer_state_dict(model, parts, template["optimizer"])
-    elif has_full:
-        optimizer.load_state_dict(torch.load(ts / OPTIMIZER_PT, map_location="cpu", weights_only=True))
 
 
 def load_rank_state(folder: Path, rank: int, world_size: int) -> dict:

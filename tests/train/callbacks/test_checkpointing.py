@@ -1,5 +1,6 @@
 """Checkpoints on the loop: every `every_steps` (or `every_fraction` of training), at a stop and at the end;
-each becomes the last good checkpoint, is logged as a `checkpoint` event and, with a pusher, uploaded."""
+each, once complete on disk, becomes the last good checkpoint, is logged as a `checkpoint` event and, with a
+pusher, uploaded."""
 
 from __future__ import annotations
 
@@ -19,12 +20,28 @@ OUT = StepOutput(loss=3.0, grad_norm=1.0, data_wait_s=0.0)
 
 
 class Checkpointer:
+    """The real one's contract: a save is in flight until a later poll (or a wait) finds it complete."""
+
     def __init__(self, root: Path):
-        self.root, self.saved = root, []
+        self.root, self.saved, self.pending, self.on_complete, self.closed = root, [], None, None, False
 
     def save(self, state: TrainState) -> Path:
+        self.finish()
         self.saved.append(state.step)
-        return self.root / f"step-{state.step:07d}"
+        self.pending = (state.step, self.root / f"step-{state.step:07d}")
+        return self.pending[1]
+
+    def poll(self) -> None:
+        self.finish()  # a write is always done by the next step here
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            done, self.pending = self.pending, None
+            self.on_complete(*done)
+
+    def close(self) -> None:
+        self.finish()
+        self.closed = True
 
 
 class Pusher:
@@ -56,6 +73,7 @@ def make(tmp_path):
 
 def train(callback, steps, stop_at: int | None = None) -> TrainState:
     state = TrainState(SpikeGuard(StabilityConfig()))
+    callback.on_train_start(state)
     for step in steps:
         state.step = step
         state.stopping = step == stop_at
@@ -93,10 +111,12 @@ def test_a_stop_forces_a_checkpoint_at_that_step(make):
     assert checkpointer.saved == [5, 7]
 
 
-def test_each_checkpoint_becomes_the_last_good_one_and_is_logged(make, tmp_path):
-    callback, _, metrics = make(4, every_steps=2)
+def test_each_checkpoint_becomes_the_last_good_one_and_is_logged_once_complete(make, tmp_path):
+    callback, checkpointer, metrics = make(4, every_steps=2)
     state = train(callback, range(1, 5))
-    assert state.last_good == tmp_path / "checkpoints" / "step-0000004"
+    assert state.last_good == tmp_path / "checkpoints" / "step-0000002"  # step 4's write is still in flight
+    callback.on_train_end()
+    assert checkpointer.closed and state.last_good == tmp_path / "checkpoints" / "step-0000004"
     logged = [
         (r["step"], r["path"]) for r in read_records(metrics.path) if r.get("event") == EVENT_CHECKPOINT
     ]
@@ -116,15 +136,15 @@ def test_with_a_pusher_each_checkpoint_is_uploaded_to_its_step_branch(make, tmp_
     pusher = Pusher()
     callback, _, _ = make(4, pusher=pusher, every_steps=2)
     train(callback, range(1, 5))
-    assert pusher.submitted == [
-        (tmp_path / "checkpoints" / "step-0000002", "step-0000002"),
-        (tmp_path / "checkpoints" / "step-0000004", "step-0000004"),
-    ]
+    assert pusher.submitted == [(tmp_path / "checkpoints" / "step-0000002", "step-0000002")]
     assert not pusher.closed
-    callback.on_train_end()
+    callback.on_train_end()  # the last write completes, is pushed, then the pusher closes
+    assert pusher.submitted[-1] == (tmp_path / "checkpoints" / "step-0000004", "step-0000004")
     assert pusher.closed
 
 
-def test_without_a_pusher_the_end_of_training_has_nothing_to_close(make):
-    callback, _, _ = make(4, every_steps=2)
+def test_without_a_pusher_the_end_of_training_closes_the_checkpointer_only(make):
+    callback, checkpointer, _ = make(4, every_steps=2)
+    callback.on_train_start(TrainState(SpikeGuard(StabilityConfig())))
     callback.on_train_end()
+    assert checkpointer.closed

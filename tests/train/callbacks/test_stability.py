@@ -42,6 +42,12 @@ class Checkpointer:
 
     def __init__(self, root: Path):
         self.root, self.restored = root, []
+        self.in_flight = None  # what a save in flight does once complete (the real one: last_good)
+
+    def finish(self) -> None:
+        if self.in_flight is not None:
+            done, self.in_flight = self.in_flight, None
+            done()
 
     def restore(self, folder: Path, state: TrainState, with_data: bool) -> None:
         self.restored.append((folder, with_data))
@@ -178,6 +184,16 @@ def test_without_a_checkpoint_of_this_process_the_newest_complete_one_on_disk_is
     callback.pre_optim_step(state, out(float("nan")))
     assert callback.on_update_skipped(state, out(float("nan"))) is True
     assert checkpointer.restored == [(tmp_path / "checkpoints" / "step-0000004", False)]
+
+
+def test_a_save_in_flight_completes_before_the_rollback_picks_its_target(make, tmp_path):
+    callback, state, _, checkpointer, _ = make(spikes_before_rollback=1)
+    state.step, state.last_good = 9, tmp_path / "checkpoints" / "step-0000004"
+    newest = tmp_path / "checkpoints" / "step-0000008"
+    checkpointer.in_flight = lambda: setattr(state, "last_good", newest)
+    callback.pre_optim_step(state, out(float("nan")))
+    assert callback.on_update_skipped(state, out(float("nan"))) is True
+    assert checkpointer.restored == [(newest, False)]
 
 
 def test_spikes_before_any_checkpoint_stop_training(make):

@@ -1,7 +1,13 @@
 """Periodic checkpoints on the loop (every `train.checkpoint.every_steps` / `every_fraction`, at a stop and
-at the end), and their upload to the Hub when `hub.push_checkpoints` is on."""
+at the end), and their upload to the Hub when `hub.push_checkpoints` is on.
+
+A save is written in the background (`Checkpointer`); it counts once it is complete on disk, which the
+checkpointer reports at a later step's end, or when the next save, a rollback or the end of training waits for
+it: only then does it become the last good checkpoint, get logged as an event and pushed."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pretrain.core.layout import step_name
 from pretrain.hub.pusher import CheckpointPusher
@@ -24,14 +30,24 @@ class Checkpointing(Callback):
         cfg = setup.recipe.train.checkpoint
         self.steps = fraction_steps(setup.total_steps, cfg.every_fraction, cfg.every_steps)
 
+    def on_train_start(self, state: TrainState) -> None:
+        self.state = state
+        self.checkpointer.on_complete = self._complete
+
     def on_step_end(self, state: TrainState, out: StepOutput) -> None:
+        self.checkpointer.poll()
         if state.step in self.steps or state.stopping or state.step == self.setup.total_steps:
-            path = self.checkpointer.save(state)
-            state.last_good = path
-            if self.pusher is not None:  # the main process only has one; it uploads in the background
-                self.pusher.submit(path, step_name(state.step))
-            self.metrics.log_event(state.step, EVENT_CHECKPOINT, path=str(path))
+            self.checkpointer.save(state)
+
+    def _complete(self, step: int, path: Path) -> None:
+        self.state.last_good = path
+        if self.pusher is not None:  # the main process only has one; it uploads in the background
+            self.pusher.submit(path, step_name(step))
+        self.metrics.log_event(step, EVENT_CHECKPOINT, path=str(path))
 
     def on_train_end(self) -> None:
-        if self.pusher is not None:
-            self.pusher.close()
+        try:
+            self.checkpointer.close()  # the save in flight completes (and is pushed) before the pusher closes
+        finally:
+            if self.pusher is not None:
+                self.pusher.close()

@@ -101,6 +101,7 @@ class SpikeGuardCallback(Callback):
                 f"{guard.rollbacks} rollbacks were already used (train.stability.max_rollbacks); "
                 "lower train.optimizer.lr, raise train.stability.zscore, or inspect the data around this step"
             )
+        self.checkpointer.finish()  # a save in flight completes first: it may be the last good one
         target = state.last_good or (ckpt.list_checkpoints(self.checkpointer.root) or [None])[-1]
         if target is None:
             raise TrainingError(
