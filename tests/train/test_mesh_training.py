@@ -11,16 +11,20 @@ clipping) is the default suite's representative; the other shapes are `slow`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors import safe_open
 
 from pretrain.testing import write_recipe_file
-from pretrain.train.metrics import step_losses
+from pretrain.train.faults import DIE_EXIT_CODE
+from pretrain.train.metrics import read_records, step_losses, validation_records
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 # micro batch 2: every mesh below has at most 4 data-parallel ranks for the 8 windows of a 512-token step
@@ -70,12 +74,16 @@ def train(recipe, folder: Path, config: Path | None, *extra: str) -> subprocess.
 
 @pytest.fixture(scope="module")
 def one_process(make_run, tmp_path_factory):
-    """The 1-process run every mesh is compared with: [(step, loss), ...]."""
+    """The 1-process run every mesh is compared with: ([(step, loss), ...], [val loss, ...])."""
     folder = tmp_path_factory.mktemp("one_process")
     recipe = make_run(folder / "single", *COMMON)
     proc = train(recipe, folder, None)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return step_losses(recipe.out / "metrics.jsonl")
+    return step_losses(recipe.out / "metrics.jsonl"), _val_losses(recipe.out)
+
+
+def _val_losses(out: Path) -> list[float]:
+    return [r["val/loss"] for r in validation_records(read_records(out / "metrics.jsonl"))]
 
 
 def _matches_one_process(one_process, make_run, tmp_path, sizes: tuple[int, int, int]) -> None:
@@ -83,10 +91,21 @@ def _matches_one_process(one_process, make_run, tmp_path, sizes: tuple[int, int,
     proc = train(recipe, tmp_path, accelerate_config(tmp_path, *sizes))
     assert proc.returncode == 0, proc.stderr[-4000:]
     got = step_losses(recipe.out / "metrics.jsonl")
-    assert [s for s, _ in got] == [s for s, _ in one_process] == list(range(1, 13))
-    worst = max(abs(b - a) / abs(a) for (_, a), (_, b) in zip(one_process, got))
+    reference, reference_val = one_process
+    assert [s for s, _ in got] == [s for s, _ in reference] == list(range(1, 13))
+    worst = max(abs(b - a) / abs(a) for (_, a), (_, b) in zip(reference, got))
     print(f"\nmesh {sizes}: max relative loss difference {worst:.2e} over {len(got)} steps")
-    assert [b for _, b in got] == pytest.approx([a for _, a in one_process], rel=1e-4)
+    assert [b for _, b in got] == pytest.approx([a for _, a in reference], rel=1e-4)
+    # the last checkpoint, written in the background while training went on, holds exactly final/'s weights
+    with safe_open(recipe.out / "checkpoints" / "step-0000012" / "model.safetensors", "pt") as ckpt_file:
+        with safe_open(recipe.out / "final" / "model.safetensors", "pt") as final_file:
+            assert set(ckpt_file.keys()) == set(final_file.keys())
+            assert all(
+                torch.equal(ckpt_file.get_tensor(k), final_file.get_tensor(k)) for k in final_file.keys()
+            )
+    data_parallel = sizes[0] * sizes[1]
+    if recipe.train.validation.batches % data_parallel == 0:  # the ranks split one process's val batches
+        assert _val_losses(recipe.out) == pytest.approx(reference_val, rel=1e-4)
 
 
 def test_four_ranks_fsdp_by_tensor_parallel_match_one_process(one_process, make_run, tmp_path):
@@ -97,3 +116,37 @@ def test_four_ranks_fsdp_by_tensor_parallel_match_one_process(one_process, make_
 @pytest.mark.parametrize("sizes", [(1, 2, 1), (1, 1, 2), (2, 2, 1)], ids=["fsdp2", "tp2", "hsdp2x2"])
 def test_each_mesh_matches_one_process(one_process, make_run, tmp_path, sizes):
     _matches_one_process(one_process, make_run, tmp_path, sizes)
+
+
+@pytest.mark.slow
+def test_four_then_two_then_one_then_four_ranks_resume_like_one_uninterrupted_run(
+    one_process, make_run, tmp_path
+):
+    """FSDP 2 x TP 2 dies after its step-3 checkpoint, FSDP 2 resumes and dies after step 6, one process resumes
+    and dies after step 9, HSDP 2 x 2 finishes: every step's loss is the uninterrupted run's, and every checkpoint's
+    data position is exactly its step's (no window read twice, none skipped)."""
+    recipe = make_run(
+        tmp_path / "chain", *COMMON, "train.checkpoint.every_steps=3", "train.checkpoint.async_save=false"
+    )
+    hops = [((1, 2, 2), 5), ((1, 2, 1), 8), ((1, 1, 1), 11), ((2, 2, 1), None)]
+    for i, (sizes, die_at) in enumerate(hops):
+        config = accelerate_config(tmp_path, *sizes) if sizes != (1, 1, 1) else None
+        extra = ["--set", f"train.fault_injection.die_at={die_at}"] if die_at else []
+        proc = train(recipe, tmp_path, config, *extra)
+        if die_at is None:
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        else:  # one process exits with the fault's code; a launcher reports its failed ranks with 1
+            assert proc.returncode == (DIE_EXIT_CODE if config is None else 1), proc.stderr[-3000:]
+        if i:  # resumed from the previous hop's last checkpoint, on another mesh
+            assert (
+                f"resumed from {recipe.out / 'checkpoints' / f'step-{hops[i - 1][1] - 2:07d}'}" in proc.stderr
+            )
+    got = step_losses(recipe.out / "metrics.jsonl")
+    reference, _ = one_process
+    assert [s for s, _ in got] == list(range(1, 13))
+    assert [b for _, b in got] == pytest.approx([a for _, a in reference], rel=1e-4)
+    windows = recipe.train.global_batch_tokens // recipe.train.seq_len
+    for folder in sorted((recipe.out / "checkpoints").glob("step-*")):
+        step = int(folder.name.removeprefix("step-"))
+        loader = json.loads((folder / "trainer_state" / "rank-00000.json").read_text())["loader"]
+        assert (loader["epoch"], loader["position"]) == (0, step * windows), folder.name

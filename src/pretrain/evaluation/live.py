@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 from pretrain.core.network import NETWORK_ERRORS
@@ -44,6 +45,7 @@ class LiveEvaluation:
         num_fewshot: int | None,
         max_length: int,
         rc_bpb: bool = False,
+        lm_factory: Callable[..., object] | None = None,
     ):
         from lm_eval.tasks import get_task_dict
 
@@ -61,13 +63,17 @@ class LiveEvaluation:
             add_rc_bpb_to_all(leaf_tasks(self.task_dict))
         self.limit, self.batch_size, self.max_length = limit, batch_size, max_length
         self.chance = chance_levels(self.task_dict, limit)
+        # builds the lm-eval model around the live one (default `live_lm_class()`; several ranks splitting the
+        # requests: evaluation/data_parallel.py)
+        self.lm_factory = lm_factory
         self._lm = None
 
     def language_model(self, model, tokenizer):
         """The cached lm-eval wrapper of `model` (rebuilt only if a different model or tokenizer is passed)."""
         lm = self._lm
         if lm is None or lm.model is not model or lm.tokenizer is not tokenizer:
-            lm = self._lm = live_lm_class()(
+            factory = self.lm_factory or live_lm_class()
+            lm = self._lm = factory(
                 pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=self.max_length
             )
         return lm
@@ -133,6 +139,7 @@ def live_lm_class():
             self._encoded: dict[tuple, list[int]] = {}
             self.shared_context = True  # requests sharing a context run it once (see shared_context.py)
             self._shared_context_checked = False
+            self.before_forward = None  # called before each forward (evaluation/data_parallel.py)
 
         def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
             # the tasks' texts are the same at every evaluation; kwargs are part of the key in case they matter
@@ -158,7 +165,14 @@ def live_lm_class():
             try:
                 with bar:
                     scored, rest = shared_context.score(
-                        self.model, requests, self.max_length, budget, self.device, self._autocast, bar.update
+                        self.model,
+                        requests,
+                        self.max_length,
+                        budget,
+                        self.device,
+                        self._autocast,
+                        bar.update,
+                        self.before_forward,
                     )
             except (AttributeError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # no such inputs
                 log.warning("shared-context scoring failed (%s): scoring each request on its own", exc)
@@ -204,6 +218,8 @@ def live_lm_class():
             )
 
         def _model_call(self, inps, attn_mask=None, labels=None):
+            if self.before_forward is not None:
+                self.before_forward()
             if attn_mask is not None or labels is not None or self.backend != "causal":
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
             # the trained model's config keeps use_cache on (for generate); scoring needs no KV cache

@@ -1,10 +1,9 @@
 """In-loop evaluation: lm-eval on the live model at every `eval.every_fraction` of training.
 
-Unsharded (single process, DDP): the main process evaluates, the other ranks wait at a barrier —
-on the tiny model an evaluation takes a few seconds, and splitting lm-eval requests across ranks would
-need every rank to hold the same task state; the barrier is simpler and cannot deadlock.
-Under FSDP a forward needs every rank (each holds a shard of the weights), so every rank runs the same
-lm-eval requests in the same order — the forwards line up — and only the main process writes results.
+On several processes every rank takes part: the data-parallel ranks split the documents (lm-eval's own
+split, `evaluation/data_parallel.py`: the numbers are one process's, in a fraction of its time), and
+tensor-parallel peers score the same ones together; no rank idles at a barrier while another evaluates.
+Only the main process writes results.
 The tasks are loaded before the first step (`prepare`, from the callback's `on_train_start`): a task that
 cannot be loaded stops the run there, with nothing trained yet, instead of failing at every evaluation, and
 the one-time cost (importing lm-eval and `datasets`, reading the task data) is not paid inside the loop.
@@ -13,11 +12,13 @@ Once training runs, a failing evaluation is logged and returns {} — it never k
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 
 from pretrain.core.errors import PretrainError
 from pretrain.core.progress import get_logger
+from pretrain.evaluation.data_parallel import DataParallelEval, data_parallel_lm_class
 from pretrain.evaluation.harness import flatten, item_scores
 from pretrain.evaluation.live import LiveEvaluation
 from pretrain.evaluation.metrics import eval_line, task_facts
@@ -35,9 +36,9 @@ log = get_logger("pretrain.eval")
 
 
 class LoopEvaluator:
-    def __init__(self, recipe, tokenizer, accelerator=None, collective: bool = False):
+    def __init__(self, recipe, tokenizer, accelerator=None, data: DataParallelEval | None = None):
         self.recipe, self.tokenizer, self.accelerator = recipe, tokenizer, accelerator
-        self.collective = collective  # FSDP: every rank takes part in each forward
+        self.data = data  # several processes: this rank's share of each evaluation (None: one process)
         self.tasks = all_task_names(recipe)
         self._live: LiveEvaluation | None = None
         self._positions: PositionLoss | None = None  # the `position_loss` task, when asked for
@@ -51,8 +52,8 @@ class LoopEvaluator:
 
     @property
     def takes_part(self) -> bool:
-        """This process runs the evaluations (the main one; every rank under FSDP)."""
-        return self.is_main or self.collective
+        """This process runs the evaluations (every rank of a run of several, sharing the work)."""
+        return self.is_main or self.data is not None
 
     def prepare(self) -> None:
         """Load the tasks now (import lm-eval, read each task's data), before training; raises PretrainError
@@ -81,7 +82,7 @@ class LoopEvaluator:
             self._positions = PositionLoss(windows, bounds, self.recipe.eval.batch_size)
         lm_tasks = lm_eval_tasks(self.tasks)
         if self._live is None and lm_tasks:
-            if self.collective:  # one writer; the other ranks read what it wrote
+            if self.data is not None:  # one writer; the other ranks read what it wrote
                 if self.is_main:
                     write_task_yamls(self.recipe.out, self.recipe, self.tasks)
                 self.accelerator.wait_for_everyone()
@@ -89,6 +90,7 @@ class LoopEvaluator:
             else:
                 include, local = write_task_yamls(self.recipe.out, self.recipe, self.tasks)
             ev = self.recipe.eval
+            split = self.data is not None and self.data.world > 1
             self._live = LiveEvaluation(
                 include,
                 lm_tasks,
@@ -98,6 +100,7 @@ class LoopEvaluator:
                 ev.num_fewshot or None,
                 self.recipe.train.seq_len,
                 rc_bpb=ev.rc_bpb,
+                lm_factory=functools.partial(data_parallel_lm_class(), data=self.data) if split else None,
             )
         self._prepared = True
         return self._live

@@ -135,9 +135,11 @@ def score(
     device: torch.device,
     autocast=contextlib.nullcontext,
     progress: Callable[[int], object] | None = None,
+    before_forward: Callable[[], object] | None = None,
 ) -> tuple[dict[int, tuple[float, bool]], list[int]]:
     """{request index: (sum of continuation log-probs, continuation is the greedy one)}, and the indices of
-    the requests left for lm-eval's own path (empty contexts, continuations longer than `max_length`)."""
+    the requests left for lm-eval's own path (empty contexts, continuations longer than `max_length`).
+    `before_forward` is called before each forward (ranks whose forwards are collectives keep in step)."""
     implementation = getattr(model.config, "_attn_implementation", None) or "eager"
     if implementation not in MASKED_ATTENTION:
         return {}, list(range(len(requests)))
@@ -160,6 +162,8 @@ def score(
         # mask, so attention keeps its causal kernel; rows with branches need the branch mask
         branched = any(len(row.scored) > 1 for row in batch)
         mask = _attention_mask(batch, length, implementation, model.dtype).to(device) if branched else None
+        if before_forward is not None:
+            before_forward()
         with autocast():
             logits = model(
                 input_ids=ids.to(device),

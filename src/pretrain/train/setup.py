@@ -24,6 +24,7 @@ from pretrain.core.dist import force_cpu, init_process_group, world_size
 from pretrain.core.errors import PretrainError, StageError
 from pretrain.core.lock import RunLock
 from pretrain.core.progress import get_logger
+from pretrain.evaluation.data_parallel import DataParallelEval
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
 from pretrain.modeling import build_model, count_parameters, load_parent
@@ -180,7 +181,9 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
         acc.init_trackers(recipe.name, config={**flat_recipe(recipe), "params": n_params})
     evaluator = None
     if recipe.eval.enabled and recipe.eval.tasks + [t.name for t in recipe.eval.local_tasks]:
-        evaluator = LoopEvaluator(recipe, tokenizer, acc, collective=par.sharded)
+        evaluator = LoopEvaluator(
+            recipe, tokenizer, acc, data_parallel_eval(par) if acc.num_processes > 1 else None
+        )
     pusher = None
     if recipe.hub.push_checkpoints and acc.is_main_process:
         pusher = CheckpointPusher(recipe.hub.repo_id, recipe.hub.private, upload_filter())
@@ -210,6 +213,11 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
         context=context,
         moe=moe,
     )
+
+
+def data_parallel_eval(par: Parallelism) -> DataParallelEval:
+    """The in-loop evaluation's split: by data-parallel rank; in lockstep when forwards gather FSDP shards."""
+    return DataParallelEval(par.data_rank, par.data_world, par.data_group, lockstep=par.shape.dp_shard > 1)
 
 
 def build_fused_head(

@@ -1,7 +1,8 @@
 """In-loop evaluation: the recipe's eval tasks at each `eval.every_fraction` of training.
 
 The evaluator must not consume the training RNG streams (so evaluating cannot change the trajectory):
-it runs inside `preserved_rng`. Every rank calls it (FSDP evaluates collectively); rank 0 writes.
+it runs inside `preserved_rng`. Every rank calls it: the data-parallel ranks split the documents, tensor-parallel
+peers score theirs together; rank 0 writes.
 """
 
 from __future__ import annotations

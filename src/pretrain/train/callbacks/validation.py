@@ -2,8 +2,10 @@
 then the same per source (`train.validation.per_source_batches` micro batches of each source's own val documents:
 `val/<source>/loss`, `val/<source>/bpb`), so a mix that helps one source and hurts another shows.
 
-Runs on every rank (each reads its own slice of the val split; the loss is averaged across ranks) at
-each `train.validation.every_fraction` of training; one console line per pass on the main process.
+Runs on every rank at each `train.validation.every_fraction` of training: the data-parallel ranks split the
+first `train.validation.batches` micro batches of the val split (each reads its slice of them, tensor-parallel
+peers the same slice), and the loss is averaged across ranks — the number one process gets from those batches,
+in a fraction of its time. One console line per pass on the main process.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ ValBatches = tuple[Batches, float | None, dict[str, tuple[Batches, float]]]
 
 
 def validation_batches(setup: TrainSetup) -> ValBatches:
-    """This rank's val micro batches (at most `train.validation.batches`, on the device), the val split's bytes
+    """This rank's share of the first `train.validation.batches` val micro batches (on the device), the val split's bytes
     per token, and per source the same (`source_val_batches`). The val split is read in order and never
     changes, so the loop reads it once."""
     recipe, par = setup.recipe, setup.parallelism
@@ -73,9 +75,9 @@ def validation_batches(setup: TrainSetup) -> ValBatches:
         par.data_world,
         document_positions=cfg.document_masking,
     )
-    batches = [
-        {k: v.to(setup.device) for k, v in b.items()} for b in itertools.islice(val, cfg.validation.batches)
-    ]
+    # the data-parallel ranks split the first `batches` micro batches of the split (what one process reads)
+    per_rank = max(1, cfg.validation.batches // par.data_world)
+    batches = [{k: v.to(setup.device) for k, v in b.items()} for b in itertools.islice(val, per_rank)]
     sources = source_val_batches(setup, val.manifest) if cfg.validation.per_source_batches else {}
     return batches, val.manifest.splits["val"].bytes_per_token, sources
 
