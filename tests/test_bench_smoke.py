@@ -1,4 +1,5 @@
-"""The benchmarks must not rot: the CPU variant of the training-throughput bench runs and prints its JSON line."""
+"""The benchmarks must not rot: the CPU variant of the training-throughput bench runs and prints its JSON line;
+the parallel benches' `--quick` modes (slow: each launches CPU ranks) run and print theirs."""
 
 from __future__ import annotations
 
@@ -58,3 +59,37 @@ def test_mixture_search_quick(repo_root, tmp_path):
     ):
         assert result[key] > 0, key
     assert abs(sum(result["weights_proposed"].values()) - 1) < 1e-6
+
+
+def _bench(repo_root, script: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, f"bench/{script}", "--quick"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_parallel_memory_quick_measures_and_plans_three_meshes(repo_root):
+    result = _bench(repo_root, "parallel_memory.py")
+    assert result["bench"] == "parallel_memory" and len(result["shapes"]) == 3
+    assert all(row["measured_mb"] > 0 and row["planned_mb"] > 0 for row in result["shapes"])
+
+
+@pytest.mark.slow
+def test_async_checkpoint_quick_compares_the_save_paths(repo_root):
+    result = _bench(repo_root, "async_checkpoint.py")
+    assert result["bench"] == "async_checkpoint" and result["ranks"] == 4
+    assert set(result["extra_peak_rss_mb"]) == {"sharded_async", "sharded_sync", "gather"}
+    assert result["step_s"]["plain"] > 0 and result["step_s"]["with_sync_save"] > 0
+
+
+@pytest.mark.slow
+def test_parallel_eval_quick_gives_one_process_numbers(repo_root):
+    result = _bench(repo_root, "parallel_eval.py")
+    assert result["bench"] == "parallel_eval" and result["same_numbers"] is True
+    assert result["one_rank_s"] > 0 and result["two_ranks_s"] > 0
