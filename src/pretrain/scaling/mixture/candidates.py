@@ -34,6 +34,16 @@ def dirichlet_in_bounds(
     return np.concatenate(kept)[:n]
 
 
+def box_samples(bounds: MixBounds, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` mixes spread over the whole box of the bounds (on the simplex): uniform in [low, high] per source, then
+    the total moved to 1 in proportion to each share's room (down to `low` or up to `high`), which keeps every
+    share inside its bounds. Unlike flat Dirichlet draws these are never rejected, however tight the band."""
+    w = bounds.low + rng.random((n, len(bounds.sources))) * (bounds.high - bounds.low)
+    excess = w.sum(axis=1, keepdims=True) - 1.0
+    room = np.where(excess > 0, w - bounds.low, bounds.high - w)
+    return w - excess * room / np.maximum(room.sum(axis=1, keepdims=True), 1e-12)
+
+
 def draw_candidates(bounds: MixBounds, n: int, concentration: float, seed: int) -> np.ndarray:
     """The `n` proxy mixes: the prior first, then `n - 1` Dirichlet draws inside the bounds."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """The proposed mix: the one the fitted model predicts best, inside the search's bounds.
 
-Candidates are drawn inside the bounds (Dirichlet around the prior at the proxies' concentration and at a flatter
-one, so the whole box is reached); the predicted target is scored on all of them. A piecewise-constant model
+Candidates are drawn inside the bounds (Dirichlet around the prior at the proxies' concentration, and points
+spread over the whole box of the bounds, which a flat Dirichlet would rarely hit with many sources); the predicted target is scored on all of them. A piecewise-constant model
 (LightGBM on some component) is not trusted at a single point: the proposal is the mean of the `top_k` best
 candidates, as RegMix does (a mean of points of the box ∩ simplex stays inside it). A smooth model (log-linear laws
 only) is refined from the best candidates by SLSQP on the simplex within the bounds.
@@ -13,7 +13,7 @@ import numpy as np
 from scipy import optimize
 
 from pretrain.scaling.mixture.bounds import MixBounds
-from pretrain.scaling.mixture.candidates import dirichlet_in_bounds
+from pretrain.scaling.mixture.candidates import box_samples, dirichlet_in_bounds
 from pretrain.scaling.mixture.regression import MixtureModel
 
 
@@ -33,7 +33,7 @@ def propose_mix(
         [
             bounds.prior[None],
             dirichlet_in_bounds(bounds, half, concentration, rng),
-            dirichlet_in_bounds(bounds, half, max(1.0, concentration / 4), rng),
+            box_samples(bounds, half, rng),
         ]
     )
     predicted = model.predict(candidates)
