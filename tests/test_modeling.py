@@ -123,3 +123,17 @@ def test_muon_parameter_count_is_the_hidden_matrices(tiny_recipe_path, tmp_path)
     hidden, layers, mlp = 64, 2, 128  # LLAMA: q, k, v, o (2 heads, 2 kv heads) and gate, up, down per layer
     assert muon_parameter_count(model.config) == layers * (4 * hidden * hidden + 3 * hidden * mlp)
     assert muon_parameter_count(model.config) == sum(p.numel() for p in muon_parameters(model))
+
+
+@pytest.mark.parametrize(("key", "value"), [("hidden_size", 10**12), ("num_hidden_layers", 10**9)])
+def test_a_size_beyond_any_model_is_one_error(key, value):
+    """`pretrain plan` with hidden_size 1e12 was a torch overflow traceback (and 1e9 layers would never end)."""
+    from transformers import AutoConfig
+
+    from pretrain.core.errors import PretrainError
+    from pretrain.modeling import count_parameters
+
+    config = AutoConfig.for_model("llama", hidden_size=64, num_attention_heads=2, num_hidden_layers=2)
+    setattr(config, key, value)
+    with pytest.raises(PretrainError, match=f"model.{key}: {value} is beyond any model this can build"):
+        count_parameters(config)

@@ -48,6 +48,7 @@ from pretrain.commands.stages import STAGES
 from pretrain.commands.validate import validate
 from pretrain.commands.watch import watch
 from pretrain.config import Recipe, load_recipe
+from pretrain.core.arguments import fraction, positive_float, positive_int
 from pretrain.core.dist import release_process_group
 from pretrain.core.errors import CurationSubmitted, Interrupted, PretrainError
 from pretrain.core.progress import enable_crash_traces
@@ -83,20 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", nargs="?", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
-        "--budget-flops", type=float, default=None, help="propose a compute-optimal size for C FLOPs"
+        "--budget-flops", type=positive_float, default=None, help="propose a compute-optimal size for C FLOPs"
     )
-    p.add_argument("--budget-gpu-hours", type=float, default=None, help="propose a size for H GPU-hours")
+    p.add_argument(
+        "--budget-gpu-hours", type=positive_float, default=None, help="propose a size for H GPU-hours"
+    )
     p.add_argument(
         "--budget-usd",
-        type=float,
+        type=positive_float,
         default=None,
         help="propose a size for D US dollars, priced by the recipe's plan section (rented or owned GPUs)",
     )
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours / the estimate (h100, a100, ...)")
-    p.add_argument("--mfu", type=float, default=None, help="assumed MFU for GPU-hour figures (default 0.4)")
+    p.add_argument(
+        "--mfu", type=fraction, default=None, help="assumed MFU for GPU-hour figures, in (0, 1] (default 0.4)"
+    )
     p.add_argument(
         "--gpus",
-        type=int,
+        type=positive_int,
         default=None,
         help="propose a device mesh (FSDP x TP) that fits on N GPUs of --gpu",
     )
@@ -107,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("output_dir_", metavar="OUTPUT_DIR", type=Path, help="the run's folder")
     p.add_argument("--once", action="store_true", help="print the view once as plain text (logs, CI)")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes (default 5)")
-    p.add_argument("--width", type=int, default=None, help="--once: columns of the text (default 100)")
+    p.add_argument(
+        "--interval", type=positive_float, default=5.0, help="seconds between refreshes (default 5)"
+    )
+    p.add_argument(
+        "--width", type=positive_int, default=None, help="--once: columns of the text (default 100)"
+    )
 
     p = sub.add_parser(
         "preflight",
@@ -117,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", type=Path)
     p.add_argument(
         "--num-processes",
-        type=int,
+        type=positive_int,
         default=None,
         help="check the launch with N processes (as run/train take it)",
     )
@@ -129,9 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", type=Path)
     p.add_argument(
-        "--budget-flops", type=float, default=None, help="forecast the compute-optimal run of C FLOPs"
+        "--budget-flops",
+        type=positive_float,
+        default=None,
+        help="forecast the compute-optimal run of C FLOPs",
     )
-    p.add_argument("--budget-gpu-hours", type=float, default=None, help="... of H GPU-hours (with --gpu)")
+    p.add_argument(
+        "--budget-gpu-hours", type=positive_float, default=None, help="... of H GPU-hours (with --gpu)"
+    )
     p.add_argument("--gpu", default=None, help="GPU for --budget-gpu-hours (h100, a100, ...)")
     # ladder.executor slurm: what the submitted jobs run (hidden: `pretrain ladder` writes them)
     p.add_argument("--size-index", type=int, default=None, help=argparse.SUPPRESS)
@@ -169,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="items per task; 0: every item (default: the recipe's eval.limit, else every item)",
     )
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--num-fewshot", type=int, default=None)
     p.add_argument(
         "--recipe", type=Path, default=None, help="recipe for local task paths (default: the run's copy)"
@@ -205,9 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="a complete checkpoint folder (checkpoints/step-NNNNNNN)")
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument(
-        "--tokens", type=int, default=None, help="anneal length in tokens (whole global batches)"
+        "--tokens", type=positive_int, default=None, help="anneal length in tokens (whole global batches)"
     )
-    length.add_argument("--steps", type=int, default=None, help="anneal length in optimizer steps")
+    length.add_argument("--steps", type=positive_int, default=None, help="anneal length in optimizer steps")
     p.add_argument(
         "--weight",
         action="append",
@@ -256,7 +270,7 @@ def _preflight_option(p: argparse.ArgumentParser) -> None:
 def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-processes",
-        type=int,
+        type=positive_int,
         default=None,
         help="relaunch under accelerate with N processes (default: the recipe's accelerate_config)",
     )
@@ -294,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `pretrain plan R | head`: the reader left early, which is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
+    except OSError as exc:  # a path the system refused (permissions, a file where a folder goes, a full disk)
+        if exc.filename is None:
+            raise
+        line = f"{exc.filename}: {exc.strerror or exc}; check the path and that you may write there"
+        print(f"error: {line}", file=sys.stderr)
+        report_failure(line)
+        return 1
     finally:
         release_process_group()
 

@@ -72,14 +72,44 @@ def muon_parameter_count(config: PretrainedConfig) -> int:
     return sum(p.numel() for p in muon_parameters(model))
 
 
+# beyond these a size is a typo, not a model: building even its meta skeleton overflows or takes for ever
+SIZE_LIMITS = {
+    "hidden_size": 2**20,
+    "intermediate_size": 2**23,
+    "num_hidden_layers": 10_000,
+    "num_attention_heads": 2**14,
+    "num_key_value_heads": 2**14,
+    "vocab_size": 2**25,
+    "max_position_embeddings": 2**30,
+}
+
+
+def check_sizes(config: PretrainedConfig) -> None:
+    """A `PretrainError` naming the first size beyond `SIZE_LIMITS` (`hidden_size: 1000000000000` was a
+    torch overflow traceback in `pretrain plan`)."""
+    for key, limit in SIZE_LIMITS.items():
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > limit:
+            raise PretrainError(
+                f"model.{key}: {value} is beyond any model this can build (at most {limit}); check the value"
+            )
+
+
 def count_parameters(config: PretrainedConfig) -> tuple[int, int]:
     """(total, non-embedding) parameter counts, exact, by building the model on the meta device.
 
     Non-embedding excludes the input embedding and an untied output head (the Kaplan/Chinchilla
     convention); positional embedding tables count as embeddings too.
     """
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    check_sizes(config)
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (RuntimeError, ValueError, OverflowError) as exc:  # a shape the architecture cannot take
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PretrainError(
+            f"model: a {config.model_type} of this shape cannot be built ({first}); check the model sizes"
+        ) from None
     total = sum(p.numel() for p in model.parameters())
     embedding = 0
     seen: set[int] = set()

@@ -179,7 +179,9 @@ def test_anneal_relaunches_under_its_launch_config(stable, tmp_path, repo_root, 
     assert launch.shown.startswith(
         f"accelerate launch --config_file {config} --num_processes 2 -m pretrain anneal {ckpt}"
     )
-    assert launch.max_restarts == 3  # restarts are the supervising process's (core/supervisor.py), not torchrun's
+    assert (
+        launch.max_restarts == 3
+    )  # restarts are the supervising process's (core/supervisor.py), not torchrun's
     assert "--num-processes" not in launch.argv
     assert main([*args, "--set", "eval.enabled=false", "--no-relaunch"]) == 0 and len(launched) == 1
 

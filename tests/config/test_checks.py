@@ -408,3 +408,30 @@ def test_a_missing_card_template_lists_the_shipped_ones(tmp_path):
         f"{tmp_path / 'recipe.yaml'}: hub.card_template: template 'nope.md.j2' not found (not a shipped template: "
     )
     assert "base_model.md.j2" in problem and "; nor a file at " in problem
+
+
+def test_a_pipe_as_a_local_source_is_refused(tmp_path):
+    """A FIFO named as a source file hung curation (opening it waits for a writer)."""
+    import os
+
+    fifo = tmp_path / "corpus.txt"
+    os.mkfifo(fifo)
+    recipe = make_recipe(
+        tmp_path, data={"sources": [{"name": "web", "type": "local", "paths": [str(fifo)], "weight": 1.0}]}
+    )
+    (problem,) = file_problems(recipe, LABEL)
+    assert problem.startswith(f"{LABEL}: data.sources.0.paths.0: {fifo} is not a regular file"), problem
+
+
+def test_an_output_folder_that_is_a_file_or_cannot_be_made_is_refused(tmp_path):
+    """An existing regular file as --output-dir was accepted (each stage then failed on it)."""
+    regular = tmp_path / "a-file"
+    regular.write_text("x")
+    assert file_problems(make_recipe(tmp_path, output_dir=str(regular)), LABEL) == [
+        f"{LABEL}: output_dir: {regular} is a file, not a folder; name a folder (or remove the file)"
+    ]
+    under = regular / "run"
+    assert file_problems(make_recipe(tmp_path, output_dir=str(under)), LABEL) == [
+        f"{LABEL}: output_dir: {under} cannot be made: {regular} is a file, not a folder; pick another"
+    ]
+    assert file_problems(make_recipe(tmp_path, output_dir=str(tmp_path / "new" / "run")), LABEL) == []

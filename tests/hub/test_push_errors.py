@@ -246,7 +246,16 @@ def test_training_run_survives_hub_errors(hub, make_run, hub_env, tmp_path):
     proc = subprocess.run(
         # preflight refuses this run before any work (tests/commands/test_preflight.py); --no-preflight reaches
         # the path a token that expires mid-run takes
-        [sys.executable, "-m", "pretrain", "run", str(path), "--output-dir", str(recipe.out), "--no-preflight"],
+        [
+            sys.executable,
+            "-m",
+            "pretrain",
+            "run",
+            str(path),
+            "--output-dir",
+            str(recipe.out),
+            "--no-preflight",
+        ],
         env=hub_env(hub.endpoint, token=None),
         capture_output=True,
         text=True,

@@ -67,8 +67,13 @@ def test_the_model_card_tabulates_the_realised_shares(staged):
     docs_row = next(line for line in text.splitlines() if line.startswith("| docs |"))
     assert "| 6,144 |" in docs_row and "(75.0%)" in docs_row and "–" in docs_row
     # where the training mix came from (the last stage's weights), and each source's own final val bits/byte
-    assert "Training mix: stdlib_docs 75.0%, pydoc_topics 25.0%. Where the weights came from: set by hand" in text
-    per_source = next(line for line in text.splitlines() if line.startswith("| final validation per source |"))
+    assert (
+        "Training mix: stdlib_docs 75.0%, pydoc_topics 25.0%. Where the weights came from: set by hand"
+        in text
+    )
+    per_source = next(
+        line for line in text.splitlines() if line.startswith("| final validation per source |")
+    )
     assert "stdlib_code" in per_source and "stdlib_docs" in per_source
 
 

@@ -17,7 +17,14 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError
 
-from pretrain.config.base import UNION_TAGS, Section, apply_overrides, format_validation_error, load_yaml
+from pretrain.config.base import (
+    SEED_LIMIT,
+    UNION_TAGS,
+    Section,
+    apply_overrides,
+    format_validation_error,
+    load_yaml,
+)
 from pretrain.config.checks import (
     combination_problems,
     file_problems,
@@ -67,6 +74,8 @@ class Recipe(Section):
     description: str = Field("", description="one line on what the recipe trains; shown in the model card")
     seed: int = Field(
         1234,
+        ge=0,
+        lt=SEED_LIMIT,
         description="seeds curation sampling, the tokenizer's sample, the train/val split and, unless "
         "train.seed is set, model init and data order; a replicate run changes train.seed, which keeps the data",
     )

@@ -17,15 +17,46 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pretrain.core.errors import RecipeError
 
+SEED_LIMIT = (
+    2**32
+)  # numpy's generators take seeds below 2**32 (a larger one was accepted, then failed or wrapped)
+
 
 class Section(BaseModel):
-    """Base of every recipe section: unknown keys are errors, values are not coerced."""
+    """Base of every recipe section: unknown keys are errors, values are not coerced, and a float is a finite
+    number (`lr: .inf` was accepted and trained on)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, frozen=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_default=True, frozen=False, allow_inf_nan=False
+    )
+
+
+class DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping names a key twice: YAML keeps the last value silently, so an edit of the first has no effect."""
 
 
 class _RecipeLoader(yaml.SafeLoader):
-    """Safe YAML loader that also reads `3e-4` / `1e6` as floats (YAML 1.1 requires a dot)."""
+    """Safe YAML loader that also reads `3e-4` / `1e6` as floats (YAML 1.1 requires a dot) and refuses a key
+    given twice in one mapping (a duplicate key or section)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if first is not None:
+                raise DuplicateKey(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first.start_mark.line + 1}): YAML would keep only "
+                    "the last one, so an edit of the other has no effect; keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _FLOAT_RE = re.compile(
@@ -54,6 +85,12 @@ def load_yaml(path: Path) -> Any:
         raise RecipeError([f"{path}: cannot read recipe: {exc}"]) from None
     try:
         return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - _RecipeLoader derives from SafeLoader
+    except RecursionError:
+        raise RecipeError(
+            [
+                f"{path}: invalid YAML: nested too deeply to read (thousands of levels); a recipe is a few levels deep"
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -67,7 +104,7 @@ def parse_override_value(text: str) -> Any:
         return ""
     try:
         return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return text
 
 

@@ -7,6 +7,7 @@ Each check returns `file: dotted.key: problem (what to do)` lines; `validate_rec
 from __future__ import annotations
 
 import glob
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +256,13 @@ def file_problems(recipe: Recipe, label: str) -> list[str]:
                     problems.append(
                         f"{label}: data.sources.{i}.paths.{j}: file not found: {resolved} (source {src.name!r})"
                     )
+                elif not (
+                    resolved.is_file() or resolved.is_dir()
+                ):  # a FIFO hung curation, a device never ends
+                    problems.append(
+                        f"{label}: data.sources.{i}.paths.{j}: {resolved} is not a regular file (a pipe, socket or "
+                        f"device); copy the text into a file (source {src.name!r})"
+                    )
     for i, task in enumerate(recipe.eval.local_tasks):
         if not recipe.resolve_path(task.path).exists():
             problems.append(
@@ -271,11 +279,34 @@ def file_problems(recipe: Recipe, label: str) -> list[str]:
                 problems.append(
                     f"{label}: {key}: {spec!r} is neither an existing folder nor a Hub id (`owner/name[@revision]`)"
                 )
+    problems += output_folder_problems(recipe, label)
     if recipe.accelerate_config and not recipe.resolve_path(recipe.accelerate_config).is_file():
         problems.append(f"{label}: accelerate_config: file not found: {recipe.accelerate_config}")
     if find_card_template(recipe.hub.card_template, recipe.resolve_path) is None:
         problems.append(missing_template_problem(recipe))
     return problems
+
+
+def output_folder_problems(recipe: Recipe, label: str) -> list[str]:
+    """The output folder is a folder, or can be made in a writable one (a regular file there was accepted and
+    every stage then failed on it with a traceback)."""
+    out = recipe.out
+    if out.exists():
+        if not out.is_dir():
+            return [f"{label}: output_dir: {out} is a file, not a folder; name a folder (or remove the file)"]
+        return (
+            []
+            if os.access(out, os.W_OK)
+            else [f"{label}: output_dir: {out}: no write permission; pick another"]
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"{label}: output_dir: {out} cannot be made: {parent} is a file, not a folder; pick another"]
+    if not os.access(parent, os.W_OK):
+        return [f"{label}: output_dir: {out} cannot be made: no write permission in {parent}; pick another"]
+    return []
 
 
 def missing_template_problem(recipe: Recipe) -> str:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pretrain.config.base import Section
+from pretrain.config.base import SEED_LIMIT, Section
 from pretrain.config.sources import Source
 from pretrain.core.slurm import SBATCH_OPTION, sbatch_value_problem, shell_word_problem
 
@@ -54,7 +54,10 @@ class DedupConfig(Section):
         "bands x rows hashes are computed per document",
     )
     seed: int = Field(
-        1, description="seed of the MinHash permutations; changing it changes which pairs collide"
+        1,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="seed of the MinHash permutations; changing it changes which pairs collide",
     )
 
 

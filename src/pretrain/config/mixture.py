@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from pretrain.config.base import Section
+from pretrain.config.base import SEED_LIMIT, Section
 
 
 class MixtureConfig(Section):
@@ -58,7 +58,9 @@ class MixtureConfig(Section):
         description="Dirichlet concentration of the candidate mixes (the sum of its alphas, which are this x "
         "the recipe's shares): larger draws closer to the recipe's mix",
     )
-    seed: int = Field(0, description="seeds the candidate mixes and the optimiser's candidates")
+    seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="seeds the candidate mixes and the optimiser's candidates"
+    )
     proxy_model: dict[str, int | float | bool | str] = Field(
         default_factory=dict,
         description="model keys of the proxies, over the recipe's model (e.g. {hidden_size: 64, "

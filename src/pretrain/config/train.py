@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pretrain.config.base import Section
+from pretrain.config.base import SEED_LIMIT, Section
 from pretrain.config.optimizer import OptimizerConfig, ScheduleConfig
 from pretrain.config.stability import FaultInjectionConfig, StabilityConfig
 from pretrain.config.stages import DataStage
@@ -98,6 +98,8 @@ class TrainConfig(Section):
     )
     seed: int | None = Field(
         None,
+        ge=0,
+        lt=SEED_LIMIT,
         description="seeds model init and the training data order; null = the recipe's `seed`. Set it (not "
         "`seed`) for a replicate run: the curated, tokenized and packed data (and the val split) stay the same",
     )

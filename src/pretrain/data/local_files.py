@@ -27,8 +27,13 @@ def _expand(recipe: Recipe, src: LocalSource) -> list[Path]:
         for m in matches:
             if m.is_dir():
                 files += sorted(p for p in m.rglob("*") if p.is_file() and not p.name.startswith("."))
-            elif m.exists():
+            elif m.is_file():
                 files.append(m)
+            elif m.exists():  # opening a FIFO waits for a writer for ever; a device never ends
+                raise DataError(
+                    f"source {src.name!r}: {m} is not a regular file (a pipe, socket or device); copy the text "
+                    "into a file"
+                )
             else:
                 raise DataError(f"source {src.name!r}: file not found: {m}")
     if not files:

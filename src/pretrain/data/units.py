@@ -86,7 +86,14 @@ def key_source(key: int) -> int:
 
 
 def decode(raw: bytes, errors: str, stats: ReadStats, where: str) -> str:
-    """UTF-8 (BOM stripped); on bad bytes fall back to latin-1 or U+FFFD, counting them."""
+    """UTF-8 (BOM stripped); on bad bytes fall back to latin-1 or U+FFFD, counting them. A NUL byte is no text
+    in any of these (a binary file given as `txt` was decoded as latin-1 and trained on): one error."""
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataError(
+            f"{where}: holds NUL bytes (the first at byte {nul}): binary data, not text; remove the file from the "
+            "source's paths"
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
