@@ -41,6 +41,11 @@ def _expand(recipe: Recipe, src: LocalSource) -> list[Path]:
     return files
 
 
+def _where(src: LocalSource, place: object) -> str:
+    """A place in a source's files as error lines name it: the source, then the file (and line)."""
+    return f"source {src.name!r}: {place}"
+
+
 def _format_of(path: Path, declared: str) -> str:
     if declared != "auto":
         return declared
@@ -138,22 +143,22 @@ def _iter_lines_range(
                 continue
             if fmt == "jsonl":
                 try:
-                    rec = json.loads(decode(raw, src.encoding_errors, stats, where))
+                    rec = json.loads(decode(raw, src.encoding_errors, stats, _where(src, where)))
                 except ValueError as exc:
                     raise DataError(f"source {src.name!r}: {where}: invalid JSON line ({exc})") from None
                 yield where, text_of(rec, src, where)
             else:
-                yield where, decode(raw, src.encoding_errors, stats, where).rstrip("\r\n")
+                yield where, decode(raw, src.encoding_errors, stats, _where(src, where)).rstrip("\r\n")
 
 
 def _iter_text(path: Path, src: LocalSource, stats: ReadStats) -> Iterator[tuple[str, str]]:
     with _open_binary(path) as fh:
         if src.doc_split == "file":
-            yield str(path), decode(fh.read(), src.encoding_errors, stats, str(path))
+            yield str(path), decode(fh.read(), src.encoding_errors, stats, _where(src, path))
             return
         block: list[str] = []
         for n, raw in enumerate(fh):
-            line = decode(raw, src.encoding_errors, stats, f"{path}:{n + 1}").rstrip("\r\n")
+            line = decode(raw, src.encoding_errors, stats, _where(src, f"{path}:{n + 1}")).rstrip("\r\n")
             if src.doc_split == "line":
                 if line.strip():
                     yield f"{path}:{n + 1}", line
@@ -169,7 +174,7 @@ def _iter_text(path: Path, src: LocalSource, stats: ReadStats) -> Iterator[tuple
 def _iter_json(path: Path, src: LocalSource, stats: ReadStats, fmt: str) -> Iterator[tuple[str, str]]:
     with _open_binary(path) as fh:
         if fmt == "json":
-            text = decode(fh.read(), src.encoding_errors, stats, str(path))
+            text = decode(fh.read(), src.encoding_errors, stats, _where(src, path))
             try:
                 records = json.loads(text)
             except ValueError as exc:
@@ -183,7 +188,7 @@ def _iter_json(path: Path, src: LocalSource, stats: ReadStats, fmt: str) -> Iter
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(decode(raw, src.encoding_errors, stats, f"{path}:{n}"))
+                rec = json.loads(decode(raw, src.encoding_errors, stats, _where(src, f"{path}:{n}")))
             except ValueError as exc:
                 raise DataError(f"source {src.name!r}: {path}:{n}: invalid JSON line ({exc})") from None
             yield f"{path}:{n}", text_of(rec, src, f"{path}:{n}")
