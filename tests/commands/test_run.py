@@ -111,3 +111,34 @@ def test_console_is_short_and_ours_library_output_in_the_run_log(reduced_run, co
     """README command 1's promise on the reduced run: quiet, readable, every line ours."""
     out, _, _, proc = reduced_run
     assert console_problems(proc.stdout + proc.stderr, out) == [], proc.stderr[-3000:]
+
+
+def test_a_failed_final_push_is_the_runs_error(tmp_path, repo_root, monkeypatch):
+    """`pretrain run` with hub.push_checkpoints exited 0 after its final push failed; now the push's failure is
+    one error (exit 1) that says the model is in final/ and how to push it."""
+    from huggingface_hub import constants
+
+    from pretrain.commands.run import push_final
+    from pretrain.config import load_recipe
+    from pretrain.core.errors import PretrainError
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    final = tmp_path / "run" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    (final / "model.safetensors").write_bytes(b"\0" * 64)
+    recipe = load_recipe(
+        repo_root / "recipes" / "tiny" / "config.yaml",
+        overrides=["hub.repo_id=user/live", "hub.push_checkpoints=true"],
+        output_dir=str(tmp_path / "run"),
+    )
+    with pytest.raises(PretrainError) as caught:
+        push_final(recipe, final)
+    line = str(caught.value)
+    assert "\n" not in line
+    assert f"run: training finished ({final} holds the model and its card)" in line
+    assert "push to user/live@main failed: no Hugging Face token found" in line
+    assert f"pretrain push {final} --repo-id user/live" in line

@@ -33,7 +33,7 @@ from pretrain.core.launcher import DATA_STAGES_DONE, under_launcher
 from pretrain.core.lock import RunLock
 from pretrain.core.progress import capture_run_output, format_seconds, get_logger
 from pretrain.evaluation.report import summarize_run
-from pretrain.hub.push import push_folder
+from pretrain.hub.push import HubPushError, push_folder
 from pretrain.tokens.tokenizer import check_extension
 from pretrain.train.checkpoint import upload_filter
 from pretrain.train.metrics import read_records, validation_records
@@ -130,6 +130,8 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
     card = on_main_process(lambda: _publish(recipe, final, skip_eval))
     if card is None:  # another rank: the main process wrote the summary and the card
         return final
+    if recipe.hub.push_checkpoints and recipe.hub.repo_id:
+        push_final(recipe, final)  # after every rank's barrier: a failed push is this process's error alone
     log.info(
         "run: finished in %s — model in %s, card %s, libraries' output in %s",
         format_seconds(time.monotonic() - start),
@@ -141,21 +143,20 @@ def run_all(recipe: Recipe, force: bool = False, skip_eval: bool = False) -> Pat
 
 
 def _publish(recipe: Recipe, final: Path, skip_eval: bool) -> Path:
-    """The run's evaluation summary, the model card and (with `hub.push_checkpoints`) the final push."""
+    """The run's evaluation summary and the model card."""
     if not skip_eval:
         validation = [
             {"step": r["step"], "tokens_seen": r.get("tokens_seen"), "bits_per_byte": r.get("val/bpb")}
             for r in validation_records(read_records(recipe.layout.metrics))
         ]
         summarize_run(recipe.out, validation=validation)
-    card = write_model_card(recipe, final)
-    if recipe.hub.push_checkpoints and recipe.hub.repo_id:
-        _push_final(recipe, final)
-    return card
+    return write_model_card(recipe, final)
 
 
-def _push_final(recipe: Recipe, final: Path) -> None:
-    """With `hub.push_checkpoints`, `main` gets the final model and its card once the run is done."""
+def push_final(recipe: Recipe, final: Path) -> None:
+    """With `hub.push_checkpoints`, `main` gets the final model and its card once the run is done. A failed
+    push is the run's error (exit 1): `pretrain run ... && next-step` must not go on as if the model were on the
+    Hub (it exited 0)."""
     try:
         url = push_folder(
             final,
@@ -165,9 +166,14 @@ def _push_final(recipe: Recipe, final: Path) -> None:
             skip=upload_filter(),
             commit_message="Final base model",
         )
-        log.info("pushed the final model to %s@main: %s", recipe.hub.repo_id, url)
-    except PretrainError as exc:  # the run itself succeeded; the message says how to retry the upload
-        log.error("%s", exc)
+    except PretrainError as exc:  # the model and its card are in final/: say how to push them
+        reason = exc.reason if isinstance(exc, HubPushError) else str(exc)
+        raise PretrainError(
+            f"run: training finished ({final} holds the model and its card), but the push to "
+            f"{recipe.hub.repo_id}@main failed: {reason} — then push it with `pretrain push {final} --repo-id "
+            f"{recipe.hub.repo_id}` (or run the same command again)"
+        ) from None
+    log.info("pushed the final model to %s@main: %s", recipe.hub.repo_id, url)
 
 
 def preflight_here(recipe: Recipe, launch: LaunchRequest | None, preflight: bool, force: bool) -> None:
