@@ -229,8 +229,9 @@ def test_pusher_survives_an_unexpected_error(model_folder, monkeypatch, caplog):
 
 
 def test_training_run_survives_hub_errors(hub, make_run, hub_env, tmp_path):
-    """`pretrain run` with `hub.push_checkpoints` and no token: training finishes (exit 0), the token problem is
-    said once by the pusher and once for the final push, and no traceback is printed."""
+    """`pretrain run` with `hub.push_checkpoints` and no token: training finishes (final/ written), the token
+    problem is said once by the pusher and once for the final push, no traceback is printed, and the run exits 1
+    because its final push failed (it exited 0, so `pretrain run ... && next-step` went on)."""
     import subprocess
     import sys
 
@@ -261,9 +262,12 @@ def test_training_run_survives_hub_errors(hub, make_run, hub_env, tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert (recipe.out / "final" / "model.safetensors").exists()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "run: training finished" in errors[0], proc.stderr[-3000:]
+    assert "push to user/live@main failed: no Hugging Face token found" in errors[0]
     off = [line for line in proc.stderr.splitlines() if "checkpoint uploads are off" in line]
     assert len(off) == 1 and "no Hugging Face token found" in off[0], proc.stderr[-3000:]
     assert hub.state.requests == [] and hub.state.repos == {}
