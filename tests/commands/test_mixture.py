@@ -42,8 +42,9 @@ def test_a_two_source_swarm_proposes_a_mix_and_resumes_without_retraining(fresh_
     assert len(data["proxies"]) == 4 and data["proxies"][0]["name"] == "p00-prior"
     assert data["baseline"]["measured"] == data["proxies"][0]["target"]
     assert 0 < data["proxy"]["flops_fraction"] and "lr_rule" in data["proxy"]
-    # every proxy but the stem branched from the stem's checkpoint at step 4 of 8: it trained steps 5-8 only
-    for p in data["proxies"][1:]:
+    # every proxy, the recipe-mix one too, branched from the stem's checkpoint at step 4 of 8: steps 5-8 only
+    assert (folder / "proxies" / "stem" / "final").is_dir()
+    for p in data["proxies"]:
         steps = [
             r["step"] for r in read_records(folder / "proxies" / p["name"] / "metrics.jsonl") if "loss" in r
         ]

@@ -27,7 +27,7 @@ def tiny(tmp_path, *overrides):
 def test_stem_and_branch_recipes(tmp_path):
     recipe = tiny(tmp_path)
     assert proxy_steps(recipe) == (4096, 100, 30)
-    stem = proxy_recipe(recipe, ProxyPlan(0, PRIOR, stem=True), PRIOR)
+    stem = proxy_recipe(recipe, ProxyPlan(-1, PRIOR, stem=True), PRIOR)
     other = {"stdlib_code": 0.5, "stdlib_docs": 0.4, "pydoc_topics": 0.1}
     branch = proxy_recipe(recipe, ProxyPlan(1, other, stem=False), PRIOR)
     for proxy in (stem, branch):
@@ -47,7 +47,8 @@ def test_stem_and_branch_recipes(tmp_path):
     assert stem.train.checkpoint.every_steps == 30 and stem.train.checkpoint.keep_last == 4  # 30 kept
     assert branch.train.checkpoint.every_steps == 100
     assert stem.out.parent == branch.out.parent == recipe.layout.mixture / "proxies"
-    assert branch.out.name.startswith("p01-") and stem.out.name == "p00-prior"
+    assert branch.out.name.startswith("p01-") and stem.out.name == "stem"
+    assert proxy_recipe(recipe, ProxyPlan(0, PRIOR, stem=False), PRIOR).out.name == "p00-prior"
 
 
 def test_too_few_proxy_steps_is_an_error(tmp_path):

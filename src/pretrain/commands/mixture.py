@@ -95,10 +95,10 @@ def search_bounds(recipe: Recipe, full_tokens: int) -> MixBounds:
 
 
 def proxies_flops(recipe: Recipe, proxies: list[Recipe]) -> float:
-    """All proxies' training FLOPs: the stem's whole run once, and each other proxy's part after the stem."""
+    """All proxies' training FLOPs: the stem's whole run once (when there is one), and each proxy's part after it."""
     _, steps, stem_steps = proxy_steps(recipe)
     one = plan_recipe(proxies[0])["training_flops"]
-    return one + (len(proxies) - 1) * one * (steps - stem_steps) / steps
+    return (one if stem_steps else 0.0) + len(proxies) * one * (steps - stem_steps) / steps
 
 
 def write_recipe(recipe: Recipe, proposal: Proposal, folder: Path) -> Path:
@@ -132,9 +132,15 @@ def run_mixture(recipe: Recipe) -> Proposal:
     bounds = search_bounds(recipe, full["tokens"])
     X = draw_candidates(bounds, cfg.proxies, cfg.concentration, cfg.seed)
     prior = bounds.as_dict(bounds.prior)
-    plans = [ProxyPlan(i, bounds.as_dict(x), stem=i == 0) for i, x in enumerate(X)]
+    plans = [ProxyPlan(i, bounds.as_dict(x), stem=False) for i, x in enumerate(X)]
     proxies = [proxy_recipe(recipe, plan, prior) for plan in plans]
-    stem = proxies[0] if proxy_steps(recipe)[2] else None
+    stem = None
+    if proxy_steps(recipe)[2]:
+        stem_plan = ProxyPlan(-1, prior, stem=True)
+        stem = proxy_recipe(recipe, stem_plan, prior)
+        log.info("mixture: the stem (the recipe's mix, every proxy branches from it)")
+        if not train_proxy(recipe, stem, stem_plan, None):
+            log.info("mixture: the stem is up to date — skipping")
     fraction = proxies_flops(recipe, proxies) / full["training_flops"]
     proxy_plan = plan_recipe(proxies[0])
     log.info(
