@@ -121,6 +121,7 @@ def test_eval_over_run_makes_learning_curves(trained, capsys):
     assert len(json.loads((evals / "step-0000008.json").read_text())["items"]["stdlib_cloze"]["acc"]) == 8
 
 
+@pytest.mark.slow  # 8 s at load 19: the model-folder test below is the default suite's representative
 def test_eval_skips_a_checkpoint_pruned_while_it_is_evaluated(trained, tmp_path, monkeypatch):
     """#33.9: a checkpoint that keep_last removed during `pretrain eval OUTPUT_DIR` became a "step 0" row."""
     import shutil
