@@ -185,6 +185,13 @@ def trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def any_rank_writing(ckpt) -> bool:
+    """Whether any rank's background write is still running (every rank calls it, then steps or stops)."""
+    flag = torch.tensor(int(ckpt.writer.busy))
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def save_once(mode: str, ckpt, folder: Path, model, optimizer, vocab: int, step_number: int) -> dict:
     """One save of `mode` while rank 0's RSS is sampled: {"extra", and the step timings of the mode}."""
     result = {}
@@ -204,7 +211,7 @@ def save_once(mode: str, ckpt, folder: Path, model, optimizer, vocab: int, step_
             result["call"] = time.perf_counter() - start
             if mode == "sharded_async":
                 result["during"] = []
-                while ckpt.writer.busy:
+                while any_rank_writing(ckpt):  # the ranks step together (FSDP's collectives)
                     result["during"].append(step(model, optimizer, vocab))
                 ckpt.finish()
                 result["write"] = time.perf_counter() - start
