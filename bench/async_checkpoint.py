@@ -14,7 +14,8 @@ of a run pays one-time imports and buffers), gives freed memory back (malloc_tri
   * `gather`: what checkpoints did before, the weights gathered whole to rank 0
     (`get_model_state_dict(full_state_dict=True, cpu_offload=True)`) and written by `save_pretrained`, the
     optimizer saved per rank with DCP.
-Rank 0's RSS is sampled every 2 ms by a thread; extra peak = peak during the save - RSS just before it. The full
+Rank 0's RSS is sampled every 2 ms by a thread; extra peak = peak during the save - RSS just before it (for the
+async save, which steps on while it writes, minus the extra peak of a plain step measured the same way). The full
 model + optimizer state is 12 bytes per parameter (fp32 weights, AdamW's two moments). Step times: median of
 plain steps; the steps taken while the async write is in flight (plus the save call itself, which stages);
 the step that includes a synchronous save.
@@ -215,9 +216,17 @@ def save_once(mode: str, ckpt, folder: Path, model, optimizer, vocab: int, step_
                     result["during"].append(step(model, optimizer, vocab))
                 ckpt.finish()
                 result["write"] = time.perf_counter() - start
-            else:
-                result["with_sync"] = result["call"] + step(model, optimizer, vocab)
     result["extra"] = peak.extra
+    if (
+        mode == "sharded_async"
+    ):  # the steps taken meanwhile have activations of their own: count the save's part
+        trim()
+        dist.barrier()
+        with RssPeak() as plain_step:
+            step(model, optimizer, vocab)
+        result["extra"] -= plain_step.extra
+    if mode == "sharded_sync":  # the step that waited for the save (outside the memory window: no overlap)
+        result["with_sync"] = result["call"] + step(model, optimizer, vocab)
     return result
 
 
