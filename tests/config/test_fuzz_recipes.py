@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import io
 import re
-from contextlib import redirect_stderr, redirect_stdout
+import signal
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,76 @@ def test_cli_exit_code_and_no_traceback(case, tmp_path_factory):
     assert code == 1
     assert "Traceback" not in err.getvalue()
     assert all(line.startswith("error: ") or "invalid" in line for line in err.getvalue().splitlines())
+
+
+# ------------------------------------------------------------ malformed text: what a YAML dump cannot produce
+
+TINY_TEXT = TINY.read_text().replace(
+    "accelerate_config: ../../accelerate_configs/cpu.yaml", f"accelerate_config: {BASE['accelerate_config']}"
+)
+TEXT_LINES = TINY_TEXT.splitlines(keepends=True)
+KEY_LINES = [i for i, line in enumerate(TEXT_LINES) if re.match(r"^\s*[a-z_]+:", line)]
+FLOAT_LEAVES = [p for p, v in LEAVES if isinstance(v, float)]
+INT_LEAVES = [p for p, v in LEAVES if isinstance(v, int) and not isinstance(v, bool)]
+PER_CASE_S = 10
+
+
+@contextmanager
+def per_case_timeout(seconds: int = PER_CASE_S):
+    """A case that hangs fails (SIGALRM) instead of holding the suite."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"case still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@st.composite
+def malformed_text(draw):
+    """(recipe text, what the one error must say, or None when the recipe may also be valid)."""
+    kind = draw(st.sampled_from(["duplicate", "nonfinite", "huge", "deep", "garbage"]))
+    if kind == "duplicate":  # a key line given twice in its mapping (a section: its whole block again)
+        i = draw(st.sampled_from(KEY_LINES))
+        lines = list(TEXT_LINES)
+        return "".join(
+            [*lines[: i + 1], lines[i].split("#")[0].rstrip() + "\n", *lines[i + 1 :]]
+        ), "duplicate key"
+    raw = copy.deepcopy(BASE)
+    if kind == "nonfinite":
+        path = draw(st.sampled_from(FLOAT_LEAVES))
+        _set(raw, path, draw(st.sampled_from([float("inf"), float("-inf"), float("nan")])))
+        return yaml.safe_dump(raw), ".".join(map(str, path))
+    if kind == "huge":  # accepted or refused, but never a traceback or a hang
+        path = draw(st.sampled_from(INT_LEAVES))
+        _set(raw, path, draw(st.sampled_from([2**70, -(2**70), 10**30])))
+        return yaml.safe_dump(raw), None
+    if kind == "deep":
+        depth = draw(st.integers(200, 600))
+        return TINY_TEXT + "description: " + "[" * depth + "]" * depth + "\n", None
+    cut = draw(st.integers(0, len(TINY_TEXT)))
+    junk = draw(st.text(alphabet=st.sampled_from(list(":{}[]-&*!|>'\"%@` \n\t#,?x1")), max_size=40))
+    return TINY_TEXT[:cut] + junk + TINY_TEXT[cut:], None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=malformed_text())
+def test_malformed_recipe_text_is_an_error_line_or_a_recipe(case, tmp_path_factory):
+    """Duplicate keys, non-finite numbers, 2**70, deep nesting and stray YAML syntax: a RecipeError of `file: ...`
+    lines (naming the key where one is known) or a valid recipe; never another exception, never a hang."""
+    text, expected = case
+    path = tmp_path_factory.mktemp("fuzztext") / "recipe.yaml"
+    path.write_text(text)
+    try:
+        with per_case_timeout():
+            load_recipe(path)
+    except RecipeError as exc:
+        assert exc.problems and all(line.startswith(f"{path}:") and "\n" not in line for line in exc.problems)
+        assert expected is None or any(expected in line for line in exc.problems), (expected, exc.problems)
+        return
+    assert expected is None, f"accepted: {expected}"
