@@ -216,8 +216,10 @@ def test_too_few_rungs_for_the_fit_is_an_error(fake):
 
 def test_ladder_cli_rejects_bad_budgets(tmp_path, capsys):
     base = ["ladder", "recipes/tiny/config.yaml", "--output-dir", str(tmp_path), "--no-relaunch"]
-    assert main([*base, "--budget-flops", "-1"]) == 1
-    assert "--budget-flops must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse range-checks it: exit 2, one usage line
+        main([*base, "--budget-flops", "-1"])
+    assert exited.value.code == 2
+    assert "argument --budget-flops: '-1' is not a finite number > 0" in capsys.readouterr().err
     assert main([*base, "--budget-gpu-hours", "3"]) == 1
     assert "--budget-gpu-hours needs --gpu" in capsys.readouterr().err
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pretrain.config import ModelConfig, Recipe
+from pretrain.config.checks import _consumed_kwarg
 from pretrain.config.keys import (
     ITEM,
     KeyField,
@@ -201,11 +202,15 @@ def _hf_field_lines(key: str, name: str, recipe: Recipe | None) -> list[str]:
     where = type(defaults).__name__
     # legacy kwargs a config folds into a nested field (rope_theta -> rope_parameters) are still valid keys
     nested = {k: v for k, v in defaults.to_dict().items() if isinstance(v, dict) and name in v}
+    value = recipe.model.hf_fields.get(name) if recipe is not None else None
     if hasattr(defaults, name):
         default = getattr(defaults, name)
     elif nested:
         parent, values = next(iter(nested.items()))
         default, where = values[name], f"{where}.{parent}"
+    elif value is not None and _consumed_kwarg(model_type, name, value, defaults.to_dict()):
+        # a keyword the config reads without declaring it (qwen3_moe's head_dim): validate accepts it too
+        default, where = None, f"{where}, a keyword it reads but does not declare"
     else:
         known = [*ModelConfig.model_fields, *defaults.to_dict()]
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)

@@ -177,8 +177,9 @@ def test_a_regression_at_this_evaluation_is_a_warning(make, tmp_path, lines):
     assert lines == [
         (
             logging.WARNING,
-            "step 10: evaluation regression: stdlib_cloze/acc went from 0.5000 (step 5) to 0.4000 (step 10), "
-            "worse by more than its standard error 0.0200",
+            # no per-item scores in these records: the unpaired z-test, one-sided p = P(Z > 0.1 / sqrt(2) / 0.02)
+            "step 10: evaluation regression: stdlib_cloze/acc went from 0.5000 (step 5) to 0.4000 (step 10): "
+            "worse at p=0.0002 < 0.01 (two-sample z-test, standard errors 0.02 and 0.02 (no per-item scores))",
         )
     ]
 
