@@ -10,6 +10,7 @@ from transformers.pytorch_utils import Conv1D
 
 from pretrain.config import load_recipe
 from pretrain.modeling import build_model, muon_parameter_count
+from pretrain.modeling.attention import attn_implementation
 from pretrain.train.optim import muon_parameters
 
 
@@ -137,3 +138,19 @@ def test_a_size_beyond_any_model_is_one_error(key, value):
     setattr(config, key, value)
     with pytest.raises(PretrainError, match=f"model.{key}: {value} is beyond any model this can build"):
         count_parameters(config)
+
+
+@pytest.mark.parametrize(
+    ("asked", "cuda", "built"),
+    [
+        ("flash_attention_2", False, "sdpa"),
+        ("flash_attention_2", True, "flash_attention_2"),
+        ("eager", False, "eager"),
+    ],
+)
+def test_flash_attention_falls_back_to_sdpa_only_without_cuda(
+    tiny_recipe_path, monkeypatch, asked, cuda, built
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    recipe = load_recipe(tiny_recipe_path, overrides=[f"model.attn_implementation={asked}"])
+    assert attn_implementation(recipe) == built

@@ -24,7 +24,16 @@ from pretrain.core.errors import RecipeError
 from pretrain.core.recipe_files import card_templates, recipe_names, resolve_recipe
 from pretrain.testing import SMOKE_SHAPE
 
-SHIPPED = ["llama-1b", "llama-3.1-8b", "smollm2-135m", "smollm2-360m", "tiny", "tiny-anneal", "tiny-long", "tiny-moe"]
+SHIPPED = [
+    "llama-1b",
+    "llama-3.1-8b",
+    "smollm2-135m",
+    "smollm2-360m",
+    "tiny",
+    "tiny-anneal",
+    "tiny-long",
+    "tiny-moe",
+]
 
 # A few optimizer steps of the tiny recipe: small mix read from a bounded share of each source, small tokenizer,
 # two short evaluations.

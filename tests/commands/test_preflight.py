@@ -15,6 +15,8 @@ import time
 import pytest
 
 from pretrain.cli import main
+from pretrain.commands.preflight import stages_verdict
+from pretrain.commands.stages import StagePlan
 from pretrain.evaluation import task_names
 from pretrain.testing import write_checkpoint
 
@@ -125,6 +127,17 @@ def test_shipped_recipes_pass_where_their_hardware_is(capsys, repo_root, tmp_pat
     )
     assert code == 0, lines
     assert lines[-1].startswith("preflight: all ") and not _failed(lines)
+
+
+def test_the_stages_line_says_which_stages_run_and_why():
+    plans = [
+        StagePlan("curate", "current", ""),
+        StagePlan("tokenizer", "stale", "tokenizer.vocab_size changed"),
+    ]
+    assert stages_verdict(plans, force=False).line() == (
+        "✓ stages: curate current; tokenizer runs (tokenizer.vocab_size changed)"
+    )
+    assert stages_verdict(plans, force=True).line() == "✓ stages: every stage re-runs (--force)"
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ from pretrain.config.checks import (
     data_stage_problems,
     file_problems,
     missing_template_problem,
-    model_field_problems,
 )
+from pretrain.config.model_checks import model_field_problems
 
 LABEL = "r.yaml"
 BASE = {

@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM
 
 from pretrain.commands.card import write_model_card
 from pretrain.core.errors import RecipeError
-from pretrain.modeling import build_model, parent_conflicts
+from pretrain.modeling import build_model
+from pretrain.modeling.parent import parent_conflicts
 from pretrain.testing import run_train_stage, write_recipe_file
 from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.tokenizer import load_tokenizer

@@ -21,7 +21,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pretrain.commands.card import write_model_card
 from pretrain.commands.run import run_all, run_stage
 from pretrain.core.errors import RecipeError
-from pretrain.modeling import build_model, load_parent
+from pretrain.modeling import build_model
+from pretrain.modeling.parent import load_parent
 from pretrain.testing import run_train_stage
 from pretrain.tokens.extension import EXTENSION_FILE, TokenizerExtensionRecord, new_token_collisions
 from pretrain.tokens.tokenizer import load_tokenizer

@@ -25,17 +25,14 @@ from pretrain.config.base import (
     format_validation_error,
     load_yaml,
 )
-from pretrain.config.checks import (
-    combination_problems,
-    file_problems,
-    model_field_problems,
-)
+from pretrain.config.checks import combination_problems, file_problems
 from pretrain.config.data import DataConfig
 from pretrain.config.evals import EvalConfig, LocalTask
 from pretrain.config.hub import HubConfig
 from pretrain.config.ladder import LadderConfig
 from pretrain.config.mixture import MixtureConfig
 from pretrain.config.model import ModelConfig
+from pretrain.config.model_checks import model_field_problems
 from pretrain.config.plan import PlanConfig
 from pretrain.config.sources import BuiltinSource, HubSource, LocalSource
 from pretrain.config.tokenizer import TokenizerConfig

@@ -24,7 +24,6 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pretrain.config import ModelConfig, Recipe
-from pretrain.config.checks import _consumed_kwarg
 from pretrain.config.keys import (
     ITEM,
     KeyField,
@@ -38,6 +37,7 @@ from pretrain.config.keys import (
     resolve,
     split_key,
 )
+from pretrain.config.model_checks import consumed_kwarg
 from pretrain.core.errors import PretrainError
 
 # key-walking names that callers (tests) import from here, re-exported from pretrain.config.keys
@@ -208,7 +208,7 @@ def _hf_field_lines(key: str, name: str, recipe: Recipe | None) -> list[str]:
     elif nested:
         parent, values = next(iter(nested.items()))
         default, where = values[name], f"{where}.{parent}"
-    elif value is not None and _consumed_kwarg(model_type, name, value, defaults.to_dict()):
+    elif value is not None and consumed_kwarg(model_type, name, value, defaults.to_dict()):
         # a keyword the config reads without declaring it (qwen3_moe's head_dim): validate accepts it too
         default, where = None, f"{where}, a keyword it reads but does not declare"
     else:

@@ -1,7 +1,9 @@
 """Content checks of a published folder: every file's size and SHA-256, recorded once the folder is complete.
 
-    files = seal(folder, folder / "trainer_state" / "COMPLETE")   # the writer, last: the marker holds the manifest
-    problems = check_sealed(folder, folder / "trainer_state" / "COMPLETE")   # a reader, before any use
+    files = seal(folder, marker)            # the writer, last: the marker file holds the manifest
+    problems = check_sealed(folder, marker) # a reader, before any use
+
+(a checkpoint's marker path is train/checkpoint.py's, the one home of its names)
 
 A marker that merely exists says a write finished; it cannot say that the files are still what was written.
 A disk that filled up after the rename, a copy (`rsync`, `cp -r`) cut short, a file deleted by hand or truncated

@@ -27,7 +27,8 @@ from pretrain.core.progress import get_logger
 from pretrain.evaluation.data_parallel import DataParallelEval
 from pretrain.evaluation.loop import LoopEvaluator
 from pretrain.hub.pusher import CheckpointPusher
-from pretrain.modeling import build_model, count_parameters, load_parent
+from pretrain.modeling import build_model, count_parameters
+from pretrain.modeling.parent import load_parent
 from pretrain.scaling.flops import device_peak_flops, flops_per_token
 from pretrain.scaling.moe import MoESpec, active_non_embedding, moe_spec
 from pretrain.tokens.loader import TokenLoader, WindowLoader

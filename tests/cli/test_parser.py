@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pretrain.cli import build_parser
+from pretrain.cli.parser import build_parser
 
 COMMANDS = ["validate", "plan", "explain", "curate", "tokenizer", "pack", "train", "eval", "push", "run"]
 

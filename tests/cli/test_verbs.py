@@ -1,0 +1,48 @@
+"""Every verb the parser offers has exactly one command behind it: a `VERBS` entry or a registered stage."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pretrain.cli import VERBS, build_parser, main
+from pretrain.cli.verbs import stage_verb
+from pretrain.commands.stages import STAGES
+
+
+def _verbs() -> set[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(action.choices)
+
+
+def test_every_parsed_verb_has_one_command():
+    verbs = _verbs()
+    assert verbs == set(VERBS) | set(STAGES)
+    assert not set(VERBS) & set(STAGES)  # a stage is dispatched through the registry, never twice
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["curate", "--force"], {"name": "curate", "force": True, "launch": None, "preflight": False}),
+        (["train", "--no-relaunch"], {"name": "train", "force": False, "launch": None, "preflight": True}),
+    ],
+)
+def test_a_stage_verb_calls_the_stage_command(monkeypatch, argv, expected):
+    seen = {}
+
+    def fake_stage_command(recipe, name, force, options, launch, preflight):
+        seen.update(name=name, force=force, launch=launch, preflight=preflight)
+        return 0
+
+    monkeypatch.setattr("pretrain.cli.verbs.stage_command", fake_stage_command)
+    monkeypatch.setattr("pretrain.cli.verbs.load_recipe", lambda path, **_: path)
+    assert main([argv[0], "recipes/tiny/config.yaml", *argv[1:]]) == 0
+    assert seen == expected  # data stages run no preflight of their own; train does unless --no-preflight
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_is_a_callable_verb(name):
+    assert callable(stage_verb(name))
