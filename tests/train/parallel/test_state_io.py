@@ -147,3 +147,40 @@ def test_muon_adamw_state_round_trips_through_the_sharded_format(tmp_path):
     fresh = build_optimizer(model, OptimizerConfig(name="muon"), "cpu")
     state_io.read_optimizer(tmp_path / "opt", model, fresh)
     _equal(fresh.state_dict(), optimizer.state_dict())
+
+
+def test_a_staged_state_is_a_snapshot_the_live_training_cannot_change():
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    optimizer = build_optimizer(model, OptimizerConfig(name="adamw"), "cpu")
+    model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+    optimizer.step()
+    live = {"model": state_io.model_state(model), "optimizer": state_io.optimizer_state(model, optimizer)}
+    staged = state_io.stage(live)
+    _equal(staged, live)
+    for name, tensor in staged["model"].items():
+        assert tensor.data_ptr() != live["model"][name].data_ptr(), name  # copies, not views
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = 123.0  # the schedule changes a group's lr in place every step
+    optimizer.step()  # moments and step counters change in place
+    now = {"model": state_io.model_state(model), "optimizer": state_io.optimizer_state(model, optimizer)}
+    for part in ("model", "optimizer"):
+        changed = [k for k, v in now[part].items() if isinstance(v, torch.Tensor) and v.numel() > 0]
+        assert changed and not any(torch.equal(staged[part][k], now[part][k]) for k in changed), part
+    lrs = [v for k, v in staged["optimizer"].items() if k.endswith(".lr")]
+    assert lrs and 123.0 not in lrs
+    nested = {"groups": [{"lr": torch.tensor(1.0)}]}  # lists and dicts are copied, not shared
+    copied = state_io.stage(nested)
+    nested["groups"][0]["lr"].fill_(2.0)
+    nested["groups"].append({})
+    assert copied == {"groups": [{"lr": torch.tensor(1.0)}]}

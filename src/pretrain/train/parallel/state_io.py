@@ -68,11 +68,42 @@ def optimizer_state(model: torch.nn.Module, optimizer) -> dict:
 
 
 def stage(state: dict) -> dict:
-    """A CPU copy of a state dict (DTensors stay DTensors of copied local shards): what a background write
-    reads while training goes on updating the live tensors."""
-    from torch.distributed.checkpoint.staging import BlockingAsyncStager
+    """A host copy of a state dict (DTensors stay DTensors of copied local shards; lists and dicts copied, as
+    training changes a param group's lr): what a background write reads while training goes on updating the
+    live tensors. One copy of this rank's shards at a time: DCP's BlockingAsyncStager first copies a DTensor
+    whole (`deepcopy`, or `.to("cpu")` from a GPU) and then allocates the copy it keeps, so its peak is twice
+    the shards (measured on 4 CPU ranks: 11.3 MB for a 5.3 MB weight shard, 22.8 MB for 10.5 MB of AdamW)."""
+    from torch.distributed.tensor import DTensor
 
-    return BlockingAsyncStager().stage(state)
+    def copy(value):
+        if isinstance(value, dict):
+            return {key: copy(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [copy(item) for item in value]
+        if isinstance(value, DTensor):
+            return DTensor.from_local(
+                _host_copy(value.to_local()),
+                value.device_mesh,
+                value.placements,
+                run_check=False,
+                shape=value.shape,
+                stride=value.stride(),
+            )
+        if isinstance(value, torch.Tensor):
+            return _host_copy(value)
+        return value  # numbers, strings, tuples: immutable
+
+    staged = copy(state)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # the non-blocking device -> pinned host copies have landed
+    return staged
+
+
+def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy (pinned when the source is on a GPU, so the copy does not stall the device)."""
+    out = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu", pin_memory=tensor.is_cuda)
+    out.copy_(tensor.detach(), non_blocking=tensor.is_cuda)
+    return out
 
 
 def write_weights(
