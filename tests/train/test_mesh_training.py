@@ -95,6 +95,8 @@ def _matches_one_process(one_process, make_run, tmp_path, sizes: tuple[int, int,
     assert [s for s, _ in got] == [s for s, _ in reference] == list(range(1, 13))
     worst = max(abs(b - a) / abs(a) for (_, a), (_, b) in zip(reference, got))
     print(f"\nmesh {sizes}: max relative loss difference {worst:.2e} over {len(got)} steps")
+    print(f"one process: {' '.join(f'{a:.6f}' for _, a in reference)}")  # side by side with -s
+    print(f"mesh {sizes}: {' '.join(f'{b:.6f}' for _, b in got)}")
     assert [b for _, b in got] == pytest.approx([a for _, a in reference], rel=1e-4)
     # the last checkpoint, written in the background while training went on, holds exactly final/'s weights
     with safe_open(recipe.out / "checkpoints" / "step-0000012" / "model.safetensors", "pt") as ckpt_file:
@@ -143,6 +145,9 @@ def test_four_then_two_then_one_then_four_ranks_resume_like_one_uninterrupted_ru
             )
     got = step_losses(recipe.out / "metrics.jsonl")
     reference, _ = one_process
+    worst = max(abs(b - a) / abs(a) for (_, a), (_, b) in zip(reference, got))
+    print(f"\nresume chain 4 -> 2 -> 1 -> 4: max relative loss difference {worst:.2e} over {len(got)} steps")
+    print(f"chain: {' '.join(f'{b:.6f}' for _, b in got)}")
     assert [s for s, _ in got] == list(range(1, 13))
     assert [b for _, b in got] == pytest.approx([a for _, a in reference], rel=1e-4)
     windows = recipe.train.global_batch_tokens // recipe.train.seq_len
