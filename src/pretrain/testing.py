@@ -65,7 +65,7 @@ def write_checkpoint(recipe: Recipe, step: int, total_steps: int, **config_chang
     state = {"step": step, "tokens_seen": tokens, "world_size": 1, "total_steps": total_steps}
     (ts / ckpt.STATE_JSON).write_text(json.dumps(state))
     (ts / ckpt.RECIPE_YAML).write_text(ckpt.resolved_recipe_yaml(recipe))
-    (ts / ckpt.COMPLETE).write_text("ok\n")
+    ckpt.seal_checkpoint(folder)  # its COMPLETE marker lists these files: intact, as a written checkpoint is
     return folder
 
 

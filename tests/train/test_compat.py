@@ -91,3 +91,16 @@ def test_a_pruned_checkpoint_is_named_with_the_ones_that_exist(make_small_recipe
         assert str(exc) == message
     else:
         raise AssertionError("annealed from a pruned checkpoint")
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_as_training_passes_over_it(make_small_recipe, tmp_path):
+    """#33: a truncated state.json in the newest checkpoint made preflight a JSONDecodeError traceback, though
+    `--resume auto` skips that checkpoint with a warning and resumes the one before."""
+    recipe = make_small_recipe(tmp_path / "run", "train.tokens=20480")
+    write_checkpoint(recipe, 20, 40)
+    newest = write_checkpoint(recipe, 32, 40)
+    state = newest / "trainer_state" / "state.json"
+    state.write_text(state.read_text()[:18])
+    verdict = run_folder_verdict(make_small_recipe(tmp_path / "run", "train.tokens=30720"), 60, None)
+    assert verdict.ok, verdict.line()  # step 20 is in the stable phase: 60 steps continue it
+    assert "resumes step-0000020 (step 20 of 60)" in verdict.line()

@@ -91,7 +91,12 @@ def _start_paused(recipe, tmp_path, command: str = "train", pause_s: int = 60):
         str(recipe.out),
         "--no-preflight",
     ]
-    cmd += ["--set", "train.fault_injection.pause_at=[3]", "--set", f"train.fault_injection.pause_s={pause_s}"]
+    cmd += [
+        "--set",
+        "train.fault_injection.pause_at=[3]",
+        "--set",
+        f"train.fault_injection.pause_s={pause_s}",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and len(step_losses(recipe.layout.metrics)) < 2:
@@ -103,7 +108,9 @@ def test_ctrl_c_checkpoints_then_exits_130(fresh_run, tmp_path):
     """Case 5 of issue #31: Ctrl-C saved a checkpoint and exited 0, so `pretrain train ... && pretrain push ...`
     pushed a half-trained model. Now: the checkpoint of the step in progress, then exit 130."""
     recipe, out = fresh_run("ctrl_c", "eval.enabled=false", "train.checkpoint.every_steps=100")
-    proc = _start_paused(recipe, tmp_path, pause_s=5)  # the signal lands in step 3's pause; the step then ends
+    proc = _start_paused(
+        recipe, tmp_path, pause_s=5
+    )  # the signal lands in step 3's pause; the step then ends
     proc.send_signal(signal.SIGINT)
     stderr = proc.communicate(timeout=600)[1]
     assert proc.returncode == 130, stderr[-3000:]

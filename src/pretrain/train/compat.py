@@ -34,8 +34,19 @@ NEW_FOLDER = (
 
 
 def newest_checkpoint(recipe: Recipe) -> Path | None:
-    found = ckpt.list_checkpoints(recipe.layout.checkpoints)
-    return found[-1] if found else None
+    """The checkpoint `--resume auto` would take: the newest whose files are intact (sizes against its COMPLETE
+    manifest: quick, unlike the digests training checks) and whose state and recipe can be read. A damaged one
+    is passed over here as training passes over it (training then names it in a warning)."""
+    for folder in reversed(ckpt.list_checkpoints(recipe.layout.checkpoints)):
+        if ckpt.damage(folder, hashes=False):
+            continue
+        try:
+            saved_schedule(folder)
+            json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            continue
+        return folder
+    return None
 
 
 def shape_changes(folder: Path, recipe: Recipe) -> list[str]:
