@@ -307,3 +307,27 @@ def test_the_summary_shows_validation_bits_per_byte(tmp_path):
     assert table[0] == "| step | tokens | stdlib_cloze/acc | val bits/byte |"
     assert table[2:] == ["| 8 | 800 | 0.5000 | 2.5000 |", "| 16 | 1,600 |  | 2.2500 |"]
     assert layout.learning_curves.stat().st_size > 1000
+
+
+def test_a_run_whose_checkpoints_are_all_pruned_while_evaluated_is_one_error(
+    make_small_recipe, tmp_path, monkeypatch, capsys
+):
+    """#33 case 9: `pretrain eval OUTPUT_DIR` while training pruned every checkpoint under it printed
+    "No evaluations recorded." and exited 1 without an error line."""
+    import shutil
+
+    from pretrain.cli import main
+    from pretrain.commands import evaluate as evaluate_command
+    from pretrain.testing import write_checkpoint
+
+    recipe = make_small_recipe(tmp_path / "run")
+    write_checkpoint(recipe, 4, 8)
+
+    def pruned_meanwhile(options, checkpoint, place):
+        shutil.rmtree(checkpoint)  # training's keep_last removes it while it is evaluated
+        raise OSError(f"{checkpoint}/model.safetensors: No such file or directory")
+
+    monkeypatch.setattr(evaluate_command, "evaluate_one", pruned_meanwhile)
+    assert main(["eval", str(recipe.out), "--tasks", "stdlib_cloze"]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "no checkpoint left to evaluate" in err

@@ -83,3 +83,18 @@ def test_loader_is_fast(tokens):
     for _ in range(200):
         next(loader)
     assert time.perf_counter() - start < 5  # sanity bound only; real figures are in bench/data_pipeline.py
+
+
+def test_an_id_outside_the_vocabulary_is_one_error_naming_the_window(tokens):
+    """#33 case 7: a shard damaged in place (same size) with ids past the vocabulary ended training with an
+    IndexError traceback in the embedding; the loader now refuses the batch with one line."""
+    from pretrain.core.errors import DataError
+
+    shard = next(tokens.glob("*train*.bin"))
+    ids = np.memmap(shard, dtype=np.uint16, mode="r+")
+    ids[::50] = 60000  # vocabulary of 1000
+    ids.flush()
+    del ids
+    loader = TokenLoader(tokens, "train", 32, 4, seed=3)
+    with pytest.raises(DataError, match=r"window \d+ holds token id 60000, outside the tokenizer's 1000 ids"):
+        _take(loader, 3)

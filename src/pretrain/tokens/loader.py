@@ -26,7 +26,7 @@ import torch
 
 from pretrain.core.errors import DataError
 from pretrain.tokens.manifest import TokenShard
-from pretrain.tokens.windows import open_split, read_tokens, read_tokens_manifest, window_batch
+from pretrain.tokens.windows import check_ids, open_split, read_tokens, read_tokens_manifest, window_batch
 
 
 class WindowLoader:
@@ -211,6 +211,7 @@ class TokenLoader(WindowLoader):
         windows = self._order()[first : first + self.batch_size]
         self.last_windows = windows
         rows = np.stack([self._tokens(int(w) * self.seq_len, self.seq_len + 1) for w in windows])
+        rows = check_ids(rows, windows, self.manifest.vocab_size, self.dir)
         return window_batch(rows, self.eos_id if self.document_positions else None)
 
     def skip(self, n_batches: int) -> None:

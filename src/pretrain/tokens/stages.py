@@ -48,7 +48,7 @@ from pretrain.tokens.loader import WindowLoader
 from pretrain.tokens.manifest import TokenShard
 from pretrain.tokens.source_streams import SourceWindows, open_source_streams, quota_counts
 from pretrain.tokens.stage_plan import LoaderStage, realised_shares
-from pretrain.tokens.windows import window_batch
+from pretrain.tokens.windows import check_ids, window_batch
 
 
 class StagedTokenLoader(WindowLoader):
@@ -156,6 +156,7 @@ class StagedTokenLoader(WindowLoader):
         windows = step_slice[self.rank * stage.batch_size : (self.rank + 1) * stage.batch_size]
         self.last_windows, self.last_seq_len = windows, stage.seq_len
         rows = np.stack([self.window_tokens(w, stage.seq_len) for w in windows])
+        rows = check_ids(rows, windows, self.manifest.vocab_size, self.dir)
         return window_batch(rows, self.eos_id if stage.document_positions else None)
 
     def skip(self, n_batches: int) -> None:

@@ -17,6 +17,20 @@ from pretrain.core.errors import DataError
 from pretrain.tokens.manifest import TokenManifest, TokenShard
 
 
+def check_ids(rows: np.ndarray, windows: np.ndarray, vocab_size: int, tokens_dir: Path) -> np.ndarray:
+    """`rows` (one per window), after checking that every id is in the vocabulary: a shard overwritten or
+    damaged in place keeps its size (the manifest's only check when it is opened), and an id past the
+    embedding table would end training with an IndexError deep in the model."""
+    top = int(rows.max()) if rows.size else 0
+    if top >= vocab_size:
+        window = int(windows[int(np.argmax(rows.max(axis=1)))])
+        raise DataError(
+            f"{tokens_dir}: window {window} holds token id {top}, outside the tokenizer's {vocab_size} ids: the "
+            "shards are damaged or were packed with another tokenizer; re-run `pretrain pack RECIPE --force`"
+        )
+    return rows
+
+
 def window_batch(rows: np.ndarray, eos_id: int | None = None) -> dict[str, torch.Tensor]:
     """A micro batch from windows of T+1 tokens: inputs, labels shifted by one, and with `eos_id` the
     position ids that restart after each document end (document masking)."""
