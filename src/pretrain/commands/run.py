@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pretrain.commands.card import write_model_card
 from pretrain.commands.launch import LaunchRequest, relaunch_if_asked, will_relaunch
-from pretrain.commands.preflight import require_preflight
+from pretrain.commands.preflight import require_preflight, tokenizer_change
 from pretrain.commands.stages import (
     STAGES,
     damaged,
@@ -24,11 +24,12 @@ from pretrain.commands.stages import (
     is_current,
     require_current,
     stage_output,
+    stage_plans,
 )
 from pretrain.config import Recipe
 from pretrain.core.atomic import remove_dead_attempts
 from pretrain.core.dist import on_main_process
-from pretrain.core.errors import PretrainError
+from pretrain.core.errors import PretrainError, StageError
 from pretrain.core.launcher import DATA_STAGES_DONE, under_launcher
 from pretrain.core.lock import RunLock
 from pretrain.core.progress import capture_run_output, format_seconds, get_logger
@@ -36,6 +37,7 @@ from pretrain.evaluation.report import summarize_run
 from pretrain.hub.push import HubPushError, push_folder
 from pretrain.tokens.tokenizer import check_extension
 from pretrain.train.checkpoint import upload_filter
+from pretrain.train.compat import newest_checkpoint, tokenizer_problem
 from pretrain.train.metrics import read_records, validation_records
 
 log = get_logger("pretrain.commands.run")
@@ -74,6 +76,8 @@ def _build_stage(recipe: Recipe, name: str, force: bool, options: dict[str, str]
     if not force and is_current(recipe, name):
         log.info("%s: up to date (%s) — skipping", name, out.folder)
         return
+    if name == "tokenizer" and not force:
+        refuse_a_tokenizer_under_checkpoints(recipe)
     problems = damaged(recipe, name)
     if problems:
         log.warning("%s: %s is damaged (%s) — building it again", name, out.folder, "; ".join(problems[:3]))
@@ -82,6 +86,16 @@ def _build_stage(recipe: Recipe, name: str, force: bool, options: dict[str, str]
     if stage.main_process_only and isinstance(summary, dict):
         elapsed = format_seconds(time.monotonic() - start)
         log.info("%s: done in %s -> %s %s", name, elapsed, out.folder, _brief(summary))
+
+
+def refuse_a_tokenizer_under_checkpoints(recipe: Recipe) -> None:
+    """A new vocabulary under existing checkpoints is refused before any data is touched, with or without the
+    preflight (which says the same): their embeddings index the current tokenizer's ids, so the run would re-pack
+    the corpus and then fail to load them."""
+    change = tokenizer_change(recipe, {p.name: p for p in stage_plans(recipe)})
+    checkpoint = newest_checkpoint(recipe) if change else None
+    if checkpoint is not None:
+        raise StageError(tokenizer_problem(checkpoint, change))
 
 
 def _brief(summary: dict) -> str:
