@@ -20,6 +20,7 @@ from pretrain.commands.average import average_checkpoints
 from pretrain.core.errors import PretrainError
 from pretrain.testing import run_train_stage
 from pretrain.train.average import AVERAGING_JSON
+from pretrain.train.checkpoint import seal_checkpoint
 from pretrain.train.metrics import read_records, validation_records
 
 
@@ -112,4 +113,11 @@ def test_weights_and_bad_ingredients(folders, tmp_path):
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(PretrainError, match="config.json differs"):
         average_checkpoints([folders[0], other], tmp_path / "x")
+    cut = tmp_path / "cut"  # a sealed checkpoint whose weights were truncated: a safetensors traceback before
+    shutil.copytree(folders[1], cut)
+    seal_checkpoint(cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(PretrainError, match=r"cut: damaged, not averaged: model.safetensors: 1000 bytes"):
+        average_checkpoints([folders[0], cut], tmp_path / "x")
     assert not (tmp_path / "x").exists()  # nothing half-written

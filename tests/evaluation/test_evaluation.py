@@ -331,3 +331,19 @@ def test_a_run_whose_checkpoints_are_all_pruned_while_evaluated_is_one_error(
     assert main(["eval", str(recipe.out), "--tasks", "stdlib_cloze"]) == 1
     err = capsys.readouterr().err
     assert "error: " in err and "no checkpoint left to evaluate" in err
+
+
+def test_a_damaged_checkpoint_is_not_evaluated(make_small_recipe, tmp_path, capsys):
+    """#33: a truncated model.safetensors in a checkpoint was a safetensors traceback from `pretrain eval`."""
+    from pretrain.cli import main
+    from pretrain.testing import write_checkpoint
+
+    recipe = make_small_recipe(tmp_path / "run")
+    folder = write_checkpoint(recipe, 4, 8)
+    (folder / "model.safetensors").write_bytes(b"\0" * 100)  # sealed empty, now 100 bytes: not what was written
+    assert main(["eval", str(folder), "--tasks", "stdlib_cloze"]) == 1
+    assert "damaged, not evaluated: model.safetensors: 100 bytes, 0 when written" in capsys.readouterr().err
+    assert main(["eval", str(recipe.out), "--tasks", "stdlib_cloze"]) == 1  # a run folder skips it, then says so
+    assert "no checkpoint left to evaluate" in capsys.readouterr().err
+    logs = "".join(p.read_text() for p in recipe.out.rglob("pretrain.log"))  # the run's eval log says why
+    assert "step-0000004: damaged (model.safetensors: 100 bytes, 0 when written" in logs

@@ -43,7 +43,13 @@ from pretrain.evaluation.position_loss import (
 from pretrain.evaluation.records import EVAL_RESULTS, EvalRecord, write_record_in
 from pretrain.evaluation.report import summarize_run
 from pretrain.evaluation.task_yaml import all_task_names, write_task_yamls
-from pretrain.train.checkpoint import STATE_JSON, STEP_DIR, TRAINER_STATE, list_checkpoints
+from pretrain.train.checkpoint import (
+    STATE_JSON,
+    STEP_DIR,
+    TRAINER_STATE,
+    list_checkpoints,
+    model_folder_damage,
+)
 
 log = get_logger("pretrain.eval")
 
@@ -190,6 +196,12 @@ def evaluate(checkpoint: Path, options: EvalOptions) -> int:
     _, said = limit_of(options, place.recipe)
     log.info("evaluating %s on %s", path, said)
     if (path / "config.json").exists():
+        problems = model_folder_damage(path)
+        if problems:  # a truncated file was a safetensors traceback from from_pretrained
+            raise PretrainError(
+                f"{path}: damaged, not evaluated: {'; '.join(problems[:3])}; evaluate another checkpoint (a "
+                "damaged final/ is rebuilt by `pretrain run`)"
+            )
         with capture_run_output(place.log_file):
             record = evaluate_one(options, path, place)
         if place.work is not None:
@@ -246,6 +258,10 @@ def _evaluate_run(options: EvalOptions, run_dir: Path, place: EvalPlace) -> dict
         raise PretrainError(f"{run_dir}: no complete checkpoints/step-*/ or final/ to evaluate")
     for ckpt in checkpoints:
         start = time.perf_counter()
+        problems = model_folder_damage(ckpt) if ckpt.exists() else []
+        if problems:
+            log.warning("%s: damaged (%s); skipped", ckpt, "; ".join(problems[:3]))
+            continue
         try:
             meta = step_of(ckpt)
             record = evaluate_one(options, ckpt, place)

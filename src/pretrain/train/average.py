@@ -26,7 +26,7 @@ from pretrain.evaluation.metrics import bits_per_byte
 from pretrain.tokens.loader import TokenLoader
 from pretrain.tokens.tokenizer import tokenizer_hash
 from pretrain.train.callbacks.validation import summed_val_loss
-from pretrain.train.checkpoint import WEIGHTS
+from pretrain.train.checkpoint import WEIGHTS, model_folder_damage
 
 log = get_logger("pretrain.average")
 AVERAGING_JSON = "averaging.json"
@@ -47,6 +47,9 @@ def check_ingredients(checkpoints: list[Path]) -> None:
         for name in ("config.json", WEIGHTS, "tokenizer.json"):
             if not (folder / name).exists():
                 raise PretrainError(f"{folder}: no {name}; give checkpoint or final/ folders of a run")
+        problems = model_folder_damage(folder)
+        if problems:  # a truncated safetensors file was a traceback from the reader
+            raise PretrainError(f"{folder}: damaged, not averaged: {'; '.join(problems[:3])}; leave it out")
     first = checkpoints[0]
     for folder in checkpoints[1:]:
         if _architecture(folder) != _architecture(first):
