@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from pretrain.cli import VERBS, build_parser, main
-from pretrain.cli.verbs import stage_verb
+from pretrain.cli import build_parser, main
+from pretrain.cli.verbs import VERBS, stage_verb
 from pretrain.commands.stages import STAGES
 
 
@@ -46,3 +46,24 @@ def test_a_stage_verb_calls_the_stage_command(monkeypatch, argv, expected):
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_each_stage_is_a_callable_verb(name):
     assert callable(stage_verb(name))
+
+
+def test_the_stage_commands_are_the_registry_in_its_order():
+    from pretrain.commands.stage_commands import STAGE_COMMANDS
+
+    assert list(STAGE_COMMANDS) == list(STAGES)
+
+
+def test_help_imports_no_heavy_library():
+    """Case 10 of issue #31: `pretrain --help` took 8 s, importing torch and transformers through the
+    commands. The parser is built from light modules; the commands are imported only to run a verb."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import pretrain.cli as cli; cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'lm_eval') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

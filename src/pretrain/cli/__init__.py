@@ -33,18 +33,20 @@ import os
 import sys
 
 from pretrain.cli.parser import build_parser
-from pretrain.cli.verbs import VERBS, stage_verb
 from pretrain.core.dist import release_process_group
 from pretrain.core.errors import CurationSubmitted, Interrupted, PretrainError
 from pretrain.core.progress import enable_crash_traces
 from pretrain.core.supervisor import report_failure
 
-__all__ = ["VERBS", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help, --version and usage errors end here, in well under 1 s
+    # the commands import torch, transformers and datasets (seconds): only once a verb is to run
+    from pretrain.cli.verbs import VERBS, stage_verb
+
     enable_crash_traces(sys.stderr)  # a native crash (SIGSEGV) prints the Python stack on stderr
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pretrain import __version__
-from pretrain.commands.stages import STAGES
+from pretrain.commands.stage_commands import STAGE_COMMANDS
 from pretrain.core.arguments import fraction, positive_float, positive_int
 
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", type=Path)
     _common(p)
 
-    for stage in STAGES.values():  # one command per registered stage
+    for stage in STAGE_COMMANDS.values():  # one command per stage (commands/stage_commands.py)
         p = sub.add_parser(stage.name, help=stage.help)
         p.add_argument("recipe", type=Path)
         p.add_argument("--force", action="store_true", help="re-run even if the output is current")

@@ -5,7 +5,8 @@
 Each `Stage` names its output folder (a `RunLayout` entry), what it reads from the recipe (its
 `inputs`, hashed into the fingerprint together with its upstream stages' fingerprints), its upstream
 stages and its run function. A stage module owns its run function and its inputs; nothing else knows
-a stage by name. To add a stage: write its module, then add one entry to `STAGES` (in pipeline order).
+a stage by name. To add a stage: write its module, then add one entry to `STAGES` (in pipeline order) and
+its verb to `STAGE_COMMANDS` (commands/stage_commands.py).
 
 A stage folder is current when its `STAGE.json` records the fingerprint computed now (core/markers.py),
 so a changed recipe re-runs exactly the stages it affects.
@@ -16,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from pretrain.commands.stage_commands import STAGE_COMMANDS, CliOption, StageCommand
 from pretrain.config import Recipe
 from pretrain.core.errors import StageError
 from pretrain.core.layout import RunLayout
@@ -29,33 +31,31 @@ from pretrain.train import loop as train
 
 
 @dataclass(frozen=True)
-class CliOption:
-    """An extra command-line option of a stage's command (passed to its run function by name)."""
-
-    flag: str
-    default: str
-    help: str
-    when_forced: str | None = None
-    """The value `pretrain run --force` passes (None: the default)."""
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
-
-
-@dataclass(frozen=True)
 class Stage:
     name: str
-    help: str
     folder: Callable[[RunLayout], Path]
     inputs: Callable[[Recipe], object]
     """What the stage reads from the recipe (JSON-able): a change re-runs it and every stage downstream."""
     upstream: Callable[[Recipe], tuple[str, ...]]
     run: Callable[..., object]
     """run(recipe, StageOutput, **options): publishes the folder with its marker; may return a summary."""
-    main_process_only: bool = True
-    """Data stages run on the main process while other ranks wait; training runs on every rank."""
-    options: tuple[CliOption, ...] = field(default=())
+
+    @property
+    def command(self) -> StageCommand:
+        """Its verb: help, options, main process only or every rank (commands/stage_commands.py)."""
+        return STAGE_COMMANDS[self.name]
+
+    @property
+    def help(self) -> str:
+        return self.command.help
+
+    @property
+    def main_process_only(self) -> bool:
+        return self.command.main_process_only
+
+    @property
+    def options(self) -> tuple[CliOption, ...]:
+        return self.command.options
 
 
 def _publishing(produce: Callable[[Recipe, Path], dict]) -> Callable[[Recipe, StageOutput], dict]:
@@ -72,7 +72,6 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage(
             name="curate",
-            help="sources -> normalize -> filter -> dedup -> decontaminate -> weighted mix (mix/)",
             folder=lambda layout: layout.mix,
             inputs=curate.fingerprint_inputs,
             upstream=lambda recipe: (),
@@ -80,7 +79,6 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="tokenizer",
-            help="train (or load) the tokenizer on a sample of the mix (tokenizer/)",
             folder=lambda layout: layout.tokenizer,
             inputs=tokenizer.fingerprint_inputs,
             # a reused pretrained tokenizer reads no mix, unless new tokens are learnt on it
@@ -89,7 +87,6 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="pack",
-            help="tokenize the mix into shards with a train/val split (tokens/)",
             folder=lambda layout: layout.tokens,
             inputs=pack.fingerprint_inputs,
             upstream=lambda recipe: ("tokenizer", "curate"),
@@ -97,20 +94,10 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="train",
-            help="the training loop; launch with `accelerate launch -m pretrain train RECIPE`",
             folder=lambda layout: layout.final,
             inputs=train.fingerprint_inputs,
             upstream=lambda recipe: ("pack",),
             run=train.run_training,
-            main_process_only=False,
-            options=(
-                CliOption(
-                    "--resume",
-                    "auto",
-                    "'auto' (newest complete checkpoint), 'never', or a checkpoint path",
-                    when_forced="never",
-                ),
-            ),
         ),
     )
 }
