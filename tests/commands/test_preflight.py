@@ -103,7 +103,9 @@ def test_case3_changed_tokenizer_over_checkpoints(
     # without the preflight too: the tokenizer stage refuses (it re-trained, re-packed, then a load traceback)
     for command in (["run", *args, "--no-preflight"], ["tokenizer", *args]):
         assert main(command) == 1
-        assert "error: tokenizer/ would be rebuilt (tokenizer.vocab_size: 512 -> 256)" in capsys.readouterr().err
+        assert (
+            "error: tokenizer/ would be rebuilt (tokenizer.vocab_size: 512 -> 256)" in capsys.readouterr().err
+        )
         assert (out / "tokenizer" / "STAGE.json").read_text() == marker
 
 

@@ -229,3 +229,21 @@ def test_the_recipe_as_run_validates_from_anywhere(tiny_recipe_path, tmp_path, m
     for key in ("accelerate_config", "output_dir"):
         as_run.pop(key), plain.pop(key)
     assert as_run == plain  # only the paths differ
+
+
+def test_the_recipe_as_run_is_absolute_when_loaded_by_a_relative_path(
+    repo_root, tmp_path, monkeypatch, capsys
+):
+    """A run started as `pretrain run recipes/tiny/config.yaml` wrote `recipes/tiny/../../accelerate_configs/...`
+    (relative to the folder it was started in): the copy validated only from there."""
+    from pretrain.cli import main
+    from pretrain.config import load_recipe
+    from pretrain.train.checkpoint import resolved_recipe_yaml
+
+    monkeypatch.chdir(repo_root)
+    recipe = load_recipe("recipes/tiny/config.yaml", output_dir="outputs-relative")
+    saved = tmp_path / "recipe.resolved.yaml"
+    saved.write_text(resolved_recipe_yaml(recipe))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(saved)]) == 0, capsys.readouterr().err
+    assert load_recipe(saved).out == repo_root / "outputs-relative"

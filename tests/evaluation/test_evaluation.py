@@ -340,10 +340,14 @@ def test_a_damaged_checkpoint_is_not_evaluated(make_small_recipe, tmp_path, caps
 
     recipe = make_small_recipe(tmp_path / "run")
     folder = write_checkpoint(recipe, 4, 8)
-    (folder / "model.safetensors").write_bytes(b"\0" * 100)  # sealed empty, now 100 bytes: not what was written
+    (folder / "model.safetensors").write_bytes(
+        b"\0" * 100
+    )  # sealed empty, now 100 bytes: not what was written
     assert main(["eval", str(folder), "--tasks", "stdlib_cloze"]) == 1
     assert "damaged, not evaluated: model.safetensors: 100 bytes, 0 when written" in capsys.readouterr().err
-    assert main(["eval", str(recipe.out), "--tasks", "stdlib_cloze"]) == 1  # a run folder skips it, then says so
+    assert (
+        main(["eval", str(recipe.out), "--tasks", "stdlib_cloze"]) == 1
+    )  # a run folder skips it, then says so
     assert "no checkpoint left to evaluate" in capsys.readouterr().err
     logs = "".join(p.read_text() for p in recipe.out.rglob("pretrain.log"))  # the run's eval log says why
     assert "step-0000004: damaged (model.safetensors: 100 bytes, 0 when written" in logs

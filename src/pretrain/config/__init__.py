@@ -138,6 +138,11 @@ class Recipe(Section):
                 return candidate
         return Path.cwd() / p
 
+    def absolute_path(self, value: str) -> str:
+        """`resolve_path`, made absolute: a recipe loaded by a relative path resolves relative to the CWD, which
+        a saved copy must not depend on (globs keep their pattern)."""
+        return str(self.resolve_path(value).absolute())
+
     @property
     def out(self) -> Path:
         """The run's output directory."""
@@ -163,20 +168,20 @@ class Recipe(Section):
         card template file, local tokenizer / parent folders, the output folder): the copy a run keeps
         (`recipe.resolved.yaml`, each checkpoint's) then loads and runs again from any folder."""
         data = self.model_dump(mode="json")
-        data["output_dir"] = str(self.out)
+        data["output_dir"] = str(self.out.absolute())
         if self.accelerate_config:
-            data["accelerate_config"] = str(self.resolve_path(self.accelerate_config))
+            data["accelerate_config"] = self.absolute_path(self.accelerate_config)
         for src, raw in zip(self.data.sources, data["data"]["sources"]):
             if isinstance(src, LocalSource):
-                raw["paths"] = [str(self.resolve_path(p)) for p in src.paths]
+                raw["paths"] = [self.absolute_path(p) for p in src.paths]
         for task, raw in zip(self.eval.local_tasks, data["eval"]["local_tasks"]):
-            raw["path"] = str(self.resolve_path(task.path))
+            raw["path"] = self.absolute_path(task.path)
         if self.resolve_path(self.hub.card_template).is_file():  # else the name of a shipped template
-            data["hub"]["card_template"] = str(self.resolve_path(self.hub.card_template))
+            data["hub"]["card_template"] = self.absolute_path(self.hub.card_template)
         for section, key in (("tokenizer", "pretrained"), ("model", "init_from")):
             spec = data[section].get(key)
             if spec and self.resolve_path(spec).is_dir():  # else a Hub id
-                data[section][key] = str(self.resolve_path(spec))
+                data[section][key] = self.absolute_path(spec)
         return data
 
     def accelerate_settings(self) -> dict | None:
