@@ -54,6 +54,9 @@ def test_card_is_complete(final):
         assert needle in text, needle
     assert (out / "final" / "loss_curve.png").exists() and (out / "final" / "learning_curves.png").exists()
     assert "perplexity" not in card.content
+    # where each source came from: origin, version, licence, tokens
+    assert "### Training data provenance" in text
+    assert "| stdlib_code | builtin:python_stdlib_code | Python 3." in text and "| PSF-2.0 |" in text
     # the precision that ran (`auto` resolves to fp32 on a CPU), not the recipe's `auto`
     assert "| precision | fp32 (`auto` on this hardware) |" in text
     assert '"precision": "fp32"' in (out / "metrics.jsonl").read_text()

@@ -112,6 +112,12 @@ class _SourceBase(Section):
         description="most times a short source may be repeated to reach its share (epochs, >= 1); "
         "beyond it the share falls short and the curation report says so",
     )
+    license: str | None = Field(
+        None,
+        description="the licence the source's data is under (an SPDX id such as cc-by-4.0 or odc-by), for the "
+        "model card's provenance table; null = a Hub dataset card's licence, the built-in corpora's PSF-2.0, "
+        "else 'not declared'. Not part of the curation fingerprint",
+    )
 
 
 class HubSource(_SourceBase):

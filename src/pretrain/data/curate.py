@@ -27,10 +27,11 @@ from pretrain.core.errors import DataError
 from pretrain.core.markers import StageOutput, files_signature
 from pretrain.core.progress import get_logger
 from pretrain.core.slurm import SUBMITTED, SubmittedJobs
-from pretrain.data.curation_report import REPORT_FILES, SourceReport, write_reports
+from pretrain.data.curation_report import REPORT_FILES, SourceReport, merge_dropped, write_reports
 from pretrain.data.dedup import bucket_count, cluster_duplicates, find_duplicates, is_removed, load_removed
 from pretrain.data.executor import TaskStep, begin_publish, pass_tasks, prepare_work, run_steps, submit_slurm
 from pretrain.data.mixio import MixWriter, write_manifest
+from pretrain.data.provenance import source_provenance
 from pretrain.data.records import (
     REMOVED_DTYPE,
     dedup_dir,
@@ -52,12 +53,17 @@ log = get_logger("pretrain.curate")
 DUP_CLASSES = {0: "exact_dup", 1: "near_dup"}
 
 
+# read by `pack` (val_fraction, mixture) or speed only (workers, executor; tested — except that budgets are split
+# over the tasks), and a source's declared licence (provenance: the mix stays current when one is added)
+NOT_CURATION_INPUTS = {k: True for k in ("val_fraction", "workers", "executor", "mixture")} | {
+    "sources": {"__all__": {"license"}}
+}
+
+
 def fingerprint_inputs(recipe: Recipe) -> dict:
     """What curation reads: the data section (less what only later stages or the speed depend on),
     the local files' sizes and mtimes, and the evaluation tasks it decontaminates against."""
-    # val_fraction and the mixture are read by `pack`; workers and the executor change speed, not output
-    # (tested) — except that budgets are split over the tasks
-    data = recipe.data.model_dump(mode="json", exclude={"val_fraction", "workers", "executor", "mixture"})
+    data = recipe.data.model_dump(mode="json", exclude=NOT_CURATION_INPUTS)
     patterns = [
         str(recipe.resolve_path(p))
         for s in recipe.data.sources
@@ -221,16 +227,6 @@ def publish_mix(recipe: Recipe, work: Path, out: StageOutput) -> dict:
     return summary
 
 
-def _merge_dropped(into: dict, dropped: dict) -> None:
-    for cls, d in dropped.items():
-        entry = into.setdefault(cls, {"docs": 0, "bytes": 0, "reasons": {}, "examples": []})
-        entry["docs"] += d["docs"]
-        entry["bytes"] += d["bytes"]
-        for reason, n in d["reasons"].items():
-            entry["reasons"][reason] = entry["reasons"].get(reason, 0) + n
-        entry["examples"] += d["examples"]
-
-
 def assemble_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
     """Move every task's mix files into `out`; manifest and reports from the tasks' statistics only."""
     sources = recipe.data.sources
@@ -246,8 +242,8 @@ def assemble_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
             rep.undecodable_bytes += p["read"]["undecodable_bytes"]
             rep.files += len(p["read"]["files"])
             rep.input_bytes += p["read"].get("input_bytes", 0)
-            _merge_dropped(dropped[idx], p["dropped"])
-            _merge_dropped(dropped[idx], f["dropped"])
+            merge_dropped(dropped[idx], p["dropped"])
+            merge_dropped(dropped[idx], f["dropped"])
             for shard in f["shards"]:
                 (out / shard["file"]).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(final_dir(work, rank) / shard["file"], out / shard["file"])
@@ -280,7 +276,8 @@ def assemble_mix(recipe: Recipe, work: Path, tasks: int, out: Path) -> dict:
     write_manifest(out, manifest_sources, recipe.seed)
     texts = json.loads((work / TASK_TEXTS).read_text(encoding="utf-8"))
     unchecked = json.loads((work / UNCHECKED).read_text(encoding="utf-8"))
-    write_reports(out, recipe, reports, texts, unchecked)
+    provenance = [source_provenance(recipe, src) for src in sources]
+    write_reports(out, recipe, reports, texts, unchecked, provenance)
     return {"docs": sum(r.kept_docs for r in reports), "bytes": total, "sources": len(reports)}
 
 

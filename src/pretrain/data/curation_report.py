@@ -59,20 +59,36 @@ class SourceReport:
         }
 
 
+def merge_dropped(into: dict, dropped: dict) -> None:
+    """Add one task's dropped-document statistics of a source (counts, reasons, examples) into `into`."""
+    for cls, d in dropped.items():
+        entry = into.setdefault(cls, {"docs": 0, "bytes": 0, "reasons": {}, "examples": []})
+        entry["docs"] += d["docs"]
+        entry["bytes"] += d["bytes"]
+        for reason, n in d["reasons"].items():
+            entry["reasons"][reason] = entry["reasons"].get(reason, 0) + n
+        entry["examples"] += d["examples"]
+
+
 def write_reports(
     out: Path,
     recipe,
     reports: list[SourceReport],
     task_texts: dict[str, list[str]],
     unchecked: dict[str, str] | None = None,
+    provenance: list[dict] | None = None,
 ) -> None:
+    """`curation_report.json` and `.md` in `out`; `provenance`: each source's row (data/provenance.py)."""
     contamination: dict[str, int] = {task: 0 for task in task_texts}
     for rep in reports:
         for task, n in rep.dropped.get("contamination", {}).get("reasons", {}).items():
             contamination[task] = contamination.get(task, 0) + n
     data = {
         "recipe": recipe.name,
-        "sources": [r.to_json() for r in reports],
+        "sources": [
+            {**r.to_json(), **({"provenance": provenance[i]} if provenance else {})}
+            for i, r in enumerate(reports)
+        ],
         "contamination": contamination,
         "contamination_unchecked": unchecked or {},
         "decontamination_ngram": recipe.data.decontaminate.ngram

@@ -19,7 +19,8 @@ from pretrain.core.errors import DataError
 from pretrain.data.units import READ_ERRORS, UNIT_BYTES, ReadStats, Unit, decode, text_of
 
 
-def _expand(recipe: Recipe, src: LocalSource) -> list[Path]:
+def expand_files(recipe: Recipe, src: LocalSource) -> list[Path]:
+    """The files a local source names (globs and folders expanded, in path order); refuses what cannot be read."""
     files: list[Path] = []
     for pattern in src.paths:
         resolved = recipe.resolve_path(pattern)
@@ -68,7 +69,7 @@ def _open_binary(path: Path):
 
 def local_units(recipe: Recipe, src: LocalSource, idx: int) -> list[Unit]:
     units: list[Unit] = []
-    for path in _expand(recipe, src):
+    for path in expand_files(recipe, src):
         fmt = _format_of(path, src.format)
         size = path.stat().st_size
         if fmt == "parquet":
