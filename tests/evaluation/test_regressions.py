@@ -100,3 +100,15 @@ def test_card_context_marks_regressions(tmp_path):
     context = forecast_and_regressions(layout, [], 1000, 0)
     assert context["forecast"] is None  # no ladder fit
     assert list(context["regressions"]) == ["20:eval/cloze/acc"]
+
+
+def test_without_lm_evals_stderr_the_items_give_it():
+    """In-loop evaluations run lm-eval without its bootstrap, so their records carry no stderr: `pretrain watch`
+    showed an empty error bar. The standard error of the mean of the per-document scores stands in."""
+    scores = [1.0] * 60 + [0.0] * 20
+    rec = with_items(10, scores)
+    rec.results["cloze"]["acc_stderr,none"] = "N/A"
+    p = 0.75
+    assert math.isclose(stderr_of(rec, "eval/cloze/acc"), math.sqrt(p * (1 - p) * 80 / 79) / math.sqrt(80))
+    rec.results["cloze"]["acc_stderr,none"] = 0.05  # lm-eval's own, when it has one, comes first
+    assert stderr_of(rec, "eval/cloze/acc") == 0.05

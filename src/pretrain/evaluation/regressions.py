@@ -18,6 +18,7 @@ about 16% per comparison, two false alarms in the shipped tiny run).
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from pretrain.evaluation.records import EvalRecord
@@ -51,15 +52,21 @@ def lower_is_better(metric: str) -> bool:
 
 
 def stderr_of(record: EvalRecord, metric: str) -> float | None:
-    """lm-eval's standard error of a flat `eval/<task>/<metric>` value in `record`, None when not numeric."""
+    """The standard error of a flat `eval/<task>/<metric>` value in `record`: lm-eval's, else the standard error
+    of the mean of the record's per-document scores (in-loop evaluations run lm-eval without its bootstrap,
+    which leaves every stderr empty); None when neither is there."""
     _, task, name = metric.split("/", 2)
     for key, value in record.results.get(task, {}).items():
         if (
             key.split(",")[0] == f"{name}_stderr"
             and isinstance(value, int | float)
             and not isinstance(value, bool)
+            and math.isfinite(value)
         ):
             return float(value)
+    items = items_of(record, metric)
+    if items and len(items) > 1:
+        return statistics.stdev(items) / math.sqrt(len(items))
     return None
 
 
