@@ -38,6 +38,7 @@ def test_card_is_complete(final):
         ("val_bpb", "bits_per_byte"),
         ("stdlib_cloze", "acc"),
         ("stdlib_cloze", "acc_norm"),
+        ("stdlib_cloze", "rc_bpb"),  # the tiny recipe's eval.rc_bpb: bits/byte of the gold answers
     }
     text = card.text
     for needle in (
