@@ -114,3 +114,23 @@ def test_training_logs_aux_loss_objective_and_expert_shares(fresh_run):
         assert record["objective"] == pytest.approx(record["loss"] + 0.01 * record["aux_loss"], rel=1e-6)
         assert len(record["expert_share_min"]) == len(record["expert_share_max"]) == 2
         assert all(lo <= 0.25 <= hi for lo, hi in zip(record["expert_share_min"], record["expert_share_max"]))
+
+
+def test_each_layer_is_balanced_on_its_own():
+    """Transformers' aux_loss concatenates all layers' router logits: two layers each sending every token to its
+    own two experts look perfectly balanced together. tiny-moe trained with it to 2.007 (top-2 optimum 2.0) while
+    one layer sent 0.39 of its slots to one expert. The loss is now each layer's, averaged."""
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+
+    router = RouterStats(MoESpec(4, 2, 1.0, 0.0))
+    big = 20.0
+    first = torch.tensor([[big, big, 0.0, 0.0]]).repeat(16, 1)  # every token to experts 0 and 1
+    second = torch.tensor([[0.0, 0.0, big, big]]).repeat(16, 1)  # every token to experts 2 and 3
+    together = float(load_balancing_loss_func((first, second), 4, 2))
+    ours = float(torch.stack([router.layer_balance_loss(x) for x in (first, second)]).mean())
+    assert together == pytest.approx(2.0, abs=1e-3)  # looks balanced
+    assert ours == pytest.approx(4.0, abs=1e-3)  # each layer uses half its experts: twice the optimum
+    model = _model(1.0)  # on one layer the loss is transformers' own
+    out = model(input_ids=torch.randint(0, 50, (2, 8)), output_router_logits=True)
+    single = float(load_balancing_loss_func(out.router_logits[:1], 4, 2).detach())
+    assert float(router.layer_balance_loss(out.router_logits[0]).detach()) == pytest.approx(single, rel=1e-6)
