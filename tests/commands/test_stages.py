@@ -6,9 +6,9 @@ import pytest
 
 from pretrain.cli import build_parser, main
 from pretrain.commands import run as pipeline
+from pretrain.commands.stage_commands import STAGE_COMMANDS, CliOption, StageCommand
 from pretrain.commands.stages import (
     STAGES,
-    CliOption,
     Stage,
     fingerprint,
     is_current,
@@ -92,22 +92,28 @@ def fake_registry(monkeypatch):
         return out.publish(lambda tmp: (tmp / "polished.txt").write_text(text.upper() + shine) and {})
 
     fake = {
-        "draft": Stage(
-            "draft", "write a draft", lambda lay: lay.root / "draft", lambda r: r.seed, lambda r: (), draft
-        ),
+        "draft": Stage("draft", lambda lay: lay.root / "draft", lambda r: r.seed, lambda r: (), draft),
         "polish": Stage(
             "polish",
-            "polish the draft",
             lambda lay: lay.root / "polished",
             lambda r: r.train.optimizer.lr,
             lambda r: ("draft",),
             polish,
+        ),
+    }
+    fake_commands = {  # the command line's side of the two stages (commands/stage_commands.py)
+        "draft": StageCommand("draft", "write a draft"),
+        "polish": StageCommand(
+            "polish",
+            "polish the draft",
             options=(CliOption("--shine", "dull", "how much", when_forced="bright"),),
         ),
     }
-    saved = dict(STAGES)
+    saved, saved_commands = dict(STAGES), dict(STAGE_COMMANDS)
     STAGES.clear()
     STAGES.update(fake)
+    STAGE_COMMANDS.clear()
+    STAGE_COMMANDS.update(fake_commands)
     monkeypatch.setattr(pipeline, "summarize_run", lambda out: None)
     monkeypatch.setattr(pipeline, "write_model_card", lambda recipe, final: final / "README.md")
     try:
@@ -115,6 +121,8 @@ def fake_registry(monkeypatch):
     finally:
         STAGES.clear()
         STAGES.update(saved)
+        STAGE_COMMANDS.clear()
+        STAGE_COMMANDS.update(saved_commands)
 
 
 def test_registry_drives_cli_run_and_fingerprints(fake_registry, tiny_recipe_path, tmp_path):

@@ -81,6 +81,7 @@ def test_the_cli_destroys_the_process_group_before_exit(tiny_recipe_path, tmp_pa
     import torch.distributed as dist
 
     from pretrain import cli
+    from pretrain.cli.verbs import VERBS
     from pretrain.core.errors import RecipeError
 
     def command_with_a_group(name):
@@ -95,7 +96,7 @@ def test_the_cli_destroys_the_process_group_before_exit(tiny_recipe_path, tmp_pa
         return command
 
     for name in ("validate", "pack"):
-        monkeypatch.setitem(cli.VERBS, name, command_with_a_group(name))
+        monkeypatch.setitem(VERBS, name, command_with_a_group(name))  # a stage's verb too: VERBS comes first
     assert cli.main(["validate", str(tiny_recipe_path)]) == 0
     assert not dist.is_initialized()
     assert cli.main(["pack", str(tiny_recipe_path)]) == 1
