@@ -86,3 +86,19 @@ def test_dry_run_lists_no_pickles_or_trainer_state(final, tmp_path, capsys):
         f for f in files if f.endswith((".pt", ".bin", ".pkl", ".pickle")) or f.startswith("trainer_state")
     ]
     assert "STAGE.json" not in files
+
+
+def test_the_card_prices_the_gpu_hours_as_the_plan_does(final):
+    """#31: the dollar breakdown of `pretrain plan` in the card too. A CPU run has no GPU-hours, so no cost row."""
+    from pretrain.commands.card import card_context, render_card, template_path
+    from pretrain.config.plan import PlanConfig
+    from pretrain.scaling.cost import cost_of
+
+    recipe, out = final
+    context = card_context(recipe, out / "final")
+    assert context["gpu_hours"] is None and context["cost"] is None
+    assert "| cost |" not in render_card(recipe, template_path(recipe), context)
+    plan = PlanConfig(usd_per_gpu_hour=2.5, engineering_usd=1000)
+    context.update(gpu_hours=12.0, cost=cost_of(plan, 12.0).as_dict())
+    text = render_card(recipe, template_path(recipe), context)
+    assert "| cost | GPU rental ($2.5 per GPU-hour): $30; engineering: $1,000; total $1,030 " in text

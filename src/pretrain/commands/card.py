@@ -28,6 +28,7 @@ from pretrain.evaluation.position_loss import position_loss_table
 from pretrain.evaluation.records import read_eval_records
 from pretrain.evaluation.regressions import find_regressions
 from pretrain.modeling import count_parameters
+from pretrain.scaling.cost import cost_of
 from pretrain.scaling.forecast import Forecast
 from pretrain.scaling.moe import active_non_embedding, moe_spec
 from pretrain.scaling.plan import mix_origin, training_flops_by_stage
@@ -180,6 +181,10 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     stages = data_stage_shares(records)
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
+    gpu_hours = seconds / 3600 * world if on_gpu and start else None
+    cost = (
+        cost_of(recipe.plan, gpu_hours) if gpu_hours else None
+    )  # the recipe's `plan` prices, as `pretrain plan`
     return {
         "recipe": recipe.model_dump(mode="json"),  # plain data: a template reaches no method of ours
         "config": config,
@@ -198,7 +203,8 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
         "mfu": mean_measured(steps, "mfu"),
         "train_hours": seconds / 3600,
         "hardware": f"{world} x {start['device']}" if start else "n/a",
-        "gpu_hours": seconds / 3600 * world if on_gpu and start else None,
+        "gpu_hours": gpu_hours,
+        "cost": cost.as_dict() if cost else None,
         "final_val": last_validation(records),
         "final_val_sources": source_val_bpb(last_validation(records)),
         "mix_origin": mix_origin(recipe),
