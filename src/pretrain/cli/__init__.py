@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     enable_crash_traces(sys.stderr)  # a native crash (SIGSEGV) prints the Python stack on stderr
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        command = VERBS.get(args.command) or stage_verb(
-            args.command
-        )  # the stages: one verb each, from the registry
+        # the stages: one verb each, from the registry
+        command = VERBS.get(args.command) or stage_verb(args.command)
         return int(command(args, argv) or 0)
     except CurationSubmitted as exc:  # handed to Slurm: the user re-runs when the jobs finish
         print(str(exc))

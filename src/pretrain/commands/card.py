@@ -182,9 +182,8 @@ def card_context(recipe: Recipe, final_dir: Path) -> dict:
     tokens_manifest = TokenManifest.read_optional(layout.tokens)
     hub_sources = [s.path for s in recipe.data.sources if isinstance(s, HubSource)]
     gpu_hours = seconds / 3600 * world if on_gpu and start else None
-    cost = (
-        cost_of(recipe.plan, gpu_hours) if gpu_hours else None
-    )  # the recipe's `plan` prices, as `pretrain plan`
+    # priced by the recipe's `plan` section, as `pretrain plan` prices a budget
+    cost = cost_of(recipe.plan, gpu_hours) if gpu_hours else None
     return {
         "recipe": recipe.model_dump(mode="json"),  # plain data: a template reaches no method of ours
         "config": config,

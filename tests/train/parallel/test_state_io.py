@@ -150,15 +150,7 @@ def test_muon_adamw_state_round_trips_through_the_sharded_format(tmp_path):
 
 
 def test_a_staged_state_is_a_snapshot_the_live_training_cannot_change():
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    model = AutoModelForCausalLM.from_config(config)
+    model = _llama(tie=False)
     optimizer = build_optimizer(model, OptimizerConfig(name="adamw"), "cpu")
     model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
     optimizer.step()
