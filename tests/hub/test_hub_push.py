@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from pretrain.testing import write_recipe_file
 
 FAKE_TOKEN = "hf_FAKEtokenXYZ0123456789abcdefghijkl"
@@ -80,6 +82,9 @@ def test_push_branch_and_main_then_load(hub, final, tmp_path):
     assert hub.state.repos["user/tiny-base"]["branches"]["main"]["sha"] == sha
 
 
+# ~20 s (huggingface_hub's own commit retries); the default suite keeps the push failure cases of
+# test_push_errors.py, this one runs with -m slow
+@pytest.mark.slow
 def test_failure_mid_push_then_retry(hub, final, tmp_path):
     env = _env(hub, tmp_path)
     hub.state.fail_commits = 10

@@ -232,17 +232,43 @@ def test_a_long_stage_reads_fewer_longer_windows_with_the_same_tokens_per_step(t
     assert loader.accum_steps == 1 and next(loader)["input_ids"].shape == (4, LONG)
     report = loader.realised_shares()
     assert report[1]["tokens"] == 5 * (GLOBAL // 2) * LONG  # windows x their length (4 steps + the one above)
-    # long windows are the packed stream re-cut at 33 tokens, in their own permutation
+    # long windows are the packed stream re-cut at 33 tokens, in their own permutation, from the blocks of text
+    # held for the long stage: web's blocks are dealt out as the stages read it (8 steps x 0.6 short, 12 x 0.5 long)
     web = loader.windows[LONG].streams[0]
-    assert web.n_windows == (int(web._starts[-1]) - 1) // LONG
+    n_blocks = (int(web._starts[-1]) - 1) // LONG
+    assert web.n_windows == round(n_blocks * (12 * 0.5) / (12 * 0.5 + 8 * 0.6))
     for _, window in steps[9]:
         source, index = loader.windows[LONG].source_of(window)
+        start = loader.windows[LONG].streams[source].token_offset(index)
+        assert start % LONG == 0
         assert np.array_equal(
             loader.windows[LONG].tokens(window),
             np.concatenate([np.asarray(s) for s in loader.windows[LONG].streams[source]._shards])[
-                index * LONG : index * LONG + LONG + 1
+                start : start + LONG + 1
             ],
         )
+
+
+def test_a_long_stage_reads_text_the_short_stage_never_showed(tokens):
+    (loader,) = _long_loaders(tokens, 1, 8)
+    for short, long in zip(loader.windows[SEQ].streams, loader.windows[LONG].streams):
+        short_tokens = {short.token_offset(w) + t for w in range(short.n_windows) for t in range(SEQ)}
+        long_tokens = {long.token_offset(w) + t for w in range(long.n_windows) for t in range(LONG)}
+        assert short_tokens.isdisjoint(long_tokens)  # no token is an input of both a short and a long window
+        if short.name == "small":  # read by no stage here: no windows at all
+            assert long.n_windows == short.n_windows == 0
+            continue
+        total = int(short._starts[-1])
+        assert total - 1 - LONG < len(short_tokens | long_tokens) <= total  # and all the text is read
+    # the whole run: the long stage's windows never repeat a token the short stage read
+    steps = _long_steps([loader], 20)
+    read = {SEQ: set(), LONG: set()}
+    for step in steps:
+        for length, window in step:
+            source, index = loader.windows[length].source_of(window)
+            start = loader.windows[length].streams[source].token_offset(index)
+            read[length] |= {(source, start + t) for t in range(length)}
+    assert read[SEQ] and read[LONG] and read[SEQ].isdisjoint(read[LONG])
 
 
 def test_resume_at_and_inside_the_long_stage_on_one_and_two_ranks_equals_an_uninterrupted_run(tokens):

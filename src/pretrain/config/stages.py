@@ -53,8 +53,9 @@ class DataStage(Section):
         None,
         gt=0,
         description="context extension: this stage's tokens per sequence (>= the stage before's; at most "
-        "model.max_position_embeddings). The packed documents are re-windowed at this length and the global "
-        "batch keeps train.global_batch_tokens (fewer, longer sequences); null = the stage before's",
+        "model.max_position_embeddings). The packed documents are re-windowed at this length, from text held "
+        "for it (each source split between its stages' lengths as they read it), and the global batch keeps "
+        "train.global_batch_tokens (fewer, longer sequences); null = the stage before's",
     )
     micro_batch_size: int | None = Field(
         None,

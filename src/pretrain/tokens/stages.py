@@ -26,10 +26,12 @@ the windows of `last_seq_len` tokens.
 Context-extension stages (a longer `LoaderStage.seq_len`): the accounting rule. The global batch stays the
 same number of TOKENS (`windows_per_step x seq_len` of the loader's base length), so a stage of length L
 draws `windows_per_step x seq_len / L` windows per step, in micro batches of its own size (`batch_size`):
-its micro steps per optimizer step (grad accumulation) may differ from the base stage's. Each length L
-cuts every source's stream into its own windows of L+1 tokens, with its own permutation per epoch (seed,
-source, L, epoch) and its own (epoch, position) per source: the documents are re-windowed, not the
-positions converted, so a stage of length L continues exactly where the last stage of length L stopped
+its micro steps per optimizer step (grad accumulation) may differ from the base stage's. Each source's
+text is split between the lengths that read it, in blocks of the longest length dealt out in proportion to
+the tokens each length reads from it (source_streams.split_text), so a long stage trains on text no short
+stage showed. Each length cuts its own blocks into windows of L+1 tokens, with its own permutation per
+epoch (seed, source, L, epoch) and its own (epoch, position) per source: the documents are re-windowed, not
+the positions converted, so a stage of length L continues exactly where the last stage of length L stopped
 (a second stage at the base length continues the base epochs, as before). `drawn` counts windows per stage,
 so a stage's realised tokens are its windows x its L. All of it is state between optimizer steps, saved
 per length (`sources` for the base length, `sources_by_seq_len` for the others), so a checkpoint inside or
@@ -87,7 +89,10 @@ class StagedTokenLoader(WindowLoader):
         ]
         self.seq_lens = sorted({seq_len} | {stage.seq_len for stage in self.stages})
         # per length: every source's windows of that length, and where each source stands in them
-        streams = open_source_streams(self.dir, self.manifest, self.stages, self.seq_lens, seed, seq_len)
+        reads = self._planned_reads(tokens_per_step) if len(self.seq_lens) > 1 else None
+        streams = open_source_streams(
+            self.dir, self.manifest, self.stages, self.seq_lens, seed, seq_len, reads
+        )
         self.windows = {length: SourceWindows(by_length) for length, by_length in streams.items()}
         self.sources = self.windows[seq_len].streams
         self.source_names = [s.name for s in self.sources]
@@ -100,6 +105,19 @@ class StagedTokenLoader(WindowLoader):
         self._batch: np.ndarray | None = None  # the current global batch's global window ids
         self._batch_stage = 0
         self.last_seq_len = seq_len  # the length of the windows in `last_windows`
+
+    def _planned_reads(self, tokens_per_step: int) -> dict[str, dict[int, float]]:
+        """Tokens the stages will read from each source at each length (steps x tokens per step x weight): how
+        each source's text is split between the lengths (source_streams.split_text)."""
+        reads: dict[str, dict[int, float]] = {}
+        start = 0
+        for stage in self.stages:
+            tokens = max(0, stage.end_step - start) * tokens_per_step
+            start = max(start, stage.end_step)
+            for name, weight in stage.weights.items():
+                by_length = reads.setdefault(name, {})
+                by_length[stage.seq_len] = by_length.get(stage.seq_len, 0.0) + tokens * weight
+        return reads
 
     # ------------------------------------------------------------------ stages
     def stage_at(self, step: int) -> int:
@@ -185,8 +203,10 @@ class StagedTokenLoader(WindowLoader):
         return self.windows[seq_len].tokens(int(window))
 
     def window_source(self, window: int, seq_len: int) -> tuple[list[TokenShard], int]:
-        source, index = self.windows[seq_len].source_of(int(window))
-        return self.manifest.sources[self.source_names[source]].shards["train"], index * seq_len
+        windows = self.windows[seq_len]
+        source, index = windows.source_of(int(window))
+        offset = windows.streams[source].token_offset(index)
+        return self.manifest.sources[self.source_names[source]].shards["train"], offset
 
     def start_at_step(self, step: int) -> None:
         """Start drawing at optimizer step `step` with every source at its first window (a branch of another
