@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM
 
 from pretrain.testing import write_recipe_file
 from pretrain.train.faults import DIE_EXIT_CODE
-from pretrain.train.metrics import read_records, step_losses, validation_records
+from pretrain.train.metrics import read_records, step_losses, step_records, validation_records
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 # micro batch 2: every mesh below has at most 4 data-parallel ranks for the 8 windows of a 512-token step
@@ -192,7 +192,7 @@ MOE_STEPS = 8
 
 
 def _moe_steps(out) -> list[dict]:
-    return [r for r in read_records(out / "metrics.jsonl") if "loss" in r and "objective" in r]
+    return step_records(read_records(out / "metrics.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +215,19 @@ def _experts_match_one_process(moe_one_process, make_run, tmp_path, dp_shard: in
     assert experts in (recipe.out / "pretrain.log").read_text()
     got, reference = _moe_steps(recipe.out), _moe_steps(moe_one_process)
     assert [r["step"] for r in got] == [r["step"] for r in reference] == list(range(1, MOE_STEPS + 1))
-    for key in ("loss", "objective", "aux_loss"):
+    for key in ("grad_norm", "loss", "objective", "aux_loss"):  # AdamW all but hides a gradient scale
         worst = max(abs(b[key] - a[key]) / abs(a[key]) for a, b in zip(reference, got))
         print(f"\nfsdp {dp_shard} x ep {ep}: {key} max relative difference {worst:.2e} over {len(got)} steps")
         print(f"one process: {' '.join(f'{a[key]:.6f}' for a in reference)}")
         print(f"ep:          {' '.join(f'{b[key]:.6f}' for b in got)}")
         assert [b[key] for b in got] == pytest.approx([a[key] for a in reference], rel=1e-4), key
+    # the last checkpoint (written in the background from the ranks' shards) holds exactly final/'s weights
+    with safe_open(recipe.out / "checkpoints" / "step-0000008" / "model.safetensors", "pt") as ckpt_file:
+        with safe_open(recipe.out / "final" / "model.safetensors", "pt") as final_file:
+            assert set(ckpt_file.keys()) == set(final_file.keys())
+            assert all(
+                torch.equal(ckpt_file.get_tensor(k), final_file.get_tensor(k)) for k in final_file.keys()
+            )
     mine = AutoModelForCausalLM.from_pretrained(recipe.out / "final")
     theirs = AutoModelForCausalLM.from_pretrained(moe_one_process / "final")
     state, reference_state = mine.state_dict(), theirs.state_dict()
@@ -239,6 +246,33 @@ def test_two_ranks_fsdp_by_expert_parallel_match_one_process(moe_one_process, ma
 @pytest.mark.slow
 def test_four_ranks_two_copies_of_each_expert_split_match_one_process(moe_one_process, make_run, tmp_path):
     _experts_match_one_process(moe_one_process, make_run, tmp_path, 4, 2)
+
+
+@pytest.mark.slow
+def test_expert_parallel_resumes_like_one_uninterrupted_run(moe_one_process, make_run, tmp_path):
+    """FSDP 2 x EP 2 dies after its step-2 checkpoint, one process resumes from it (the split experts read whole)
+    and dies after step 4, FSDP 2 x EP 2 resumes from that (whole experts read split) and finishes: every step's
+    objective is the uninterrupted one-process run's."""
+    recipe = make_run(
+        tmp_path / "chain", *MOE, "train.checkpoint.every_steps=2", "train.checkpoint.async_save=false"
+    )
+    config, ep = accelerate_config(tmp_path, 1, 2, 1, ep=2), {"PARALLELISM_CONFIG_EP_SIZE": "2"}
+    hops = [(config, 4), (None, 6), (config, None)]
+    for i, (launch, die_at) in enumerate(hops):
+        extra = ["--set", f"train.fault_injection.die_at={die_at}"] if die_at else []
+        proc = train(recipe, tmp_path, launch, *extra, env=ep if launch else None)
+        if die_at is None:
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        else:
+            assert proc.returncode == (DIE_EXIT_CODE if launch is None else 1), proc.stderr[-3000:]
+        if i:
+            resumed = recipe.out / "checkpoints" / f"step-{hops[i - 1][1] - 2:07d}"
+            assert f"resumed from {resumed}" in proc.stderr
+    got, reference = _moe_steps(recipe.out), _moe_steps(moe_one_process)
+    assert [r["step"] for r in got] == list(range(1, MOE_STEPS + 1))
+    worst = max(abs(b["objective"] - a["objective"]) / a["objective"] for a, b in zip(reference, got))
+    print(f"\nresume chain ep 2 -> 1 -> ep 2: objective max relative difference {worst:.2e}")
+    assert [b["objective"] for b in got] == pytest.approx([a["objective"] for a in reference], rel=1e-4)
 
 
 @pytest.mark.slow
