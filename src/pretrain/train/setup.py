@@ -20,6 +20,7 @@ from transformers.utils import logging as hf_logging
 from pretrain.config import Recipe
 from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_TP, UNSUPPORTED_DEEPSPEED
 from pretrain.config.parallelism import (
+    EXPERT_COUNT_KEYS,
     USE_FSDP,
     USE_PARALLELISM_CONFIG,
     MeshError,
@@ -240,9 +241,10 @@ def check_experts(config, shape: MeshShape, label: str) -> None:
     MeshError names the key and the fix before any weight is cut (`pretrain validate` checks the recipe's)."""
     if shape.ep == 1:
         return
-    problems = expert_problems(
-        shape, config.to_dict(), has_expert_parallel_plan(config.model_type), config.model_type
-    )
+    # through the config's attributes: its aliases (qwen3_moe keeps num_experts as num_local_experts) resolve to
+    # the key a recipe names
+    fields = {key: getattr(config, key) for key in EXPERT_COUNT_KEYS if hasattr(config, key)}
+    problems = expert_problems(shape, fields, has_expert_parallel_plan(config.model_type), config.model_type)
     if problems:
         raise MeshError(f"{label}: {problems[0]}")
 
