@@ -193,6 +193,29 @@ def test_a_launch_mesh_is_checked_against_the_processes_the_model_and_muon(tmp_p
     assert "= 4 processes, but the launch has 8 processes" in problem
 
 
+def test_an_expert_parallel_launch_is_checked_against_the_models_experts(tmp_path):
+    """`pretrain validate` names the expert count that does not split over the ep ranks, and ep on a dense model."""
+    sizes = {"parallelism_config_dp_shard_size": 4, "parallelism_config_ep_size": 4}
+    launch = launch_config(tmp_path, distributed_type="MULTI_GPU", num_processes=4, parallelism_config=sizes)
+    moe = {"model_type": "qwen3_moe", "num_experts": 6, "num_experts_per_tok": 2}
+    train = {"global_batch_tokens": 64}
+    problems = combination_problems(
+        make_recipe(tmp_path, accelerate_config=launch, model=moe, train=train), LABEL
+    )
+    assert problems == [
+        f"{LABEL}: model.num_experts: 6 experts do not divide across parallelism_config_ep_size 4 (accelerate_config "
+        f"{launch}: parallelism_config); each expert-parallel rank holds an equal share of every layer's experts: "
+        "pick an ep_size that divides 6 (and parallelism_config_dp_shard_size), or change num_experts"
+    ]
+    moe["num_experts"] = 8
+    assert (
+        combination_problems(make_recipe(tmp_path, accelerate_config=launch, model=moe, train=train), LABEL)
+        == []
+    )
+    (dense,) = combination_problems(make_recipe(tmp_path, accelerate_config=launch, train=train), LABEL)
+    assert dense.startswith(f"{LABEL}: model.model_type: llama has no routed experts")
+
+
 def test_hidden_size_must_divide_into_the_heads(tmp_path):
     recipe = make_recipe(
         tmp_path, model={"hidden_size": 30, "num_attention_heads": 4, "num_key_value_heads": 4}

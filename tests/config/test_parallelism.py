@@ -3,12 +3,17 @@ replicas; and the problems named before any process starts (sizes, tensor-parall
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pretrain.config.parallelism import (
     CP_UNSUPPORTED,
+    EP_RULE,
+    EP_UNDER_TP,
     MeshError,
     MeshShape,
+    has_expert_parallel_plan,
     launch_problems,
     model_problems,
     shape_for_launch,
@@ -112,3 +117,86 @@ def test_launch_problems_read_the_file_and_the_model():
     assert launch_problems(cp, "a.yaml", "llama", LLAMA)[1] == [
         f"a.yaml: parallelism_config: parallelism_config_cp_size: {CP_UNSUPPORTED}"
     ]
+
+
+# ------------------------------------------------------------------------------------------ expert parallelism
+MOE = {"num_experts": 8, "num_experts_per_tok": 2, "hidden_size": 64, "num_attention_heads": 4}
+
+
+def _ep_section(dp_shard: int, ep: int, tp: int = 1, processes: int | None = None) -> dict:
+    sizes = {
+        "parallelism_config_dp_shard_size": dp_shard,
+        "parallelism_config_tp_size": tp,
+        "parallelism_config_ep_size": ep,
+    }
+    return {"parallelism_config": sizes, "num_processes": processes or dp_shard * tp}
+
+
+def test_the_ep_size_is_read_from_the_file_and_the_environment_and_splits_dp_shard():
+    shape = shape_for_launch(4, _ep_section(4, 2), {})
+    assert (shape.dp_shard, shape.ep, shape.expert_shard, shape.world) == (4, 2, 2, 4)
+    assert "experts over ep 2" in shape.describe() and shape.sizes()["ep"] == 2
+    assert MeshShape().sizes() == {"dp_replicate": 1, "dp_shard": 1, "tp": 1, "cp": 1}  # none recorded at 1
+    # accelerate exports only its own keys: under `accelerate launch` the file's ep (for this launch) still counts
+    exported = {
+        **EXPORTED,
+        "PARALLELISM_CONFIG_DP_REPLICATE_SIZE": "1",
+        "PARALLELISM_CONFIG_DP_SHARD_SIZE": "4",
+    }
+    assert shape_for_launch(4, _ep_section(4, 2), exported).ep == 2
+    assert shape_for_launch(4, _ep_section(4, 2), {**exported, "PARALLELISM_CONFIG_EP_SIZE": "4"}).ep == 4
+    assert shape_for_launch(4, None, exported).ep == 1
+    # a file asking for another mesh was not the file launched: its ep is not this launch's
+    other = _ep_section(2, 2, tp=2)
+    assert shape_for_launch(4, other, exported).ep == 1
+    with pytest.raises(MeshError, match="PARALLELISM_CONFIG_EP_SIZE: expected a whole number"):
+        shape_for_launch(4, None, {**exported, "PARALLELISM_CONFIG_EP_SIZE": "two"})
+
+
+def test_an_ep_size_that_does_not_divide_dp_shard_is_one_clear_error_before_training():
+    with pytest.raises(MeshError) as info:
+        shape_for_launch(6, _ep_section(6, 4), {})
+    assert str(info.value) == (
+        "accelerate_config: parallelism_config: parallelism_config_ep_size 4 does not divide "
+        f"parallelism_config_dp_shard_size 6: {EP_RULE}; pick an ep_size that divides it (or 1)"
+    )
+    with pytest.raises(MeshError, match=re.escape(f"parallelism_config_ep_size 2: {EP_UNDER_TP}")):
+        shape_for_launch(4, _ep_section(2, 2, tp=2), {})
+    _, problems = launch_problems(_ep_section(6, 4), "a.yaml", "qwen3_moe", MOE)
+    assert problems == [
+        "a.yaml: parallelism_config: parallelism_config_ep_size 4 does not divide parallelism_config_dp_shard_size "
+        f"6: {EP_RULE}; pick an ep_size that divides it (or 1)"
+    ]
+
+
+def test_experts_that_do_not_divide_across_the_ep_ranks_are_named_with_their_key():
+    (problem,) = model_problems(MeshShape(dp_shard=6, ep=3, source="a.yaml"), MOE, True, "qwen3_moe")
+    assert problem == (
+        "model.num_experts: 8 experts do not divide across parallelism_config_ep_size 3 (a.yaml); each "
+        "expert-parallel rank holds an equal share of every layer's experts: pick an ep_size that divides 8 "
+        "(and parallelism_config_dp_shard_size), or change num_experts"
+    )
+    mixtral = {"num_local_experts": 6, "num_experts_per_tok": 2}
+    (problem,) = model_problems(MeshShape(dp_shard=4, ep=4), mixtral, True, "mixtral")
+    assert problem.startswith(
+        "model.num_local_experts: 6 experts do not divide across parallelism_config_ep_size 4"
+    )
+    assert model_problems(MeshShape(dp_shard=4, ep=4), MOE, True, "qwen3_moe") == []
+    assert (
+        model_problems(MeshShape(dp_shard=4), {"num_experts": 3}, True, "qwen3_moe") == []
+    )  # no ep: no check
+
+
+def test_ep_on_a_model_without_experts_or_without_an_expert_plan_is_refused():
+    (dense,) = model_problems(MeshShape(dp_shard=2, ep=2), LLAMA, True, "llama")
+    assert dense.startswith("model.model_type: llama has no routed experts") and "set it to 1" in dense
+    (no_plan,) = model_problems(MeshShape(dp_shard=2, ep=2), MOE, True, "qwen2_moe", has_ep_plan=False)
+    assert no_plan.startswith("model.model_type: qwen2_moe has no expert-parallel plan in transformers")
+    _, problems = launch_problems(_ep_section(2, 2), "a.yaml", "llama", LLAMA)
+    assert len(problems) == 1 and "llama has no routed experts" in problems[0]
+    assert has_expert_parallel_plan("qwen3_moe") and has_expert_parallel_plan("mixtral")
+    assert has_expert_parallel_plan("olmoe") and not has_expert_parallel_plan("llama")
+    assert launch_problems(_ep_section(2, 2), "a.yaml", "qwen3_moe", MOE) == (
+        MeshShape(dp_shard=2, ep=2, source="a.yaml: parallelism_config"),
+        [],
+    )

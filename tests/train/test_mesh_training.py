@@ -21,10 +21,11 @@ import pytest
 import torch
 import yaml
 from safetensors import safe_open
+from transformers import AutoModelForCausalLM
 
 from pretrain.testing import write_recipe_file
 from pretrain.train.faults import DIE_EXIT_CODE
-from pretrain.train.metrics import read_records, step_losses, validation_records
+from pretrain.train.metrics import read_records, step_losses, step_records, validation_records
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 # micro batch 2: every mesh below has at most 4 data-parallel ranks for the 8 windows of a 512-token step
@@ -36,9 +37,10 @@ COMMON = (
 )  # 12 steps
 
 
-def accelerate_config(folder: Path, dp_replicate: int, dp_shard: int, tp: int) -> Path:
-    """An accelerate launch config with a `parallelism_config:` section, as `accelerate config` writes it."""
-    path = folder / f"mesh-{dp_replicate}x{dp_shard}x{tp}.yaml"
+def accelerate_config(folder: Path, dp_replicate: int, dp_shard: int, tp: int, ep: int = 1) -> Path:
+    """An accelerate launch config with a `parallelism_config:` section, as `accelerate config` writes it (with
+    the project's own `parallelism_config_ep_size` when `ep` > 1)."""
+    path = folder / f"mesh-{dp_replicate}x{dp_shard}x{tp}{f'-ep{ep}' if ep > 1 else ''}.yaml"
     settings = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "MULTI_GPU",  # torchrun's processes; the loop asks accelerate for the CPU (gloo)
@@ -57,19 +59,24 @@ def accelerate_config(folder: Path, dp_replicate: int, dp_shard: int, tp: int) -
             "parallelism_config_cp_size": 1,
         },
     }
+    if ep > 1:
+        settings["parallelism_config"]["parallelism_config_ep_size"] = ep
     path.write_text(yaml.safe_dump(settings))
     return path
 
 
-def train(recipe, folder: Path, config: Path | None, *extra: str) -> subprocess.CompletedProcess:
-    """`pretrain train` on one process (no config) or under `accelerate launch --config_file config`."""
+def train(
+    recipe, folder: Path, config: Path | None, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`pretrain train` on one process (no config) or under `accelerate launch --config_file config`, with
+    `env` added to the environment."""
     recipe_file = write_recipe_file(recipe, folder / f"{recipe.out.name}.yaml")
     launcher = [sys.executable]
     if config is not None:
         launcher += ["-m", "accelerate.commands.launch", "--config_file", str(config)]
     cmd = [*launcher, "-m", "pretrain", "train", str(recipe_file), "--output-dir", str(recipe.out)]
     cmd += ["--no-relaunch", *extra]
-    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +162,132 @@ def test_four_then_two_then_one_then_four_ranks_resume_like_one_uninterrupted_ru
         step = int(folder.name.removeprefix("step-"))
         loader = json.loads((folder / "trainer_state" / "rank-00000.json").read_text())["loader"]
         assert (loader["epoch"], loader["position"]) == (0, step * windows), folder.name
+
+
+# expert parallelism:
+# Expert parallelism trains like one process: a tiny Qwen3-MoE (hidden 64, 2 layers, 4 experts top-2, seq 64)
+# under `accelerate launch` on CPU ranks (gloo) with `parallelism_config_ep_size` in the launch config file, its
+# experts split over the ep ranks and reached by all-to-all, against the 1-process run of the same recipe:
+# per-step losses and objectives (cross-entropy + the router's aux loss) within 1e-4 relative over 8 fp32 AdamW
+# steps, and the exported final model (full expert weights, loaded by `from_pretrained` on one process) equal to
+# the 1-process final within tolerance.
+#
+# FSDP 2 x EP 2 (every expert on exactly one rank: its gradient sums both ranks' tokens through the all-to-all) is the
+# default suite's; FSDP 4 x EP 2 (two FSDP-sharded copies of each expert split: the copies' gradients summed by FSDP's
+# reduction) is `slow`.
+MOE = (
+    "eval.enabled=false",
+    "train.optimizer.name=adamw",
+    "train.micro_batch_size=2",
+    "train.tokens=4096",  # 8 steps of 512 tokens
+    "train.checkpoint.every_steps=4",
+    "model.model_type=qwen3_moe",
+    "model.head_dim=32",
+    "model.num_experts=4",
+    "model.num_experts_per_tok=2",
+    "model.moe_intermediate_size=64",
+    "model.router_aux_loss_coef=0.01",
+)
+MOE_STEPS = 8
+
+
+def _moe_steps(out) -> list[dict]:
+    return step_records(read_records(out / "metrics.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def moe_one_process(make_run, tmp_path_factory):
+    """The 1-process MoE run every expert-parallel mesh is compared with: its output folder."""
+    folder = tmp_path_factory.mktemp("moe_one_process")
+    recipe = make_run(folder / "single", *MOE)
+    proc = train(recipe, folder, None)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return recipe.out
+
+
+def _experts_match_one_process(moe_one_process, make_run, tmp_path, dp_shard: int, ep: int) -> None:
+    # accelerate exports no ep size of the file it launches (the test's recipe file names none): the environment's
+    config = accelerate_config(tmp_path, 1, dp_shard, 1, ep=ep)
+    recipe = make_run(tmp_path / "ep", *MOE)
+    proc = train(recipe, tmp_path, config, env={"PARALLELISM_CONFIG_EP_SIZE": str(ep)})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    experts = f"expert parallel: 4 experts per MoE layer over {ep} ranks ({4 // ep} each"
+    assert experts in (recipe.out / "pretrain.log").read_text()
+    got, reference = _moe_steps(recipe.out), _moe_steps(moe_one_process)
+    assert [r["step"] for r in got] == [r["step"] for r in reference] == list(range(1, MOE_STEPS + 1))
+    for key in ("grad_norm", "loss", "objective", "aux_loss"):  # AdamW all but hides a gradient scale
+        worst = max(abs(b[key] - a[key]) / abs(a[key]) for a, b in zip(reference, got))
+        print(f"\nfsdp {dp_shard} x ep {ep}: {key} max relative difference {worst:.2e} over {len(got)} steps")
+        print(f"one process: {' '.join(f'{a[key]:.6f}' for a in reference)}")
+        print(f"ep:          {' '.join(f'{b[key]:.6f}' for b in got)}")
+        assert [b[key] for b in got] == pytest.approx([a[key] for a in reference], rel=1e-4), key
+    # the last checkpoint (written in the background from the ranks' shards) holds exactly final/'s weights
+    with safe_open(recipe.out / "checkpoints" / "step-0000008" / "model.safetensors", "pt") as ckpt_file:
+        with safe_open(recipe.out / "final" / "model.safetensors", "pt") as final_file:
+            assert set(ckpt_file.keys()) == set(final_file.keys())
+            assert all(
+                torch.equal(ckpt_file.get_tensor(k), final_file.get_tensor(k)) for k in final_file.keys()
+            )
+    mine = AutoModelForCausalLM.from_pretrained(recipe.out / "final")
+    theirs = AutoModelForCausalLM.from_pretrained(moe_one_process / "final")
+    state, reference_state = mine.state_dict(), theirs.state_dict()
+    assert state.keys() == reference_state.keys()
+    assert mine.model.layers[0].mlp.experts.gate_up_proj.shape[0] == 4  # every expert, whole
+    worst = max(float((state[k] - reference_state[k]).abs().max()) for k in state)
+    print(f"final weights: max absolute difference {worst:.2e}")
+    for key in state:
+        torch.testing.assert_close(state[key], reference_state[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_two_ranks_fsdp_by_expert_parallel_match_one_process(moe_one_process, make_run, tmp_path):
+    _experts_match_one_process(moe_one_process, make_run, tmp_path, 2, 2)
+
+
+@pytest.mark.slow
+def test_four_ranks_two_copies_of_each_expert_split_match_one_process(moe_one_process, make_run, tmp_path):
+    _experts_match_one_process(moe_one_process, make_run, tmp_path, 4, 2)
+
+
+@pytest.mark.slow
+def test_expert_parallel_resumes_like_one_uninterrupted_run(moe_one_process, make_run, tmp_path):
+    """FSDP 2 x EP 2 dies after its step-2 checkpoint, one process resumes from it (the split experts read whole)
+    and dies after step 4, FSDP 2 x EP 2 resumes from that (whole experts read split) and finishes: every step's
+    objective is the uninterrupted one-process run's."""
+    recipe = make_run(
+        tmp_path / "chain", *MOE, "train.checkpoint.every_steps=2", "train.checkpoint.async_save=false"
+    )
+    config, ep = accelerate_config(tmp_path, 1, 2, 1, ep=2), {"PARALLELISM_CONFIG_EP_SIZE": "2"}
+    hops = [(config, 4), (None, 6), (config, None)]
+    for i, (launch, die_at) in enumerate(hops):
+        extra = ["--set", f"train.fault_injection.die_at={die_at}"] if die_at else []
+        proc = train(recipe, tmp_path, launch, *extra, env=ep if launch else None)
+        if die_at is None:
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        else:
+            assert proc.returncode == (DIE_EXIT_CODE if launch is None else 1), proc.stderr[-3000:]
+        if i:
+            resumed = recipe.out / "checkpoints" / f"step-{hops[i - 1][1] - 2:07d}"
+            assert f"resumed from {resumed}" in proc.stderr
+    got, reference = _moe_steps(recipe.out), _moe_steps(moe_one_process)
+    assert [r["step"] for r in got] == list(range(1, MOE_STEPS + 1))
+    worst = max(abs(b["objective"] - a["objective"]) / a["objective"] for a, b in zip(reference, got))
+    print(f"\nresume chain ep 2 -> 1 -> ep 2: objective max relative difference {worst:.2e}")
+    assert [b["objective"] for b in got] == pytest.approx([a["objective"] for a in reference], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_muon_trains_the_dense_matrices_beside_expert_parallel_experts(make_run, tmp_path):
+    """Muon takes the 2-D matrices (attention, routers: FSDP shards it gathers), AdamW the split 3-D experts."""
+    muon = tuple(o.replace("adamw", "muon") for o in MOE)
+    one = make_run(tmp_path / "one", *muon)
+    assert (proc := train(one, tmp_path, None)).returncode == 0, proc.stderr[-3000:]
+    recipe = make_run(tmp_path / "ep", *muon)
+    proc = train(
+        recipe, tmp_path, accelerate_config(tmp_path, 1, 2, 1, ep=2), env={"PARALLELISM_CONFIG_EP_SIZE": "2"}
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (
+        "expert parallel: 4 experts per MoE layer over 2 ranks" in (recipe.out / "pretrain.log").read_text()
+    )
+    got, reference = _moe_steps(recipe.out), _moe_steps(one.out)
+    assert [b["objective"] for b in got] == pytest.approx([a["objective"] for a in reference], rel=1e-4)

@@ -1,4 +1,5 @@
-"""The device mesh a launch asks for: data-parallel replicas x FSDP shards x tensor parallel (x context parallel).
+"""The device mesh a launch asks for: data-parallel replicas x FSDP shards x tensor parallel (x context parallel),
+with the experts of a mixture of experts split over an expert-parallel group borrowed from the FSDP shards.
 
 The sizes are accelerate's own: the `parallelism_config:` section of an accelerate config file
 (`parallelism_config_dp_replicate_size`, `_dp_shard_size`, `_tp_size`, `_cp_size`), which `accelerate launch
@@ -12,6 +13,14 @@ ranks over gloo and GPUs over NCCL. In order, the first that applies:
 3. an FSDP launch (`distributed_type: FSDP`, exported as `ACCELERATE_USE_FSDP`): every process a shard,
    its plugin's `fsdp_reshard_after_forward` kept;
 4. otherwise every process is a data-parallel replica (DDP).
+
+Expert parallelism has no key of accelerate's own: `parallelism_config_ep_size` is this project's. In a
+`parallelism_config:` section it is read with the others (accelerate's config loader keeps the unknown key and
+ignores it), but `accelerate launch` exports only the keys it knows, so under a launch the size comes from
+`PARALLELISM_CONFIG_EP_SIZE` when that is set in the environment (the launcher passes the environment on), else
+from the recipe's `accelerate_config` file when its section asks for the very mesh the launch exported (it is the
+file launched: `pretrain run` / `pretrain train` launch the recipe's own), else 1. It is not a dimension of its
+own: the ep ranks are taken from dp_shard (as torchtitan does), see `EP_RULE`.
 
 Everything here is plain arithmetic on sizes, so `pretrain validate` and the launch check a mesh against the
 model before any process starts; `train/parallel/` builds it.
@@ -32,6 +41,8 @@ SIZE_KEYS = {  # mesh dimension -> accelerate's config key (the env variable is 
     "tp": "parallelism_config_tp_size",
     "cp": "parallelism_config_cp_size",
 }
+# expert parallelism: the project's own key (accelerate has none; it reads past unknown keys of the section)
+EP_SIZE_KEY = "parallelism_config_ep_size"
 USE_PARALLELISM_CONFIG = "ACCELERATE_USE_PARALLELISM_CONFIG"
 USE_FSDP = "ACCELERATE_USE_FSDP"
 # context parallelism: torch's ring attention takes only `is_causal` SDPA on CUDA, while transformers' Llama builds
@@ -41,6 +52,21 @@ CP_UNSUPPORTED = (
     "position ids, which torch's ring attention cannot take; set it to 1 (use tensor parallel or shorter "
     "sequences)"
 )
+
+
+# expert parallelism borrows its ranks from the FSDP shards (torchtitan's layout, transformers' `efsdp`): the experts
+# are split over ep consecutive dp_shard ranks, and each such split is repeated dp_shard / ep times, the copies
+# FSDP2-sharded over each other; the tokens of the ep ranks reach their experts by all-to-all
+EP_RULE = (
+    "expert parallelism borrows its ranks from the FSDP shards, so ep_size must divide "
+    "parallelism_config_dp_shard_size"
+)
+EP_UNDER_TP = (
+    "expert parallelism is supported with tensor parallel size 1 only (tokens are exchanged between data-parallel "
+    "ranks, not TP peers); set parallelism_config_tp_size to 1 or parallelism_config_ep_size to 1"
+)
+# how a config names its routed-expert count (qwen3_moe / olmoe / qwen2_moe, mixtral, deepseek)
+EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 
 
 class MeshError(PretrainError):
@@ -53,6 +79,9 @@ class MeshShape:
     dp_shard: int = 1  # FSDP2 shards of weights, gradients and optimizer state
     tp: int = 1  # tensor-parallel ranks: each holds a slice of every matrix of a layer
     cp: int = 1  # context parallel (refused, see CP_UNSUPPORTED)
+    # expert-parallel ranks: each holds num_experts / ep of every MoE layer's experts; not a dimension of its own
+    # but a split of dp_shard (it must divide it; `world` does not count it), tokens sent to experts by all-to-all
+    ep: int = 1
     reshard_after_forward: bool = True  # FSDP: free the gathered weights after the forward (ZeRO-3)
     source: str = "one process"  # where the sizes came from, for messages
 
@@ -70,13 +99,21 @@ class MeshShape:
         """No rank holds whole weight matrices (FSDP shards or TP slices)."""
         return self.dp_shard > 1 or self.tp > 1
 
+    @property
+    def expert_shard(self) -> int:
+        """Copies of each expert split, FSDP-sharded over each other (transformers' `efsdp`): dp_shard / ep."""
+        return self.dp_shard // self.ep
+
     def sizes(self) -> dict[str, int]:
-        """The mesh's sizes by dimension (what a checkpoint records of the run that wrote it)."""
-        return {dim: getattr(self, dim) for dim in SIZE_KEYS}
+        """The mesh's sizes by dimension (what a checkpoint records of the run that wrote it; ep, which splits
+        dp_shard and leaves the data layout as it is, is recorded only when it is used)."""
+        sizes = {dim: getattr(self, dim) for dim in SIZE_KEYS}
+        return {**sizes, "ep": self.ep} if self.ep > 1 else sizes
 
     def describe(self) -> str:
         parts = [f"{name} {getattr(self, name)}" for name in ("dp_replicate", "dp_shard", "tp", "cp")]
-        return " x ".join(parts) + f" = {self.world} processes"
+        experts = f" (experts over ep {self.ep})" if self.ep > 1 else ""
+        return " x ".join(parts) + f" = {self.world} processes" + experts
 
 
 def _size(value: Any, key: str, where: str) -> int:
@@ -96,7 +133,7 @@ def parallelism_section(settings: Mapping | None, where: str = "accelerate_confi
         return None
     label = f"{where}: parallelism_config"
     sizes = {dim: _size(section.get(key, 1), key, label) for dim, key in SIZE_KEYS.items()}
-    return MeshShape(**sizes, source=label)
+    return MeshShape(**sizes, ep=_size(section.get(EP_SIZE_KEY, 1), EP_SIZE_KEY, label), source=label)
 
 
 def shape_from_settings(settings: Mapping | None, where: str = "accelerate_config") -> MeshShape:
@@ -129,14 +166,15 @@ def shape_for_launch(
     """The mesh of a running launch of `world` processes (module docstring: the order the sources are read in);
     raises MeshError when the sizes do not multiply to `world` or ask for what is not supported."""
     env = os.environ if env is None else env
+    section = parallelism_section(settings, where)
+    if section is not None and section.world != world:
+        section = None  # the recipe's file is for another launch (a resume on another world size)
     if env.get(USE_PARALLELISM_CONFIG, "").lower() == "true":
         label = "accelerate launch (PARALLELISM_CONFIG_*)"
         sizes = {dim: _size(env.get(key.upper(), 1), key.upper(), label) for dim, key in SIZE_KEYS.items()}
-        shape = MeshShape(**sizes, source=label)
+        shape = MeshShape(**sizes, ep=_exported_ep(env, section, sizes, label), source=label)
     else:
-        shape = parallelism_section(settings, where)
-        if shape is not None and shape.world != world:
-            shape = None  # the recipe's file is for another launch (a resume on another world size)
+        shape = section
     if shape is None and env.get(USE_FSDP, "").lower() == "true":
         strategy = env.get("FSDP_SHARDING_STRATEGY", "").upper()
         reshard = (
@@ -151,13 +189,44 @@ def shape_for_launch(
     return shape
 
 
+def _exported_ep(
+    env: Mapping[str, str], section: MeshShape | None, sizes: Mapping[str, int], label: str
+) -> int:
+    """ep under `accelerate launch`, which exports only its own keys: the environment's
+    PARALLELISM_CONFIG_EP_SIZE when set, else the recipe's accelerate config file when its section asks for the
+    mesh the launch exported (the file that was launched), else 1."""
+    key = EP_SIZE_KEY.upper()
+    if key in env:
+        return _size(env[key], key, label)
+    if section is not None and all(getattr(section, dim) == size for dim, size in sizes.items()):
+        return section.ep
+    return 1
+
+
 def world_problem(shape: MeshShape, world: int) -> str | None:
     if shape.cp > 1:
         return f"{shape.source}: cp_size {shape.cp}: {CP_UNSUPPORTED}"
+    problem = ep_problem(shape)
+    if problem:
+        return problem
     if shape.world != world:
         return (
             f"{shape.source}: the mesh {shape.describe()}, but the launch has {world} processes; make the sizes "
             f"multiply to the number of processes (accelerate launch --num_processes {shape.world})"
+        )
+    return None
+
+
+def ep_problem(shape: MeshShape) -> str | None:
+    """What keeps this mesh's sizes from expert parallelism (EP_RULE, no TP), whatever the model."""
+    if shape.ep == 1:
+        return None
+    if shape.tp > 1:
+        return f"{shape.source}: {EP_SIZE_KEY} {shape.ep}: {EP_UNDER_TP}"
+    if shape.dp_shard % shape.ep:
+        return (
+            f"{shape.source}: {EP_SIZE_KEY} {shape.ep} does not divide parallelism_config_dp_shard_size "
+            f"{shape.dp_shard}: {EP_RULE}; pick an ep_size that divides it (or 1)"
         )
     return None
 
@@ -167,9 +236,62 @@ TP_DIVIDES = ("num_attention_heads", "num_key_value_heads", "hidden_size", "inte
 
 
 def model_problems(
-    shape: MeshShape, fields: Mapping[str, Any], has_tp_plan: bool, model_type: str
+    shape: MeshShape,
+    fields: Mapping[str, Any],
+    has_tp_plan: bool,
+    model_type: str,
+    has_ep_plan: bool = True,
 ) -> list[str]:
     """What keeps this model from this mesh: `key: problem` fragments (the caller adds the file label)."""
+    return tensor_parallel_problems(shape, fields, has_tp_plan, model_type) + expert_problems(
+        shape, fields, has_ep_plan, model_type
+    )
+
+
+def expert_count(fields: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(the config key, the number of routed experts per MoE layer), or None for a model without experts."""
+    return next(
+        (
+            (key, fields[key])
+            for key in EXPERT_COUNT_KEYS
+            if isinstance(fields.get(key), int) and fields[key] > 1
+        ),
+        None,
+    )
+
+
+def expert_problems(
+    shape: MeshShape, fields: Mapping[str, Any], has_ep_plan: bool, model_type: str
+) -> list[str]:
+    """What keeps this model's experts from splitting over `shape.ep` ranks (none when ep is 1)."""
+    if shape.ep == 1:
+        return []
+    count = expert_count(fields)
+    if count is None:
+        return [
+            f"model.model_type: {model_type} has no routed experts (num_experts / num_local_experts), so it cannot "
+            f"run with {EP_SIZE_KEY} {shape.ep} ({shape.source}); set it to 1 or train a mixture of experts"
+        ]
+    if not has_ep_plan:
+        return [
+            f"model.model_type: {model_type} has no expert-parallel plan in transformers (base_model_ep_plan), so "
+            f"it cannot run with {EP_SIZE_KEY} {shape.ep} ({shape.source}); set it to 1 or use a model type with "
+            "one (qwen3_moe, olmoe, mixtral, ...)"
+        ]
+    key, experts = count
+    if experts % shape.ep:
+        return [
+            f"model.{key}: {experts} experts do not divide across {EP_SIZE_KEY} {shape.ep} ({shape.source}); each "
+            "expert-parallel rank holds an equal share of every layer's experts: pick an ep_size that divides "
+            f"{experts} (and parallelism_config_dp_shard_size), or change {key}"
+        ]
+    return []
+
+
+def tensor_parallel_problems(
+    shape: MeshShape, fields: Mapping[str, Any], has_tp_plan: bool, model_type: str
+) -> list[str]:
+    """What keeps this model's matrices from slicing over `shape.tp` ranks (none when tp is 1)."""
     if shape.tp == 1:
         return []
     if not has_tp_plan:
@@ -199,6 +321,18 @@ def has_tensor_parallel_plan(model_type: str) -> bool:
         return True
 
 
+def has_expert_parallel_plan(model_type: str) -> bool:
+    """transformers ships an expert-parallel plan for this architecture (`base_model_ep_plan`) whose experts
+    take their tokens by dispatch (`ep_dispatch_experts`)."""
+    from transformers import AutoConfig
+
+    try:
+        plan = getattr(AutoConfig.for_model(model_type), "base_model_ep_plan", None) or {}
+    except ValueError:  # an unknown model type: reported by the model checks
+        return True
+    return "ep_dispatch_experts" in plan.values()
+
+
 def launch_problems(
     settings: Mapping | None, where: str, model_type: str, fields: Mapping[str, Any]
 ) -> tuple[MeshShape | None, list[str]]:
@@ -211,8 +345,11 @@ def launch_problems(
     problems = []
     if shape.cp > 1:
         problems.append(f"{shape.source}: parallelism_config_cp_size: {CP_UNSUPPORTED}")
+    elif ep_problem(shape):
+        problems.append(ep_problem(shape))
     elif isinstance(processes, int) and shape.world != processes:
         problems.append(world_problem(shape, processes))
     has_plan = has_tensor_parallel_plan(model_type) if shape.tp > 1 else True
-    problems += model_problems(shape, fields, has_plan, model_type)
+    has_ep_plan = has_expert_parallel_plan(model_type) if shape.ep > 1 else True
+    problems += model_problems(shape, fields, has_plan, model_type, has_ep_plan)
     return shape, problems

@@ -1,21 +1,26 @@
 """On one process parallelising leaves the model as it is (compile per block aside); the loss-parallel context
-and the gradient-sync switch are no-ops; the blocks are found from transformers' `_no_split_modules`."""
+and the gradient-sync switch are no-ops; the blocks are found from transformers' `_no_split_modules`; the tensor
+and expert plans are the model's own; a built model's experts are checked against the ep size."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pretrain.config.parallelism import MeshShape
+from pretrain.config.parallelism import MeshError, MeshShape
 from pretrain.train.parallel.mesh import Parallelism
 from pretrain.train.parallel.parallelize import (
     decoder_blocks,
+    expert_modules,
+    expert_plan,
     local_value,
     loss_context,
     no_gradient_sync,
     parallelize,
     tensor_plan,
 )
+from pretrain.train.setup import check_experts
 
 
 def _model() -> LlamaForCausalLM:
@@ -58,3 +63,41 @@ def test_the_tensor_plan_is_the_models_own_with_layers_expanded():
     assert plan["model.layers.2.self_attn.q_proj"] == "colwise"
     assert plan["model.layers.0.mlp.down_proj"] == "rowwise"
     assert not any("*" in name for name in plan)
+
+
+def _moe(num_experts: int = 4):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        "qwen3_moe",
+        vocab_size=64,
+        hidden_size=32,
+        moe_intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_experts=num_experts,
+        num_experts_per_tok=2,
+    )
+    return AutoModelForCausalLM.from_config(config)
+
+
+def test_the_expert_plan_is_the_models_own_with_layers_expanded():
+    model = _moe()
+    plan = expert_plan(model, 2, 2)
+    assert plan["model.layers.1.mlp.experts.gate_up_proj"] == "grouped_gemm"
+    assert plan["model.layers.0.mlp.experts"] == "ep_dispatch_experts"
+    assert expert_modules(model, plan) == [layer.mlp.experts for layer in model.model.layers]
+
+
+def test_the_built_models_experts_are_checked_against_ep_before_any_weight_is_cut():
+    """A parent model (model.init_from) brings its own config: its experts are checked at launch too."""
+    check_experts(_moe(4).config, MeshShape(dp_shard=4, ep=4), "r.yaml")
+    check_experts(_moe(3).config, MeshShape(dp_shard=2), "r.yaml")  # no ep: nothing to check
+    with pytest.raises(
+        MeshError, match=r"^r.yaml: model.num_experts: 3 experts do not divide across .*ep_size 2"
+    ):
+        check_experts(_moe(3).config, MeshShape(dp_shard=2, ep=2), "r.yaml")
+    with pytest.raises(MeshError, match="llama has no routed experts"):
+        check_experts(_model().config, MeshShape(dp_shard=2, ep=2), "r.yaml")

@@ -9,6 +9,14 @@ the model stays a plain module and every function of this package becomes the lo
     dp          the flattened (dp_replicate, dp_shard): a rank's data coordinate, the loss average
     fsdp        dp_shard, or (dp_replicate, dp_shard) for HSDP and for plain replicas (shard size 1)
     tp          the ranks that hold slices of the same matrices and read the same batch
+
+With expert parallelism (`ep` > 1, tp 1) a second mesh views the same ranks the experts' way, as transformers'
+`TransformersDeviceMesh` and torchtitan do:
+
+    expert mesh (dp_replicate, efsdp, ep), efsdp = dp_shard / ep
+    ep            consecutive dp_shard ranks that split every MoE layer's experts and exchange tokens (all-to-all)
+    expert_fsdp   efsdp, or (dp_replicate, efsdp) with replicas: the ranks holding the same experts, over which
+                  FSDP2 shards them (size 1 when ep == dp_shard: each expert lives on exactly one rank)
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import torch
 from pretrain.config.parallelism import MeshShape
 
 DIMS = ("dp_replicate", "dp_shard", "tp")
+EXPERT_DIMS = ("dp_replicate", "efsdp", "ep")
 
 
 @dataclass
@@ -32,6 +41,12 @@ class Parallelism:
     fsdp: object | None = None  # what FSDP2 shards (and replicates) over
     tp: object | None = None  # tensor-parallel mesh
     loss_parallel: bool = False  # the LM head's logits stay vocab-sharded into the cross-entropy
+    ep: object | None = None  # expert-parallel mesh (None without expert parallelism)
+    expert_fsdp: object | None = None  # what FSDP2 shards the experts over (the copies of one expert split)
+
+    @property
+    def expert_parallel(self) -> bool:
+        return self.ep is not None and self.shape.ep > 1
 
     @property
     def data_rank(self) -> int:
@@ -73,7 +88,15 @@ def build_parallelism(shape: MeshShape, device_type: str) -> Parallelism:
     # keep the flattened mesh itself: slicing "dp" back out of the root is deprecated
     dp = data._flatten("dp")
     fsdp = data if shape.dp_replicate > 1 else world["dp_shard"]  # 2-D: HSDP (replicas of shard groups)
-    return Parallelism(shape, world=world, dp=dp, fsdp=fsdp, tp=world["tp"])
+    par = Parallelism(shape, world=world, dp=dp, fsdp=fsdp, tp=world["tp"])
+    if shape.ep > 1:
+        # the same ranks, dp_shard split as (efsdp, ep): rank r * dp_shard + e * ep + k is copy e of split k
+        experts = init_device_mesh(
+            device_type, (shape.dp_replicate, shape.expert_shard, shape.ep), mesh_dim_names=EXPERT_DIMS
+        )
+        par.ep = experts["ep"]
+        par.expert_fsdp = experts[("dp_replicate", "efsdp")] if shape.dp_replicate > 1 else experts["efsdp"]
+    return par
 
 
 def device_type() -> str:

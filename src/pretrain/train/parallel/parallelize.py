@@ -13,6 +13,14 @@
   (which reads the head's weight outside the forward: "mixed torch.Tensor and DTensor" under FSDP2) keep
   working, and on 2 CPU ranks (3.5M params, 40 steps, busy machine, two rounds) its step took 1321 / 983 ms
   against accelerate's DDP's 1414 / 1083 ms, while FSDP2 over the replicas took 1658 / 1195 ms (+17%).
+* Expert parallel (`ep` > 1, a mixture of experts) applies the model's own expert plan from transformers
+  (`config.base_model_ep_plan`): each MoE layer's stacked expert weights are split on the expert dimension over the
+  `ep` ranks (`grouped_gemm`), and the experts module sends every (token, expert) pair to the expert's rank and
+  the outputs back with transformers' all-to-all (`ep_dispatch_experts`, `AllToAllEP`), whose backward carries
+  every rank's gradient to the expert. FSDP2 then shards each experts module over its copies (`expert_fsdp`,
+  dp_shard / ep ranks) before the blocks take the rest; the expert gradient sums the ep ranks' tokens through the
+  all-to-all and the copies' through FSDP's reduction (a sum, divided here by the data-parallel size, as the dense
+  gradients are averaged), so it equals the one-process gradient of the global mean loss.
 * Every rank builds the same full model first (same seed), so TP and FSDP cut it locally without communication.
 """
 
@@ -50,6 +58,30 @@ def tensor_plan(model: torch.nn.Module, tp_size: int) -> dict[str, str]:
     return plan
 
 
+def expert_plan(model: torch.nn.Module, ep_size: int, dp_shard: int) -> dict[str, str]:
+    """The model's expert-parallel plan with every `*` expanded to the layer numbers (transformers' resolver):
+    `...experts.gate_up_proj` / `down_proj` -> grouped_gemm, `...experts` -> ep_dispatch_experts."""
+    from transformers.distributed import DistributedConfig
+
+    _, plan, _ = model._resolve_parallel_plans(DistributedConfig(ep_size=ep_size, fsdp_size=dp_shard))
+    return plan
+
+
+def expert_modules(model: torch.nn.Module, plan: dict[str, str]) -> list[torch.nn.Module]:
+    """The modules the plan dispatches tokens to (one experts module per MoE layer)."""
+    return [model.get_submodule(name) for name, style in plan.items() if style == "ep_dispatch_experts"]
+
+
+def apply_expert_parallel(model: torch.nn.Module, parallelism: Parallelism) -> list[torch.nn.Module]:
+    """Split every MoE layer's experts over the ep ranks and route tokens to them by all-to-all; returns the
+    experts modules (FSDP2 shards each over its copies). Every rank keeps the slice of its identical full init."""
+    from transformers.distributed.expert_parallel import apply_expert_parallelism
+
+    plan = expert_plan(model, parallelism.shape.ep, parallelism.shape.dp_shard)
+    apply_expert_parallelism(model, parallelism.ep, parallelism.tp, plan, ep_implementation="all_to_all")
+    return expert_modules(model, plan)
+
+
 def apply_tensor_parallel(model: torch.nn.Module, tp_mesh, loss_parallel: bool) -> None:
     from torch.distributed.tensor import Shard
     from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_module
@@ -81,9 +113,12 @@ def _whole_logits_outside_the_loss(module, args, output):
     return output.full_tensor()
 
 
-def apply_data_parallel(model: torch.nn.Module, parallelism: Parallelism, mp_policy=None) -> None:
+def apply_data_parallel(
+    model: torch.nn.Module, parallelism: Parallelism, mp_policy=None, experts: list[torch.nn.Module] = ()
+) -> None:
     """Replicas only: torch's composable `replicate` (the DDP engine, whole plain-tensor weights: Muon and the
-    fused loss keep working). Any shard or tensor-parallel dimension: FSDP2 per block, then the root."""
+    fused loss keep working). Any shard or tensor-parallel dimension: FSDP2 per block, then the root; the
+    expert-parallel `experts` modules first, over their own copies (`expert_fsdp`)."""
     if parallelism.shape.dp_shard == 1 and not parallelism.tensor_parallel:
         from torch.distributed._composable.replicate import replicate
 
@@ -95,6 +130,14 @@ def apply_data_parallel(model: torch.nn.Module, parallelism: Parallelism, mp_pol
     kwargs = {"mesh": parallelism.fsdp, "reshard_after_forward": parallelism.shape.reshard_after_forward}
     if mp_policy is not None:
         kwargs["mp_policy"] = mp_policy
+    for module in experts:
+        fully_shard(module, **{**kwargs, "mesh": parallelism.expert_fsdp})
+        # the expert gradient is a sum over every data-parallel rank's tokens (the all-to-all's backward within an
+        # ep group, FSDP's reduction over the copies): divided by the data-parallel size it is the mean the dense
+        # gradients are. Any factor but the group size is a PREMUL_SUM, which gloo lacks: sum, then divide locally
+        module.set_gradient_divide_factor(float(parallelism.shape.dp))
+        if parallelism.expert_fsdp.size() > 1:
+            module.set_force_sum_reduction_for_comms(True)
     for block in decoder_blocks(model):
         fully_shard(block, **kwargs)
     fully_shard(model, **kwargs)  # the root: embedding, final norm, head (the tied weight lives here)
@@ -107,14 +150,17 @@ def parallelize(
     compile_blocks: bool = False,
     mp_policy=None,
 ) -> torch.nn.Module:
-    """TP -> compile each block -> FSDP2 / replicas, in place; returns the model (the same object)."""
+    """TP / EP -> compile each block -> FSDP2 / replicas, in place; returns the model (the same object)."""
+    experts = []
     if parallelism.tensor_parallel:
         apply_tensor_parallel(model, parallelism.tp, parallelism.loss_parallel)
+    if parallelism.expert_parallel:
+        experts = apply_expert_parallel(model, parallelism)
     if compile_blocks:
         for block in decoder_blocks(model):
             block.compile()
     if parallelism.data_parallel:
-        apply_data_parallel(model, parallelism, mp_policy)
+        apply_data_parallel(model, parallelism, mp_policy, experts)
     return model
 
 

@@ -8,6 +8,8 @@
 * Optimizer: DCP's own format with state keyed by parameter name (`flatten_optimizer_state_dict`), so it
   reshards across meshes and across 1 process <-> N ranks; the project's MuonAdamW is handed to DCP as its
   two inner optimizers.
+* Expert-parallel experts are DTensors on the experts' own mesh (split over ep, FSDP-sharded over the copies):
+  DCP writes and reads them like any other shard, so an EP checkpoint resumes on one process and back (tested).
 * A tied LM head is written once, as `save_pretrained` does (safetensors refuses shared storage).
 
 All of these are collectives when a process group exists (every rank calls them); on one process they are
