@@ -7,13 +7,11 @@ import re
 
 import pytest
 
+from pretrain.config.expert_checks import EP_RULE, EP_UNDER_TP, has_expert_parallel_plan
 from pretrain.config.parallelism import (
     CP_UNSUPPORTED,
-    EP_RULE,
-    EP_UNDER_TP,
     MeshError,
     MeshShape,
-    has_expert_parallel_plan,
     launch_problems,
     model_problems,
     shape_for_launch,

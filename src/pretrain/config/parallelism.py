@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pretrain.config.expert_checks import EP_SIZE_KEY, ep_problem, expert_problems, has_expert_parallel_plan
 from pretrain.core.errors import PretrainError
 
 SIZE_KEYS = {  # mesh dimension -> accelerate's config key (the env variable is its upper-case form)
@@ -41,8 +42,6 @@ SIZE_KEYS = {  # mesh dimension -> accelerate's config key (the env variable is 
     "tp": "parallelism_config_tp_size",
     "cp": "parallelism_config_cp_size",
 }
-# expert parallelism: the project's own key (accelerate has none; it reads past unknown keys of the section)
-EP_SIZE_KEY = "parallelism_config_ep_size"
 USE_PARALLELISM_CONFIG = "ACCELERATE_USE_PARALLELISM_CONFIG"
 USE_FSDP = "ACCELERATE_USE_FSDP"
 # context parallelism: torch's ring attention takes only `is_causal` SDPA on CUDA, while transformers' Llama builds
@@ -52,21 +51,6 @@ CP_UNSUPPORTED = (
     "position ids, which torch's ring attention cannot take; set it to 1 (use tensor parallel or shorter "
     "sequences)"
 )
-
-
-# expert parallelism borrows its ranks from the FSDP shards (torchtitan's layout, transformers' `efsdp`): the experts
-# are split over ep consecutive dp_shard ranks, and each such split is repeated dp_shard / ep times, the copies
-# FSDP2-sharded over each other; the tokens of the ep ranks reach their experts by all-to-all
-EP_RULE = (
-    "expert parallelism borrows its ranks from the FSDP shards, so ep_size must divide "
-    "parallelism_config_dp_shard_size"
-)
-EP_UNDER_TP = (
-    "expert parallelism is supported with tensor parallel size 1 only (tokens are exchanged between data-parallel "
-    "ranks, not TP peers); set parallelism_config_tp_size to 1 or parallelism_config_ep_size to 1"
-)
-# how a config names its routed-expert count (qwen3_moe / olmoe / qwen2_moe, mixtral, deepseek)
-EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 
 
 class MeshError(PretrainError):
@@ -217,20 +201,6 @@ def world_problem(shape: MeshShape, world: int) -> str | None:
     return None
 
 
-def ep_problem(shape: MeshShape) -> str | None:
-    """What keeps this mesh's sizes from expert parallelism (EP_RULE, no TP), whatever the model."""
-    if shape.ep == 1:
-        return None
-    if shape.tp > 1:
-        return f"{shape.source}: {EP_SIZE_KEY} {shape.ep}: {EP_UNDER_TP}"
-    if shape.dp_shard % shape.ep:
-        return (
-            f"{shape.source}: {EP_SIZE_KEY} {shape.ep} does not divide parallelism_config_dp_shard_size "
-            f"{shape.dp_shard}: {EP_RULE}; pick an ep_size that divides it (or 1)"
-        )
-    return None
-
-
 # the model sizes each tensor-parallel slice divides; vocab may split unevenly (DTensor pads the last shard)
 TP_DIVIDES = ("num_attention_heads", "num_key_value_heads", "hidden_size", "intermediate_size")
 
@@ -246,46 +216,6 @@ def model_problems(
     return tensor_parallel_problems(shape, fields, has_tp_plan, model_type) + expert_problems(
         shape, fields, has_ep_plan, model_type
     )
-
-
-def expert_count(fields: Mapping[str, Any]) -> tuple[str, int] | None:
-    """(the config key, the number of routed experts per MoE layer), or None for a model without experts."""
-    return next(
-        (
-            (key, fields[key])
-            for key in EXPERT_COUNT_KEYS
-            if isinstance(fields.get(key), int) and fields[key] > 1
-        ),
-        None,
-    )
-
-
-def expert_problems(
-    shape: MeshShape, fields: Mapping[str, Any], has_ep_plan: bool, model_type: str
-) -> list[str]:
-    """What keeps this model's experts from splitting over `shape.ep` ranks (none when ep is 1)."""
-    if shape.ep == 1:
-        return []
-    count = expert_count(fields)
-    if count is None:
-        return [
-            f"model.model_type: {model_type} has no routed experts (num_experts / num_local_experts), so it cannot "
-            f"run with {EP_SIZE_KEY} {shape.ep} ({shape.source}); set it to 1 or train a mixture of experts"
-        ]
-    if not has_ep_plan:
-        return [
-            f"model.model_type: {model_type} has no expert-parallel plan in transformers (base_model_ep_plan), so "
-            f"it cannot run with {EP_SIZE_KEY} {shape.ep} ({shape.source}); set it to 1 or use a model type with "
-            "one (qwen3_moe, olmoe, mixtral, ...)"
-        ]
-    key, experts = count
-    if experts % shape.ep:
-        return [
-            f"model.{key}: {experts} experts do not divide across {EP_SIZE_KEY} {shape.ep} ({shape.source}); each "
-            "expert-parallel rank holds an equal share of every layer's experts: pick an ep_size that divides "
-            f"{experts} (and parallelism_config_dp_shard_size), or change {key}"
-        ]
-    return []
 
 
 def tensor_parallel_problems(
@@ -319,18 +249,6 @@ def has_tensor_parallel_plan(model_type: str) -> bool:
         return bool(getattr(AutoConfig.for_model(model_type), "base_model_tp_plan", None))
     except ValueError:  # an unknown model type: reported by the model checks
         return True
-
-
-def has_expert_parallel_plan(model_type: str) -> bool:
-    """transformers ships an expert-parallel plan for this architecture (`base_model_ep_plan`) whose experts
-    take their tokens by dispatch (`ep_dispatch_experts`)."""
-    from transformers import AutoConfig
-
-    try:
-        plan = getattr(AutoConfig.for_model(model_type), "base_model_ep_plan", None) or {}
-    except ValueError:  # an unknown model type: reported by the model checks
-        return True
-    return "ep_dispatch_experts" in plan.values()
 
 
 def launch_problems(

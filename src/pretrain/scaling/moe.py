@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
+from pretrain.config.expert_checks import EXPERT_COUNT_KEYS
 from pretrain.modeling import count_parameters
-
-EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,8 @@ from transformers.utils import logging as hf_logging
 
 from pretrain.config import Recipe
 from pretrain.config.checks import FUSED_CE_UNDER_FSDP, MUON_UNDER_TP, UNSUPPORTED_DEEPSPEED
-from pretrain.config.parallelism import (
-    EXPERT_COUNT_KEYS,
-    USE_FSDP,
-    USE_PARALLELISM_CONFIG,
-    MeshError,
-    MeshShape,
-    expert_problems,
-    has_expert_parallel_plan,
-    shape_for_launch,
-)
+from pretrain.config.expert_checks import check_built_experts
+from pretrain.config.parallelism import USE_FSDP, USE_PARALLELISM_CONFIG, MeshShape, shape_for_launch
 from pretrain.core.dist import force_cpu, init_process_group, world_size
 from pretrain.core.errors import PretrainError, StageError
 from pretrain.core.lock import RunLock
@@ -162,7 +154,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
     tokenizer = load_tokenizer(tok_dir)
     parent = load_parent(recipe, tokenizer) if recipe.model.init_from else None
     model = parent.model if parent else build_model(recipe, tokenizer)
-    check_experts(model.config, shape, recipe.source_label)
+    check_built_experts(model.config, shape, recipe.source_label)
     apply_activation_checkpointing(model, recipe.model.gradient_checkpointing)
     n_params, non_emb = count_parameters(model.config)
     total_steps = recipe.train.total_steps(n_params)
@@ -234,19 +226,6 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
         context=context,
         moe=moe,
     )
-
-
-def check_experts(config, shape: MeshShape, label: str) -> None:
-    """The model built (a parent's config included) splits its experts over the launch's ep ranks, or one
-    MeshError names the key and the fix before any weight is cut (`pretrain validate` checks the recipe's)."""
-    if shape.ep == 1:
-        return
-    # through the config's attributes: its aliases (qwen3_moe keeps num_experts as num_local_experts) resolve to
-    # the key a recipe names
-    fields = {key: getattr(config, key) for key in EXPERT_COUNT_KEYS if hasattr(config, key)}
-    problems = expert_problems(shape, fields, has_expert_parallel_plan(config.model_type), config.model_type)
-    if problems:
-        raise MeshError(f"{label}: {problems[0]}")
 
 
 def data_parallel_eval(par: Parallelism) -> DataParallelEval:

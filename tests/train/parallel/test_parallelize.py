@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from pretrain.config.expert_checks import check_built_experts
 from pretrain.config.parallelism import MeshError, MeshShape
 from pretrain.train.parallel.mesh import Parallelism
 from pretrain.train.parallel.parallelize import (
@@ -20,7 +21,6 @@ from pretrain.train.parallel.parallelize import (
     parallelize,
     tensor_plan,
 )
-from pretrain.train.setup import check_experts
 
 
 def _model() -> LlamaForCausalLM:
@@ -93,11 +93,11 @@ def test_the_expert_plan_is_the_models_own_with_layers_expanded():
 
 def test_the_built_models_experts_are_checked_against_ep_before_any_weight_is_cut():
     """A parent model (model.init_from) brings its own config: its experts are checked at launch too."""
-    check_experts(_moe(4).config, MeshShape(dp_shard=4, ep=4), "r.yaml")
-    check_experts(_moe(3).config, MeshShape(dp_shard=2), "r.yaml")  # no ep: nothing to check
+    check_built_experts(_moe(4).config, MeshShape(dp_shard=4, ep=4), "r.yaml")
+    check_built_experts(_moe(3).config, MeshShape(dp_shard=2), "r.yaml")  # no ep: nothing to check
     with pytest.raises(
         MeshError, match=r"^r.yaml: model.num_experts: 3 experts do not divide across .*ep_size 2"
     ):
-        check_experts(_moe(3).config, MeshShape(dp_shard=2, ep=2), "r.yaml")
+        check_built_experts(_moe(3).config, MeshShape(dp_shard=2, ep=2), "r.yaml")
     with pytest.raises(MeshError, match="llama has no routed experts"):
-        check_experts(_model().config, MeshShape(dp_shard=2, ep=2), "r.yaml")
+        check_built_experts(_model().config, MeshShape(dp_shard=2, ep=2), "r.yaml")
