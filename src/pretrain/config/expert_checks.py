@@ -5,10 +5,9 @@ the experts."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from pretrain.config.parallelism import MeshShape
+from pretrain.config.mesh_shape import MeshError, MeshShape
 
 # expert parallelism: the project's own key (accelerate has none; it reads past unknown keys of the section)
 EP_SIZE_KEY = "parallelism_config_ep_size"
@@ -96,8 +95,6 @@ def has_expert_parallel_plan(model_type: str) -> bool:
 def check_built_experts(config, shape: MeshShape, label: str) -> None:
     """The model built (a parent's config included) splits its experts over the launch's ep ranks, or one
     MeshError names the key and the fix before any weight is cut (`pretrain validate` checks the recipe's)."""
-    from pretrain.config.parallelism import MeshError
-
     if shape.ep == 1:
         return
     # through the config's attributes: its aliases (qwen3_moe keeps num_experts as num_local_experts) resolve to
