@@ -93,3 +93,21 @@ def test_parallel_eval_quick_gives_one_process_numbers(repo_root):
     result = _bench(repo_root, "parallel_eval.py")
     assert result["bench"] == "parallel_eval" and result["same_numbers"] is True
     assert result["one_rank_s"] > 0 and result["two_ranks_s"] > 0
+
+
+@pytest.mark.slow  # curate -> pack, then 2 x 40 steps (~1 min)
+def test_long_context_quick_scores_both_arms_on_the_same_windows(repo_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "bench/long_context.py", "--quick", "--output-dir", str(tmp_path / "long")],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "long_context" and result["windows"] > 0
+    buckets = ["loss@1-256", "loss@257-512", "loss@513-1024"]
+    assert list(result["with_stage"]) == list(result["without_stage"]) == buckets
+    assert [r["seed"] for r in result["per_seed"]] == [1234] and result["short_change_stderr_pct"] is None
+    assert {"long_gain_pct", "short_change_pct", "train_s"} <= set(result)
