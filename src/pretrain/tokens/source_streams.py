@@ -131,10 +131,10 @@ def split_text(total_tokens: int, reads: dict[int, float], seed: int, key: int) 
     """Window start offsets per length for a stream of `total_tokens`, each length reading only its own blocks.
 
     `reads`: tokens the stages at each length read from this source (a length read by no stage gets no windows;
-    a source read at one length only is all that length's). Blocks are `max(reads)` tokens long, shuffled by (seed, source key) and dealt out in
-    proportion to `reads` (at least one to a length that reads the source); the base length, the shortest,
-    keeps the remainder and the tail after the last whole block. A block of length B holds B // L windows of
-    length L; each window's label token may be the next block's first."""
+    a source read at one length only is all that length's). Blocks are `max(reads)` tokens long, shuffled by
+    (seed, source key) and dealt out in proportion to `reads` (at least one to a length that reads the source);
+    the base length, the shortest, keeps the remainder and the tail after the last whole block. A block of
+    length B holds B // L windows of length L; each window's label token may be the next block's first."""
     lengths = sorted(length for length, tokens in reads.items() if tokens > 0)
     out = {length: np.empty(0, dtype=np.int64) for length in reads}
     if len(lengths) < 2:  # one length (or none) reads the source: all of it
