@@ -15,8 +15,9 @@ With expert parallelism (`ep` > 1, tp 1) a second mesh views the same ranks the 
 
     expert mesh (dp_replicate, efsdp, ep), efsdp = dp_shard / ep
     ep            consecutive dp_shard ranks that split every MoE layer's experts and exchange tokens (all-to-all)
-    expert_fsdp   efsdp, or (dp_replicate, efsdp) with replicas: the ranks holding the same experts, over which
-                  FSDP2 shards them (size 1 when ep == dp_shard: each expert lives on exactly one rank)
+    expert_fsdp   efsdp, or (dp_replicate, efsdp) flattened with replicas: the ranks holding the same experts,
+                  over which FSDP2 shards them (size 1 when ep == dp_shard without replicas: each expert lives
+                  on exactly one rank)
 """
 
 from __future__ import annotations
@@ -95,7 +96,13 @@ def build_parallelism(shape: MeshShape, device_type: str) -> Parallelism:
             device_type, (shape.dp_replicate, shape.expert_shard, shape.ep), mesh_dim_names=EXPERT_DIMS
         )
         par.ep = experts["ep"]
-        par.expert_fsdp = experts[("dp_replicate", "efsdp")] if shape.dp_replicate > 1 else experts["efsdp"]
+        # with replicas, every copy of an expert split (dp_replicate x efsdp ranks) shards it, on one flattened
+        # dimension: FSDP2's HSDP over a shard dimension of 1 divides the gradient twice (torch 2.13: the
+        # single-rank "reduce-scatter" applies the divide factor, the post-all-reduce divide applies it again)
+        copies = (
+            experts[("dp_replicate", "efsdp")]._flatten("expert_copies") if shape.dp_replicate > 1 else None
+        )
+        par.expert_fsdp = copies if copies is not None else experts["efsdp"]
     return par
 
 
