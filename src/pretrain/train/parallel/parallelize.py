@@ -19,8 +19,9 @@
   the outputs back with transformers' all-to-all (`ep_dispatch_experts`, `AllToAllEP`), whose backward carries
   every rank's gradient to the expert. FSDP2 then shards each experts module over its copies (`expert_fsdp`,
   dp_shard / ep ranks times the replicas) before the blocks take the rest; the expert gradient sums the ep
-  ranks' tokens through the all-to-all and the copies' through FSDP's reduction (a sum, divided here by the data-parallel size, as the dense
-  gradients are averaged), so it equals the one-process gradient of the global mean loss.
+  ranks' tokens through the all-to-all and the copies' through FSDP's reduction (a sum, divided here by the
+  data-parallel size, as the dense gradients are averaged), so it equals the one-process gradient of the global
+  mean loss.
 * Every rank builds the same full model first (same seed), so TP and FSDP cut it locally without communication.
 """
 
