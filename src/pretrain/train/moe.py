@@ -9,10 +9,11 @@ The load-balancing loss is Switch Transformer's num_experts * sum_e f_e * P_e (f
 routed to expert e, summing to top_k; P_e: its mean router probability; top_k when perfectly balanced), taken in
 EACH layer and averaged over the layers, weighted by the config's `router_aux_loss_coef`; the training loop passes
 no labels, so without it the router trains on cross-entropy alone. Transformers' own `aux_loss` concatenates every
-layer's router logits before counting, so it balances the experts' load summed over layers: tiny-moe trained with it
-to a near-perfect 2.007 (top-2) while one layer sent 0.39 of its slots to one expert (balanced: 0.125). The router z-loss (ST-MoE: the mean squared
-logsumexp of the router logits) is added with `router_z_loss_coef` when the config has one. An expert's share
-is the fraction of the layer's routed token slots (tokens x top_k) sent to it: 1/num_experts each when balanced.
+layer's router logits before counting, so it balances the experts' load summed over layers: tiny-moe trained with
+it to a near-perfect 2.007 (top-2) while one layer sent 0.39 of its slots to one expert (balanced: 0.125). The
+router z-loss (ST-MoE: the mean squared logsumexp of the router logits) is added with `router_z_loss_coef` when
+the config has one. An expert's share is the fraction of the layer's routed token slots (tokens x top_k) sent to
+it: 1/num_experts each when balanced.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class RouterStats:
     def objective_term(self, output) -> torch.Tensor:
         """The router losses of one forward's output, weighted for the objective; records the expert load."""
         logits = tuple(output.router_logits or ())
-        if logits:
-            aux = torch.stack([self.layer_balance_loss(layer) for layer in logits]).mean()
+        routes = [self.route(layer) for layer in logits]  # one top-k per layer serves the loss and the load
+        if routes:
+            aux = torch.stack([self.balance_loss(probs, counts) for probs, counts in routes]).mean()
         else:
             aux = torch.zeros((), device=output.logits.device)
         term = self.spec.aux_coef * aux
@@ -52,25 +54,26 @@ class RouterStats:
             self.aux_total = self.aux_total.to(aux.device) + aux.detach().float()
             self.term_total = self.term_total.to(aux.device) + term.detach().float()
             self.micro_batches += 1
-            if logits:
-                counts = torch.stack(
-                    [
-                        torch.bincount(
-                            torch.topk(layer, self.spec.top_k, dim=-1).indices.flatten(),
-                            minlength=self.spec.num_experts,
-                        )
-                        for layer in logits
-                    ]
-                )
+            if routes:
+                counts = torch.stack([counts for _, counts in routes])
                 self.counts = counts if self.counts is None else self.counts + counts
         return term
 
-    def layer_balance_loss(self, layer_logits: torch.Tensor) -> torch.Tensor:
-        """One layer's load-balancing loss from its router logits [tokens, experts] (gradient through P_e)."""
+    def route(self, layer_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's router probabilities [tokens, experts] and the token slots routed to each expert (its
+        top-k, as the model routes)."""
         probs = torch.softmax(layer_logits.float(), dim=-1)
         chosen = torch.topk(probs, self.spec.top_k, dim=-1).indices
-        routed = torch.nn.functional.one_hot(chosen, self.spec.num_experts).float().sum(dim=-2).mean(dim=0)
+        return probs, torch.bincount(chosen.flatten(), minlength=self.spec.num_experts)
+
+    def balance_loss(self, probs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """One layer's load-balancing loss (gradient through P_e, the mean probabilities)."""
+        routed = counts.float() / probs.shape[0]  # f_e: slots per token routed to expert e
         return self.spec.num_experts * (routed * probs.mean(dim=0)).sum()
+
+    def layer_balance_loss(self, layer_logits: torch.Tensor) -> torch.Tensor:
+        """One layer's load-balancing loss from its router logits [tokens, experts]."""
+        return self.balance_loss(*self.route(layer_logits))
 
     def finish(self, accelerator) -> None:
         """Mean aux loss over micro batches and ranks; expert counts summed over ranks."""
