@@ -47,8 +47,13 @@ class MeshShape:
 
     @property
     def expert_shard(self) -> int:
-        """Copies of each expert split, FSDP-sharded over each other (transformers' `efsdp`): dp_shard / ep."""
+        """Copies of each expert split within a replica (transformers' `efsdp`): dp_shard / ep."""
         return self.dp_shard // self.ep
+
+    @property
+    def expert_copies(self) -> int:
+        """Ranks holding the same expert split, which FSDP2 shards it over: its copies in every replica."""
+        return self.dp_replicate * self.expert_shard
 
     def sizes(self) -> dict[str, int]:
         """The mesh's sizes by dimension (what a checkpoint records of the run that wrote it; ep, which splits

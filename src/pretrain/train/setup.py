@@ -186,7 +186,7 @@ def _build(recipe: Recipe, acc: Accelerator, lock: RunLock | None, shape: MeshSh
             experts,
             shape.ep,
             experts // shape.ep,
-            shape.expert_shard,
+            shape.expert_copies,
         )
     optimizer = build_optimizer(model, cfg.optimizer, acc.device.type)  # over the parallelised parameters
     model.train()

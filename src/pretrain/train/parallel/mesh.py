@@ -99,10 +99,10 @@ def build_parallelism(shape: MeshShape, device_type: str) -> Parallelism:
         # with replicas, every copy of an expert split (dp_replicate x efsdp ranks) shards it, on one flattened
         # dimension: FSDP2's HSDP over a shard dimension of 1 divides the gradient twice (torch 2.13: the
         # single-rank "reduce-scatter" applies the divide factor, the post-all-reduce divide applies it again)
-        copies = (
-            experts[("dp_replicate", "efsdp")]._flatten("expert_copies") if shape.dp_replicate > 1 else None
-        )
-        par.expert_fsdp = copies if copies is not None else experts["efsdp"]
+        if shape.dp_replicate > 1:
+            par.expert_fsdp = experts[("dp_replicate", "efsdp")]._flatten("expert_copies")
+        else:
+            par.expert_fsdp = experts["efsdp"]
     return par
 
 
