@@ -40,6 +40,12 @@ def ep_problem(shape: MeshShape) -> str | None:
     return None
 
 
+def config_expert_fields(config) -> dict[str, Any]:
+    """A built config's expert counts by key, through its attributes: its aliases (qwen3_moe keeps num_experts
+    as num_local_experts) resolve to the key a recipe names."""
+    return {key: getattr(config, key) for key in EXPERT_COUNT_KEYS if hasattr(config, key)}
+
+
 def expert_count(fields: Mapping[str, Any]) -> tuple[str, int] | None:
     """(the config key, the number of routed experts per MoE layer), or None for a model without experts."""
     return next(
@@ -97,9 +103,7 @@ def check_built_experts(config, shape: MeshShape, label: str) -> None:
     MeshError names the key and the fix before any weight is cut (`pretrain validate` checks the recipe's)."""
     if shape.ep == 1:
         return
-    # through the config's attributes: its aliases (qwen3_moe keeps num_experts as num_local_experts) resolve to
-    # the key a recipe names
-    fields = {key: getattr(config, key) for key in EXPERT_COUNT_KEYS if hasattr(config, key)}
+    fields = config_expert_fields(config)
     problems = expert_problems(shape, fields, has_expert_parallel_plan(config.model_type), config.model_type)
     if problems:
         raise MeshError(f"{label}: {problems[0]}")

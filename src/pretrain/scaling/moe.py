@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from pretrain.config.expert_checks import EXPERT_COUNT_KEYS
+from pretrain.config.expert_checks import config_expert_fields, expert_count
 from pretrain.modeling import count_parameters
 
 
@@ -34,14 +34,12 @@ class MoESpec:
 
 def moe_spec(config: PretrainedConfig) -> MoESpec | None:
     """The config's experts and loss weights; None for a dense model (no experts, or a single one)."""
-    experts = next(
-        (getattr(config, k) for k in EXPERT_COUNT_KEYS if isinstance(getattr(config, k, None), int)), 0
-    )
+    count = expert_count(config_expert_fields(config))
     top_k = getattr(config, "num_experts_per_tok", None)
-    if experts <= 1 or not isinstance(top_k, int):
+    if count is None or not isinstance(top_k, int):
         return None
     return MoESpec(
-        experts,
+        count[1],
         top_k,
         float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0),
         float(getattr(config, "router_z_loss_coef", 0.0) or 0.0),
