@@ -28,6 +28,11 @@ from pretrain.tokens.manifest import TokenManifest
 from pretrain.tokens.windows import open_shard_list, read_tokens
 
 
+def source_key(name: str) -> int:
+    """A source's seed component: stable across processes (str hash() is salted)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
 class SourceStream:
     """One source's train windows: a token stream, its window count, and its epoch's permutation."""
 
@@ -47,7 +52,7 @@ class SourceStream:
             window_starts = np.arange(max(0, (int(starts[-1]) - 1) // seq_len), dtype=np.int64) * seq_len
         self._window_starts = window_starts
         self.n_windows = len(window_starts)
-        self._key = zlib.crc32(name.encode("utf-8"))  # stable across processes (str hash() is salted)
+        self._key = source_key(name)
         # a context-extension length draws its own permutations; the base length keeps the historical seed
         self._seed = [seed, seq_len] if extended else [seed]
         self._perm: np.ndarray | None = None
@@ -187,9 +192,8 @@ def open_source_streams(
     streams: dict[int, list[SourceStream]] = {length: [] for length in seq_lens}
     for name, counts in manifest.sources.items():
         shards, starts = open_shard_list(tokens_dir, manifest, counts.shards.get("train", []))
-        key = zlib.crc32(name.encode("utf-8"))
         source_reads = {length: (reads or {}).get(name, {}).get(length, 0.0) for length in seq_lens}
-        split = split_text(int(starts[-1]), source_reads, seed, key) if reads is not None else {}
+        split = split_text(int(starts[-1]), source_reads, seed, source_key(name)) if reads is not None else {}
         for length in seq_lens:
             stream = SourceStream(name, shards, starts, length, seed, length != base, split.get(length))
             if stream.n_windows == 0 and any(name in st.weights and st.seq_len == length for st in stages):
