@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from pretrain.commands.evaluate import EvalOptions, evaluate_one
+from pretrain.commands.evaluate import EvalOptions, evaluate_one, place_of
 from pretrain.testing import copy_run_up_to, run_train_stage, write_recipe_file
 from pretrain.train.context_stages import ContextStages, apply_rope, rotary_modules
 from pretrain.train.metrics import step_losses
@@ -94,7 +94,8 @@ def test_the_long_stage_trains_with_its_rope_and_saves_it(extended):
 @pytest.mark.slow  # needs the 24-step run
 def test_pretrain_eval_reports_the_loss_by_position_bucket(extended):
     _, out = extended
-    record = evaluate_one(EvalOptions(tasks="position_loss"), out / "final", out)
+    options = EvalOptions(tasks="position_loss")
+    record = evaluate_one(options, out / "final", place_of(out / "final", options))
     losses = record["metrics"]
     assert list(losses) == ["eval/position_loss/loss@1-64", "eval/position_loss/loss@65-128"]
     assert all(2.0 < v < 8.0 for v in losses.values())  # nats/token of a 512-token vocabulary, partly trained
